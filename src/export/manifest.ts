@@ -1,0 +1,45 @@
+import type { DType } from "../onnx/dtype.js";
+
+/** A tensor crossing a stage boundary or the model boundary. */
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+  dtype: DType;
+}
+
+/** One stage of a split model, as written to `manifest.json`. */
+export interface ManifestStage {
+  /** 0-based position in the pipeline. */
+  index: number;
+  /** Stage model file, relative to the manifest's folder. */
+  file: string;
+  /** Tensor names the stage reads: model inputs or outputs of earlier stages. */
+  inputs: string[];
+  /** Tensor names the stage produces for later stages or the caller. */
+  outputs: string[];
+  params: number;
+  macs: number;
+  /** Bytes of the stage's inputs (activations only, not weights). */
+  bytesIn: number;
+  /** Bytes of the stage's outputs. */
+  bytesOut: number;
+  /** Number of original nodes the stage runs. */
+  nodes: number;
+  /** Device that runs the stage, when a plan assigned one. */
+  device?: string;
+  /** SHA-256 of the stage file (hex), so a worker can verify what it was sent. */
+  sha256: string;
+}
+
+/** `manifest.json`: how a model was split and how data flows between its stages. */
+export interface Manifest {
+  /** Format version of this file. */
+  version: 1;
+  /** Path of the source model as given to split. */
+  model: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** Type of every tensor that crosses a stage boundary or the model boundary. */
+  tensors: Record<string, TensorSpec>;
+  stages: ManifestStage[];
+}

@@ -1,0 +1,175 @@
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  type GraphProto,
+  type ModelProto,
+  ModelProtoSchema,
+  StringStringEntryProtoSchema,
+  type TensorProto,
+  TensorProto_DataLocation,
+} from "onnx-buf";
+import { errorMessage, ModelError } from "../errors.js";
+
+/** Options for decoding a model held in memory. */
+export interface DecodeOptions {
+  /** Folder that external-data `location`s are relative to (the model file's folder). */
+  baseDir?: string;
+  /** Name used in error messages. */
+  source?: string;
+}
+
+/** Calls `fn` on every tensor stored in a graph: initializers, Constant values, and those of subgraphs. */
+export function forEachTensor(graph: GraphProto, fn: (t: TensorProto) => void): void {
+  for (const t of graph.initializer) fn(t);
+  for (const n of graph.node) {
+    for (const a of n.attribute) {
+      if (a.t) fn(a.t);
+      for (const t of a.tensors) fn(t);
+      if (a.g) forEachTensor(a.g, fn);
+      for (const g of a.graphs) forEachTensor(g, fn);
+    }
+  }
+}
+
+/**
+ * Decodes ONNX bytes into a ModelProto. Weight bytes stay zero-copy views into `bytes`; tensors stored
+ * as external data are read from their files (each file once) and attached as views too.
+ */
+export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): ModelProto {
+  const source = opts.source ?? "model";
+  let model: ModelProto;
+  try {
+    model = fromBinary(ModelProtoSchema, bytes, { readUnknownFields: false });
+  } catch (err) {
+    throw new ModelError("NOT_ONNX", `${source}: not a valid ONNX model (${errorMessage(err)})`, {
+      file: source,
+    });
+  }
+  if (!model.graph || model.irVersion === 0n || model.opsetImport.length === 0) {
+    throw new ModelError(
+      "NOT_ONNX",
+      `${source}: not a valid ONNX model (no graph, IR version or opset import; truncated or another format?)`,
+      { file: source },
+    );
+  }
+  resolveExternalData(model.graph, opts.baseDir ?? process.cwd(), source);
+  return model;
+}
+
+/** Reads and decodes an ONNX file; errors name the file. */
+export function loadModel(path: string): ModelProto {
+  if (!existsSync(path)) throw new ModelError("FILE_NOT_FOUND", `${path}: no such file`, { file: path });
+  let bytes: Uint8Array;
+  try {
+    if (statSync(path).isDirectory()) throw new Error("is a directory");
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new ModelError("FILE_UNREADABLE", `${path}: cannot read (${errorMessage(err)})`, { file: path });
+  }
+  return decodeModel(bytes, { baseDir: dirname(resolve(path)), source: path });
+}
+
+function resolveExternalData(graph: GraphProto, baseDir: string, source: string): void {
+  const files = new Map<string, Uint8Array>();
+  forEachTensor(graph, (t) => {
+    if (t.dataLocation !== TensorProto_DataLocation.EXTERNAL) return;
+    const kv = new Map(t.externalData.map((e) => [e.key, e.value]));
+    const location = kv.get("location");
+    if (!location) {
+      throw new ModelError("NOT_ONNX", `${source}: tensor '${t.name}' is external but has no location`, {
+        file: source,
+        tensor: t.name,
+      });
+    }
+    const path = isAbsolute(location) ? location : join(baseDir, location);
+    let data = files.get(path);
+    if (!data) {
+      if (!existsSync(path)) {
+        throw new ModelError(
+          "FILE_NOT_FOUND",
+          `${source}: external data file '${location}' of tensor '${t.name}' not found`,
+          { file: path, tensor: t.name },
+        );
+      }
+      data = readFileSync(path);
+      files.set(path, data);
+    }
+    const offset = Number(kv.get("offset") ?? 0);
+    const length = kv.has("length") ? Number(kv.get("length")) : data.length - offset;
+    if (offset + length > data.length) {
+      throw new ModelError(
+        "NOT_ONNX",
+        `${source}: tensor '${t.name}' reads past the end of external data file '${location}'`,
+        { file: path, tensor: t.name },
+      );
+    }
+    t.rawData = data.subarray(offset, offset + length) as Uint8Array<ArrayBuffer>;
+    t.dataLocation = TensorProto_DataLocation.DEFAULT;
+    t.externalData = [];
+  });
+}
+
+/** Encodes a model to ONNX bytes (all tensors inline). */
+export function encodeModel(model: ModelProto): Uint8Array {
+  return toBinary(ModelProtoSchema, model);
+}
+
+/** Options for writing a model file. */
+export interface SaveOptions {
+  /**
+   * Store tensors of at least this many bytes in a sidecar file `<model>.data` (ONNX external data),
+   * as needed for models over protobuf's 2 GB limit. Off by default.
+   */
+  externalDataThreshold?: number;
+}
+
+/**
+ * Writes a model to `path`. With `externalDataThreshold`, large tensors go to `<basename>.data` beside
+ * it and the model records their location, offset and length. The in-memory model is left unchanged.
+ */
+export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): void {
+  const threshold = opts.externalDataThreshold;
+  if (threshold === undefined || !model.graph) {
+    writeAll(path, encodeModel(model));
+    return;
+  }
+  const location = `${basename(path)}.data`;
+  const dataPath = join(dirname(path), location);
+  const moved: Array<{ t: TensorProto; raw: Uint8Array<ArrayBuffer> }> = [];
+  const fd = openSync(dataPath, "w");
+  let offset = 0;
+  try {
+    forEachTensor(model.graph, (t) => {
+      if (t.rawData.length < threshold) return;
+      writeSync(fd, t.rawData);
+      moved.push({ t, raw: t.rawData });
+      t.externalData = [
+        create(StringStringEntryProtoSchema, { key: "location", value: location }),
+        create(StringStringEntryProtoSchema, { key: "offset", value: String(offset) }),
+        create(StringStringEntryProtoSchema, { key: "length", value: String(t.rawData.length) }),
+      ];
+      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+      offset += t.rawData.length;
+      t.rawData = new Uint8Array(0);
+    });
+    writeAll(path, encodeModel(model));
+  } finally {
+    closeSync(fd);
+    for (const { t, raw } of moved) {
+      t.rawData = raw;
+      t.externalData = [];
+      t.dataLocation = TensorProto_DataLocation.DEFAULT;
+    }
+  }
+}
+
+function writeAll(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, "w");
+  try {
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+  } finally {
+    closeSync(fd);
+  }
+}
