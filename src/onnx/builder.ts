@@ -19,7 +19,10 @@ import {
   ValueInfoProtoSchema,
 } from "onnx-buf";
 import { type DType, dtypeToOnnx } from "./dtype.js";
+import { seededRandom } from "./prng.js";
 import { makeTensor, numel, type TypedArray } from "./tensor.js";
+
+export { seededRandom };
 
 /** A float attribute that happens to be integral (1.0): plain integers become INT attributes. */
 export interface FloatAttr {
@@ -81,18 +84,6 @@ export function attribute(name: string, v: AttrValue): AttributeProto {
   if (v.$typeName === "onnx.TensorProto")
     return create(AttributeProtoSchema, { name, type: AT.TENSOR, t: v });
   return create(AttributeProtoSchema, { name, type: AT.GRAPH, g: v });
-}
-
-/** Deterministic 32-bit PRNG (mulberry32): the same seed gives the same weights on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** How {@link GraphBuilder.weight} fills a float32 weight. */

@@ -1,0 +1,119 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { ArgumentError } from "../errors.js";
+
+/** One `cleave <name>` subcommand. */
+export interface Command {
+  name: string;
+  /** One line for `cleave --help`. */
+  summary: string;
+  /** Full usage text for `cleave <name> --help`. */
+  usage: string;
+  /** Runs with the arguments after the command name; resolves to the exit code. */
+  run(argv: string[], io: CliIO): Promise<number>;
+}
+
+/** Where commands write; tests pass their own. */
+export interface CliIO {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  /** True when stdout is a terminal (colour, progress bars). */
+  isTTY: boolean;
+}
+
+/** The real process streams. */
+export const processIO: CliIO = {
+  out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
+  err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+  isTTY: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
+};
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parsed flags: option values by name, and the positional arguments. */
+export interface ParsedFlags {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+/**
+ * Parses flags with node's parseArgs, turning its errors into one-line ArgumentErrors that name the
+ * command. Positionals are allowed; `--help` is always accepted.
+ */
+export function parseFlags(cmd: string, argv: string[], options: Options): ParsedFlags {
+  try {
+    const r = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: r.values as ParsedFlags["values"], positionals: r.positionals };
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    throw new ArgumentError(`cleave ${cmd}: ${msg.replace(/\. To specify a positional.*$/, "")}`);
+  }
+}
+
+/** Parses a positive integer flag, naming the flag when it is not one. */
+export function intFlag(name: string, value: string | undefined, def: number, min = 1): number {
+  if (value === undefined) return def;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new ArgumentError(`--${name}: expected an integer >= ${min}, got '${value}'`, { field: name });
+  return n;
+}
+
+/** Parses a finite number flag, naming the flag when it is not one. */
+export function numberFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n))
+    throw new ArgumentError(`--${name}: expected a number, got '${value}'`, { field: name });
+  return n;
+}
+
+/**
+ * Parses `--input-shape` values `name=1x3x224x224` (repeatable, or comma-separated) into a map.
+ */
+export function parseInputShapes(values: string[] | undefined): Record<string, number[]> | undefined {
+  if (!values || values.length === 0) return undefined;
+  const out: Record<string, number[]> = {};
+  for (const item of values.flatMap((v) => v.split(","))) {
+    const m = /^(.+)=(\d+(?:x\d+)*)$/.exec(item.trim());
+    if (!m)
+      throw new ArgumentError(`--input-shape: expected name=1x3x224x224, got '${item}'`, {
+        field: "input-shape",
+      });
+    out[m[1]] = m[2].split("x").map(Number);
+  }
+  return out;
+}
+
+/** The one positional argument a command needs, or an ArgumentError saying which. */
+export function onePositional(cmd: string, positionals: string[], what: string): string {
+  if (positionals.length === 0)
+    throw new ArgumentError(`cleave ${cmd}: missing ${what} (see cleave ${cmd} --help)`);
+  if (positionals.length > 1)
+    throw new ArgumentError(`cleave ${cmd}: unexpected argument '${positionals[1]}'`);
+  return positionals[0];
+}
+
+/** A string flag's value (undefined when absent); throws when given as a boolean or list by mistake. */
+export function str(values: ParsedFlags["values"], name: string): string | undefined {
+  const v = values[name];
+  if (v === undefined || typeof v === "string") return v;
+  if (Array.isArray(v)) return v[v.length - 1];
+  throw new ArgumentError(`--${name}: expected a value`, { field: name });
+}
+
+/** A repeatable string flag's values. */
+export function list(values: ParsedFlags["values"], name: string): string[] | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? v : [String(v)];
+}
+
+/** A boolean flag. */
+export function bool(values: ParsedFlags["values"], name: string): boolean {
+  return values[name] === true;
+}

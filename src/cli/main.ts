@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { CleaveError } from "../errors.js";
+import type { Command, CliIO } from "./command.js";
+import { processIO } from "./command.js";
+import { COMMANDS } from "./commands.js";
+
+/** Runs the cleave CLI on argv (without node and script); resolves to the exit code. */
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(helpText(COMMANDS));
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    io.out(VERSION);
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (!cmd) {
+    io.err(`error: unknown command '${name}' (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    io.out(cmd.usage);
+    return 0;
+  }
+  try {
+    return await cmd.run(rest, io);
+  } catch (err) {
+    if (err instanceof CleaveError) {
+      io.err(`error: ${err.message}`);
+      return err.code === "BAD_ARGUMENT" ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+/** cleave's version, sent in worker handshakes. */
+export { VERSION } from "../version.js";
+import { VERSION } from "../version.js";
+
+function helpText(cmds: readonly Command[]): string {
+  const w = Math.max(...cmds.map((c) => c.name.length));
+  return [
+    "cleave: split DNN inference across heterogeneous devices",
+    "",
+    "usage: cleave <command> [options]   (cleave <command> --help for its options)",
+    "",
+    ...cmds.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
+  ].join("\n");
+}
+
+const isEntry =
+  process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isEntry || process.argv[1]?.endsWith("/cli/main.js")) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(
+        `internal error (a bug in cleave, please report): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 70;
+    },
+  );
+}

@@ -1,0 +1,85 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { ArgumentError, errorMessage } from "../errors.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import { encodeModel } from "../onnx/model-io.js";
+import type { Manifest, TensorSpec } from "./manifest.js";
+import type { StageModel } from "./stage.js";
+
+/** Options for {@link writeSplit}. */
+export interface WriteOptions {
+  /** The source model's path, recorded in the manifest. */
+  modelPath: string;
+  /** Device of each stage, recorded in the manifest. */
+  devices?: readonly string[];
+}
+
+/**
+ * Writes stage models `stage-<i>.onnx` and `manifest.json` into `outDir`. Everything is written into a
+ * temporary sibling folder first and moved in only when complete, so a failure leaves `outDir` as it was.
+ * Stage files of an earlier split in `outDir` are replaced.
+ */
+export function writeSplit(
+  model: AnalyzedModel,
+  stages: readonly StageModel[],
+  outDir: string,
+  opts: WriteOptions,
+): Manifest {
+  const out = resolve(outDir);
+  if (existsSync(out) && !statSync(out).isDirectory()) {
+    throw new ArgumentError(`-o ${outDir}: exists and is not a folder`, { file: outDir, field: "o" });
+  }
+  const parent = dirname(out);
+  try {
+    mkdirSync(parent, { recursive: true });
+  } catch (err) {
+    throw new ArgumentError(`-o ${outDir}: cannot create its parent folder (${errorMessage(err)})`, {
+      file: outDir,
+    });
+  }
+  const tmp = join(parent, `.${basename(out)}.tmp-${process.pid}-${Date.now()}`);
+  mkdirSync(tmp);
+  try {
+    const spec = (name: string): TensorSpec => {
+      const t = model.types.get(name);
+      return { name, shape: t?.shape ?? [], dtype: t?.dtype ?? "float32" };
+    };
+    const tensors: Record<string, TensorSpec> = {};
+    const manifest: Manifest = {
+      version: 1,
+      model: opts.modelPath,
+      inputs: model.graph.inputs.map((v) => spec(v.name)),
+      outputs: model.graph.outputs.map((v) => spec(v.name)),
+      tensors,
+      stages: stages.map((st) => {
+        const bytes = encodeModel(st.model);
+        const file = `stage-${st.index}.onnx`;
+        writeFileSync(join(tmp, file), bytes);
+        for (const n of [...st.inputs, ...st.outputs]) tensors[n] = spec(n);
+        return {
+          index: st.index,
+          file,
+          inputs: st.inputs,
+          outputs: st.outputs,
+          params: st.params,
+          macs: st.macs,
+          bytesIn: st.bytesIn,
+          bytesOut: st.bytesOut,
+          nodes: st.nodes.length,
+          ...(opts.devices?.[st.index] !== undefined ? { device: opts.devices[st.index] } : {}),
+          sha256: createHash("sha256").update(bytes).digest("hex"),
+        };
+      }),
+    };
+    for (const v of [...manifest.inputs, ...manifest.outputs]) tensors[v.name] = v;
+    writeFileSync(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    mkdirSync(out, { recursive: true });
+    for (const f of readdirSync(out))
+      if (/^stage-\d+\.onnx$/.test(f) || f === "manifest.json") rmSync(join(out, f));
+    for (const f of readdirSync(tmp)) renameSync(join(tmp, f), join(out, f));
+    return manifest;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
