@@ -106,7 +106,7 @@ test("3- and 4-stage splits, with a tensor skipping a stage, reproduce the full 
     const stages = buildStages(model, assignByBoundaries(model, order, cuts));
     // A stage input made two or more stages earlier skips a stage.
     const madeIn = new Map<string, number>();
-    stages.forEach((s) => s.outputs.forEach((o) => madeIn.set(o, s.index)));
+    for (const s of stages) for (const o of s.outputs) madeIn.set(o, s.index);
     for (const s of stages)
       for (const i of s.inputs)
         if ((madeIn.get(i) ?? -1) >= 0 && s.index - madeIn.get(i)! >= 2) skipSeen = true;
