@@ -36,13 +36,10 @@ export function branchyModel() {
   const res = b.node("Add", [merged, b.node("Mul", [stem, half], {}, "scale")], {}, "residual");
   const pooled = b.node("GlobalAveragePool", [res], {}, "pool");
   const flat = b.node("Flatten", [pooled], {}, "flat");
-  const fc = b.weight("fc", [8, 3]);
-  const logits = b.node(
-    "Add",
-    [b.node("MatMul", [flat, fc], {}, "fc"), b.node("Mul", [flat, half], {}, "skip")],
-    {},
-    "logits",
-  );
+  const fc = b.weight("fc", [8, 8]);
+  const skip = b.node("Mul", [flat, half], {}, "skip");
+  const hidden = b.node("Add", [b.node("MatMul", [flat, fc], {}, "fc"), skip], {}, "hidden");
+  const logits = b.node("MatMul", [hidden, b.weight("head", [8, 3])], {}, "logits");
   b.output(logits, "float32", [1, 3]);
   b.output(stem, "float32", [1, 8, 8, 8]); // an early output of the model
   return b.toModel();

@@ -69,7 +69,7 @@ test("invalid graphs are refused with the node or tensor at fault", () => {
       (b) => {
         b.nodes[1].output[0] = b.nodes[0].output[0];
       },
-      /tensor 'a_1' is produced by both node 'a' and node 'c'/,
+      /tensor 'a' is produced by both node 'a' and node 'c'/,
     ],
     [
       "output not produced",

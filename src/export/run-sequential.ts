@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeModel } from "../onnx/model-io.js";
-import { createSession, type ort } from "../onnx/ort.js";
+import { createSession, type ort, type SessionOptions } from "../onnx/ort.js";
 import { readManifest } from "./manifest-io.js";
 import type { StageModel } from "./stage.js";
 
@@ -23,12 +23,15 @@ export class SequentialRunner {
   ) {}
 
   /** Opens one onnxruntime session per stage of the split written in `dir`. */
-  static async open(dir: string, opts: { threads?: number } = {}): Promise<SequentialRunner> {
+  static async open(
+    dir: string,
+    opts: Pick<SessionOptions, "threads" | "optimization"> = {},
+  ): Promise<SequentialRunner> {
     const { manifest, dir: base } = readManifest(dir);
     const stages: RunnerStage[] = [];
     for (const st of manifest.stages) {
       const file = join(base, st.file);
-      const session = await createSession(readFileSync(file), { threads: opts.threads, source: file });
+      const session = await createSession(readFileSync(file), { ...opts, source: file });
       stages.push({ inputs: st.inputs, outputs: st.outputs, session });
     }
     return new SequentialRunner(
@@ -41,12 +44,12 @@ export class SequentialRunner {
   static async fromStages(
     stages: readonly StageModel[],
     outputs: readonly string[],
-    opts: { threads?: number } = {},
+    opts: Pick<SessionOptions, "threads" | "optimization"> = {},
   ): Promise<SequentialRunner> {
     const open: RunnerStage[] = [];
     for (const st of stages) {
       const session = await createSession(encodeModel(st.model), {
-        threads: opts.threads,
+        ...opts,
         source: `stage ${st.index}`,
       });
       open.push({ inputs: st.inputs, outputs: st.outputs, session });

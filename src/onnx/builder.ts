@@ -104,6 +104,7 @@ export class GraphBuilder {
   readonly outputs: ValueInfoProto[] = [];
   private readonly rand: () => number;
   private readonly used = new Set<string>();
+  private readonly usedNodes = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -112,12 +113,9 @@ export class GraphBuilder {
     this.rand = seededRandom(opts.seed ?? 1);
   }
 
-  /** A name not used before in this graph, derived from `base`. */
+  /** A tensor name not used before in this graph, derived from `base`. */
   fresh(base: string): string {
-    let name = base;
-    for (let i = 1; this.used.has(name); i++) name = `${base}_${i}`;
-    this.used.add(name);
-    return name;
+    return takeFresh(this.used, base);
   }
 
   /** Declares a graph input and returns its name. */
@@ -168,7 +166,8 @@ export class GraphBuilder {
     nOut = 1,
     name?: string,
   ): string[] {
-    const nodeName = this.fresh(name ?? op.toLowerCase());
+    // Node and tensor names are separate namespaces in ONNX: node `conv1` writes tensor `conv1`.
+    const nodeName = takeFresh(this.usedNodes, name ?? op.toLowerCase());
     const outputs = Array.from({ length: nOut }, (_, i) =>
       this.fresh(nOut === 1 ? nodeName : `${nodeName}_${i}`),
     );
@@ -217,4 +216,11 @@ export class GraphBuilder {
       graph: this.toGraph(),
     });
   }
+}
+
+function takeFresh(used: Set<string>, base: string): string {
+  let name = base;
+  for (let i = 1; used.has(name); i++) name = `${base}_${i}`;
+  used.add(name);
+  return name;
 }

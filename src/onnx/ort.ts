@@ -13,6 +13,8 @@ export interface SessionOptions {
   threads?: number;
   /** Turn on onnxruntime's profiler; the file prefix for its JSON trace. */
   profilePrefix?: string;
+  /** Write the graph onnxruntime actually runs (after fusion) to this path (for mapping profiles to nodes). */
+  optimizedModelPath?: string;
   /** Graph optimization level; "all" is what deployment uses. */
   optimization?: "disabled" | "basic" | "extended" | "all";
   /** Name used in errors. */
@@ -33,6 +35,7 @@ export async function createSession(
       graphOptimizationLevel: opts.optimization ?? "all",
       enableProfiling: opts.profilePrefix !== undefined,
       profileFilePrefix: opts.profilePrefix,
+      ...(opts.optimizedModelPath !== undefined ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
       logSeverityLevel: 3,
     });
   } catch (err) {

