@@ -53,6 +53,11 @@ function helpText(cmds: readonly Command[]): string {
 const isEntry =
   process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isEntry || process.argv[1]?.endsWith("/cli/main.js")) {
+  // A closed pipe (`cleave cuts m.onnx | head`) ends the output, not the program with a stack trace.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

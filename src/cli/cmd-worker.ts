@@ -1,0 +1,72 @@
+import { ArgumentError } from "../errors.js";
+import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
+import { Worker } from "../runtime/worker.js";
+import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
+
+const USAGE = `usage: cleave worker --listen HOST:PORT [--token T] [--threads N] [--name NAME] [--transport tcp|ws]
+
+Runs one device's worker until SIGINT/SIGTERM. Prints one line with the address it really listens on
+(port 0 picks a free one). A coordinator (cleave run, deploy()) sends it stage models; it keeps them in
+memory only.
+  --listen     address to listen on (default 127.0.0.1:0)
+  --token      shared secret peers must present (default: $CLEAVE_TOKEN; none accepts any peer)
+  --threads    onnxruntime intra-op threads (default 1)
+  --name       name used in errors (default worker)
+  --transport  tcp (default) or ws
+  --max-frame  largest frame accepted, MiB (default 256)
+  --exit-on-stdin-close  exit when standard input closes (used when cleave starts workers itself)`;
+
+/** `cleave worker`. */
+export const workerCommand: Command = {
+  name: "worker",
+  summary: "run a worker that serves pipeline stages for a coordinator",
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags("worker", argv, {
+      listen: { type: "string" },
+      token: { type: "string" },
+      threads: { type: "string" },
+      name: { type: "string" },
+      transport: { type: "string" },
+      "max-frame": { type: "string" },
+      "exit-on-stdin-close": { type: "boolean" },
+    });
+    if (positionals.length > 0)
+      throw new ArgumentError(`cleave worker: unexpected argument '${positionals[0]}'`);
+    const listen = str(values, "listen") ?? "127.0.0.1:0";
+    let host: string;
+    let port: number;
+    try {
+      ({ host, port } = parseEndpoint(listen));
+    } catch (err) {
+      throw new ArgumentError(`--listen: ${(err as Error).message}`, { field: "listen" });
+    }
+    const transport = str(values, "transport") ?? "tcp";
+    if (transport !== "tcp" && transport !== "ws")
+      throw new ArgumentError(`--transport: expected tcp or ws, got '${transport}'`, { field: "transport" });
+    const name = str(values, "name") ?? "worker";
+    const worker = new Worker({
+      name,
+      host,
+      port,
+      token: str(values, "token") ?? process.env.CLEAVE_TOKEN,
+      threads: intFlag("threads", str(values, "threads"), 1),
+      transport,
+      maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
+    });
+    const addr = await worker.start();
+    io.out(`cleave worker ${name} listening on ${formatEndpoint(addr.host, addr.port)}`);
+    await new Promise<void>((resolve) => {
+      const done = () => resolve();
+      process.once("SIGINT", done);
+      process.once("SIGTERM", done);
+      if (bool(values, "exit-on-stdin-close")) {
+        process.stdin.on("end", done);
+        process.stdin.on("close", done);
+        process.stdin.resume();
+      }
+    });
+    await worker.stop();
+    return 0;
+  },
+};
