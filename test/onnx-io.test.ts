@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { create, equals } from "@bufbuild/protobuf";
+import { create, equals, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import { ModelError } from "../src/errors.js";
 import { attribute, GraphBuilder } from "../src/onnx/builder.js";
@@ -52,6 +52,14 @@ test("decode, encode, decode gives the same model and the same bytes", () => {
     flag: "bool",
   });
   assert.deepEqual(tensorToNumbers(m2.graph!.initializer.find((t) => t.name === "i8")!), [-1, 0, 1]);
+});
+
+test("chunked encoding equals the schema's own encoding, byte for byte in size, and decodes the same", () => {
+  const m = richModel();
+  const ours = encodeModel(m);
+  const reference = toBinary(ModelProtoSchema, m);
+  assert.equal(ours.length, reference.length);
+  assert.ok(equals(ModelProtoSchema, decodeModel(ours), decodeModel(reference)));
 });
 
 test("weights decode as zero-copy views into the file buffer", () => {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { basename, dirname, join, resolve } from "node:path";
 import { ArgumentError, errorMessage } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { encodeModel } from "../onnx/model-io.js";
+import { encodeModelChunks, writeChunks } from "../onnx/model-io.js";
 import type { Manifest, TensorSpec } from "./manifest.js";
 import type { StageModel } from "./stage.js";
 
@@ -53,9 +53,11 @@ export function writeSplit(
       outputs: model.graph.outputs.map((v) => spec(v.name)),
       tensors,
       stages: stages.map((st) => {
-        const bytes = encodeModel(st.model);
+        const chunks = encodeModelChunks(st.model);
         const file = `stage-${st.index}.onnx`;
-        writeFileSync(join(tmp, file), bytes);
+        writeChunks(join(tmp, file), chunks);
+        const hash = createHash("sha256");
+        for (const c of chunks) hash.update(c);
         for (const n of [...st.inputs, ...st.outputs]) tensors[n] = spec(n);
         return {
           index: st.index,
@@ -68,7 +70,7 @@ export function writeSplit(
           bytesOut: st.bytesOut,
           nodes: st.nodes.length,
           ...(opts.devices?.[st.index] !== undefined ? { device: opts.devices[st.index] } : {}),
-          sha256: createHash("sha256").update(bytes).digest("hex"),
+          sha256: hash.digest("hex"),
         };
       }),
     };

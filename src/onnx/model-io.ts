@@ -1,13 +1,16 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
   type GraphProto,
+  GraphProtoSchema,
   type ModelProto,
   ModelProtoSchema,
   StringStringEntryProtoSchema,
   type TensorProto,
   TensorProto_DataLocation,
+  TensorProtoSchema,
 } from "onnx-buf";
 import { errorMessage, ModelError } from "../errors.js";
 
@@ -110,9 +113,64 @@ function resolveExternalData(graph: GraphProto, baseDir: string, source: string)
   });
 }
 
-/** Encodes a model to ONNX bytes (all tensors inline). */
+const fieldNo = (
+  schema: typeof ModelProtoSchema | typeof GraphProtoSchema | typeof TensorProtoSchema,
+  name: string,
+) => schema.fields.find((f) => f.localName === name)!.number;
+const MODEL_GRAPH = fieldNo(ModelProtoSchema, "graph");
+const GRAPH_INITIALIZER = fieldNo(GraphProtoSchema, "initializer");
+const TENSOR_RAW_DATA = fieldNo(TensorProtoSchema, "rawData");
+
+/** Tag and length prefix of a length-delimited field. */
+function fieldHeader(field: number, length: number): Uint8Array {
+  return new BinaryWriter().tag(field, WireType.LengthDelimited).uint32(length).finish();
+}
+
+const total = (chunks: readonly Uint8Array[]) => chunks.reduce((n, c) => n + c.length, 0);
+
+/**
+ * Encodes a model as byte chunks whose concatenation is a valid ONNX file, without copying weights: each
+ * initializer's `raw_data` chunk is the weight's own view. Every message is still encoded by the generated
+ * schema; only the framing of the graph, its initializers and their raw data is laid out here, which protobuf
+ * allows in any field order. Encoding a 550 MB model this way costs no extra memory for weights.
+ */
+export function encodeModelChunks(model: ModelProto): Uint8Array[] {
+  const g = model.graph;
+  if (!g) return [toBinary(ModelProtoSchema, model)];
+  const head = toBinary(ModelProtoSchema, { ...model, graph: undefined });
+  const graphHead = toBinary(GraphProtoSchema, { ...g, initializer: [] });
+  const inits: Uint8Array[] = [];
+  for (const t of g.initializer) {
+    const tensor =
+      t.rawData.length > 0
+        ? [
+            toBinary(TensorProtoSchema, withoutRawData(t)),
+            fieldHeader(TENSOR_RAW_DATA, t.rawData.length),
+            t.rawData,
+          ]
+        : [toBinary(TensorProtoSchema, t)];
+    inits.push(fieldHeader(GRAPH_INITIALIZER, total(tensor)), ...tensor);
+  }
+  return [head, fieldHeader(MODEL_GRAPH, graphHead.length + total(inits)), graphHead, ...inits];
+}
+
+/** The tensor without its raw_data field (absent, not empty, so proto2 does not write it). */
+function withoutRawData(t: TensorProto): TensorProto {
+  const { rawData, ...rest } = t;
+  void rawData;
+  return rest as TensorProto;
+}
+
+/** Encodes a model to ONNX bytes (all tensors inline) in one buffer. */
 export function encodeModel(model: ModelProto): Uint8Array {
-  return toBinary(ModelProtoSchema, model);
+  const chunks = encodeModelChunks(model);
+  const out = new Uint8Array(total(chunks));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
 }
 
 /** Options for writing a model file. */
@@ -131,7 +189,7 @@ export interface SaveOptions {
 export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): void {
   const threshold = opts.externalDataThreshold;
   if (threshold === undefined || !model.graph) {
-    writeAll(path, encodeModel(model));
+    writeChunks(path, encodeModelChunks(model));
     return;
   }
   const location = `${basename(path)}.data`;
@@ -153,7 +211,7 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
       offset += t.rawData.length;
       t.rawData = new Uint8Array(0);
     });
-    writeAll(path, encodeModel(model));
+    writeChunks(path, encodeModelChunks(model));
   } finally {
     closeSync(fd);
     for (const { t, raw } of moved) {
@@ -164,11 +222,14 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
   }
 }
 
-function writeAll(path: string, bytes: Uint8Array): void {
+/** Writes byte chunks to a file in order (no concatenation). */
+export function writeChunks(path: string, chunks: readonly Uint8Array[]): void {
   const fd = openSync(path, "w");
   try {
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.length) off += writeSync(fd, c, off, c.length - off);
+    }
   } finally {
     closeSync(fd);
   }
