@@ -16,17 +16,31 @@ export interface PartitionOrder {
   readonly strategy: OrderStrategy;
 }
 
-/** Ways to order nodes: the file's own (stable) order, or depth-first (finish a branch before starting the next). */
-export type OrderStrategy = "file" | "depth-first";
+/**
+ * Ways to order nodes: the file's own (stable) order; depth-first (finish a branch before starting the next);
+ * or least-live (greedily run the ready node that leaves the fewest activation bytes alive).
+ */
+export type OrderStrategy = "file" | "depth-first" | "least-live";
+
+const STRATEGIES: readonly OrderStrategy[] = ["depth-first", "least-live", "file"];
 
 /** Bytes of a tensor of a type. */
 export function typeBytes(t: TensorType | undefined): number {
   return t ? numel(t.shape) * dtypeSize(t.dtype) : 0;
 }
 
-/** A partition order built with one strategy. */
-export function orderWith(graph: Graph, strategy: OrderStrategy): PartitionOrder {
-  const nodes = strategy === "file" ? fileOrder(graph) : depthFirstOrder(graph);
+/** A partition order built with one strategy; least-live needs tensor types to know bytes. */
+export function orderWith(
+  graph: Graph,
+  strategy: OrderStrategy,
+  types?: ReadonlyMap<string, TensorType>,
+): PartitionOrder {
+  const nodes =
+    strategy === "file"
+      ? fileOrder(graph)
+      : strategy === "depth-first"
+        ? depthFirstOrder(graph)
+        : leastLiveOrder(graph, types);
   const position = new Int32Array(graph.nodes.length).fill(-1);
   nodes.forEach((n, i) => {
     position[n] = i;
@@ -36,13 +50,13 @@ export function orderWith(graph: Graph, strategy: OrderStrategy): PartitionOrder
 
 /**
  * The partition order for a model: each strategy is tried and the one whose cuts carry the fewest bytes in
- * total wins (ties go to depth-first). Both are O(nodes + edges), so trying them costs little.
+ * total wins (ties go to depth-first, then least-live). Trying them all costs milliseconds.
  */
 export function choosePartitionOrder(model: AnalyzedModel): PartitionOrder {
   let best: PartitionOrder | undefined;
   let bestBytes = Number.POSITIVE_INFINITY;
-  for (const s of ["depth-first", "file"] as const) {
-    const o = orderWith(model.graph, s);
+  for (const s of STRATEGIES) {
+    const o = orderWith(model.graph, s, model.types);
     const total = crossingBytesTotal(model, o);
     if (total < bestBytes) {
       best = o;
@@ -64,18 +78,7 @@ function fileOrder(graph: Graph): number[] {
  */
 function depthFirstOrder(graph: Graph): number[] {
   const n = graph.nodes.length;
-  const pending = new Int32Array(n);
-  const users: number[][] = Array.from({ length: n }, () => []);
-  for (const node of graph.nodes) {
-    if (node.isConstant) continue;
-    const deps = new Set<number>();
-    for (const name of [...node.inputs, ...node.implicitInputs]) {
-      const p = name === "" ? undefined : graph.values.get(name)?.producer;
-      if (p && !p.isConstant) deps.add(p.index);
-    }
-    pending[node.index] = deps.size;
-    for (const d of deps) users[d].push(node.index);
-  }
+  const { pending, users } = computeDeps(graph);
   // Ready nodes are kept on a stack: the last made ready is run first (depth-first). Nodes ready at the
   // start are pushed in reverse file order so the first in the file runs first.
   const stack: number[] = [];
@@ -88,6 +91,72 @@ function depthFirstOrder(graph: Graph): number[] {
     // Push later users first so the earliest (in file order) is continued first.
     ready.sort((a, b) => b - a);
     stack.push(...ready);
+  }
+  return order;
+}
+
+/** Compute-node dependencies: for each node, the compute nodes it reads from, and their users. */
+function computeDeps(graph: Graph): { pending: Int32Array; users: number[][] } {
+  const n = graph.nodes.length;
+  const pending = new Int32Array(n);
+  const users: number[][] = Array.from({ length: n }, () => []);
+  for (const node of graph.nodes) {
+    if (node.isConstant) continue;
+    const deps = new Set<number>();
+    for (const name of [...node.inputs, ...node.implicitInputs]) {
+      const p = name === "" ? undefined : graph.values.get(name)?.producer;
+      if (p && !p.isConstant) deps.add(p.index);
+    }
+    pending[node.index] = deps.size;
+    for (const d of deps) users[d].push(node.index);
+  }
+  return { pending, users };
+}
+
+/**
+ * Least-live list scheduling: among ready nodes, run the one whose outputs add the fewest bytes net of the
+ * inputs it is the last to read (those die with it); ties go to the most recently readied node (depth-first).
+ * O(nodes x ready nodes), fine for graphs of thousands of nodes.
+ */
+function leastLiveOrder(graph: Graph, types: ReadonlyMap<string, TensorType> | undefined): number[] {
+  const { pending, users } = computeDeps(graph);
+  const readersLeft = new Map<string, number>();
+  for (const v of graph.values.values()) {
+    if (v.kind === "initializer" || v.producer?.isConstant) continue;
+    readersLeft.set(v.name, v.consumers.filter((c) => !c.isConstant).length);
+  }
+  const bytes = (name: string) => typeBytes(types?.get(name));
+  const reads = (i: number) => {
+    const node = graph.nodes[i];
+    return [...new Set([...node.inputs, ...node.implicitInputs])].filter(
+      (x) => x !== "" && readersLeft.has(x),
+    );
+  };
+  const delta = (i: number) => {
+    let d = 0;
+    for (const o of graph.nodes[i].outputs) if (o !== "") d += bytes(o);
+    for (const x of reads(i)) if (readersLeft.get(x) === 1 && !graph.values.get(x)!.isOutput) d -= bytes(x);
+    return d;
+  };
+  const ready: number[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--)
+    if (!graph.nodes[i].isConstant && pending[i] === 0) ready.push(i);
+  const order: number[] = [];
+  while (ready.length > 0) {
+    let pick = ready.length - 1;
+    let best = delta(ready[pick]);
+    for (let k = ready.length - 2; k >= 0; k--) {
+      const d = delta(ready[k]);
+      if (d < best) {
+        best = d;
+        pick = k;
+      }
+    }
+    const i = ready.splice(pick, 1)[0];
+    order.push(i);
+    for (const x of reads(i)) readersLeft.set(x, readersLeft.get(x)! - 1);
+    const now = users[i].filter((u) => --pending[u] === 0).sort((a, b) => b - a);
+    ready.push(...now);
   }
   return order;
 }
