@@ -67,6 +67,8 @@ export const workerCommand: Command = {
       }
     });
     await worker.stop();
+    // stdin was resumed to watch for its end; let go of it so the process can exit.
+    process.stdin.destroy();
     return 0;
   },
 };

@@ -1,0 +1,75 @@
+import { loadCluster } from "../cluster/load.js";
+import { ArgumentError } from "../errors.js";
+import { defaultStateFile, readTestbedState, testbedDown, testbedUp } from "../runtime/testbed.js";
+import { bool, type Command, parseFlags, str } from "./command.js";
+
+const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--json] [--loopback]
+       cleave testbed down [--state FILE]
+       cleave testbed status [--state FILE]
+
+Emulates a cluster on this machine: one worker per device, each in its own network namespace joined
+by veth pairs to a bridge in a coordinator namespace, egress shaped with tc htb to the cluster's link
+bandwidths, CPU limited with cgroup v1 cpu.cfs_quota_us (cpuShare) and taskset. Link latency is not
+emulated by the kernel (no netem): pass the printed delays to the coordinator. Needs root; without it,
+workers run on plain loopback. 'down' stops the workers and removes every namespace and cgroup made.
+  --state     state file (default: $CLEAVE_TESTBED_STATE or ${defaultStateFile()})
+  --loopback  skip namespaces and quotas even as root`;
+
+/** `cleave testbed`. */
+export const testbedCommand: Command = {
+  name: "testbed",
+  summary: "bring an emulated edge cluster up or down (namespaces, tc shaping, CPU quotas)",
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags("testbed", argv, {
+      state: { type: "string" },
+      json: { type: "boolean" },
+      loopback: { type: "boolean" },
+    });
+    const [action, file, extra] = positionals;
+    const stateFile = str(values, "state") ?? defaultStateFile();
+    if (extra !== undefined) throw new ArgumentError(`cleave testbed: unexpected argument '${extra}'`);
+    if (action === "up") {
+      if (file === undefined) throw new ArgumentError("cleave testbed up: missing the cluster file");
+      const tb = await testbedUp(loadCluster(file), {
+        stateFile,
+        detached: true,
+        loopback: bool(values, "loopback"),
+      });
+      const s = tb.state;
+      if (bool(values, "json")) {
+        io.out(JSON.stringify(s));
+        return 0;
+      }
+      for (const n of s.notes.filter((n) => n.startsWith("no "))) io.err(`testbed: ${n}`);
+      io.out(`testbed up (${s.mode}), state in ${stateFile}`);
+      for (const n of s.notes.filter((n) => !n.startsWith("no "))) io.out(`  ${n}`);
+      io.out(`  workers: ${s.workers.map((w) => `${w.name}=${w.endpoint}`).join(",")}`);
+      io.out(`  token:   ${s.token} (set CLEAVE_TOKEN)`);
+      const delays = Object.entries(s.linkDelayMs);
+      if (delays.length > 0)
+        io.out(`  link delays (user space): ${delays.map(([k, v]) => `${k} ${v} ms`).join(", ")}`);
+      if (tb.coordinatorExec.length > 0)
+        io.out(`  run the coordinator with: ${tb.coordinatorExec.join(" ")} cleave ...`);
+      return 0;
+    }
+    if (action === "down") {
+      if (file !== undefined) throw new ArgumentError(`cleave testbed down: unexpected argument '${file}'`);
+      if (!readTestbedState(stateFile)) {
+        io.out(`no testbed is up (no ${stateFile})`);
+        return 0;
+      }
+      const removed = await testbedDown(stateFile);
+      io.out(`testbed down: ${removed.length > 0 ? removed.join(", ") : "nothing to remove"}`);
+      return 0;
+    }
+    if (action === "status") {
+      const s = readTestbedState(stateFile);
+      if (bool(values, "json")) io.out(JSON.stringify(s ?? null));
+      else if (!s) io.out(`no testbed is up (no ${stateFile})`);
+      else io.out(`testbed up (${s.mode}): ${s.workers.map((w) => `${w.name}=${w.endpoint}`).join(",")}`);
+      return 0;
+    }
+    throw new ArgumentError(`cleave testbed: expected 'up', 'down' or 'status', got '${action ?? ""}'`);
+  },
+};

@@ -1,0 +1,179 @@
+import { RuntimeFault } from "../errors.js";
+import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx } from "../onnx/dtype.js";
+import { ort } from "../onnx/ort.js";
+import { bytesAsTyped, numel } from "../onnx/tensor.js";
+
+/**
+ * Binary frames: the unit every transport carries. Two kinds:
+ *
+ * - tensor frame: `u8 type=1 | u32 requestId | u8 dtype (ONNX code) | u8 ndim | u16 nameLength |
+ *   ndim x u32 dims | name (UTF-8) | zero padding to a multiple of 8 bytes | raw little-endian tensor bytes`.
+ *   Tensors never travel as JSON numbers or base64.
+ * - control frame: `u8 type=2 | u32 requestId | u32 jsonLength | JSON message | payload bytes`, for
+ *   handshakes, stage deployment (the payload is the stage model) and errors.
+ *
+ * All integers are little-endian. A transport adds its own message boundary (a u32 length prefix on TCP,
+ * one binary message on WebSocket) and refuses frames above its maximum size.
+ */
+export type Frame = TensorFrame | ControlFrame;
+
+/** A tensor of one request, as raw bytes. */
+export interface TensorFrame {
+  type: "tensor";
+  /** Request id (u32) the tensor belongs to. */
+  requestId: number;
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Raw little-endian element bytes; exactly numel(shape) * dtypeSize(dtype) long. */
+  data: Uint8Array;
+}
+
+/** A control message (JSON) with optional raw payload bytes. */
+export interface ControlFrame {
+  type: "control";
+  /** Request id (u32) the message is about; 0 when none. */
+  requestId: number;
+  msg: ControlMessage;
+  payload?: Uint8Array;
+}
+
+/** A control message: a JSON object with a string tag `t`. */
+export interface ControlMessage {
+  t: string;
+  [key: string]: unknown;
+}
+
+const TYPE_TENSOR = 1;
+const TYPE_CONTROL = 2;
+const MAX_NDIM = 255;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Default largest frame a transport accepts: 256 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Encodes a frame as parts to write in order (header, then the data without copying it).
+ * `frameSize(parts)` is the frame's length in bytes.
+ */
+export function encodeFrame(frame: Frame): Uint8Array[] {
+  if (frame.type === "tensor") {
+    const name = enc.encode(frame.name);
+    const nd = frame.shape.length;
+    if (nd > MAX_NDIM)
+      throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': rank ${nd} exceeds ${MAX_NDIM}`);
+    if (frame.dtype === "string")
+      throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': string tensors cannot be sent`, {
+        tensor: frame.name,
+      });
+    const expected = numel(frame.shape) * dtypeSize(frame.dtype);
+    if (frame.data.byteLength !== expected)
+      throw new RuntimeFault(
+        "RUNTIME",
+        `tensor '${frame.name}': ${frame.data.byteLength} data bytes for shape [${frame.shape}] ${frame.dtype} (expected ${expected})`,
+        { tensor: frame.name },
+      );
+    const raw = 9 + 4 * nd + name.length;
+    const headerLen = Math.ceil(raw / 8) * 8;
+    const h = new Uint8Array(headerLen);
+    const dv = new DataView(h.buffer);
+    h[0] = TYPE_TENSOR;
+    dv.setUint32(1, frame.requestId >>> 0, true);
+    h[5] = dtypeToOnnx(frame.dtype);
+    h[6] = nd;
+    dv.setUint16(7, name.length, true);
+    for (let i = 0; i < nd; i++) dv.setUint32(9 + 4 * i, frame.shape[i], true);
+    h.set(name, 9 + 4 * nd);
+    return frame.data.byteLength > 0 ? [h, frame.data] : [h];
+  }
+  const json = enc.encode(JSON.stringify(frame.msg));
+  const h = new Uint8Array(9 + json.length);
+  const dv = new DataView(h.buffer);
+  h[0] = TYPE_CONTROL;
+  dv.setUint32(1, frame.requestId >>> 0, true);
+  dv.setUint32(5, json.length, true);
+  h.set(json, 9);
+  return frame.payload && frame.payload.byteLength > 0 ? [h, frame.payload] : [h];
+}
+
+/** Total length of encoded parts, bytes. */
+export function frameSize(parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  return n;
+}
+
+function malformed(why: string): RuntimeFault {
+  return new RuntimeFault("RUNTIME", `malformed frame: ${why}`);
+}
+
+/**
+ * Decodes one frame. Tensor data and payloads are views into `buf` (no copy). Throws a RuntimeFault
+ * for a malformed frame.
+ */
+export function decodeFrame(buf: Uint8Array): Frame {
+  if (buf.byteLength < 9) throw malformed(`${buf.byteLength} bytes is shorter than any header`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const requestId = dv.getUint32(1, true);
+  if (buf[0] === TYPE_TENSOR) {
+    const dtype = dtypeFromOnnx(buf[5]);
+    if (dtype === undefined || dtype === "string") throw malformed(`unknown dtype code ${buf[5]}`);
+    const nd = buf[6];
+    const nameLen = dv.getUint16(7, true);
+    const raw = 9 + 4 * nd + nameLen;
+    const headerLen = Math.ceil(raw / 8) * 8;
+    if (headerLen > buf.byteLength) throw malformed("header runs past the end");
+    const shape: number[] = [];
+    for (let i = 0; i < nd; i++) shape.push(dv.getUint32(9 + 4 * i, true));
+    const name = dec.decode(buf.subarray(9 + 4 * nd, raw));
+    const data = buf.subarray(headerLen);
+    const expected = numel(shape) * dtypeSize(dtype);
+    if (data.byteLength !== expected)
+      throw malformed(
+        `tensor '${name}' has ${data.byteLength} data bytes, shape [${shape}] needs ${expected}`,
+      );
+    return { type: "tensor", requestId, name, dtype, shape, data };
+  }
+  if (buf[0] === TYPE_CONTROL) {
+    const jsonLen = dv.getUint32(5, true);
+    if (9 + jsonLen > buf.byteLength) throw malformed("control message runs past the end");
+    let msg: unknown;
+    try {
+      msg = JSON.parse(dec.decode(buf.subarray(9, 9 + jsonLen)));
+    } catch {
+      throw malformed("control message is not JSON");
+    }
+    if (typeof msg !== "object" || msg === null || typeof (msg as { t?: unknown }).t !== "string")
+      throw malformed("control message has no tag");
+    const payload = buf.subarray(9 + jsonLen);
+    return {
+      type: "control",
+      requestId,
+      msg: msg as ControlMessage,
+      payload: payload.byteLength > 0 ? payload : undefined,
+    };
+  }
+  throw malformed(`unknown frame type ${buf[0]}`);
+}
+
+/** A tensor frame holding an onnxruntime tensor's bytes (a view, not a copy). */
+export function tensorFrame(requestId: number, name: string, t: ort.Tensor): TensorFrame {
+  const d = t.data as ArrayBufferView;
+  if (typeof t.data === "object" && Array.isArray(t.data))
+    throw new RuntimeFault("RUNTIME", `tensor '${name}': string tensors cannot be sent`, { tensor: name });
+  return {
+    type: "tensor",
+    requestId,
+    name,
+    dtype: t.type as DType,
+    shape: t.dims.map(Number),
+    data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
+  };
+}
+
+/** An onnxruntime tensor over a tensor frame's bytes (copied only when unaligned). */
+export function frameTensor(f: TensorFrame): ort.Tensor {
+  const data = bytesAsTyped(f.data, f.dtype);
+  return new ort.Tensor(f.dtype as ort.Tensor.Type, data as ort.Tensor.DataType, f.shape);
+}

@@ -1,0 +1,134 @@
+import type { TensorSpec } from "../export/manifest.js";
+
+/**
+ * Control messages between a coordinator, workers and probes (JSON in control frames; tensors travel
+ * in tensor frames). Every connection starts with `hello` from the side that connected; the worker
+ * answers `welcome` or `reject` and processes nothing else from a peer until the hello checks out.
+ */
+export type Role = "coordinator" | "peer" | "probe";
+
+/** First message on every connection to a worker. */
+export interface HelloMsg {
+  t: "hello";
+  /** cleave version of the sender; a worker refuses another version. */
+  version: string;
+  token: string;
+  role: Role;
+  /** Name of the sender (worker name, or "coordinator"). */
+  from: string;
+  /** For role "peer": the deployment whose tensors it will send. */
+  deployment?: string;
+}
+
+/** A worker's answer to an accepted hello. */
+export interface WelcomeMsg {
+  t: "welcome";
+  version: string;
+  /** The worker's own name (`--name`). */
+  name: string;
+  threads: number;
+  pid: number;
+}
+
+/** A worker's answer to a refused hello; the worker closes the connection right after. */
+export interface RejectMsg {
+  t: "reject";
+  reason: "token" | "version" | "busy" | "protocol";
+  message: string;
+  /** The worker's version. */
+  version: string;
+}
+
+/** Where one stage output goes: a worker running a later stage, or back to the coordinator. */
+export type Route =
+  | { to: "coordinator" }
+  | { to: "worker"; worker: string; endpoint: string; delayMs?: number };
+
+/** Coordinator -> worker: run stage `stage` (payload: the stage's ONNX bytes). */
+export interface LoadMsg {
+  t: "load";
+  deployment: string;
+  stage: number;
+  /** The name the coordinator knows this worker by (used in every error it sends). */
+  worker: string;
+  /** Stage file name, for messages. */
+  file: string;
+  sha256: string;
+  /** Type of each input the stage reads (checked on arrival). */
+  inputs: TensorSpec[];
+  /** Output names the stage produces, and where each goes. */
+  outputs: string[];
+  routes: Record<string, Route[]>;
+  /** Token to present to downstream workers. */
+  token: string;
+  /** onnxruntime intra-op threads; default: the worker's --threads. */
+  threads?: number;
+  /** User-space one-way delay on this worker's sends to the coordinator, ms. */
+  coordinatorDelayMs?: number;
+}
+
+/** Worker -> coordinator: stage loaded and its downstream peers reached. */
+export interface LoadedMsg {
+  t: "loaded";
+  stage: number;
+  /** Time to verify, open the session and connect downstream, ms. */
+  loadMs: number;
+}
+
+/** Worker -> coordinator: a request failed in a stage (requestId in the frame header), or loading failed. */
+export interface ErrorMsg {
+  t: "error";
+  worker: string;
+  stage: number;
+  message: string;
+  /** "load" when the stage could not be loaded, "request" for a failed request. */
+  kind: "load" | "request";
+}
+
+/** Coordinator -> worker: drop everything about the frame's request id (it failed or timed out). */
+export interface CancelMsg {
+  t: "cancel";
+}
+
+/** Liveness and round trip; answered with `pong` after every frame sent before it was processed. */
+export interface PingMsg {
+  t: "ping";
+}
+export interface PongMsg {
+  t: "pong";
+}
+
+/** Probe -> worker: bytes to count and drop (bandwidth measurement). */
+export interface SinkMsg {
+  t: "sink";
+}
+
+/** Coordinator -> worker: report per-stage counters. */
+export interface StatsMsg {
+  t: "stats";
+}
+
+/** Per-stage counters a worker keeps. */
+export interface StageStats {
+  stage: number;
+  /** Requests run to completion. */
+  runs: number;
+  /** Requests that failed in this stage. */
+  errors: number;
+  /** Total time inside session.run, ms. */
+  computeMs: number;
+  /** Requests whose inputs were waiting when asked. */
+  pending: number;
+}
+
+/** Worker -> coordinator: answer to `stats`. */
+export interface StatsReplyMsg {
+  t: "stats-reply";
+  worker: string;
+  stages: StageStats[];
+}
+
+/** Coordinator -> worker: drop the stages of this deployment; answered with `undeployed`. */
+export interface UndeployMsg {
+  t: "undeploy";
+}

@@ -1,0 +1,398 @@
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import type { Cluster, Device } from "../cluster/types.js";
+import { errorMessage, RuntimeFault } from "../errors.js";
+import { hasTaskset, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
+import { logger } from "./log.js";
+import type { WorkerAddress } from "./pipeline.js";
+import type { TransportName } from "./transport.js";
+
+const log = logger("runtime:testbed");
+
+/**
+ * The emulated edge cluster. Each device's worker runs in its own network namespace; a coordinator
+ * namespace holds a bridge that joins them through veth pairs. Every device's egress is shaped with an
+ * htb class per destination device at the cluster's link bandwidth; CPU is limited with a cgroup v1
+ * `cpu.cfs_quota_us` proportional to `cpuShare` plus `taskset`. The private addresses (10.77.x.0/24)
+ * exist only inside namespaces the testbed creates; the host's own namespace gets no address or route.
+ * There is no netem in this kernel: link latency is returned as user-space per-link delays for deploy().
+ * Without root (or when namespaces fail) it falls back to loopback with taskset only, and says why.
+ */
+export interface TestbedOptions {
+  /** Where the state lives, so `down` can undo everything (default $CLEAVE_TESTBED_STATE or <tmp>/cleave-testbed/state.json). */
+  stateFile?: string;
+  /** Prefix of namespace, interface and cgroup names (default "cltb"; at most 6 characters). */
+  prefix?: string;
+  /** Third octet of the 10.77.N.0/24 subnet (default 0). */
+  subnet?: number;
+  token?: string;
+  transport?: TransportName;
+  /** Start workers as daemons that outlive this process (what `cleave testbed up` does). */
+  detached?: boolean;
+  /** Skip namespaces and cgroups even as root (loopback with taskset). */
+  loopback?: boolean;
+}
+
+/** What `up` made, as saved in the state file. */
+export interface TestbedState {
+  version: 1;
+  prefix: string;
+  /** "netns" when devices are in namespaces; "loopback" when it fell back. */
+  mode: "netns" | "loopback";
+  /** Namespace that can reach every worker (run the coordinator in it), when mode is "netns". */
+  coordinatorNamespace?: string;
+  namespaces: string[];
+  cgroups: string[];
+  pids: number[];
+  workers: WorkerAddress[];
+  token: string;
+  /** User-space one-way delay per directed link `from>to` (worker names), ms. */
+  linkDelayMs: Record<string, number>;
+  /** What was limited how, and what could not be done. */
+  notes: string[];
+  /** True when the workers are daemons that outlive the process that started them. */
+  detached: boolean;
+}
+
+/** A running testbed. */
+export interface Testbed {
+  state: TestbedState;
+  workers: WorkerAddress[];
+  token: string;
+  /** Delay function for deploy()'s `linkDelayMs` option. */
+  linkDelayMs: (from: string, to: string) => number;
+  /** Prefix to run a command in the coordinator namespace (empty on loopback). */
+  coordinatorExec: string[];
+  /** Stops the workers and removes every namespace, interface and cgroup made. */
+  down(): Promise<string[]>;
+}
+
+const CGROUP_CPU = "/sys/fs/cgroup/cpu";
+
+/** Default state file path. */
+export function defaultStateFile(): string {
+  return process.env.CLEAVE_TESTBED_STATE ?? join(tmpdir(), "cleave-testbed", "state.json");
+}
+
+function sh(cmd: string[], okFail = false): { ok: boolean; out: string; err: string } {
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+  const res = { ok: r.status === 0, out: r.stdout ?? "", err: (r.stderr ?? r.error?.message ?? "").trim() };
+  if (!res.ok && !okFail)
+    throw new RuntimeFault(
+      "RUNTIME",
+      `testbed: '${cmd.join(" ")}' failed: ${res.err.split("\n")[0] || `exit ${r.status}`}`,
+    );
+  log(`${cmd.join(" ")}${res.ok ? "" : ` -> ${res.err}`}`);
+  return res;
+}
+
+function save(file: string, state: TestbedState): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(state, null, 2));
+}
+
+/** Why namespaces cannot be used here, or undefined when they can. */
+export function netnsUnavailable(): string | undefined {
+  if (process.platform !== "linux") return `network namespaces need Linux (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return `network namespaces need root (running as uid ${process.getuid?.()})`;
+  if (!sh(["ip", "-V"], true).ok) return "the 'ip' command (iproute2) is missing";
+  if (!sh(["tc", "-V"], true).ok) return "the 'tc' command (iproute2) is missing";
+  return undefined;
+}
+
+/** Why cgroup v1 CPU quotas cannot be used here, or undefined when they can (mounts the controller if needed). */
+function cgroupUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "cgroup CPU quotas need root";
+  if (!existsSync(join(CGROUP_CPU, "cpu.cfs_quota_us"))) {
+    mkdirSync(CGROUP_CPU, { recursive: true });
+    if (!sh(["mount", "-t", "cgroup", "-o", "cpu", "cgroup", CGROUP_CPU], true).ok)
+      return `no cgroup v1 cpu controller at ${CGROUP_CPU} and it cannot be mounted`;
+  }
+  return undefined;
+}
+
+function pairKey(a: string, b: string): string {
+  return `${a}>${b}`;
+}
+
+/** The link joining two devices (the first that lists both), if any. */
+function linkBetween(cluster: Cluster, a: string, b: string) {
+  return cluster.links.find((l) => l.devices.includes(a) && l.devices.includes(b));
+}
+
+function cpusFor(d: Device, i: number, ncpu: number): number[] {
+  if (d.cpus && d.cpus.length > 0) return d.cpus;
+  const n = Math.max(1, Math.min(ncpu, Math.ceil(d.cpuShare ?? 1)));
+  return Array.from({ length: n }, (_, k) => (i + k) % ncpu);
+}
+
+/**
+ * Brings up one worker per cluster device (see {@link TestbedOptions}). On any failure it removes what it
+ * made before rethrowing. The state file records everything, so {@link testbedDown} can clean up later.
+ */
+export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Promise<Testbed> {
+  const file = opts.stateFile ?? defaultStateFile();
+  const prefix = opts.prefix ?? "cltb";
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix))
+    throw new RuntimeFault("RUNTIME", `testbed: prefix '${prefix}' must be 1-6 lowercase letters or digits`);
+  if (existsSync(file))
+    throw new RuntimeFault(
+      "RUNTIME",
+      `testbed: ${file} exists: a testbed is up (run cleave testbed down first)`,
+    );
+  const subnet = opts.subnet ?? 0;
+  const ncpu = availableParallelism();
+  const state: TestbedState = {
+    version: 1,
+    prefix,
+    mode: "loopback",
+    namespaces: [],
+    cgroups: [],
+    pids: [],
+    workers: [],
+    token: opts.token ?? randomBytes(16).toString("hex"),
+    linkDelayMs: {},
+    notes: [],
+    detached: opts.detached === true,
+  };
+  for (const a of cluster.devices)
+    for (const b of cluster.devices) {
+      const l = a !== b ? linkBetween(cluster, a.name, b.name) : undefined;
+      if (l && l.latency > 0) state.linkDelayMs[pairKey(a.name, b.name)] = l.latency * 1000;
+    }
+  save(file, state);
+  try {
+    const why = opts.loopback ? "loopback requested" : netnsUnavailable();
+    const cgWhy = opts.loopback ? "loopback requested" : cgroupUnavailable();
+    if (why === undefined) {
+      state.mode = "netns";
+      buildNetwork(cluster, state, file, subnet);
+    } else state.notes.push(`no namespaces: ${why}; workers run on plain loopback without bandwidth shaping`);
+    if (cgWhy !== undefined) state.notes.push(`no CPU quotas: ${cgWhy}; only taskset pinning`);
+    if (!hasTaskset()) state.notes.push("no taskset: workers are not pinned");
+    const devices: LocalDevice[] = cluster.devices.map((d, i) => {
+      const cpus = cpusFor(d, i, ncpu);
+      const share = d.cpuShare ?? cpus.length;
+      return {
+        name: d.name,
+        cpus,
+        threads: d.threads ?? Math.max(1, Math.min(cpus.length, Math.ceil(share))),
+        host: state.mode === "netns" ? `10.77.${subnet}.${10 + i}` : "127.0.0.1",
+      };
+    });
+    const cgroupOf = new Map<string, string>();
+    if (cgWhy === undefined) {
+      cluster.devices.forEach((d, i) => {
+        const dir = join(CGROUP_CPU, `${prefix}-${i}`);
+        mkdirSync(dir, { recursive: true });
+        state.cgroups.push(dir);
+        save(file, state);
+        const period = 100000;
+        const share = d.cpuShare;
+        writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
+        writeFileSync(
+          join(dir, "cpu.cfs_quota_us"),
+          share !== undefined ? String(Math.round(share * period)) : "-1",
+        );
+        cgroupOf.set(d.name, dir);
+        state.notes.push(
+          `${d.name}: cpus ${devices[i].cpus?.join(",")}, ${share !== undefined ? `quota ${share} core` : "no quota"}, ${devices[i].threads} thread(s)`,
+        );
+      });
+    }
+    const nsOf = new Map(cluster.devices.map((d, i) => [d.name, `${prefix}-${i}`]));
+    const local = await startLocalWorkers(devices, {
+      token: state.token,
+      transport: opts.transport,
+      detached: opts.detached,
+      logFile: (d) => join(dirname(file), `${d.name}.log`),
+      wrap: (d, cmd) => {
+        let c = cmd;
+        if (state.mode === "netns") c = ["ip", "netns", "exec", nsOf.get(d.name)!, ...c];
+        const cg = cgroupOf.get(d.name);
+        // Join the cgroup before exec, so the worker and every onnxruntime thread it starts are inside it.
+        if (cg) c = ["sh", "-c", `echo $$ > ${join(cg, "cgroup.procs")} && exec "$@"`, "sh", ...c];
+        return c;
+      },
+    });
+    state.pids = local.pids;
+    state.workers = local.workers;
+    save(file, state);
+    return handle(state, file, local.stop);
+  } catch (err) {
+    await testbedDown(file).catch(() => {});
+    throw err instanceof RuntimeFault ? err : new RuntimeFault("RUNTIME", `testbed: ${errorMessage(err)}`);
+  }
+}
+
+function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subnet: number): void {
+  const p = state.prefix;
+  const coord = `${p}-coord`;
+  const addNs = (ns: string) => {
+    sh(["ip", "netns", "add", ns]);
+    state.namespaces.push(ns);
+    save(file, state);
+    sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  };
+  addNs(coord);
+  state.coordinatorNamespace = coord;
+  sh(["ip", "-n", coord, "link", "add", "br0", "type", "bridge"]);
+  sh(["ip", "-n", coord, "addr", "add", `10.77.${subnet}.1/24`, "dev", "br0"]);
+  sh(["ip", "-n", coord, "link", "set", "br0", "up"]);
+  const addr = (i: number) => `10.77.${subnet}.${10 + i}`;
+  cluster.devices.forEach((d, i) => {
+    const ns = `${p}-${i}`;
+    addNs(ns);
+    // Both ends are created inside the namespaces, so the host's namespace never holds them.
+    sh(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", `v${i}`, "netns", coord]);
+    sh(["ip", "-n", coord, "link", "set", `v${i}`, "master", "br0", "up"]);
+    sh(["ip", "-n", ns, "addr", "add", `${addr(i)}/24`, "dev", "eth0"]);
+    sh(["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    // Egress shaping of this device: one htb class per destination device, at the link's bandwidth.
+    sh(["tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "1"]);
+    sh([
+      "tc",
+      "-n",
+      ns,
+      "class",
+      "add",
+      "dev",
+      "eth0",
+      "parent",
+      "1:",
+      "classid",
+      "1:1",
+      "htb",
+      "rate",
+      "10gbit",
+    ]);
+    cluster.devices.forEach((e, j) => {
+      if (j === i) return;
+      const l = linkBetween(cluster, d.name, e.name);
+      if (!l) return;
+      const bits = Math.max(8000, Math.round(l.bandwidth * 8));
+      const burst = Math.max(16 * 1024, Math.round(l.bandwidth / 100));
+      const cls = `1:${10 + j}`;
+      sh([
+        "tc",
+        "-n",
+        ns,
+        "class",
+        "add",
+        "dev",
+        "eth0",
+        "parent",
+        "1:",
+        "classid",
+        cls,
+        "htb",
+        "rate",
+        `${bits}bit`,
+        "ceil",
+        `${bits}bit`,
+        "burst",
+        String(burst),
+        "cburst",
+        String(burst),
+      ]);
+      sh([
+        "tc",
+        "-n",
+        ns,
+        "filter",
+        "add",
+        "dev",
+        "eth0",
+        "parent",
+        "1:",
+        "protocol",
+        "ip",
+        "prio",
+        "1",
+        "u32",
+        "match",
+        "ip",
+        "dst",
+        `${addr(j)}/32`,
+        "flowid",
+        cls,
+      ]);
+      state.notes.push(`${d.name} -> ${e.name}: ${(bits / 1e6).toFixed(1)} Mbit/s (htb)`);
+    });
+  });
+  save(file, state);
+}
+
+function handle(state: TestbedState, file: string, stop: () => Promise<void>): Testbed {
+  return {
+    state,
+    workers: state.workers,
+    token: state.token,
+    linkDelayMs: (from, to) => state.linkDelayMs[pairKey(from, to)] ?? 0,
+    coordinatorExec: state.coordinatorNamespace ? ["ip", "netns", "exec", state.coordinatorNamespace] : [],
+    down: async () => {
+      // Our own children: stop them gracefully (and reap them) before removing their namespaces.
+      if (!state.detached) await stop();
+      return testbedDown(file);
+    },
+  };
+}
+
+/** Reads a testbed's state file (undefined when none is up). */
+export function readTestbedState(stateFile = defaultStateFile()): TestbedState | undefined {
+  if (!existsSync(stateFile)) return undefined;
+  return JSON.parse(readFileSync(stateFile, "utf8")) as TestbedState;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the workers and removes every namespace (with its interfaces and shaping) and cgroup the state
+ * file lists, plus any leftover namespace with the same prefix. Safe to run twice. Returns what it removed.
+ */
+export async function testbedDown(stateFile = defaultStateFile()): Promise<string[]> {
+  const state = readTestbedState(stateFile);
+  const done: string[] = [];
+  if (!state) return done;
+  for (const pid of state.pids) if (pid > 0 && alive(pid)) process.kill(pid, "SIGTERM");
+  for (let i = 0; i < 60 && state.pids.some((p) => p > 0 && alive(p)); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  for (const pid of state.pids)
+    if (pid > 0 && alive(pid)) {
+      process.kill(pid, "SIGKILL");
+      done.push(`killed worker ${pid}`);
+    } else if (pid > 0) done.push(`stopped worker ${pid}`);
+  for (let i = 0; i < 40 && state.pids.some((p) => p > 0 && alive(p)); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  const listed = sh(["ip", "netns", "list"], true)
+    .out.split("\n")
+    .map((l) => l.split(" ")[0]);
+  const leftovers = listed.filter((n) => n.startsWith(`${state.prefix}-`));
+  for (const ns of new Set([...state.namespaces, ...leftovers]))
+    if (listed.includes(ns)) {
+      sh(["ip", "netns", "del", ns], true);
+      done.push(`namespace ${ns}`);
+    }
+  for (const cg of state.cgroups) {
+    for (let i = 0; i < 40 && existsSync(cg); i++) {
+      try {
+        rmdirSync(cg);
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    done.push(existsSync(cg) ? `cgroup ${cg} (still busy)` : `cgroup ${cg}`);
+  }
+  rmSync(stateFile, { force: true });
+  return done;
+}

@@ -1,0 +1,154 @@
+import type { IncomingMessage } from "node:http";
+import { WebSocket, WebSocketServer } from "ws";
+import { RuntimeFault } from "../errors.js";
+import { BaseConnection, connectError } from "./connection.js";
+import { DEFAULT_MAX_FRAME_BYTES } from "./frame.js";
+import {
+  type ConnectOptions,
+  type Connection,
+  formatEndpoint,
+  type Listener,
+  parseEndpoint,
+  type Transport,
+  type TransportOptions,
+} from "./transport.js";
+
+/** ws's close code for a message over maxPayload. */
+const CLOSE_TOO_BIG = 1009;
+
+/** A connection over one WebSocket; each frame is one binary message (ws masks and uses bufferutil). */
+class WsConnection extends BaseConnection {
+  private closedByUs = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    remote: string,
+    maxFrameBytes: number,
+  ) {
+    super(remote, maxFrameBytes);
+    ws.binaryType = "nodebuffer";
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) {
+        this.fail(new RuntimeFault("RUNTIME", `${remote}: text message on a binary channel`));
+        return;
+      }
+      this.received(data);
+    });
+    ws.on("error", (err) => this.fail(this.describe(err)));
+    ws.on("close", (code: number) => {
+      if (this.closedByUs) this.ended();
+      else if (code === CLOSE_TOO_BIG)
+        this.ended(new RuntimeFault("RUNTIME", `${remote}: peer refused a frame over its size limit`));
+      else this.ended(new RuntimeFault("RUNTIME", `${remote}: closed by peer`));
+    });
+  }
+
+  private describe(err: Error): Error {
+    // ws reports an oversized incoming message as an error with this code before closing with 1009.
+    if ((err as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH")
+      return new RuntimeFault(
+        "RUNTIME",
+        `${this.remote}: incoming frame exceeds the limit of ${this.maxFrameBytes} bytes; refused`,
+      );
+    return err;
+  }
+
+  protected write(parts: Uint8Array[], _size: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const cb = (err?: Error) =>
+        err ? reject(new RuntimeFault("RUNTIME", `${this.remote}: send failed (${err.message})`)) : resolve();
+      // Fragments of one message: the header and the tensor bytes go out without being concatenated.
+      for (let i = 0; i < parts.length - 1; i++) this.ws.send(parts[i], { binary: true, fin: false });
+      this.ws.send(parts[parts.length - 1], { binary: true, fin: true }, cb);
+    });
+  }
+
+  protected shutdown(): void {
+    this.closedByUs = true;
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    else this.ws.terminate();
+  }
+}
+
+/** WebSocket (the `ws` package with bufferutil, no compression); one binary message per frame. */
+export class WsTransport implements Transport {
+  readonly name = "ws" as const;
+  private readonly maxFrameBytes: number;
+
+  constructor(opts: TransportOptions = {}) {
+    this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  listen(host: string, port: number, onConnection: (conn: Connection) => void): Promise<Listener> {
+    return new Promise((resolve, reject) => {
+      const wss = new WebSocketServer({
+        host,
+        port,
+        maxPayload: this.maxFrameBytes,
+        perMessageDeflate: false,
+        clientTracking: true,
+      });
+      wss.once("error", (err) =>
+        reject(
+          new RuntimeFault("RUNTIME", `cannot listen on ${formatEndpoint(host, port)} (${err.message})`),
+        ),
+      );
+      wss.on("connection", (ws: WebSocket, req: IncomingMessage) => {
+        const s = req.socket;
+        const remote = formatEndpoint(s.remoteAddress ?? "?", s.remotePort ?? 0);
+        onConnection(new WsConnection(ws, remote, this.maxFrameBytes));
+      });
+      wss.once("listening", () => {
+        const addr = wss.address();
+        if (addr === null || typeof addr === "string") throw new Error("ws server has no TCP address");
+        resolve({
+          host: addr.address,
+          port: addr.port,
+          close: () =>
+            new Promise<void>((done) => {
+              for (const c of wss.clients) c.terminate();
+              wss.close(() => done());
+            }),
+        });
+      });
+    });
+  }
+
+  connect(endpoint: string, opts: ConnectOptions = {}): Promise<Connection> {
+    let host: string;
+    let port: number;
+    try {
+      ({ host, port } = parseEndpoint(endpoint));
+    } catch (err) {
+      return Promise.reject(
+        new RuntimeFault("WORKER", `${endpoint}: unreachable (${(err as Error).message})`),
+      );
+    }
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${formatEndpoint(host, port)}/`, {
+        maxPayload: this.maxFrameBytes,
+        perMessageDeflate: false,
+      });
+      let settled = false;
+      const done = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
+        ws.off("error", done);
+        if (err !== undefined) {
+          ws.on("error", () => {});
+          ws.terminate();
+          reject(connectError(endpoint, err));
+        } else resolve(new WsConnection(ws, endpoint, this.maxFrameBytes));
+      };
+      const onAbort = () => done(opts.signal?.reason ?? new Error("aborted"));
+      const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      ws.once("error", done);
+      // ws turns Nagle off on its sockets itself.
+      ws.once("open", () => done());
+    });
+  }
+}

@@ -1,0 +1,20 @@
+import { TcpTransport } from "./transport-tcp.js";
+import type { Transport, TransportName, TransportOptions } from "./transport.js";
+import { WsTransport } from "./transport-ws.js";
+
+/**
+ * The default transport: raw TCP. Measured with bench/transport.ts on this machine's loopback
+ * (see docs/ARCHITECTURE.md): it moves 1 MiB tensors faster than ws+bufferutil.
+ */
+export const DEFAULT_TRANSPORT: TransportName = "tcp";
+
+/** Every transport cleave ships, by name. */
+export const TRANSPORT_NAMES: readonly TransportName[] = ["tcp", "ws"];
+
+/** A new transport of a name (default DEFAULT_TRANSPORT) with options. */
+export function makeTransport(
+  name: TransportName = DEFAULT_TRANSPORT,
+  opts: TransportOptions = {},
+): Transport {
+  return name === "ws" ? new WsTransport(opts) : new TcpTransport(opts);
+}

@@ -1,0 +1,462 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { TensorSpec } from "../export/manifest.js";
+import { errorMessage } from "../errors.js";
+import { createSession, type ort } from "../onnx/ort.js";
+import { VERSION } from "../version.js";
+import { retry } from "./backoff.js";
+import { type ControlFrame, type Frame, frameTensor, type TensorFrame, tensorFrame } from "./frame.js";
+import { connectWorker } from "./handshake.js";
+import { logger } from "./log.js";
+import type { HelloMsg, LoadMsg, RejectMsg, Role, StageStats, WelcomeMsg } from "./protocol.js";
+import type { Connection, Listener, Transport, TransportName, TransportOptions } from "./transport.js";
+import { makeTransport } from "./transports.js";
+
+const log = logger("runtime:worker");
+
+/** Options of a worker process (what `cleave worker` parses). */
+export interface WorkerOptions {
+  /** Name used in every error this worker reports (default "worker"). */
+  name?: string;
+  /** Address to listen on (default 127.0.0.1) and port (0 picks a free one; default 0). */
+  host?: string;
+  port?: number;
+  /** Shared secret a peer must present before anything else is accepted; "" or absent accepts any peer. */
+  token?: string;
+  /** onnxruntime intra-op threads (default 1). */
+  threads?: number;
+  /** Transport to listen with (default "tcp"). */
+  transport?: TransportName;
+  /** Largest frame accepted or sent, bytes. */
+  maxFrameBytes?: number;
+  /** Version this worker announces and requires of peers (default VERSION; other values only for tests). */
+  version?: string;
+}
+
+/** Bytes of output sends a stage may leave unfinished before it waits (backpressure toward downstream). */
+const MAX_UNSENT_REQUESTS = 4;
+/** Cancelled request ids remembered, so late tensors of a cancelled request are dropped. */
+const CANCEL_MEMORY = 4096;
+
+interface Stage {
+  load: LoadMsg;
+  session: ort.InferenceSession;
+  specs: Map<string, TensorSpec>;
+  pending: Map<number, Map<string, ort.Tensor>>;
+  stats: StageStats;
+}
+
+interface Deployment {
+  id: string;
+  coordinator: Connection;
+  /** The name the coordinator gave this worker. */
+  name: string;
+  stages: Map<number, Stage>;
+  peers: Map<string, Promise<Connection>>;
+}
+
+interface Job {
+  stage: Stage;
+  requestId: number;
+  feeds: Record<string, ort.Tensor>;
+}
+
+function sameToken(a: string, b: string): boolean {
+  const h = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(h(a), h(b));
+}
+
+function firstLine(s: string): string {
+  const line = s.split("\n").find((l) => l.trim() !== "") ?? s;
+  return line.length > 300 ? `${line.slice(0, 300)}...` : line.trim();
+}
+
+function shapeMatches(spec: readonly number[], shape: readonly number[]): boolean {
+  // A negative dimension in the manifest is dynamic and matches any size.
+  return spec.length === shape.length && spec.every((d, i) => d < 0 || d === shape[i]);
+}
+
+/**
+ * A cleave worker: listens for a coordinator, accepts stage models (bytes + sha256, kept in memory only),
+ * runs each request once all its inputs arrived (from the coordinator and/or upstream workers), and sends
+ * each output straight to the stages that read it or back to the coordinator. A failing request becomes
+ * an error frame for the coordinator naming this worker and the stage; the worker keeps serving.
+ * Nothing is accepted from a peer before its hello presents the right token and version.
+ */
+export class Worker {
+  readonly name: string;
+  private readonly opts: WorkerOptions;
+  private readonly transport: Transport;
+  private readonly version: string;
+  private listener?: Listener;
+  private deployment?: Deployment;
+  private readonly queue: Job[] = [];
+  private running = false;
+  private readonly cancelled = new Set<number>();
+  private readonly unsent: Promise<unknown>[] = [];
+
+  constructor(opts: WorkerOptions = {}) {
+    this.opts = opts;
+    this.name = opts.name ?? "worker";
+    this.version = opts.version ?? VERSION;
+    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes };
+    this.transport = makeTransport(opts.transport ?? "tcp", t);
+  }
+
+  /** Starts listening; resolves to the address really listened on. */
+  async start(): Promise<{ host: string; port: number }> {
+    this.listener = await this.transport.listen(this.opts.host ?? "127.0.0.1", this.opts.port ?? 0, (c) =>
+      this.accept(c),
+    );
+    return { host: this.listener.host, port: this.listener.port };
+  }
+
+  /** The address listened on (after start). */
+  get address(): { host: string; port: number } | undefined {
+    return this.listener ? { host: this.listener.host, port: this.listener.port } : undefined;
+  }
+
+  /** Stops listening, closes every connection and releases the sessions. */
+  async stop(): Promise<void> {
+    this.teardown();
+    await this.listener?.close();
+    this.listener = undefined;
+  }
+
+  private accept(conn: Connection): void {
+    let role: Role | undefined;
+    let peerDeployment: string | undefined;
+    conn.onFrame((f) => {
+      if (role === undefined) {
+        const r = this.checkHello(conn, f);
+        if (r === undefined) return;
+        role = r.role;
+        peerDeployment = r.deployment;
+        return;
+      }
+      try {
+        this.handle(conn, role, peerDeployment, f);
+      } catch (err) {
+        log(`frame from ${conn.remote} failed: ${errorMessage(err)}`);
+      }
+    });
+    conn.onClose((err) => {
+      log(`${role ?? "unauthenticated"} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
+      if (this.deployment?.coordinator === conn) this.teardown();
+    });
+  }
+
+  /** Checks the first frame; answers welcome or reject (and closes). Returns the hello when accepted. */
+  private checkHello(conn: Connection, f: Frame): HelloMsg | undefined {
+    const reject = (reason: RejectMsg["reason"], message: string) => {
+      log(`rejected ${conn.remote}: ${message}`);
+      const m: RejectMsg = { t: "reject", reason, message, version: this.version };
+      conn.send({ type: "control", requestId: 0, msg: { ...m } }).then(
+        () => setTimeout(() => conn.close(), 50),
+        () => conn.close(),
+      );
+      return undefined;
+    };
+    if (f.type !== "control" || f.msg.t !== "hello") return reject("protocol", "expected hello first");
+    const h = f.msg as unknown as HelloMsg;
+    const want = this.opts.token ?? "";
+    if (want !== "" && !(typeof h.token === "string" && sameToken(h.token, want)))
+      return reject("token", "wrong token");
+    if (h.version !== this.version) return reject("version", `peer runs cleave ${h.version}`);
+    const d = this.deployment;
+    if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
+      return reject("busy", `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`);
+    const w: WelcomeMsg = {
+      t: "welcome",
+      version: this.version,
+      name: this.name,
+      threads: this.opts.threads ?? 1,
+      pid: process.pid,
+    };
+    conn.send({ type: "control", requestId: 0, msg: { ...w } }).catch(() => conn.close());
+    log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
+    return h;
+  }
+
+  private handle(conn: Connection, role: Role, peerDeployment: string | undefined, f: Frame): void {
+    if (f.type === "tensor") {
+      const d = this.deployment;
+      if (!d || role === "probe") return;
+      if (role === "peer" && peerDeployment !== d.id) return;
+      this.dispatch(d, f);
+      return;
+    }
+    const reply = (msg: ControlFrame["msg"]) =>
+      conn.send({ type: "control", requestId: f.requestId, msg }).catch(() => {});
+    switch (f.msg.t) {
+      case "ping":
+        void reply({ t: "pong" });
+        return;
+      case "sink":
+        return;
+      case "cancel":
+        this.cancel(f.requestId);
+        return;
+      case "stats":
+        void reply({
+          t: "stats-reply",
+          worker: this.deployment?.name ?? this.name,
+          stages: [...(this.deployment?.stages.values() ?? [])].map((s) => ({
+            ...s.stats,
+            pending: s.pending.size,
+          })),
+        });
+        return;
+      case "undeploy":
+        if (this.deployment?.coordinator === conn) this.teardown();
+        void reply({ t: "undeployed" });
+        return;
+      case "load":
+        if (role !== "coordinator") return;
+        void this.load(conn, f.msg as unknown as LoadMsg, f.payload ?? new Uint8Array(0));
+        return;
+      default:
+        log(`ignored control '${f.msg.t}' from ${conn.remote}`);
+    }
+  }
+
+  private async load(conn: Connection, m: LoadMsg, model: Uint8Array): Promise<void> {
+    const t0 = performance.now();
+    const fail = (message: string) =>
+      conn
+        .send({
+          type: "control",
+          requestId: 0,
+          msg: { t: "error", kind: "load", worker: m.worker, stage: m.stage, message },
+        })
+        .catch(() => {});
+    if (!this.deployment || this.deployment.id !== m.deployment || this.deployment.coordinator !== conn) {
+      this.teardown();
+      this.deployment = {
+        id: m.deployment,
+        coordinator: conn,
+        name: m.worker,
+        stages: new Map(),
+        peers: new Map(),
+      };
+    }
+    const d = this.deployment;
+    const sha = createHash("sha256").update(model).digest("hex");
+    if (sha !== m.sha256) {
+      await fail(
+        `${m.file}: sha256 of the ${model.byteLength} bytes received is ${sha}, the manifest says ${m.sha256}`,
+      );
+      return;
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await createSession(model, { threads: m.threads ?? this.opts.threads ?? 1, source: m.file });
+    } catch (err) {
+      await fail(errorMessage(err));
+      return;
+    }
+    const missingIn = m.inputs.filter((s) => !session.inputNames.includes(s.name)).map((s) => s.name);
+    const missingOut = m.outputs.filter((n) => !session.outputNames.includes(n));
+    if (missingIn.length > 0 || missingOut.length > 0) {
+      await session.release();
+      await fail(
+        `${m.file}: the model lacks ${[...missingIn.map((n) => `input '${n}'`), ...missingOut.map((n) => `output '${n}'`)].join(", ")} named in the manifest`,
+      );
+      return;
+    }
+    try {
+      for (const routes of Object.values(m.routes))
+        for (const r of routes)
+          if (r.to === "worker" && r.worker !== d.name) await this.peer(d, r.endpoint, m.token, r.delayMs);
+    } catch (err) {
+      await session.release();
+      await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
+      return;
+    }
+    if (this.deployment !== d) {
+      await session.release();
+      return;
+    }
+    conn.delayMs = m.coordinatorDelayMs ?? 0;
+    d.stages
+      .get(m.stage)
+      ?.session.release()
+      .catch(() => {});
+    d.stages.set(m.stage, {
+      load: m,
+      session,
+      specs: new Map(m.inputs.map((s) => [s.name, s])),
+      pending: new Map(),
+      stats: { stage: m.stage, runs: 0, errors: 0, computeMs: 0, pending: 0 },
+    });
+    log(`stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms`);
+    await conn
+      .send({
+        type: "control",
+        requestId: 0,
+        msg: { t: "loaded", stage: m.stage, loadMs: performance.now() - t0 },
+      })
+      .catch(() => {});
+  }
+
+  /** The connection to a downstream worker, opened once per deployment (with retries). */
+  private peer(d: Deployment, endpoint: string, token: string, delayMs = 0): Promise<Connection> {
+    let p = d.peers.get(endpoint);
+    if (!p) {
+      p = retry(
+        () =>
+          connectWorker(this.transport, endpoint, {
+            token,
+            role: "peer",
+            from: d.name,
+            deployment: d.id,
+            version: this.version,
+          }),
+        { attempts: 3, retryable: (e) => /unreachable|handshake/.test(errorMessage(e)) },
+      ).then(({ conn }) => {
+        conn.delayMs = delayMs;
+        conn.onClose((err) => log(`peer ${endpoint} closed${err ? `: ${err.message}` : ""}`));
+        return conn;
+      });
+      d.peers.set(endpoint, p);
+      p.catch(() => d.peers.delete(endpoint));
+    }
+    return p;
+  }
+
+  private requestError(d: Deployment, requestId: number, stage: number, message: string): void {
+    for (const s of d.stages.values()) s.pending.delete(requestId);
+    const st = d.stages.get(stage);
+    if (st) st.stats.errors++;
+    log(`request ${requestId} failed in stage ${stage}: ${message}`);
+    d.coordinator
+      .send({
+        type: "control",
+        requestId,
+        msg: { t: "error", kind: "request", worker: d.name, stage, message },
+      })
+      .catch(() => {});
+  }
+
+  private dispatch(d: Deployment, f: TensorFrame): void {
+    if (this.cancelled.has(f.requestId)) return;
+    let consumers = 0;
+    for (const s of d.stages.values()) {
+      const spec = s.specs.get(f.name);
+      if (!spec) continue;
+      consumers++;
+      if (spec.dtype !== f.dtype || !shapeMatches(spec.shape, f.shape)) {
+        this.requestError(
+          d,
+          f.requestId,
+          s.load.stage,
+          `input '${f.name}' is ${f.dtype} [${f.shape}], the stage expects ${spec.dtype} [${spec.shape}]`,
+        );
+        continue;
+      }
+      let got = s.pending.get(f.requestId);
+      if (!got) {
+        got = new Map();
+        s.pending.set(f.requestId, got);
+      }
+      got.set(f.name, frameTensor(f));
+      if (got.size === s.specs.size) {
+        s.pending.delete(f.requestId);
+        this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(got) });
+      }
+    }
+    if (consumers === 0) {
+      const first = d.stages.values().next().value;
+      this.requestError(
+        d,
+        f.requestId,
+        first?.load.stage ?? -1,
+        `received tensor '${f.name}', which no stage here reads`,
+      );
+      return;
+    }
+    void this.pump();
+  }
+
+  private cancel(requestId: number): void {
+    this.cancelled.add(requestId);
+    if (this.cancelled.size > CANCEL_MEMORY)
+      this.cancelled.delete(this.cancelled.values().next().value as number);
+    for (const s of this.deployment?.stages.values() ?? []) s.pending.delete(requestId);
+    for (let i = this.queue.length - 1; i >= 0; i--)
+      if (this.queue[i].requestId === requestId) this.queue.splice(i, 1);
+  }
+
+  /** Runs queued jobs one at a time (the device's CPUs serve one stage run at a time). */
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const job = this.queue.shift()!;
+        const d = this.deployment;
+        if (!d || d.stages.get(job.stage.load.stage) !== job.stage) continue;
+        if (this.cancelled.has(job.requestId)) continue;
+        await this.run(d, job);
+        while (this.unsent.length > MAX_UNSENT_REQUESTS) await this.unsent.shift();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async run(d: Deployment, job: Job): Promise<void> {
+    const { stage: s, requestId } = job;
+    const t0 = performance.now();
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await s.session.run(job.feeds, s.load.outputs);
+    } catch (err) {
+      s.stats.computeMs += performance.now() - t0;
+      this.requestError(d, requestId, s.load.stage, `onnxruntime failed: ${firstLine(errorMessage(err))}`);
+      return;
+    }
+    s.stats.computeMs += performance.now() - t0;
+    s.stats.runs++;
+    const sends: Promise<unknown>[] = [];
+    for (const name of s.load.outputs) {
+      const t = out[name] as ort.Tensor;
+      const frame = tensorFrame(requestId, name, t);
+      for (const r of s.load.routes[name] ?? []) {
+        if (r.to === "coordinator") {
+          sends.push(
+            d.coordinator.send(frame).catch(() => {
+              // The coordinator is gone; teardown follows from its close handler.
+            }),
+          );
+        } else if (r.worker === d.name) {
+          this.dispatch(d, frame);
+        } else {
+          const p = this.peer(d, r.endpoint, s.load.token, r.delayMs)
+            .then((c) => c.send(frame))
+            .catch((err) =>
+              this.requestError(
+                d,
+                requestId,
+                s.load.stage,
+                `cannot send '${name}' to worker ${r.worker} at ${r.endpoint}: ${errorMessage(err)}`,
+              ),
+            );
+          sends.push(p);
+        }
+      }
+    }
+    this.unsent.push(Promise.all(sends));
+  }
+
+  private teardown(): void {
+    const d = this.deployment;
+    if (!d) return;
+    this.deployment = undefined;
+    this.queue.length = 0;
+    // Request ids restart with every deployment.
+    this.cancelled.clear();
+    for (const s of d.stages.values()) s.session.release().catch(() => {});
+    for (const p of d.peers.values()) p.then((c) => c.close()).catch(() => {});
+    log(`deployment ${d.id} torn down`);
+  }
+}

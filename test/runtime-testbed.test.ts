@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import type { Cluster, Device } from "../src/cluster/types.js";
+import { cliCommand } from "../src/runtime/local-cluster.js";
+import { probeWorker } from "../src/runtime/probe.js";
+import { netnsUnavailable, readTestbedState, testbedDown, testbedUp } from "../src/runtime/testbed.js";
+
+function device(name: string, extra: Partial<Device> = {}): Device {
+  return {
+    name,
+    kind: "cpu",
+    macsPerSecond: { float32: 1e10 },
+    memoryBandwidth: 1e10,
+    memory: 1e9,
+    idlePower: 1,
+    activePower: 2,
+    ...extra,
+  };
+}
+
+function cluster(devices: Device[], bandwidth: number, latency: number): Cluster {
+  return {
+    name: "tb",
+    devices,
+    links: [{ devices: devices.map((d) => d.name), kind: "ethernet", bandwidth, latency, energyPerBit: 0 }],
+    inputDevice: devices[0].name,
+    outputDevice: devices[devices.length - 1].name,
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function run(cmd: string[]): string {
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+  assert.equal(r.status, 0, `${cmd.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const noNetns = netnsUnavailable();
+
+test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", async () => {
+  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  const tb = await testbedUp(cluster([device("a"), device("b")], 12.5e6, 0.001), {
+    stateFile,
+    loopback: true,
+    prefix: "cltl",
+  });
+  assert.equal(tb.state.mode, "loopback");
+  assert.ok(tb.state.notes.some((n) => n.startsWith("no namespaces: loopback requested")));
+  assert.deepEqual(tb.coordinatorExec, []);
+  assert.equal(tb.linkDelayMs("a", "b"), 1);
+  assert.equal(tb.linkDelayMs("a", "coordinator"), 0);
+  for (const w of tb.workers) assert.match(w.endpoint, /^127\.0\.0\.1:\d+$/);
+  const r = await probeWorker(tb.workers[0].endpoint, {
+    token: tb.token,
+    bytes: 2 ** 20,
+    pings: 3,
+    rounds: 1,
+  });
+  assert.equal(r.worker, "a");
+  assert.ok(r.mibPerSecond > 0 && r.rttMs.p50 > 0);
+  await tb.down();
+  assert.equal(existsSync(stateFile), false);
+  for (const pid of tb.state.pids) assert.equal(alive(pid), false);
+});
+
+test("namespaces, htb shaping and cgroup quotas; down removes everything", { skip: noNetns }, async () => {
+  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  const c = cluster([device("a", { cpuShare: 0.5 }), device("b", { cpuShare: 1 })], 12.5e6, 0.002);
+  const tb = await testbedUp(c, { stateFile, prefix: "cltt", subnet: 7 });
+  try {
+    assert.equal(tb.state.mode, "netns");
+    assert.deepEqual(tb.coordinatorExec, ["ip", "netns", "exec", "cltt-coord"]);
+    assert.deepEqual(
+      tb.workers.map((w) => w.endpoint.split(":")[0]),
+      ["10.77.7.10", "10.77.7.11"],
+    );
+    const ns = run(["ip", "netns", "list"]);
+    for (const n of ["cltt-coord", "cltt-0", "cltt-1"]) assert.match(ns, new RegExp(`^${n}\\b`, "m"));
+    // The private range lives only inside the testbed's namespaces.
+    assert.doesNotMatch(run(["ip", "-o", "addr"]), /10\.77\./);
+    assert.match(
+      run(["tc", "-n", "cltt-0", "class", "show", "dev", "eth0"]),
+      /class htb 1:11 .*rate 100Mbit/,
+    );
+    assert.equal(readFileSync(join(tb.state.cgroups[0], "cpu.cfs_quota_us"), "utf8").trim(), "50000");
+    assert.equal(readFileSync(join(tb.state.cgroups[1], "cpu.cfs_quota_us"), "utf8").trim(), "100000");
+    const procs = readFileSync(join(tb.state.cgroups[0], "cgroup.procs"), "utf8");
+    assert.ok(procs.split("\n").includes(String(tb.state.pids[0])), "worker a is not in its cgroup");
+    assert.equal(tb.linkDelayMs("a", "b"), 2);
+    // From the coordinator namespace the workers answer (token checked through the namespaces).
+    const probe = (fromNs: string, endpoint: string) =>
+      JSON.parse(
+        run([
+          "ip",
+          "netns",
+          "exec",
+          fromNs,
+          ...cliCommand(),
+          "probe",
+          endpoint,
+          "--token",
+          tb.token,
+          "--json",
+          "--mib",
+          "2",
+        ]),
+      );
+    const fromCoord = probe("cltt-coord", tb.workers[1].endpoint);
+    assert.equal(fromCoord.worker, "b");
+    // Device a to device b goes through the 100 Mbit/s class: it cannot be much faster than 11.9 MiB/s.
+    const shaped = probe("cltt-0", tb.workers[1].endpoint);
+    assert.ok(shaped.mibPerSecond < 2 * (12.5e6 / 2 ** 20), `a -> b measured ${shaped.mibPerSecond} MiB/s`);
+    assert.equal(readTestbedState(stateFile)?.workers.length, 2);
+  } finally {
+    const removed = await tb.down();
+    assert.ok(removed.includes("namespace cltt-coord"));
+  }
+  assert.doesNotMatch(run(["ip", "netns", "list"]), /cltt-/);
+  for (const cg of tb.state.cgroups) assert.equal(existsSync(cg), false);
+  for (const pid of tb.state.pids) assert.equal(alive(pid), false);
+  assert.equal(existsSync(stateFile), false);
+});
+
+test("a failed up removes what it made", { skip: noNetns }, async () => {
+  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  // CPU 999 does not exist: taskset fails and the worker never listens.
+  const c = cluster([device("a", { cpus: [999], cpuShare: 1 }), device("b")], 12.5e6, 0);
+  await assert.rejects(
+    testbedUp(c, { stateFile, prefix: "cltf", subnet: 8 }),
+    /worker a: exited before listening/,
+  );
+  assert.doesNotMatch(run(["ip", "netns", "list"]), /cltf-/);
+  assert.equal(existsSync("/sys/fs/cgroup/cpu/cltf-0"), false);
+  assert.equal(existsSync(stateFile), false);
+  assert.deepEqual(await testbedDown(stateFile), []);
+});
