@@ -1,7 +1,12 @@
 import type { Command } from "./command.js";
 import { cutsCommand } from "./cmd-cuts.js";
+import { estimateCommand } from "./cmd-estimate.js";
 import { inspectCommand } from "./cmd-inspect.js";
+import { probeCommand } from "./cmd-probe.js";
+import { profileCommand } from "./cmd-profile.js";
+import { reportCommand } from "./cmd-report.js";
 import { splitCommand } from "./cmd-split.js";
+import { testbedCommand } from "./cmd-testbed.js";
 import { workerCommand } from "./cmd-worker.js";
 import { zooCommand } from "./cmd-zoo.js";
 
@@ -11,5 +16,10 @@ export const COMMANDS: readonly Command[] = [
   inspectCommand,
   cutsCommand,
   splitCommand,
+  profileCommand,
+  estimateCommand,
+  reportCommand,
   workerCommand,
+  probeCommand,
+  testbedCommand,
 ];

@@ -1,0 +1,186 @@
+import { loadCluster } from "../cluster/load.js";
+import type { Cluster } from "../cluster/types.js";
+import { costModelFor } from "../cost/cost-factory.js";
+import { estimateSplit } from "../cost/estimate.js";
+import { loadProfile, type Profile } from "../cost/profile.js";
+import { ArgumentError } from "../errors.js";
+import { resolveSplit } from "../export/split.js";
+import { choosePartitionOrder } from "../partition/order.js";
+import {
+  bool,
+  type Command,
+  intFlag,
+  list,
+  onePositional,
+  parseFlags,
+  parseInputShapes,
+  str,
+} from "./command.js";
+import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
+import { loadForCli } from "./load.js";
+
+const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
+                       [--devices d1,d2,...] [--profile device=profile.json ...]
+                       [--input-shape name=1x3x224x224] [--json]
+
+Predicts, for a split of the model over the cluster's devices, each stage's latency, peak memory and energy,
+the transfers between devices, the end-to-end latency and the pipelined throughput.
+  --stages k    k stages of about equal MACs (default: one per device)
+  --cuts        cut indices (as 'cleave cuts' lists them) or tensor names
+  --devices     device of each stage, in order (default: the input device first, then the others in file order)
+  --profile     a measured profile for a device (overrides the cluster file's profile:)
+  --json        one JSON object instead of tables
+Devices with a profile are priced from it (measured); others from a profiled CPU scaled by MAC rates, or by
+the roofline (analytic) calibrated from a profile when there is one.`;
+
+/** `cleave estimate`. */
+export const estimateCommand: Command = {
+  name: "estimate",
+  summary: "predict latency, memory, energy and throughput of a split on a cluster",
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags("estimate", argv, {
+      cluster: { type: "string" },
+      stages: { type: "string" },
+      cuts: { type: "string" },
+      devices: { type: "string" },
+      profile: { type: "string", multiple: true },
+      json: { type: "boolean" },
+      "input-shape": { type: "string", multiple: true },
+    });
+    const path = onePositional("estimate", positionals, "model file");
+    const clusterPath = str(values, "cluster");
+    if (clusterPath === undefined)
+      throw new ArgumentError("cleave estimate: missing --cluster c.yaml", { field: "cluster" });
+    const cluster = loadCluster(clusterPath);
+    const inputShapes = parseInputShapes(list(values, "input-shape"));
+    const model = await loadForCli(path, inputShapes);
+
+    const cutsFlag = str(values, "cuts");
+    const stagesFlag = str(values, "stages");
+    if (cutsFlag !== undefined && stagesFlag !== undefined)
+      throw new ArgumentError("cleave estimate: give --stages or --cuts, not both", { field: "cuts" });
+    const deviceList = str(values, "devices")
+      ?.split(",")
+      .map((d) => d.trim())
+      .filter((d) => d !== "");
+    const k =
+      stagesFlag !== undefined
+        ? intFlag("stages", stagesFlag, 1)
+        : (deviceList?.length ?? cluster.devices.length);
+    const order = choosePartitionOrder(model);
+    const assignment = resolveSplit(
+      model,
+      cutsFlag !== undefined ? { cuts: cutsFlag.split(",") } : { stages: k },
+      order,
+    );
+    const devices = deviceList ?? defaultDevices(cluster, assignment.count);
+    if (devices.length !== assignment.count) {
+      throw new ArgumentError(
+        `--devices: the split has ${assignment.count} stages but ${devices.length} devices were given`,
+        { field: "devices" },
+      );
+    }
+    for (const d of devices) {
+      if (!cluster.devices.some((x) => x.name === d))
+        throw new ArgumentError(
+          `--devices: unknown device '${d}' (devices: ${cluster.devices.map((x) => x.name).join(", ")})`,
+          { field: "devices", device: d },
+        );
+    }
+    const profiles: Record<string, Profile> = {};
+    for (const spec of list(values, "profile") ?? []) {
+      const m = /^([^=]+)=(.+)$/.exec(spec);
+      if (!m)
+        throw new ArgumentError(`--profile: expected device=profile.json, got '${spec}'`, {
+          field: "profile",
+        });
+      profiles[m[1]] = loadProfile(m[2]);
+    }
+    const cost = costModelFor(model, cluster, { profiles, inputShapes });
+    const est = estimateSplit(model, cluster, cost, assignment.stageOf, devices);
+    const sources = Object.fromEntries(
+      [...new Set(devices)].map((d) => [d, cost.describe(cluster.devices.find((x) => x.name === d)!)]),
+    );
+
+    if (bool(values, "json")) {
+      io.out(
+        JSON.stringify({
+          model: path,
+          cluster: cluster.name,
+          stages: est.stages.map(({ nodes, ...s }) => ({ ...s, nodes: nodes.length, ...sources[s.device] })),
+          transfers: est.transfers,
+          endToEnd: est.endToEnd,
+          throughput: est.throughput,
+          bottleneck: est.bottleneck,
+          energy: est.energy,
+          overMemory: est.overMemory,
+        }),
+      );
+      return 0;
+    }
+    const st = style(io.isTTY);
+    io.out(
+      table(
+        [
+          ["stage", "device", "nodes", "MACs", "latency", "memory", "energy", "priced by"],
+          ...est.stages.map((s) => {
+            const src = sources[s.device];
+            const mem = `${fmtBytes(s.memory)} / ${fmtBytes(s.memoryLimit)}`;
+            return [
+              String(s.index),
+              s.device,
+              String(s.nodes.length),
+              fmtCount(s.macs),
+              fmtTime(s.latency),
+              s.memory > s.memoryLimit ? st.red(`${mem} OVER`) : mem,
+              `${(s.energy * 1e3).toPrecision(3)} mJ`,
+              src.reference !== undefined ? `${src.source} (from ${src.reference})` : src.source,
+            ];
+          }),
+        ],
+        st,
+      ),
+    );
+    if (est.transfers.length > 0) {
+      io.out(
+        table(
+          [
+            ["from", "to", "carries", "bytes", "time", "energy"],
+            ...est.transfers.map((t) => [
+              t.from,
+              t.to,
+              t.what,
+              fmtBytes(t.bytes),
+              fmtTime(t.time),
+              `${(t.energy * 1e3).toPrecision(3)} mJ`,
+            ]),
+          ],
+          st,
+        ),
+      );
+    }
+    io.out(
+      `end-to-end ${st.bold(fmtTime(est.endToEnd))}, pipelined ${st.bold(`${est.throughput.toPrecision(3)} inf/s`)} ` +
+        `(bottleneck: ${est.bottleneck}), ${(est.energy * 1e3).toPrecision(3)} mJ per inference`,
+    );
+    if (est.overMemory.length > 0)
+      io.out(st.red(`stage(s) ${est.overMemory.join(", ")} need more memory than their device has`));
+    return 0;
+  },
+};
+
+/** The input device first, then the other devices in file order; the first `k`. */
+function defaultDevices(cluster: Cluster, k: number): string[] {
+  const names = [
+    cluster.inputDevice,
+    ...cluster.devices.map((d) => d.name).filter((n) => n !== cluster.inputDevice),
+  ];
+  if (k > names.length) {
+    throw new ArgumentError(
+      `the split has ${k} stages but the cluster has ${names.length} devices; give --devices (a device may run several stages)`,
+      { field: "devices" },
+    );
+  }
+  return names.slice(0, k);
+}

@@ -1,0 +1,137 @@
+import { type ProfileProgress, profileModel, saveProfile } from "../cost/profile.js";
+import { ArgumentError } from "../errors.js";
+import {
+  bool,
+  type Command,
+  intFlag,
+  list,
+  onePositional,
+  parseFlags,
+  parseInputShapes,
+  str,
+} from "./command.js";
+import { style, table, fmtTime } from "./format.js";
+import { loadForCli } from "./load.js";
+
+const USAGE = `usage: cleave profile <model.onnx | zoo:NAME> -o profile.json [--threads n] [--runs r] [--warmup w]
+                      [--input-shape name=1x3x224x224] [--json]
+
+Measures every node's latency on this machine with onnxruntime's profiler (warm-up runs, then the median
+of --runs runs), maps fused kernels (Conv+BatchNormalization+Relu run as one) back to the original nodes, and
+writes the profile that 'cleave estimate' and the planners use.
+  -o, --output   profile file to write (with --json and no -o, the profile goes to stdout)
+  --threads      onnxruntime intra-op threads (default 1)
+  --runs         measured runs (default 10); --warmup: runs before measuring (default 5)
+  --json         no table and no progress bar: a JSON summary (or the profile itself without -o)`;
+
+/** `cleave profile`. */
+export const profileCommand: Command = {
+  name: "profile",
+  summary: "measure per-node latency of a model on this machine (onnxruntime profiler)",
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags("profile", argv, {
+      output: { type: "string", short: "o" },
+      threads: { type: "string" },
+      runs: { type: "string" },
+      warmup: { type: "string" },
+      json: { type: "boolean" },
+      "input-shape": { type: "string", multiple: true },
+    });
+    const path = onePositional("profile", positionals, "model file");
+    const json = bool(values, "json");
+    const output = str(values, "output");
+    if (output === undefined && !json)
+      throw new ArgumentError("cleave profile: missing -o profile.json (or --json to print the profile)", {
+        field: "output",
+      });
+    const threads = intFlag("threads", str(values, "threads"), 1);
+    const runs = intFlag("runs", str(values, "runs"), 10);
+    const warmup = intFlag("warmup", str(values, "warmup"), 5, 0);
+    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const bar = !json && io.isTTY && process.stderr.isTTY === true ? progressBar() : undefined;
+    let profile: Awaited<ReturnType<typeof profileModel>>;
+    try {
+      profile = await profileModel(model.graph.model, {
+        analyzed: model,
+        source: path,
+        threads,
+        runs,
+        warmup,
+        onProgress: bar,
+      });
+    } finally {
+      if (bar) process.stderr.write("\r\x1b[2K");
+    }
+    if (output !== undefined) saveProfile(profile, output);
+    const sum = Object.values(profile.latency).reduce((s, v) => s + v, 0);
+    const kernels = Object.values(profile.latency).filter((v) => v > 0).length;
+    if (json) {
+      io.out(
+        JSON.stringify(
+          output === undefined
+            ? profile
+            : {
+                output,
+                model: profile.model,
+                device: profile.device,
+                wholeRun: profile.wholeRun,
+                sumOfNodes: sum,
+                kernels,
+                fused: Object.keys(profile.fusedInto).length,
+                removed: profile.removed.length,
+                unattributed: profile.unattributed,
+              },
+        ),
+      );
+      return 0;
+    }
+    const st = style(io.isTTY);
+    const top = Object.entries(profile.latency)
+      .filter(([, v]) => v > 0)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10);
+    const fusedCount = new Map<string, number>();
+    for (const anchor of Object.values(profile.fusedInto))
+      fusedCount.set(anchor, (fusedCount.get(anchor) ?? 0) + 1);
+    io.out(
+      table(
+        [
+          ["node", "latency", "share", "fused in"],
+          ...top.map(([name, v]) => [
+            name,
+            fmtTime(v),
+            `${((100 * v) / sum).toFixed(1)}%`,
+            String(fusedCount.get(name) ?? 0),
+          ]),
+        ],
+        st,
+      ),
+    );
+    io.out(
+      `${profile.model.nodes} nodes: ${kernels} kernels, ${Object.keys(profile.fusedInto).length} fused, ${profile.removed.length} removed`,
+    );
+    io.out(
+      `whole run ${fmtTime(profile.wholeRun)} (median of ${runs}); sum of node medians ${fmtTime(sum)}; ` +
+        `${profile.device.threads} thread(s) on ${profile.device.cpu}`,
+    );
+    io.out(st.dim(`wrote ${output}`));
+    return 0;
+  },
+};
+
+/** A one-line progress bar on stderr, redrawn in place. */
+function progressBar(): (p: ProfileProgress) => void {
+  const label: Record<ProfileProgress["phase"], string> = {
+    fused: "profiling",
+    unfused: "fused nodes alone",
+    overhead: "stage overhead",
+  };
+  return (p) => {
+    const width = 30;
+    const filled = Math.round((width * p.done) / Math.max(1, p.total));
+    process.stderr.write(
+      `\r\x1b[2K${label[p.phase].padEnd(18)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${p.done}/${p.total}`,
+    );
+  };
+}

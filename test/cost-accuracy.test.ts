@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Device } from "../src/cluster/types.js";
+import { costModelFor } from "../src/cost/cost-factory.js";
+import { measureLatency } from "../src/cost/measure.js";
+import { profileModel } from "../src/cost/profile.js";
+import { median } from "../src/cost/stats.js";
+import { assignByBoundaries } from "../src/export/assign.js";
+import { buildStages } from "../src/export/stage.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { randomTensor } from "../src/onnx/ort.js";
+import { choosePartitionOrder } from "../src/partition/order.js";
+import { buildZooModel } from "../src/zoo/index.js";
+
+/**
+ * A loose version of bench/cost-accuracy.ts on one small model, so a broken cost model cannot pass: segments
+ * exported as their own models and measured must match the prediction from the whole model's profile with a
+ * median error under 35% (the bench's target is 10%; the margin absorbs a busy test machine).
+ */
+test("segment latencies predicted from the whole model's profile match measurement (squeezenet1_1)", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
+  const profile = await profileModel(model.graph.model, {
+    analyzed: model,
+    source: "squeezenet1_1",
+    runs: 10,
+  });
+  const device: Device = {
+    name: "here",
+    kind: "cpu",
+    macsPerSecond: { float32: model.totals.macs / profile.wholeRun },
+    memoryBandwidth: 10e9,
+    memory: 2 ** 32,
+    idlePower: 0,
+    activePower: 1,
+  };
+  const cost = costModelFor(
+    model,
+    { name: "one", devices: [device], links: [], inputDevice: "here", outputDevice: "here" },
+    {
+      profiles: { here: profile },
+    },
+  );
+  const order = choosePartitionOrder(model);
+  const n = order.nodes.length;
+  // Fixed, varied segments: the head, the middle, the tail, long and short.
+  const segments: Array<[number, number]> = [
+    [0, Math.floor(n / 3)],
+    [Math.floor(n / 4), Math.floor((3 * n) / 4)],
+    [Math.floor(n / 2), n],
+    [Math.floor(n / 6), Math.floor(n / 2)],
+    [Math.floor(n / 3), Math.floor((5 * n) / 6)],
+  ];
+  const errors: number[] = [];
+  for (const [start, end] of segments) {
+    const bounds = [start, end].filter((b) => b > 0 && b < n);
+    const stage = buildStages(model, assignByBoundaries(model, order, bounds))[start > 0 ? 1 : 0];
+    const feeds = Object.fromEntries(
+      stage.inputs.map((t, i) => [
+        t,
+        randomTensor(model.types.get(t)!.dtype, model.types.get(t)!.shape, i + 1),
+      ]),
+    );
+    const measured = await measureLatency(stage.model, feeds, { runs: 10 });
+    const predicted = cost.segmentLatency(device, stage.nodes);
+    errors.push(Math.abs(predicted - measured) / measured);
+  }
+  assert.ok(
+    median(errors) < 0.35,
+    `median |error| ${median(errors)} (errors ${errors.map((e) => e.toFixed(2)).join(", ")})`,
+  );
+});
