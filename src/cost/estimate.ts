@@ -1,7 +1,7 @@
 import type { Cluster, Device, Link } from "../cluster/types.js";
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { typeBytes } from "./bytes.js";
+import { typeBytes } from "../ir/graph.js";
 import type { CostModel } from "./cost-model.js";
 
 /** Predicted figures of one stage on its device. */

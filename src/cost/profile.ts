@@ -10,7 +10,7 @@ import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import type { Graph } from "../ir/graph.js";
 import { loadModel } from "../onnx/model-io.js";
 import { createSession, ort, randomTensor } from "../onnx/ort.js";
-import { typeBytes } from "./bytes.js";
+import { typeBytes } from "../ir/graph.js";
 import { mapKernels, type OptimizedNode } from "./kernel-map.js";
 import { takeTrace } from "./ort-trace.js";
 import { type StageOverhead, measureStageOverhead } from "./overhead-probe.js";

@@ -1,5 +1,5 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { typeBytes } from "./bytes.js";
+import { typeBytes } from "../ir/graph.js";
 
 /** Activation bytes a segment reads from outside (graph inputs or other stages) and hands on. */
 export interface SegmentIO {

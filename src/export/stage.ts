@@ -12,7 +12,7 @@ import {
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { valueInfo } from "../onnx/builder.js";
 import { tensorDims, numel } from "../onnx/tensor.js";
-import { typeBytes } from "../partition/order.js";
+import { typeBytes } from "../ir/graph.js";
 import { type StageAssignment, validateAssignment } from "./assign.js";
 
 /** One stage of a split model, in memory. */

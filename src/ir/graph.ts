@@ -10,12 +10,18 @@ import {
   TensorProtoSchema,
 } from "onnx-buf";
 import { ModelError } from "../errors.js";
-import type { DType } from "../onnx/dtype.js";
+import { type DType, dtypeSize } from "../onnx/dtype.js";
+import { numel } from "../onnx/tensor.js";
 
 /** A tensor's element type and fully known shape (every dimension fixed). */
 export interface TensorType {
   dtype: DType;
   shape: number[];
+}
+
+/** Bytes of a tensor of a type (0 when the type is unknown). */
+export function typeBytes(t: TensorType | undefined): number {
+  return t ? numel(t.shape) * dtypeSize(t.dtype) : 0;
 }
 
 /** Where a value comes from. */

@@ -1,7 +1,7 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
-import type { Graph, TensorType } from "../ir/graph.js";
-import { dtypeSize } from "../onnx/dtype.js";
-import { numel } from "../onnx/tensor.js";
+import { type Graph, type TensorType, typeBytes } from "../ir/graph.js";
+
+export { typeBytes };
 
 /**
  * The partition order: the compute nodes of a graph (every node but `Constant`, whose outputs are weights
@@ -23,11 +23,6 @@ export interface PartitionOrder {
 export type OrderStrategy = "file" | "depth-first" | "least-live";
 
 const STRATEGIES: readonly OrderStrategy[] = ["depth-first", "least-live", "file"];
-
-/** Bytes of a tensor of a type. */
-export function typeBytes(t: TensorType | undefined): number {
-  return t ? numel(t.shape) * dtypeSize(t.dtype) : 0;
-}
 
 /** A partition order built with one strategy; least-live needs tensor types to know bytes. */
 export function orderWith(
