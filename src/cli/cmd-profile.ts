@@ -12,6 +12,7 @@ import {
 } from "./command.js";
 import { style, table, fmtTime } from "./format.js";
 import { loadForCli } from "./load.js";
+import { progress } from "./progress.js";
 
 const USAGE = `usage: cleave profile <model.onnx | zoo:NAME> -o profile.json [--threads n] [--runs r] [--warmup w]
                       [--input-shape name=1x3x224x224] [--json]
@@ -49,7 +50,12 @@ export const profileCommand: Command = {
     const runs = intFlag("runs", str(values, "runs"), 10);
     const warmup = intFlag("warmup", str(values, "warmup"), 5, 0);
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
-    const bar = !json && io.isTTY && process.stderr.isTTY === true ? progressBar() : undefined;
+    const bar = progress(io, !json);
+    const label: Record<ProfileProgress["phase"], string> = {
+      fused: "profiling",
+      unfused: "fused nodes alone",
+      overhead: "stage overhead",
+    };
     let profile: Awaited<ReturnType<typeof profileModel>>;
     try {
       profile = await profileModel(model.graph.model, {
@@ -58,10 +64,10 @@ export const profileCommand: Command = {
         threads,
         runs,
         warmup,
-        onProgress: bar,
+        onProgress: (p) => bar.fraction(p.done / Math.max(1, p.total), label[p.phase]),
       });
     } finally {
-      if (bar) process.stderr.write("\r\x1b[2K");
+      bar.done();
     }
     if (output !== undefined) saveProfile(profile, output);
     const sum = Object.values(profile.latency).reduce((s, v) => s + v, 0);
@@ -119,19 +125,3 @@ export const profileCommand: Command = {
     return 0;
   },
 };
-
-/** A one-line progress bar on stderr, redrawn in place. */
-function progressBar(): (p: ProfileProgress) => void {
-  const label: Record<ProfileProgress["phase"], string> = {
-    fused: "profiling",
-    unfused: "fused nodes alone",
-    overhead: "stage overhead",
-  };
-  return (p) => {
-    const width = 30;
-    const filled = Math.round((width * p.done) / Math.max(1, p.total));
-    process.stderr.write(
-      `\r\x1b[2K${label[p.phase].padEnd(18)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${p.done}/${p.total}`,
-    );
-  };
-}

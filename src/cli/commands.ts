@@ -1,5 +1,6 @@
 import type { Command } from "./command.js";
 import { cutsCommand } from "./cmd-cuts.js";
+import { demoCommand } from "./cmd-demo.js";
 import { estimateCommand } from "./cmd-estimate.js";
 import { inspectCommand } from "./cmd-inspect.js";
 import { probeCommand } from "./cmd-probe.js";
@@ -12,6 +13,7 @@ import { zooCommand } from "./cmd-zoo.js";
 
 /** Every `cleave` subcommand, in the order `cleave --help` lists them. */
 export const COMMANDS: readonly Command[] = [
+  demoCommand,
   zooCommand,
   inspectCommand,
   cutsCommand,

@@ -21,3 +21,8 @@ export async function loadForCli(
 export function zooSpecs(): string[] {
   return zooNames().map((n) => `zoo:${n}`);
 }
+
+/** Path of the shipped `local` cluster description (two devices of one pinned CPU core each). */
+export function localClusterPath(): string {
+  return new URL("../../../examples/clusters/local.yaml", import.meta.url).pathname;
+}

@@ -88,7 +88,10 @@ export async function runSplit(
   let local: LocalCluster | undefined;
   try {
     const split = join(dir, "split");
-    const manifest = writeSplit(model, stages, split, { modelPath: opts.modelPath ?? model.graph.source, devices });
+    const manifest = writeSplit(model, stages, split, {
+      modelPath: opts.modelPath ?? model.graph.source,
+      devices,
+    });
     const unique = [...new Map(toStart.map((d) => [d.name, d])).values()];
     opts.onStep?.(`starting ${unique.length} local worker(s)`);
     local =
@@ -111,7 +114,10 @@ export async function runSplit(
       const maxRelativeDiff = await compareWithWhole(model, feeds, first);
       const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
       opts.onStep?.(`warming up (${warmup} requests)`);
-      await pipeline.runMany({ count: warmup, feeds: () => feeds }, { inFlight: opts.inFlight ?? 2 * stages.length });
+      await pipeline.runMany(
+        { count: warmup, feeds: () => feeds },
+        { inFlight: opts.inFlight ?? 2 * stages.length },
+      );
       const before = await pipeline.workerStats();
       const sentBefore = pipeline.stats();
       const requests = opts.requests ?? 200;
@@ -126,7 +132,8 @@ export async function runSplit(
         (replies.find((r) => r.worker === worker)?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
       const stageBusyMs: Record<string, number> = {};
       for (const a of after) {
-        stageBusyMs[a.worker] = (busy(after, a.worker) - busy(before, a.worker)) / Math.max(1, report.completed);
+        stageBusyMs[a.worker] =
+          (busy(after, a.worker) - busy(before, a.worker)) / Math.max(1, report.completed);
       }
       const bytesPerRequest =
         (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
