@@ -5,12 +5,12 @@ import { costModelFor } from "../cost/cost-factory.js";
 import { profileModel, saveProfile } from "../cost/profile.js";
 import { analyzeModel } from "../ir/analyze.js";
 import { saveModel } from "../onnx/model-io.js";
-import { planForCluster } from "../partition/plan-cluster.js";
-import { runSplit } from "../runtime/run-split.js";
+import { benchCluster, benchReplacer } from "../runtime/bench.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
-import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
+import { printBench } from "./bench-table.js";
+import { fmtBytes, fmtCount, fmtTime, style } from "./format.js";
 import { progress } from "./progress.js";
 
 const USAGE = `usage: cleave demo [--model NAME] [--requests N] [-o folder] [--json]
@@ -70,83 +70,31 @@ export const demoCommand: Command = {
     const cost = costModelFor(model, cluster, {
       profiles: Object.fromEntries(cluster.devices.map((d) => [d.name, profile])),
     });
-    const planned = planForCluster(model, cluster, cost, { objective: "throughput" });
+    const result = await benchCluster(model, cluster, cost, {
+      objective: "throughput",
+      requests,
+      modelPath,
+      onStep: (s) => bar.step(s),
+    });
+    bar.done();
+    const plan = result.plan;
     say(
       `${st.bold("3. plan")}    throughput on ${cluster.devices.length} local devices: ` +
-        planned.stages.map((s) => `${s.device} (${s.nodes} nodes, ${fmtTime(s.time)})`).join(" > ") +
-        `, cut carries ${fmtBytes(planned.cutBytes)}`,
+        plan.stages.map((s) => `${s.device} (${s.nodes} nodes, ${fmtTime(s.time)})`).join(" > ") +
+        `, the cut carries ${fmtBytes(plan.cutBytes)}`,
     );
-
-    const run = (label: string, assignment = planned.assignment, devices = planned.devices) =>
-      runSplit(model, assignment, devices, cluster, {
-        requests,
-        modelPath,
-        onStep: (s) => bar.step(`${label}: ${s}`),
-      });
-    const pipelined = await run("pipeline");
-    const single = await run("single device", planned.single.assignment, [planned.single.device]);
-    bar.done();
-    const speedup = pipelined.report.throughput / single.report.throughput;
-    const err = (pred: number, meas: number) => `${(((pred - meas) / meas) * 100).toFixed(1)}%`;
-    const results = {
-      model: name,
-      requests,
-      plan: {
-        devices: planned.devices,
-        predicted: { throughput: planned.throughput, latencyMs: planned.latency * 1e3 },
-        measured: { throughput: pipelined.report.throughput, latencyMs: pipelined.report.latencyMs },
-        stageBusyMs: pipelined.stageBusyMs,
-        maxRelativeDiff: pipelined.maxRelativeDiff,
-      },
-      single: {
-        device: planned.single.device,
-        predicted: { throughput: planned.single.throughput, latencyMs: planned.single.latency * 1e3 },
-        measured: { throughput: single.report.throughput, latencyMs: single.report.latencyMs },
-      },
-      speedup,
-      predictedSpeedup: planned.throughput / planned.single.throughput,
-    };
-    writeFileSync(join(out, "bench.json"), `${JSON.stringify(results, null, 2)}\n`);
+    say(
+      `${st.bold("4. run")}     ${requests} requests on each, same inputs, outputs checked against the whole model`,
+    );
+    const benchPath = join(out, "bench.json");
+    writeFileSync(benchPath, `${JSON.stringify(result, benchReplacer, 2)}\n`);
     if (json) {
-      io.out(JSON.stringify(results));
+      io.out(JSON.stringify(result, benchReplacer));
       return 0;
     }
-    say(
-      `${st.bold("4. run")}     ${requests} requests each, same inputs, outputs checked against the whole model`,
-    );
     say("");
-    say(
-      table(
-        [
-          ["", "devices", "predicted/s", "measured/s", "error", "p50", "p99"],
-          [
-            "pipeline",
-            planned.devices.join(" > "),
-            planned.throughput.toFixed(1),
-            pipelined.report.throughput.toFixed(1),
-            err(planned.throughput, pipelined.report.throughput),
-            `${pipelined.report.latencyMs.p50.toFixed(1)} ms`,
-            `${pipelined.report.latencyMs.p99.toFixed(1)} ms`,
-          ],
-          [
-            "whole model",
-            planned.single.device,
-            planned.single.throughput.toFixed(1),
-            single.report.throughput.toFixed(1),
-            err(planned.single.throughput, single.report.throughput),
-            `${single.report.latencyMs.p50.toFixed(1)} ms`,
-            `${single.report.latencyMs.p99.toFixed(1)} ms`,
-          ],
-        ],
-        st,
-      ),
-    );
-    say("");
-    say(
-      `speed-up of the pipeline: ${st.green(`${speedup.toFixed(2)}x`)} measured, ${results.predictedSpeedup.toFixed(2)}x predicted` +
-        `  (outputs match the whole model within ${pipelined.maxRelativeDiff.toExponential(1)} relative)`,
-    );
-    say(st.dim(`results -> ${join(out, "bench.json")}`));
+    printBench(io, result);
+    say(st.dim(`results -> ${benchPath}`));
     return 0;
   },
 };

@@ -1,4 +1,5 @@
 import type { Command } from "./command.js";
+import { benchCommand } from "./cmd-bench.js";
 import { cutsCommand } from "./cmd-cuts.js";
 import { demoCommand } from "./cmd-demo.js";
 import { estimateCommand } from "./cmd-estimate.js";
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   splitCommand,
   profileCommand,
   estimateCommand,
+  benchCommand,
   reportCommand,
   workerCommand,
   probeCommand,

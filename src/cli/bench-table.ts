@@ -1,0 +1,44 @@
+import type { BenchResult } from "../runtime/bench.js";
+import type { CliIO } from "./command.js";
+import { style, table } from "./format.js";
+
+/** Prints a bench result: predicted against measured for the plan and the best single device, and the speed-up. */
+export function printBench(io: CliIO, r: BenchResult): void {
+  const st = style(io.isTTY);
+  const pct = (x: number) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)}%`;
+  io.out(
+    table(
+      [
+        ["", "devices", "predicted/s", "measured/s", "error", "p50", "p95", "p99", "efficiency"],
+        ...r.rows.map((row) => [
+          row.name === "plan" ? "pipeline (plan)" : "whole model",
+          row.devices.join(" > "),
+          row.predicted.throughput.toFixed(1),
+          row.measured.throughput.toFixed(1),
+          pct(row.throughputError),
+          `${row.measured.latencyMs.p50.toFixed(1)} ms`,
+          `${row.measured.latencyMs.p95.toFixed(1)} ms`,
+          `${row.measured.latencyMs.p99.toFixed(1)} ms`,
+          row.pipelineEfficiency.toFixed(2),
+        ]),
+      ],
+      st,
+    ),
+  );
+  const busy = r.rows[0].stageBusyMs;
+  io.out("");
+  io.out(
+    `speed-up over the best single device: ${st.green(`${r.speedup.toFixed(2)}x`)} measured, ` +
+      `${r.predictedSpeedup.toFixed(2)}x predicted`,
+  );
+  io.out(
+    st.dim(
+      `onnxruntime time per request: ${Object.entries(busy)
+        .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
+        .join(
+          ", ",
+        )} (predicted ${r.plan.stages.map((s) => `${s.device} ${(s.time * 1e3).toFixed(2)} ms`).join(", ")}); ` +
+        `outputs match the whole model within ${r.rows[0].maxRelativeDiff.toExponential(1)} relative`,
+    ),
+  );
+}
