@@ -19,7 +19,9 @@ try {
     saveModel(buildZooModel(name), path);
     const fileMiB = statSync(path).size / 2 ** 20;
     for (const t of ["load", "split", "cuts"]) {
-      const out = execFileSync(process.execPath, [task, t, path, join(dir, `${name}-split`)], { encoding: "utf8" });
+      const out = execFileSync(process.execPath, [task, t, path, join(dir, `${name}-split`)], {
+        encoding: "utf8",
+      });
       const r = JSON.parse(out) as Record<string, number>;
       results.push({ ...r, model: name, fileMiB, peakOverFile: r.peakRssMiB / fileMiB });
     }

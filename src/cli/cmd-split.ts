@@ -1,14 +1,16 @@
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
+import { planToAssignment, readPlan } from "../partition/plan.js";
 import { type Command, intFlag, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
 import { fmtBytes, fmtCount, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k) -o outdir/ [--input-shape ...]
+const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [--input-shape ...]
 
 Writes one ONNX model per stage and manifest.json into outdir/.
   --cuts    cut indices from 'cleave cuts', or tensor names (everything needed for a tensor runs before its cut)
   --stages  k stages of about equal MACs
+  --plan    the stages of a plan from 'cleave plan'; each stage's device goes into the manifest
   -o        output folder (stage files of an earlier split there are replaced)`;
 
 /** `cleave split`. */
@@ -20,6 +22,7 @@ export const splitCommand: Command = {
     const { values, positionals } = parseFlags("split", argv, {
       cuts: { type: "string", multiple: true },
       stages: { type: "string" },
+      plan: { type: "string" },
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
       "input-shape": { type: "string", multiple: true },
@@ -29,12 +32,23 @@ export const splitCommand: Command = {
     if (!out) throw new ArgumentError("cleave split: give the output folder with -o outdir/", { field: "o" });
     const cuts = list(values, "cuts")?.flatMap((c) => c.split(","));
     const stages = str(values, "stages");
-    if ((cuts === undefined) === (stages === undefined)) {
-      throw new ArgumentError("cleave split: give exactly one of --cuts or --stages", { field: "cuts" });
+    const planPath = str(values, "plan");
+    if ([cuts, stages, planPath].filter((x) => x !== undefined).length !== 1) {
+      throw new ArgumentError("cleave split: give exactly one of --cuts, --stages or --plan", {
+        field: "cuts",
+      });
     }
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
-    const spec: SplitSpec = cuts ? { cuts } : { stages: intFlag("stages", stages, 2) };
-    const { manifest } = splitModel(model, spec, out, { modelPath: path });
+    const plan = planPath === undefined ? undefined : readPlan(planPath);
+    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")) ?? plan?.inputShapes);
+    const spec: SplitSpec = plan
+      ? { assignment: planToAssignment(model, plan) }
+      : cuts
+        ? { cuts }
+        : { stages: intFlag("stages", stages, 2) };
+    const { manifest } = splitModel(model, spec, out, {
+      modelPath: path,
+      devices: plan?.stages.map((s) => s.device),
+    });
     if (values.json === true) {
       io.out(JSON.stringify(manifest));
       return 0;
@@ -42,10 +56,11 @@ export const splitCommand: Command = {
     io.out(
       table(
         [
-          ["stage", "file", "nodes", "MACs", "params", "in", "out", "inputs"],
+          ["stage", "file", "device", "nodes", "MACs", "params", "in", "out", "inputs"],
           ...manifest.stages.map((s) => [
             String(s.index),
             s.file,
+            s.device ?? "-",
             String(s.nodes),
             fmtCount(s.macs),
             fmtCount(s.params),

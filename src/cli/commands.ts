@@ -4,8 +4,10 @@ import { cutsCommand } from "./cmd-cuts.js";
 import { demoCommand } from "./cmd-demo.js";
 import { estimateCommand } from "./cmd-estimate.js";
 import { inspectCommand } from "./cmd-inspect.js";
+import { planCommand } from "./cmd-plan.js";
 import { probeCommand } from "./cmd-probe.js";
 import { profileCommand } from "./cmd-profile.js";
+import { runCommand } from "./cmd-run.js";
 import { reportCommand } from "./cmd-report.js";
 import { splitCommand } from "./cmd-split.js";
 import { testbedCommand } from "./cmd-testbed.js";
@@ -18,9 +20,11 @@ export const COMMANDS: readonly Command[] = [
   zooCommand,
   inspectCommand,
   cutsCommand,
+  planCommand,
   splitCommand,
   profileCommand,
   estimateCommand,
+  runCommand,
   benchCommand,
   reportCommand,
   workerCommand,

@@ -1,0 +1,300 @@
+import { BYTES, TIME } from "../cluster/units.js";
+import { costModelFor } from "../cost/cost-factory.js";
+import { loadProfile, type Profile } from "../cost/profile.js";
+import { ArgumentError } from "../errors.js";
+import {
+  mergeConstraints,
+  OBJECTIVES,
+  type Objective,
+  type PlanConstraints,
+  parseConstraints,
+  parseEnergy,
+} from "../partition/constraints.js";
+import { type Plan, writePlan } from "../partition/plan.js";
+import { makePlan } from "../partition/planner.js";
+import { clusterFromFlags } from "./cluster-flag.js";
+import { bool, type Command, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
+import { fmtBytes, fmtTime, type Style, style, table } from "./format.js";
+import { loadForCli } from "./load.js";
+
+const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> --cluster c.yaml [--objective latency|throughput|energy]
+                   [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
+                   [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--time-limit ms]
+                   [--profile device=profile.json ...] [--input-shape name=1x3x224x224] [--json] [-o plan.json]
+
+Chooses where to cut the model and which device runs each stage, optimally for the objective (default
+latency) under the constraints: memory per device always; the limits below, from flags or the cluster
+file's constraints: section (flags win). Prints the stages, transfers and totals, and the baselines
+(best single device, Neurosurgeon, DADS, equal layers, memory- and compute-proportional) beside it.
+  --objective       latency (one inference end to end), throughput (pipelined), or energy per inference
+  --max-latency     end-to-end limit (a number is ms; or "20ms", "1s")
+  --min-fps         pipelined inferences per second at least
+  --max-energy      J per inference (a number is J; or "20mJ")
+  --max-link-bytes  bytes any link may carry per inference (a number is bytes; or "4MB", "1MiB")
+  --devices         devices that may run stages (others only hold input/output)
+  --device-order    stages must use devices in this order
+  --pareto          also the Pareto front over latency, throughput and energy
+  --no-local        do not split stages over a device's core clusters
+  --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
+  -o                write the plan (for 'cleave split/run --plan') to this file
+  --json            the plan as one JSON object
+Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.`;
+
+/** `cleave plan`. */
+export const planCommand: Command = {
+  name: "plan",
+  summary: "choose the best split of a model over a cluster, with baselines and a Pareto front",
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags("plan", argv, {
+      cluster: { type: "string" },
+      objective: { type: "string" },
+      "max-latency": { type: "string" },
+      "min-fps": { type: "string" },
+      "max-energy": { type: "string" },
+      "max-link-bytes": { type: "string" },
+      devices: { type: "string" },
+      "device-order": { type: "string" },
+      pareto: { type: "boolean" },
+      "no-local": { type: "boolean" },
+      "time-limit": { type: "string" },
+      profile: { type: "string", multiple: true },
+      json: { type: "boolean" },
+      output: { type: "string", short: "o" },
+      "input-shape": { type: "string", multiple: true },
+    });
+    const path = onePositional("plan", positionals, "model file");
+    const clusterPath = str(values, "cluster");
+    if (clusterPath === undefined)
+      throw new ArgumentError("cleave plan: missing --cluster c.yaml", { field: "cluster" });
+    const objective = (str(values, "objective") ?? "latency") as Objective;
+    if (!OBJECTIVES.includes(objective)) {
+      throw new ArgumentError(`--objective: expected one of ${OBJECTIVES.join(", ")}, got '${objective}'`, {
+        field: "objective",
+      });
+    }
+    const cluster = clusterFromFlags(clusterPath);
+    const fromFile = cluster.constraints
+      ? parseConstraints(cluster.constraints, cluster.source ?? clusterPath)
+      : {};
+    const constraints = mergeConstraints(fromFile, constraintFlags(values));
+    const inputShapes = parseInputShapes(list(values, "input-shape"));
+    const model = await loadForCli(path, inputShapes);
+    const profiles: Record<string, Profile> = {};
+    for (const spec of list(values, "profile") ?? []) {
+      const m = /^([^=]+)=(.+)$/.exec(spec);
+      if (!m)
+        throw new ArgumentError(`--profile: expected device=profile.json, got '${spec}'`, {
+          field: "profile",
+        });
+      profiles[m[1]] = loadProfile(m[2]);
+    }
+    const cost = costModelFor(model, cluster, { profiles, inputShapes });
+    const limit = str(values, "time-limit");
+    const timeLimitMs = limit === undefined ? undefined : Number(limit);
+    if (timeLimitMs !== undefined && !(timeLimitMs > 0))
+      throw new ArgumentError(`--time-limit: expected ms > 0, got '${limit}'`, { field: "time-limit" });
+    const outcome = makePlan({
+      model,
+      modelPath: path,
+      ...(inputShapes ? { inputShapes } : {}),
+      cluster,
+      cost,
+      objective,
+      constraints,
+      pareto: bool(values, "pareto"),
+      hierarchical: !bool(values, "no-local"),
+      ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
+    });
+    const out = str(values, "output");
+    if (out !== undefined) writePlan(out, outcome.plan);
+    if (bool(values, "json")) {
+      io.out(
+        JSON.stringify(outcome.plan, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
+      );
+      return 0;
+    }
+    io.out(renderPlan(outcome.plan, style(io.isTTY)));
+    if (out !== undefined) io.out(style(io.isTTY).dim(`plan written to ${out}`));
+    return 0;
+  },
+};
+
+/** Constraints given as flags. */
+function constraintFlags(values: Record<string, unknown>): PlanConstraints {
+  const c: PlanConstraints = {};
+  const s = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
+  const lat = s("max-latency");
+  if (lat !== undefined) {
+    const v = /^\s*[0-9.eE+-]+\s*$/.test(lat) ? Number(lat) / 1e3 : TIME.parse(lat);
+    if (v === undefined || !(v > 0))
+      throw new ArgumentError(`--max-latency: expected ms or a time like "20ms", got '${lat}'`, {
+        field: "max-latency",
+      });
+    c.maxLatency = v;
+  }
+  const fps = s("min-fps");
+  if (fps !== undefined) {
+    const v = Number(fps);
+    if (!(v > 0))
+      throw new ArgumentError(`--min-fps: expected a number > 0, got '${fps}'`, { field: "min-fps" });
+    c.minThroughput = v;
+  }
+  const en = s("max-energy");
+  if (en !== undefined) {
+    const v = parseEnergy(en);
+    if (v === undefined || !(v > 0))
+      throw new ArgumentError(`--max-energy: expected J or an energy like "20mJ", got '${en}'`, {
+        field: "max-energy",
+      });
+    c.maxEnergy = v;
+  }
+  const lb = s("max-link-bytes");
+  if (lb !== undefined) {
+    const v = BYTES.parse(/^\s*[0-9.eE+-]+\s*$/.test(lb) ? Number(lb) : lb);
+    if (v === undefined || !(v > 0))
+      throw new ArgumentError(`--max-link-bytes: expected bytes like "4MB", got '${lb}'`, {
+        field: "max-link-bytes",
+      });
+    c.maxLinkBytes = v;
+  }
+  const names = (k: string) =>
+    s(k)
+      ?.split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== "");
+  const devices = names("devices");
+  if (devices) c.devices = devices;
+  const order = names("device-order");
+  if (order) c.deviceOrder = order;
+  return c;
+}
+
+const mj = (j: number | null) =>
+  j === null ? "inf" : j < 1 ? `${(j * 1e3).toPrecision(3)} mJ` : `${j.toPrecision(3)} J`;
+const fps = (r: number) => `${r.toPrecision(3)}/s`;
+
+/** The plan as aligned tables: stages, transfers, totals, baselines, Pareto front. */
+export function renderPlan(plan: Plan, st: Style): string {
+  const out: string[] = [];
+  const how = plan.planner.exact
+    ? "optimal"
+    : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
+  out.push(
+    `${st.bold(plan.model)} on ${st.bold(plan.clusterName)}: ${plan.objective} (${how}, ${plan.planner.ms.toFixed(0)} ms, ${plan.order} order)`,
+  );
+  const limits = Object.entries(plan.constraints).map(
+    ([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`,
+  );
+  if (limits.length > 0) out.push(st.dim(`constraints: ${limits.join(" ")}`));
+  out.push(
+    table(
+      [
+        ["stage", "device", "nodes", "cut in", "latency", "memory", "energy"],
+        ...plan.stages.flatMap((s) => {
+          const cut =
+            s.inputs.length === 0 ? "-" : s.inputs.length === 1 ? s.inputs[0] : `${s.inputs.length} tensors`;
+          const row = [
+            String(s.index),
+            s.device,
+            String(s.nodes.length),
+            cut.length > 32 ? `${cut.slice(0, 29)}...` : cut,
+            fmtTime(s.latency) + (s.period !== undefined ? ` (every ${fmtTime(s.period)})` : ""),
+            fmtBytes(s.memory),
+            mj(s.energy),
+          ];
+          const local = (s.local ?? []).map((l) => [
+            "",
+            st.dim(`  ${l.coreCluster}`),
+            String(l.nodes),
+            "",
+            fmtTime(l.latency),
+            "",
+            "",
+          ]);
+          return [row, ...local];
+        }),
+      ],
+      st,
+    ),
+  );
+  if (plan.links.length > 0) {
+    out.push("");
+    out.push(
+      table(
+        [
+          ["from", "to", "link", "bytes", "time", "energy"],
+          ...plan.links.map((l) => [
+            l.fromStage < 0 ? `${l.from} (input)` : `${l.from} (${l.fromStage})`,
+            l.toStage >= plan.stages.length ? `${l.to} (output)` : `${l.to} (${l.toStage})`,
+            l.link,
+            fmtBytes(l.bytes),
+            fmtTime(l.time),
+            mj(l.energy),
+          ]),
+        ],
+        st,
+      ),
+    );
+  }
+  out.push("");
+  out.push(
+    `latency ${st.bold(fmtTime(plan.totals.latency))}, throughput ${st.bold(fps(plan.totals.throughput))}, energy ${st.bold(mj(plan.totals.energy))} per inference`,
+  );
+  if (plan.baselines.length > 0) {
+    out.push("");
+    out.push(
+      table(
+        [
+          ["baseline", "devices", "latency", "throughput", "energy", `vs plan (${plan.objective})`],
+          ...plan.baselines.map((b) => [
+            b.name,
+            b.stages.map((s) => `${s.device}:${s.nodes}`).join(" "),
+            b.totals.latency === null ? "inf" : fmtTime(b.totals.latency),
+            fps(b.totals.throughput),
+            mj(b.totals.energy),
+            b.feasible
+              ? b.ratio === null
+                ? "-"
+                : ratioText(b.ratio, st)
+              : st.red(`infeasible: ${b.reason ?? ""}`.slice(0, 60)),
+          ]),
+        ],
+        st,
+      ),
+    );
+  }
+  if (plan.pareto) {
+    out.push("");
+    out.push(st.bold(`Pareto front (${plan.paretoMethod}, ${plan.pareto.length} points)`));
+    out.push(
+      table(
+        [
+          ["latency", "throughput", "energy", "stages", ""],
+          ...plan.pareto.map((x) => [
+            fmtTime(x.latency),
+            fps(x.throughput),
+            mj(x.energy),
+            x.stages.map((s) => `${s.device}[${s.start},${s.end})`).join(" "),
+            x.label ?? "",
+          ]),
+        ],
+        st,
+      ),
+    );
+  }
+  return out.join("\n");
+}
+
+function objectiveOf(plan: Plan): number {
+  return plan.objective === "latency"
+    ? plan.totals.latency
+    : plan.objective === "throughput"
+      ? 1 / plan.totals.throughput
+      : plan.totals.energy;
+}
+
+function ratioText(r: number, st: Style): string {
+  const s = `${r.toFixed(2)}x`;
+  return r > 1.0005 ? st.green(s) : r < 0.9995 ? st.red(s) : s;
+}

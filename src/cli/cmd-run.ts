@@ -1,0 +1,146 @@
+import type { Cluster } from "../cluster/types.js";
+import { ArgumentError } from "../errors.js";
+import type { StageAssignment } from "../export/assign.js";
+import { resolveSplit } from "../export/split.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import { planToAssignment, readPlan } from "../partition/plan.js";
+import type { WorkerAddress } from "../runtime/pipeline.js";
+import { type RunSplitResult, runSplit } from "../runtime/run-split.js";
+import {
+  bool,
+  type CliIO,
+  type Command,
+  intFlag,
+  list,
+  onePositional,
+  parseFlags,
+  parseInputShapes,
+  str,
+} from "./command.js";
+import { fmtBytes, style, table } from "./format.js";
+import { clusterFromFlags } from "./cluster-flag.js";
+import { loadForCli } from "./load.js";
+import { progress } from "./progress.js";
+
+const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
+                  [--cluster c.yaml | --workers name=host:port,...] [--token T]
+                  [--requests N] [--in-flight K] [--json] [--input-shape ...]
+
+Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
+throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
+those CPUs, started and stopped by cleave; --workers names running workers (cleave worker) instead.
+  --plan       a plan from 'cleave plan' (stages and their devices)
+  --stages/--cuts  split without a plan; stages go to the cluster's devices in order
+  --requests   measured requests (default 200), after a warm-up
+  --in-flight  requests in flight at once (default 2 per stage)`;
+
+/** Resolves the split and device list of `run`/`bench` from --plan, or --stages/--cuts over the cluster's devices. */
+export function splitFromFlags(
+  model: AnalyzedModel,
+  values: Record<string, unknown>,
+  cluster: Cluster,
+): { assignment: StageAssignment; devices: string[] } {
+  const planPath = values.plan as string | undefined;
+  if (planPath !== undefined) {
+    const plan = readPlan(planPath);
+    return { assignment: planToAssignment(model, plan), devices: plan.stages.map((s) => s.device) };
+  }
+  const cuts = (values.cuts as string[] | undefined)?.flatMap((c) => c.split(","));
+  const stages = values.stages as string | undefined;
+  if ((cuts === undefined) === (stages === undefined)) {
+    throw new ArgumentError("give exactly one of --plan, --stages or --cuts", { field: "plan" });
+  }
+  const assignment = resolveSplit(model, cuts ? { cuts } : { stages: intFlag("stages", stages, 2) });
+  if (assignment.count > cluster.devices.length) {
+    throw new ArgumentError(
+      `${assignment.count} stages but cluster ${cluster.name} has ${cluster.devices.length} devices`,
+      { field: "stages" },
+    );
+  }
+  const rest = cluster.devices.filter((d) => d.name !== cluster.inputDevice).map((d) => d.name);
+  return { assignment, devices: [cluster.inputDevice, ...rest].slice(0, assignment.count) };
+}
+
+/** Parses `--workers a=host:port,b=host:port`. */
+export function parseWorkers(values: string[] | undefined): WorkerAddress[] | undefined {
+  if (!values) return undefined;
+  return values
+    .flatMap((v) => v.split(","))
+    .map((item) => {
+      const m = /^([^=]+)=([^:]+:\d+)$/.exec(item.trim());
+      if (!m)
+        throw new ArgumentError(`--workers: expected name=host:port, got '${item}'`, { field: "workers" });
+      return { name: m[1], endpoint: m[2] };
+    });
+}
+
+/** Table rows of a measured run. */
+export function runRows(label: string, r: RunSplitResult): string[] {
+  const l = r.report.latencyMs;
+  return [
+    label,
+    r.devices.join(" > "),
+    `${r.report.throughput.toFixed(1)}/s`,
+    `${l.p50.toFixed(1)} ms`,
+    `${l.p95.toFixed(1)} ms`,
+    `${l.p99.toFixed(1)} ms`,
+    `${r.report.failed}`,
+  ];
+}
+
+/** `cleave run`. */
+export const runCommand: Command = {
+  name: "run",
+  summary: "deploy a split on workers and stream requests through it as a pipeline",
+  usage: USAGE,
+  async run(argv, io: CliIO) {
+    const { values, positionals } = parseFlags("run", argv, {
+      plan: { type: "string" },
+      stages: { type: "string" },
+      cuts: { type: "string", multiple: true },
+      cluster: { type: "string" },
+      workers: { type: "string", multiple: true },
+      token: { type: "string" },
+      requests: { type: "string" },
+      "in-flight": { type: "string" },
+      json: { type: "boolean" },
+      "input-shape": { type: "string", multiple: true },
+    });
+    const path = onePositional("run", positionals, "model file");
+    const cluster = clusterFromFlags(str(values, "cluster"));
+    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const { assignment, devices } = splitFromFlags(model, values, cluster);
+    const json = bool(values, "json");
+    const bar = progress(io, !json);
+    const result = await runSplit(model, assignment, devices, cluster, {
+      requests: intFlag("requests", str(values, "requests"), 200),
+      inFlight:
+        values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2),
+      workers: parseWorkers(list(values, "workers")),
+      token: str(values, "token"),
+      modelPath: path,
+      onStep: (s) => bar.step(s),
+    });
+    bar.done();
+    if (json) {
+      io.out(JSON.stringify(result));
+      return result.report.failed > 0 ? 1 : 0;
+    }
+    const st = style(io.isTTY);
+    io.out(
+      table(
+        [["run", "devices", "throughput", "p50", "p95", "p99", "failed"], runRows("pipeline", result)],
+        st,
+      ),
+    );
+    io.out(
+      st.dim(
+        `busy per request: ${Object.entries(result.stageBusyMs)
+          .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
+          .join(", ")}; ${fmtBytes(result.bytesPerRequest)} through the coordinator per request; ` +
+          `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`,
+      ),
+    );
+    return result.report.failed > 0 ? 1 : 0;
+  },
+};

@@ -1,0 +1,436 @@
+import {
+  assignmentBound,
+  type BoundTable,
+  boundaryTransfer,
+  type CapacityBound,
+  capacityBound,
+  relaxedBound,
+  suffixMinEnd,
+} from "./bounds.js";
+import type { Objective, ResolvedConstraints } from "./constraints.js";
+import type { Candidate } from "./evaluate.js";
+import type { PlanProblem } from "./problem.js";
+
+/** Counters of a search. */
+export interface SearchStats {
+  labels: number;
+  dominated: number;
+  pruned: number;
+  ms: number;
+}
+
+/** Outcome of one label search. */
+export interface SearchResult {
+  candidate?: Candidate;
+  value: number;
+  exact: boolean;
+  lowerBound: number;
+  stats: SearchStats;
+}
+
+/** A point of a Pareto front: latency s, bottleneck s (1 / throughput), energy J, and its plan. */
+export interface FrontPoint {
+  latency: number;
+  bottleneck: number;
+  energy: number;
+  candidate: Candidate;
+}
+
+/** What a search optimises: one objective, or the Pareto front over all three. */
+export type SearchMode = Objective | "pareto";
+
+/** Shared limits of a run of searches: labels left and a wall-clock deadline (performance.now() ms). */
+export interface Budget {
+  labels: number;
+  deadline: number;
+}
+
+interface Label {
+  used: number;
+  lat: number;
+  en: number;
+  bn: number;
+  loads: Float64Array | null;
+  lbytes: Float64Array | null;
+  prev: Label | null;
+  /** Last stage: [start, end) on device. */
+  start: number;
+  end: number;
+  device: number;
+  /** Lower bound on the objective of any completion (ranks labels in beam mode). */
+  lb: number;
+  dead: boolean;
+}
+
+/** Completion bounds a search prunes with (built once, shared by repeated searches). */
+export interface SearchBounds {
+  Rlat?: BoundTable;
+  Ren?: BoundTable;
+  Rbn?: BoundTable;
+  cap?: CapacityBound;
+  lp?: CapacityBound;
+}
+
+/** The bounds a search for `mode` needs. */
+export function prepareBounds(p: PlanProblem, mode: SearchMode, rc: ResolvedConstraints): SearchBounds {
+  const inf = Number.POSITIVE_INFINITY;
+  const all = mode === "pareto";
+  const objective = mode;
+  return {
+    Rlat: all || objective === "latency" || rc.maxLatency < inf ? relaxedBound(p, rc, "latency") : undefined,
+    Ren: all || objective === "energy" || rc.maxEnergy < inf ? relaxedBound(p, rc, "energy") : undefined,
+    Rbn:
+      all || objective === "throughput" || rc.maxBottleneck < inf
+        ? relaxedBound(p, rc, "bottleneck")
+        : undefined,
+    cap: all || objective === "throughput" || rc.maxBottleneck < inf ? capacityBound(p, rc) : undefined,
+    lp: all || objective === "throughput" || rc.maxBottleneck < inf ? assignmentBound(p, rc) : undefined,
+  };
+}
+
+function popcount(x: number): number {
+  let c = 0;
+  for (let m = x; m !== 0; m &= m - 1) c++;
+  return c;
+}
+
+/** Options of {@link search}. */
+export interface SearchOptions {
+  incumbent?: { candidate: Candidate; value: number };
+  budget: Budget;
+  /** A value to beat, used as the incumbent (no plan attached). */
+  target?: number;
+  bounds?: SearchBounds;
+  /** Heuristic mode: keep at most this many labels per (boundary, device), those of least bound. */
+  beam?: number;
+  /** A proven lower bound on the optimum: a label's bound is never below it. */
+  floor?: number;
+  /** Pareto mode: the front so far (seeded with known plans), extended in place. */
+  front?: FrontPoint[];
+}
+
+/**
+ * Label-setting dynamic programme over (boundary, last device) for contiguous stages, each on its own device:
+ * a label is a partial plan with the set of devices it used and its costs so far (latency, energy, bottleneck
+ * and busy time of links that can carry several transfers, as the mode and constraints need). A label is
+ * dropped when another at the same node used a subset of its devices and is no worse in every tracked cost
+ * (no completion of it can then do better), or when its costs plus relaxed completion bounds cannot beat the
+ * incumbent (one objective) or are weakly dominated by the front (Pareto mode). Interchangeable devices (same
+ * `type`) are tried in index order only, which their symmetry makes exact. Supports up to 30 devices.
+ */
+export function search(
+  p: PlanProblem,
+  mode: SearchMode,
+  rc: ResolvedConstraints,
+  so: SearchOptions,
+): SearchResult {
+  const pareto = mode === "pareto";
+  const objective: Objective = pareto ? "latency" : mode;
+  const front = so.front ?? [];
+  const { incumbent, target, bounds, beam, budget } = so;
+  const floor = so.floor ?? 0;
+  const { n } = p;
+  const D = p.devices.length;
+  if (D > 30) throw new RangeError(`the exact planner handles up to 30 devices, got ${D}`);
+  const L = p.links.length;
+  const outDev = p.outputDevice;
+  const inf = Number.POSITIVE_INFINITY;
+  const trackLat = pareto || objective === "latency" || rc.maxLatency < inf;
+  const trackEn = pareto || objective === "energy" || rc.maxEnergy < inf;
+  const trackBn = pareto || objective === "throughput" || rc.maxBottleneck < inf;
+  const trackBytes = rc.maxLinkBytes < inf;
+
+  // Planner classes: interchangeable devices (same type) that are allowed; with a device order each is alone.
+  const classMembers = new Map<string, number[]>();
+  for (let d = 0; d < D; d++) {
+    if (!rc.allowed[d]) continue;
+    const key = rc.rank ? `d${d}` : `t${p.devices[d].type}`;
+    classMembers.set(key, [...(classMembers.get(key) ?? []), d]);
+  }
+  const classes = [...classMembers.values()];
+  const classMask = classes.map((m) => m.reduce((a, d) => a | (1 << d), 0));
+  let allowedMask = 0;
+  for (let d = 0; d < D; d++) if (rc.allowed[d]) allowedMask |= 1 << d;
+  // Only links that can carry more than one transfer of a plan need their busy time tracked: shared media
+  // and links touching the input or output device (each device runs one stage, so any other link joins two
+  // adjacent stages at most once).
+  const slot = new Int32Array(L).fill(-1);
+  const tracked: number[] = [];
+  p.links.forEach((l, i) => {
+    if (l.devices.length > 2 || l.devices.includes(p.inputDevice) || l.devices.includes(outDev)) {
+      slot[i] = tracked.length;
+      tracked.push(i);
+    }
+  });
+  const T = tracked.length;
+  const slotMask = tracked.map((l) => p.links[l].devices.reduce((a, d) => a | (1 << d), 0));
+
+  const { Rlat, Ren, Rbn, cap, lp } = bounds ?? prepareBounds(p, mode, rc);
+  const sufMin = suffixMinEnd(p);
+  const stats: SearchStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
+
+  let inc = incumbent?.value ?? target ?? inf;
+  let best: Candidate | undefined = incumbent?.candidate;
+  const objOf = (lat: number, en: number, bn: number) =>
+    objective === "latency" ? lat : objective === "energy" ? en : bn;
+  /** Pareto mode: whether some front point is no worse in all three. */
+  const covered = (lat: number, en: number, bn: number): boolean => {
+    for (const f of front) if (f.latency <= lat && f.energy <= en && f.bottleneck <= bn) return true;
+    return false;
+  };
+  /** Whether costs bounded below by (lat, en, bn) cannot improve on what is known. */
+  const hopeless = (lat: number, en: number, bn: number): boolean =>
+    pareto ? covered(lat, en, bn) : Math.max(floor, objOf(lat, en, bn)) >= inc;
+  const record = (lat: number, en: number, bn: number, make: () => Candidate): void => {
+    if (!pareto) {
+      const v = objOf(lat, en, bn);
+      if (v < inc) {
+        inc = v;
+        best = make();
+      }
+      return;
+    }
+    if (covered(lat, en, bn)) return;
+    let w = 0;
+    for (const f of front) if (!(lat <= f.latency && en <= f.energy && bn <= f.bottleneck)) front[w++] = f;
+    front.length = w;
+    front.push({ latency: lat, energy: en, bottleneck: bn, candidate: make() });
+  };
+  // Nothing can be feasible (or better) when even the relaxation says so.
+  const startLB = objOf(Rlat?.start ?? 0, Ren?.start ?? 0, Rbn?.start ?? 0);
+  if (
+    (!pareto && startLB >= inc) ||
+    (Rlat?.start ?? 0) > rc.maxLatency ||
+    (Ren?.start ?? 0) > rc.maxEnergy ||
+    (Rbn?.start ?? 0) > rc.maxBottleneck
+  ) {
+    const lowerBound = best ? inc : target !== undefined ? Math.max(target, startLB) : inf;
+    return { candidate: best, value: best ? inc : inf, exact: true, lowerBound, stats };
+  }
+
+  const buckets: Label[][] = Array.from({ length: (n + 1) * D }, () => []);
+  const root: Label = {
+    used: 0,
+    lat: 0,
+    en: 0,
+    bn: 0,
+    loads: trackBn ? new Float64Array(T) : null,
+    lbytes: trackBytes ? new Float64Array(T) : null,
+    prev: null,
+    start: 0,
+    end: 0,
+    device: -1,
+    lb: 0,
+    dead: false,
+  };
+
+  const dominates = (a: Label, b: Label, e: number): boolean => {
+    if ((a.used & ~b.used) !== 0) return false;
+    if (trackLat && a.lat > b.lat) return false;
+    if (trackEn && a.en > b.en) return false;
+    // Under a throughput constraint (not objective) only future link loads matter: past stages already fit.
+    if ((pareto || objective === "throughput") && a.bn > b.bn) return false;
+    if (!a.loads && !a.lbytes) return true;
+    // Only links a completion of b could still use matter.
+    const avail = (~b.used & allowedMask) | (1 << e) | (1 << outDev);
+    for (let l = 0; l < T; l++) {
+      const m = slotMask[l] & avail;
+      if ((m & (m - 1)) === 0) continue;
+      if (a.loads && a.loads[l] > b.loads![l]) return false;
+      if (a.lbytes && a.lbytes[l] > b.lbytes![l]) return false;
+    }
+    return true;
+  };
+
+  const insert = (bucket: Label[], lab: Label, e: number): void => {
+    for (const o of bucket) {
+      if (!o.dead && dominates(o, lab, e)) {
+        stats.dominated++;
+        return;
+      }
+    }
+    let w = 0;
+    for (const o of bucket) {
+      if (o.dead) continue;
+      if (dominates(lab, o, e)) {
+        o.dead = true;
+        stats.dominated++;
+        continue;
+      }
+      bucket[w++] = o;
+    }
+    bucket.length = w;
+    bucket.push(lab);
+    stats.labels++;
+    if (beam !== undefined && bucket.length > beam) {
+      let worst = 0;
+      for (let k = 1; k < bucket.length; k++) if (bucket[k].lb > bucket[worst].lb) worst = k;
+      bucket[worst].dead = true;
+      bucket.splice(worst, 1);
+    }
+  };
+
+  const reconstruct = (lab: Label, last: { device: number; start: number; end: number }): Candidate => {
+    const stages = [last];
+    for (let x: Label | null = lab; x && x.device >= 0; x = x.prev)
+      stages.push({ device: x.device, start: x.start, end: x.end });
+    return { stages: stages.reverse() };
+  };
+
+  const extend = (lab: Label, b: number): void => {
+    const from = lab.device < 0 ? p.inputDevice : lab.device;
+    for (let c = 0; c < classes.length; c++) {
+      const used = lab.used & classMask[c];
+      const cnt = popcount(used);
+      if (cnt >= classes[c].length) continue;
+      const e = classes[c][cnt];
+      if (rc.rank && lab.device >= 0 && rc.rank[e] <= rc.rank[lab.device]) continue;
+      const tr = boundaryTransfer(p, from, e, b);
+      if (!tr) continue;
+      const link = tr.link;
+      const sl = link >= 0 ? slot[link] : -1;
+      let loadT = tr.time;
+      if (trackBn && sl >= 0) loadT += lab.loads![sl];
+      const bnT = Math.max(lab.bn, loadT);
+      if (bnT > rc.maxBottleneck || (!pareto && objective === "throughput" && bnT >= inc)) continue;
+      let bytesT = tr.bytes;
+      if (trackBytes && sl >= 0) bytesT += lab.lbytes![sl];
+      if (bytesT > rc.maxLinkBytes) continue;
+      const latT = lab.lat + tr.time;
+      const enT = lab.en + tr.energy;
+      const power = p.devices[e].power;
+      const pre = p.prefix[e];
+      const base0 = p.startCost[e][b] - pre[b];
+      const endC = p.endCost[e];
+      const sm = sufMin[e];
+      const usedE = lab.used | (1 << e);
+      const jmax = p.memEnd[e][b];
+      for (let j = b + 1; j <= jmax; j++) {
+        const base = pre[j] + base0;
+        const stLB = base + sm[j];
+        // Bounds that only grow with j: stop extending this stage.
+        if (stLB > rc.maxBottleneck || latT + stLB > rc.maxLatency || enT + power * stLB > rc.maxEnergy)
+          break;
+        if (hopeless(latT + stLB, enT + power * stLB, Math.max(bnT, stLB))) break;
+        const st = base + endC[j];
+        const lat2 = latT + st;
+        const en2 = enT + power * st;
+        const bn2 = Math.max(bnT, st);
+        if (j === n) {
+          const to = boundaryTransfer(p, e, outDev, n);
+          if (!to) continue;
+          const so = to.link >= 0 ? slot[to.link] : -1;
+          const prevLoad = so < 0 ? 0 : to.link === link ? loadT : trackBn ? lab.loads![so] : 0;
+          const bnF = Math.max(bn2, prevLoad + to.time);
+          const prevBytes = so < 0 ? 0 : to.link === link ? bytesT : trackBytes ? lab.lbytes![so] : 0;
+          if (prevBytes + to.bytes > rc.maxLinkBytes) continue;
+          const latF = lat2 + to.time;
+          const enF = en2 + to.energy;
+          if (latF > rc.maxLatency || enF > rc.maxEnergy || bnF > rc.maxBottleneck) continue;
+          record(latF, enF, bnF, () => reconstruct(lab, { device: e, start: b, end: n }));
+          continue;
+        }
+        // Lower bounds of any completion from (j, e).
+        const lbLat = trackLat ? lat2 + Rlat!.at(j, e) : 0;
+        const lbEn = trackEn ? en2 + Ren!.at(j, e) : 0;
+        let lbBn = trackBn ? Math.max(bn2, Rbn!.at(j, e)) : 0;
+        if (cap) lbBn = Math.max(lbBn, cap.at(j, allowedMask & ~usedE));
+        if (
+          lbLat > rc.maxLatency ||
+          lbEn > rc.maxEnergy ||
+          lbBn > rc.maxBottleneck ||
+          hopeless(lbLat, lbEn, lbBn)
+        ) {
+          stats.pruned++;
+          continue;
+        }
+        if (lp && beam === undefined) {
+          lbBn = Math.max(lbBn, lp.at(j, allowedMask & ~usedE));
+          if (lbBn > rc.maxBottleneck || hopeless(lbLat, lbEn, lbBn)) {
+            stats.pruned++;
+            continue;
+          }
+        }
+        let loads: Float64Array | null = null;
+        if (trackBn) {
+          loads = sl >= 0 ? lab.loads!.slice() : lab.loads;
+          if (sl >= 0) loads![sl] = loadT;
+        }
+        let lbytes: Float64Array | null = null;
+        if (trackBytes) {
+          lbytes = sl >= 0 ? lab.lbytes!.slice() : lab.lbytes;
+          if (sl >= 0) lbytes![sl] = bytesT;
+        }
+        const next: Label = {
+          used: usedE,
+          lat: lat2,
+          en: en2,
+          bn: bn2,
+          loads,
+          lbytes,
+          prev: lab,
+          start: b,
+          end: j,
+          device: e,
+          lb: Math.max(floor, objOf(lbLat, lbEn, lbBn)),
+          dead: false,
+        };
+        insert(buckets[j * D + e], next, e);
+      }
+    }
+  };
+
+  const labelBound = (lab: Label, b: number, d: number) =>
+    Math.max(
+      floor,
+      lab.lb,
+      objOf(
+        trackLat ? lab.lat + Rlat!.at(b, d) : 0,
+        trackEn ? lab.en + Ren!.at(b, d) : 0,
+        trackBn ? Math.max(lab.bn, Rbn!.at(b, d)) : 0,
+      ),
+    );
+  const stale = (lab: Label, b: number, d: number): boolean =>
+    pareto
+      ? covered(lab.lat + Rlat!.at(b, d), lab.en + Ren!.at(b, d), Math.max(lab.bn, Rbn!.at(b, d)))
+      : labelBound(lab, b, d) >= inc;
+  extend(root, 0);
+  let exact = true;
+  let expanded = 0;
+  let stopAt = -1;
+  outer: for (let b = 1; b < n; b++) {
+    for (let d = 0; d < D; d++) {
+      const bucket = buckets[b * D + d];
+      for (const lab of bucket) {
+        if (lab.dead) continue;
+        // Re-check against the incumbent, which may have improved since the label was made.
+        if (stale(lab, b, d)) {
+          stats.pruned++;
+          continue;
+        }
+        extend(lab, b);
+        if (
+          stats.labels > budget.labels ||
+          ((++expanded & 255) === 0 && performance.now() > budget.deadline)
+        ) {
+          exact = false;
+          stopAt = b * D + d;
+          break outer;
+        }
+      }
+      buckets[b * D + d] = [];
+    }
+  }
+  budget.labels -= stats.labels;
+  let lowerBound = best ? inc : target !== undefined ? target : inf;
+  if (!exact) {
+    // What is proven: no plan beats the least bound over the labels left unexpanded.
+    for (let k = stopAt; k < buckets.length; k++) {
+      const b = Math.floor(k / D);
+      if (b >= n) break;
+      for (const lab of buckets[k])
+        if (!lab.dead) lowerBound = Math.min(lowerBound, labelBound(lab, b, k % D));
+    }
+  }
+  return { candidate: best, value: best ? inc : inf, exact, lowerBound, stats };
+}

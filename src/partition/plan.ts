@@ -1,0 +1,269 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { z } from "zod";
+import { ArgumentError, errorMessage } from "../errors.js";
+import { type StageAssignment, validateAssignment } from "../export/assign.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import type { Objective, PlanConstraints } from "./constraints.js";
+import type { PartitionOrder } from "./order.js";
+
+/** A local stage of a stage split over its device's core clusters. */
+export interface PlanLocalStage {
+  coreCluster: string;
+  /** Positions [start, end) of the partition order. */
+  start: number;
+  end: number;
+  /** Number of nodes. */
+  nodes: number;
+  /** Predicted time, s. */
+  latency: number;
+}
+
+/** One stage of a plan. Predicted figures: latency s, memory bytes, energy J. */
+export interface PlanStage {
+  index: number;
+  /** Device name. */
+  device: string;
+  /** Positions [start, end) in the partition order. */
+  start: number;
+  end: number;
+  /** Names of the graph nodes it runs (compute nodes; Constant nodes go wherever they are read). */
+  nodes: string[];
+  /** Activations crossing into it (its cut), by name. */
+  inputs: string[];
+  latency: number;
+  memory: number;
+  energy: number;
+  /** Time between inferences when the stage is a local pipeline, s. */
+  period?: number;
+  /** HiDP's second level: the stage split over its device's core clusters. */
+  local?: PlanLocalStage[];
+}
+
+/** A transfer between stages (fromStage -1: the input device; toStage = stage count: the output device). */
+export interface PlanLink {
+  from: string;
+  to: string;
+  fromStage: number;
+  toStage: number;
+  /** Link name. */
+  link: string;
+  bytes: number;
+  time: number;
+  energy: number;
+}
+
+/** End-to-end figures: latency s, throughput inferences/s, energy J per inference. */
+export interface PlanTotals {
+  latency: number;
+  throughput: number;
+  energy: number;
+}
+
+/** A baseline priced beside the plan. Totals of an infeasible baseline may be null (unbounded). */
+export interface PlanBaseline {
+  name: string;
+  description: string;
+  feasible: boolean;
+  reason?: string;
+  singleDevice?: string;
+  stages: Array<{ device: string; nodes: number }>;
+  totals: { latency: number | null; throughput: number; energy: number | null };
+  /** How many times better the plan is on its objective (>1: the plan wins); null when not comparable. */
+  ratio: number | null;
+}
+
+/** A point of the Pareto front. */
+export interface PlanParetoPoint extends PlanTotals {
+  label?: string;
+  stages: Array<{ device: string; start: number; end: number }>;
+}
+
+/** The plan file `cleave plan -o plan.json` writes and `cleave split/run --plan` read. */
+export interface Plan {
+  version: 1;
+  /** Model path (relative to the current folder when written) or `zoo:NAME`. */
+  model: string;
+  inputShapes?: Record<string, number[]>;
+  /** Cluster file path (or the cluster's name when it came from no file). */
+  cluster: string;
+  clusterName: string;
+  order: PartitionOrder["strategy"];
+  objective: Objective;
+  constraints: PlanConstraints;
+  /** How the plan was found: exact (proven optimal) or not, its lower bound, effort. */
+  planner: { method: string; exact: boolean; lowerBound: number | null; labels: number; ms: number };
+  stages: PlanStage[];
+  links: PlanLink[];
+  totals: PlanTotals;
+  baselines: PlanBaseline[];
+  pareto?: PlanParetoPoint[];
+  paretoMethod?: "exact" | "nsga2";
+}
+
+const NUM = z.number();
+const NULLNUM = z.number().nullable();
+const PLAN = z.object({
+  version: z.literal(1),
+  model: z.string().min(1),
+  inputShapes: z.record(z.string(), z.array(z.int())).optional(),
+  cluster: z.string(),
+  clusterName: z.string(),
+  order: z.enum(["file", "depth-first", "least-live"]),
+  objective: z.enum(["latency", "throughput", "energy"]),
+  constraints: z.record(z.string(), z.unknown()),
+  planner: z.object({ method: z.string(), exact: z.boolean(), lowerBound: NULLNUM, labels: NUM, ms: NUM }),
+  stages: z
+    .array(
+      z.object({
+        index: z.int().min(0),
+        device: z.string().min(1),
+        start: z.int().min(0),
+        end: z.int().min(1),
+        nodes: z.array(z.string()).min(1),
+        inputs: z.array(z.string()),
+        latency: NUM,
+        memory: NUM,
+        energy: NUM,
+        period: NUM.optional(),
+        local: z
+          .array(
+            z.object({ coreCluster: z.string(), start: z.int(), end: z.int(), nodes: z.int(), latency: NUM }),
+          )
+          .optional(),
+      }),
+    )
+    .min(1),
+  links: z.array(
+    z.object({
+      from: z.string(),
+      to: z.string(),
+      fromStage: z.int(),
+      toStage: z.int(),
+      link: z.string(),
+      bytes: NUM,
+      time: NUM,
+      energy: NUM,
+    }),
+  ),
+  totals: z.object({ latency: NUM, throughput: NUM, energy: NUM }),
+  baselines: z.array(
+    z.object({
+      name: z.string(),
+      description: z.string(),
+      feasible: z.boolean(),
+      reason: z.string().optional(),
+      singleDevice: z.string().optional(),
+      stages: z.array(z.object({ device: z.string(), nodes: z.int() })),
+      totals: z.object({ latency: NULLNUM, throughput: NUM, energy: NULLNUM }),
+      ratio: NULLNUM,
+    }),
+  ),
+  pareto: z
+    .array(
+      z.object({
+        latency: NUM,
+        throughput: NUM,
+        energy: NUM,
+        label: z.string().optional(),
+        stages: z.array(z.object({ device: z.string(), start: z.int(), end: z.int() })),
+      }),
+    )
+    .optional(),
+  paretoMethod: z.enum(["exact", "nsga2"]).optional(),
+});
+
+/** Infinity and NaN become null in JSON; keep that explicit. */
+function finite(_key: string, v: unknown): unknown {
+  return typeof v === "number" && !Number.isFinite(v) ? null : v;
+}
+
+/** Writes a plan as JSON (atomically: a temporary file renamed into place). */
+export function writePlan(path: string, plan: Plan): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(plan, finite, 2)}\n`);
+  renameSync(tmp, path);
+}
+
+/** Checks an object is a plan; errors name the source and the field. */
+export function parsePlan(obj: unknown, source = "plan"): Plan {
+  const r = PLAN.safeParse(obj);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+    throw new ArgumentError(
+      `${source}: not a cleave plan (${field.replace(/^\./, "") || "top level"}: ${issue.message})`,
+      { file: source, field },
+      "BAD_CONFIG",
+    );
+  }
+  const plan = r.data as Plan;
+  plan.stages.forEach((s, k) => {
+    if (s.index !== k || s.end <= s.start || (k > 0 && s.start !== plan.stages[k - 1].end)) {
+      throw new ArgumentError(
+        `${source}: stages[${k}]: stages must be numbered in order and cover contiguous positions`,
+        { file: source, field: `stages[${k}]` },
+        "BAD_CONFIG",
+      );
+    }
+  });
+  return plan;
+}
+
+/** Reads and checks a plan file. */
+export function readPlan(path: string): Plan {
+  if (!existsSync(path))
+    throw new ArgumentError(`${path}: no such plan file`, { file: path }, "FILE_NOT_FOUND");
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new ArgumentError(`${path}: not a JSON plan (${errorMessage(err)})`, { file: path }, "BAD_CONFIG");
+  }
+  return parsePlan(obj, path);
+}
+
+/**
+ * The stage assignment of a plan for `model`, by node names (robust to node order). Throws when the plan's
+ * nodes are not exactly the model's compute nodes ("plan.json was made for another model") or when its
+ * stages would send data backwards.
+ */
+export function planToAssignment(model: AnalyzedModel, plan: Plan): StageAssignment {
+  const { graph } = model;
+  const byName = new Map(graph.nodes.map((n) => [n.name, n]));
+  const stageOf = new Int32Array(graph.nodes.length).fill(-1);
+  const other = (why: string) =>
+    new ArgumentError(
+      `plan.json was made for another model (${why}; the plan is for ${plan.model}, this is ${graph.source})`,
+      { field: "plan" },
+      "BAD_CONFIG",
+    );
+  for (const s of plan.stages) {
+    for (const name of s.nodes) {
+      const node = byName.get(name);
+      if (!node || node.isConstant) throw other(`node '${name}' is not a compute node of the model`);
+      if (stageOf[node.index] >= 0) throw other(`node '${name}' is in two stages`);
+      stageOf[node.index] = s.index;
+    }
+  }
+  const missing = graph.nodes.find((n) => !n.isConstant && stageOf[n.index] < 0);
+  if (missing) throw other(`the model's node '${missing.name}' is in no stage`);
+  const a = { stageOf, count: plan.stages.length };
+  validateAssignment(model, a);
+  return a;
+}
+
+/** Stage assignment from a stage per partition position (e.g. a DADS cut), for export. */
+export function positionsToAssignment(
+  model: AnalyzedModel,
+  order: PartitionOrder,
+  stageOfPosition: ArrayLike<number>,
+  count: number,
+): StageAssignment {
+  const stageOf = new Int32Array(model.graph.nodes.length).fill(-1);
+  order.nodes.forEach((node, q) => {
+    stageOf[node] = stageOfPosition[q];
+  });
+  return { stageOf, count };
+}

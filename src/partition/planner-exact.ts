@@ -1,0 +1,179 @@
+import type { Objective, ResolvedConstraints } from "./constraints.js";
+import { type Candidate, evaluate } from "./evaluate.js";
+import type { PlanProblem } from "./problem.js";
+import { type Budget, prepareBounds, type SearchBounds, type SearchStats, search } from "./label-search.js";
+
+/** Options for {@link planExact}. */
+export interface ExactOptions {
+  objective: Objective;
+  constraints: ResolvedConstraints;
+  /** A known feasible plan and its objective value, to prune with from the start. */
+  incumbent?: { candidate: Candidate; value: number };
+  /**
+   * Throughput only: among plans with the optimal bottleneck, return one of least latency (a second pass).
+   * Default true.
+   */
+  tieBreak?: boolean;
+  /** Label budget of the throughput tie-break pass (default 1e5). */
+  tieBreakLabels?: number;
+  /** Give up proving optimality after this many labels (default 5e6) or milliseconds (default none). */
+  maxLabels?: number;
+  timeLimitMs?: number;
+}
+
+/** Counters of a search. */
+export type ExactStats = SearchStats;
+
+/** Result of {@link planExact}: the optimum (undefined when nothing is feasible) and whether it is proven. */
+export interface ExactResult {
+  candidate?: Candidate;
+  /** Objective value: latency s, bottleneck s (1 / throughput), or energy J. */
+  value: number;
+  /**
+   * True when the search completed, so `candidate` is optimal (or none exists). When a budget ran out, the
+   * candidate is the best found (by a beam search when the exact one found none) and `lowerBound` says how
+   * far from optimal it can be.
+   */
+  exact: boolean;
+  /** Proven lower bound on the optimum (equal to `value` when exact). */
+  lowerBound: number;
+  /** Throughput with tie-break: whether the plan is proven of least latency among the throughput optima. */
+  tieBreakExact?: boolean;
+  stats: ExactStats;
+}
+
+/**
+ * Exact planner for contiguous stages, each on its own device, devices in any order. Label-setting dynamic
+ * programme over (boundary, last device): a label is a partial plan with the set of devices it used and its
+ * costs so far (latency, energy, bottleneck and per-link busy time, as the objective and constraints need);
+ * a label is dropped when another at the same node used a subset of its devices and is no worse in every
+ * tracked cost (so no completion of it can do better), or when its cost plus a relaxed completion bound
+ * reaches the best complete plan. Interchangeable devices (same `type`) are tried in index order only, which
+ * the symmetry makes exact. Memory, links, device order, allowed devices, maximum latency/energy/link bytes
+ * and minimum throughput are enforced exactly. Supports up to 30 devices.
+ */
+export function planExact(p: PlanProblem, opts: ExactOptions): ExactResult {
+  const t0 = performance.now();
+  const budget: Budget = {
+    labels: opts.maxLabels ?? 5e6,
+    deadline: opts.timeLimitMs !== undefined ? t0 + opts.timeLimitMs : Number.POSITIVE_INFINITY,
+  };
+  const done = (r: ExactResult): ExactResult => ({ ...r, stats: { ...r.stats, ms: performance.now() - t0 } });
+  const rc = opts.constraints;
+  let first =
+    opts.objective === "throughput"
+      ? throughputSearch(p, rc, budget, opts.incumbent)
+      : search(p, opts.objective, rc, { incumbent: opts.incumbent, budget });
+  if (!first.exact && !first.candidate) {
+    const h = beamPlan(p, opts.objective, rc, prepareBounds(p, opts.objective, rc), first.lowerBound);
+    first = {
+      ...first,
+      ...(h.candidate ? { candidate: h.candidate, value: h.value } : {}),
+      stats: addStats(first.stats, h.stats),
+    };
+  }
+  if (opts.objective !== "throughput" || opts.tieBreak === false || !first.candidate || !first.exact)
+    return done(first);
+  // Second pass: least latency among plans whose bottleneck is within rounding of the optimum, starting from
+  // the first pass's plan as incumbent. Its budget is bounded: the bottleneck is proven
+  // optimal either way; `tieBreakExact` says whether the latency among such plans is too.
+  const rc2 = { ...rc, maxBottleneck: Math.min(rc.maxBottleneck, first.value * (1 + 1e-9)) };
+  const bounds2 = prepareBounds(p, "latency", rc2);
+  const inc = { candidate: first.candidate, value: evaluate(p, first.candidate, rc2).latency };
+  const tieBudget = {
+    labels: Math.min(budget.labels, opts.tieBreakLabels ?? 1e5),
+    deadline: budget.deadline,
+  };
+  const second = search(p, "latency", rc2, { budget: tieBudget, incumbent: inc, bounds: bounds2 });
+  const stats = addStats(first.stats, second.stats);
+  return done({ ...first, candidate: second.candidate ?? inc.candidate, tieBreakExact: second.exact, stats });
+}
+
+function addStats(a: ExactStats, b: ExactStats): ExactStats {
+  return {
+    labels: a.labels + b.labels,
+    dominated: a.dominated + b.dominated,
+    pruned: a.pruned + b.pruned,
+    ms: 0,
+  };
+}
+
+/**
+ * A good plan fast, not proven: beam searches (at each node only the few labels of least bound are kept)
+ * against rising targets above `floor` (a proven lower bound), so that stages stay short and the searches cheap.
+ */
+function beamPlan(
+  p: PlanProblem,
+  objective: Objective,
+  rc: ResolvedConstraints,
+  bounds: SearchBounds,
+  floor: number,
+): { candidate?: Candidate; value: number; stats: ExactStats } {
+  const free = { labels: Number.POSITIVE_INFINITY, deadline: Number.POSITIVE_INFINITY };
+  let stats: ExactStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
+  for (let delta = 0.02; ; delta *= 2) {
+    const target = delta > 1 || !(floor > 0 && Number.isFinite(floor)) ? undefined : floor * (1 + delta);
+    const r = search(p, objective, rc, { budget: free, beam: 8, target, bounds, floor });
+    stats = addStats(stats, r.stats);
+    if (r.candidate || target === undefined) return { candidate: r.candidate, value: r.value, stats };
+  }
+}
+
+/**
+ * Throughput search. The search prunes what cannot beat its incumbent, and without a good one nearly nothing
+ * is pruned (complete plans appear only late in the sweep). So: a lower bound at the root (relaxed DP,
+ * capacity and fractional-assignment bounds); a beam search for a good plan, which is optimal at once when it
+ * meets the bound; then exact searches with rising targets (1%, 2%, 4%, ... above the bound, below the beam's
+ * plan) as stand-in incumbents. A run that finds nothing proves the optimum is at least its target; the run
+ * that finds a plan returns the optimum, since that lies below its target.
+ */
+function throughputSearch(
+  p: PlanProblem,
+  rc: ResolvedConstraints,
+  budget: Budget,
+  given?: { candidate: Candidate; value: number },
+): ExactResult {
+  const bounds = prepareBounds(p, "throughput", rc);
+  let allowedMask = 0;
+  for (let d = 0; d < p.devices.length; d++) if (rc.allowed[d]) allowedMask |= 1 << d;
+  const root = Math.max(
+    bounds.Rbn?.start ?? 0,
+    bounds.cap?.at(0, allowedMask) ?? 0,
+    bounds.lp?.at(0, allowedMask) ?? 0,
+  );
+  const inf = Number.POSITIVE_INFINITY;
+  let total: ExactStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
+  if (!Number.isFinite(root) || root > rc.maxBottleneck)
+    return { value: inf, exact: true, lowerBound: inf, stats: total };
+  let inc = given;
+  if (!inc) {
+    const h = beamPlan(p, "throughput", rc, bounds, root);
+    total = addStats(total, h.stats);
+    if (h.candidate) inc = { candidate: h.candidate, value: h.value };
+  }
+  if (inc && inc.value <= root) return { ...inc, exact: true, lowerBound: root, stats: total };
+  let proven = root;
+  for (let delta = 0.01; ; delta *= 2) {
+    let target: number | undefined = root * (1 + delta);
+    if (delta > 1 || target > rc.maxBottleneck || (inc && target >= inc.value)) target = undefined;
+    const r = search(p, "throughput", rc, {
+      budget,
+      target,
+      bounds,
+      floor: proven,
+      incumbent: target ? undefined : inc,
+    });
+    total = addStats(total, r.stats);
+    if (!r.exact) {
+      const best = r.candidate ? { candidate: r.candidate, value: r.value } : inc;
+      return {
+        ...(best ?? { value: inf }),
+        exact: false,
+        lowerBound: Math.max(proven, r.lowerBound),
+        stats: total,
+      };
+    }
+    if (r.candidate || target === undefined) return { ...r, stats: total };
+    proven = target;
+  }
+}

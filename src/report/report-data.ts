@@ -1,0 +1,431 @@
+import type { Cluster } from "../cluster/types.js";
+import type { CostModel } from "../cost/cost-model.js";
+import { ArgumentError } from "../errors.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import { enumerateCuts } from "../partition/cuts.js";
+import { type PartitionOrder, typeBytes } from "../partition/order.js";
+import { VERSION } from "../version.js";
+import { type PipelineStep, pipelineSteps, type ScheduledBar, schedulePipeline } from "./report-schedule.js";
+
+/**
+ * Everything the HTML report shows, as plain JSON (it is embedded in the page). Times in s, sizes in bytes,
+ * energy in J, throughput in requests/s, compute in MACs. Node positions are partition-order positions.
+ */
+export interface ReportInput {
+  /** Page title (the model's name). */
+  title: string;
+  /** `cleave <version>`. */
+  generator: string;
+  model: ReportModel;
+  devices: ReportDevice[];
+  /** Compute nodes in partition order (`nodes[p].position === p`). */
+  nodes: ReportNode[];
+  /** Graph inputs (activations fed from outside) and the nodes reading them. */
+  inputs: ReportTensor[];
+  /** Graph outputs and the node producing them. */
+  outputs: ReportTensor[];
+  /** Activation edges between compute nodes (weights are not edges). */
+  edges: ReportEdge[];
+  /** Bytes crossing each boundary: `boundaryBytes[b]` for the boundary before position b (index 0 unused, 0). */
+  boundaryBytes: number[];
+  /** Number of tensors crossing each boundary, indexed like `boundaryBytes`. */
+  boundaryTensors: number[];
+  stages: ReportStage[];
+  links: ReportLink[];
+  /** Predicted figures of the chosen plan. */
+  plan: ReportTotals & { planner?: string; objective?: string };
+  baselines: ReportBaseline[];
+  /** Other plans the planner found (latency/throughput/energy trade-offs), the chosen one included or not. */
+  pareto: ReportTotals[];
+  /** Measured results, when a bench was given. */
+  bench?: ReportBench;
+  /** A few consecutive requests through the pipeline, predicted and (with per-stage bench times) measured. */
+  timeline: { requests: number; predicted: Timeline; measured?: Timeline };
+  /** Where per-node measured latencies come from, when a profile was given. */
+  profile?: { device: string; threads: number };
+  /** Caveats shown under the header (e.g. how devices were priced). */
+  notes: string[];
+}
+
+/** The analysed model in brief. */
+export interface ReportModel {
+  name: string;
+  /** Path or zoo spec it was loaded from. */
+  source: string;
+  /** Compute nodes (partition order length). */
+  nodes: number;
+  macs: number;
+  params: number;
+  paramBytes: number;
+  /** Partition-order strategy. */
+  order: string;
+}
+
+/** A device of the cluster. */
+export interface ReportDevice {
+  name: string;
+  kind: string;
+  /** Memory capacity, bytes. */
+  memory: number;
+  /** float32 compute rate, MAC/s. */
+  macsPerSecond: number;
+  /** How its node latencies were obtained (e.g. "measured", "analytic"), when known. */
+  pricing?: string;
+}
+
+/** One compute node. */
+export interface ReportNode {
+  name: string;
+  op: string;
+  position: number;
+  /** Index into `stages`. */
+  stage: number;
+  outputs: ReportTensor[];
+  macs: number;
+  params: number;
+  /** Predicted latency on each device, s, indexed like `devices`. */
+  latency: number[];
+  /** Measured latency in the profile, s (when a profile was given). */
+  measured?: number;
+}
+
+/** An activation tensor. */
+export interface ReportTensor {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: number;
+  /** For graph inputs: positions of the nodes reading it; for outputs: position of the producer. */
+  nodes?: number[];
+}
+
+/** An activation flowing from one compute node to another. */
+export interface ReportEdge {
+  from: number;
+  to: number;
+  tensor: string;
+  bytes: number;
+  /** True when producer and consumer are in different stages (the tensor is sent over a link). */
+  cut: boolean;
+}
+
+/** One stage of the plan: a contiguous run of positions on one device. */
+export interface ReportStage {
+  device: string;
+  /** First position and one past the last. */
+  start: number;
+  end: number;
+  macs: number;
+  /** Predicted compute latency per request, s. */
+  latency: number;
+  /** Predicted peak memory, bytes. */
+  memory: number;
+  /** Predicted energy per request, J. */
+  energy: number;
+  /** Tensors it sends to later stages or returns as graph outputs, with sizes. */
+  sends: Array<{ name: string; bytes: number }>;
+}
+
+/** A transfer between consecutive steps of the pipeline. */
+export interface ReportLink {
+  from: string;
+  to: string;
+  /** Stage sending (-1: the input device) and receiving (`stages.length`: the output device). */
+  fromStage: number;
+  toStage: number;
+  bytes: number;
+  /** Predicted time per request, s. */
+  time: number;
+  energy: number;
+}
+
+/** Latency (s), throughput (requests/s) and energy (J per request) of one configuration. */
+export interface ReportTotals {
+  latency: number;
+  throughput: number;
+  energy: number;
+  label?: string;
+}
+
+/** A reference configuration the plan is compared against. */
+export interface ReportBaseline extends ReportTotals {
+  name: string;
+  description: string;
+  /** The device when the baseline runs the whole model on one device. */
+  singleDevice?: string;
+  /** Peak memory on its busiest device, bytes (when known). */
+  memory?: number;
+  /** False when it does not fit (memory) on its devices. */
+  feasible: boolean;
+}
+
+/** Measured results of `cleave bench` for the plan and possibly the baselines; times in ms as the runtime reports. */
+export interface BenchInput {
+  configurations: BenchConfiguration[];
+}
+
+/** Measurements of one configuration. */
+export interface BenchConfiguration {
+  /** "plan" for the chosen plan, else a baseline's name. */
+  name: string;
+  /** Completed requests per second. */
+  throughput: number;
+  /** End-to-end latency percentiles, ms. */
+  latencyMs: { p50: number; p95?: number; p99?: number; mean?: number };
+  /** Per stage of the configuration: mean compute time per request and time to hand its output on, ms. */
+  stages?: Array<{ computeMs: number; transferMs?: number }>;
+  /** Mean time to bring the input to the first stage, ms. */
+  inputTransferMs?: number;
+}
+
+/** Bench results as the report shows them (s). */
+export interface ReportBench {
+  configurations: Array<{
+    name: string;
+    throughput: number;
+    latency: { p50: number; p95?: number; p99?: number; mean?: number };
+  }>;
+}
+
+/** The steps of a pipeline and the bars of its Gantt chart. */
+export interface Timeline {
+  steps: PipelineStep[];
+  bars: ScheduledBar[];
+}
+
+/** The plan as the report needs it, independent of the planner's own types. */
+export interface ReportPlanInput {
+  stages: Array<{
+    device: string;
+    start: number;
+    end: number;
+    latency: number;
+    memory: number;
+    energy: number;
+  }>;
+  links: ReportLink[];
+  totals: ReportTotals;
+  baselines: ReportBaseline[];
+  pareto?: ReportTotals[];
+  planner?: string;
+  objective?: string;
+}
+
+/** Inputs of {@link buildReportInput}. */
+export interface BuildReportArgs {
+  model: AnalyzedModel;
+  order: PartitionOrder;
+  cluster: Cluster;
+  /** Prices every node on every device (per-node latencies shown in the graph and the layer chart). */
+  costModel: CostModel;
+  plan: ReportPlanInput;
+  /** Name shown as the title (default: the graph's source). */
+  name?: string;
+  /** How each device is priced, by name, shown in the device table. */
+  pricing?: Record<string, string>;
+  bench?: BenchInput;
+  /** Per-node measured latency (s) by node name, and where it was measured. */
+  profile?: { latency: Record<string, number>; device: string; threads: number };
+  notes?: string[];
+  /** Requests drawn in the timeline (default 4). */
+  requests?: number;
+}
+
+/** Builds the report's data from cleave objects, checking the plan against the model and cluster. */
+export function buildReportInput(args: BuildReportArgs): ReportInput {
+  const { model, order, cluster, costModel, plan } = args;
+  const { graph, types } = model;
+  const n = order.nodes.length;
+  checkStages(plan, n, cluster);
+  const stageOf = new Int32Array(n);
+  plan.stages.forEach((s, i) => {
+    for (let p = s.start; p < s.end; p++) stageOf[p] = i;
+  });
+  const latencies = cluster.devices.map((d) => costModel.nodeLatencies(d));
+  const tensor = (name: string): ReportTensor => {
+    const t = types.get(name);
+    return { name, dtype: t?.dtype ?? "unknown", shape: t ? [...t.shape] : [], bytes: typeBytes(t) };
+  };
+  const nodes: ReportNode[] = order.nodes.map((gi, p) => {
+    const node = graph.nodes[gi];
+    const r: ReportNode = {
+      name: node.name,
+      op: node.op,
+      position: p,
+      stage: stageOf[p],
+      outputs: node.outputs.filter((o) => o !== "").map(tensor),
+      macs: model.costs[gi].macs,
+      params: model.costs[gi].params,
+      latency: latencies.map((l) => l[gi]),
+    };
+    const m = args.profile?.latency[node.name];
+    if (m !== undefined) r.measured = m;
+    return r;
+  });
+  const edges: ReportEdge[] = [];
+  const inputs: ReportTensor[] = [];
+  const outputs: ReportTensor[] = [];
+  const sends: Array<Map<string, number>> = plan.stages.map(() => new Map());
+  for (const v of graph.values.values()) {
+    if (v.kind === "initializer" || v.producer?.isConstant) continue;
+    const readers = [
+      ...new Set(v.consumers.filter((c) => !c.isConstant).map((c) => order.position[c.index])),
+    ].sort((a, b) => a - b);
+    const bytes = typeBytes(types.get(v.name));
+    if (!v.producer) {
+      if (readers.length > 0) inputs.push({ ...tensor(v.name), nodes: readers });
+      continue;
+    }
+    const from = order.position[v.producer.index];
+    if (v.isOutput) {
+      outputs.push({ ...tensor(v.name), nodes: [from] });
+      sends[stageOf[from]].set(v.name, bytes);
+    }
+    for (const to of readers) {
+      const cut = stageOf[to] !== stageOf[from];
+      edges.push({ from, to, tensor: v.name, bytes, cut });
+      if (cut) sends[stageOf[from]].set(v.name, bytes);
+    }
+  }
+  const cuts = enumerateCuts(model, order);
+  const boundaryBytes = [0, ...cuts.map((c) => c.bytes)];
+  const boundaryTensors = [0, ...cuts.map((c) => c.tensors.length)];
+  const stages: ReportStage[] = plan.stages.map((s, i) => ({
+    device: s.device,
+    start: s.start,
+    end: s.end,
+    macs: nodes.slice(s.start, s.end).reduce((a, x) => a + x.macs, 0),
+    latency: s.latency,
+    memory: s.memory,
+    energy: s.energy,
+    sends: [...sends[i]].map(([name, bytes]) => ({ name, bytes })),
+  }));
+  const input: ReportInput = {
+    title: args.name ?? graph.source,
+    generator: `cleave ${VERSION}`,
+    model: {
+      name: args.name ?? graph.source,
+      source: graph.source,
+      nodes: n,
+      macs: model.totals.macs,
+      params: model.totals.params,
+      paramBytes: model.totals.paramBytes,
+      order: order.strategy,
+    },
+    devices: cluster.devices.map((d) => {
+      const r: ReportDevice = {
+        name: d.name,
+        kind: d.kind,
+        memory: d.memory,
+        macsPerSecond: d.macsPerSecond.float32,
+      };
+      const p = args.pricing?.[d.name];
+      if (p !== undefined) r.pricing = p;
+      return r;
+    }),
+    nodes,
+    inputs,
+    outputs,
+    edges,
+    boundaryBytes,
+    boundaryTensors,
+    stages,
+    links: plan.links,
+    plan: { ...plan.totals, planner: plan.planner, objective: plan.objective },
+    baselines: plan.baselines,
+    pareto: plan.pareto ?? [],
+    timeline: { requests: 0, predicted: { steps: [], bars: [] } },
+    notes: args.notes ?? [],
+  };
+  const requests = args.requests ?? 4;
+  const predicted = reportSteps(input);
+  input.timeline = { requests, predicted: { steps: predicted, bars: schedulePipeline(predicted, requests) } };
+  if (args.profile) input.profile = { device: args.profile.device, threads: args.profile.threads };
+  if (args.bench) {
+    input.bench = reportBench(args.bench);
+    const measured = measuredSteps(args.bench, input);
+    if (measured) input.timeline.measured = { steps: measured, bars: schedulePipeline(measured, requests) };
+  }
+  return input;
+}
+
+/** The plan's predicted pipeline steps (input transfer, stage, link, ..., output transfer). */
+export function reportSteps(input: Pick<ReportInput, "stages" | "links">): PipelineStep[] {
+  return pipelineSteps(
+    input.stages.map((s) => ({ device: s.device, time: s.latency })),
+    input.links.map((l) => ({
+      fromStage: l.fromStage,
+      toStage: l.toStage,
+      from: l.from,
+      to: l.to,
+      time: l.time,
+    })),
+  );
+}
+
+function reportBench(bench: BenchInput): ReportBench {
+  return {
+    configurations: bench.configurations.map((c) => ({
+      name: c.name,
+      throughput: c.throughput,
+      latency: scaleLatency(c.latencyMs),
+    })),
+  };
+}
+
+/** The plan's pipeline steps with the bench's measured per-stage times, when it has them. */
+function measuredSteps(bench: BenchInput, input: ReportInput): PipelineStep[] | undefined {
+  const plan = bench.configurations.find((c) => c.name === "plan");
+  const stages = plan?.stages;
+  if (!plan || !stages) return undefined;
+  if (stages.length !== input.stages.length) {
+    throw new ArgumentError(
+      `bench: configuration 'plan' has ${stages.length} stages but the plan has ${input.stages.length}`,
+      { field: "configurations.plan.stages" },
+    );
+  }
+  const links = input.links.map((l) => {
+    const ms = l.fromStage === -1 ? plan.inputTransferMs : stages[l.fromStage]?.transferMs;
+    return { fromStage: l.fromStage, toStage: l.toStage, from: l.from, to: l.to, time: (ms ?? 0) / 1000 };
+  });
+  return pipelineSteps(
+    stages.map((s, i) => ({ device: input.stages[i].device, time: s.computeMs / 1000 })),
+    links,
+  );
+}
+
+function scaleLatency(l: BenchConfiguration["latencyMs"]): ReportBench["configurations"][number]["latency"] {
+  const out: ReportBench["configurations"][number]["latency"] = { p50: l.p50 / 1000 };
+  if (l.p95 !== undefined) out.p95 = l.p95 / 1000;
+  if (l.p99 !== undefined) out.p99 = l.p99 / 1000;
+  if (l.mean !== undefined) out.mean = l.mean / 1000;
+  return out;
+}
+
+function checkStages(plan: ReportPlanInput, n: number, cluster: Cluster): void {
+  if (plan.stages.length === 0) throw new ArgumentError("plan: no stages", { field: "stages" });
+  let next = 0;
+  plan.stages.forEach((s, i) => {
+    if (s.start !== next || s.end <= s.start || s.end > n) {
+      throw new ArgumentError(
+        `plan: stage ${i} covers positions ${s.start}..${s.end} but must start at ${next} and end by ${n} (model has ${n} compute nodes; is it the plan of this model?)`,
+        { field: `stages.${i}`, stage: i },
+      );
+    }
+    if (!cluster.devices.some((d) => d.name === s.device)) {
+      throw new ArgumentError(
+        `plan: stage ${i} runs on unknown device '${s.device}' (devices: ${cluster.devices.map((d) => d.name).join(", ")})`,
+        { field: `stages.${i}.device`, device: s.device, stage: i },
+      );
+    }
+    next = s.end;
+  });
+  if (next !== n) {
+    throw new ArgumentError(
+      `plan: stages end at position ${next} but the model has ${n} compute nodes (is it the plan of this model?)`,
+      {
+        field: "stages",
+      },
+    );
+  }
+}

@@ -1,0 +1,84 @@
+import type { Cluster } from "../cluster/types.js";
+import { costModelFor } from "../cost/cost-factory.js";
+import { modelIdentity, type Profile } from "../cost/profile.js";
+import { ArgumentError } from "../errors.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import { choosePartitionOrder, type OrderStrategy, orderWith } from "../partition/order.js";
+import { type BenchInput, buildReportInput, type ReportInput, type ReportPlanInput } from "./report-data.js";
+
+/** Inputs of {@link reportInputFrom}. */
+export interface ReportSources {
+  model: AnalyzedModel;
+  /** The plan; `order` is the partition-order strategy its positions refer to (default: cleave's choice). */
+  plan: ReportPlanInput & { order?: OrderStrategy };
+  cluster: Cluster;
+  bench?: BenchInput;
+  /** A profile of this model (per-node measured latency), shown beside the predictions. */
+  profile?: Profile;
+  /** File the profile came from, for errors. */
+  profileFile?: string;
+  /** Input shapes the model was analysed at (profiles measured at other shapes are refused). */
+  inputShapes?: Record<string, number[]>;
+  name?: string;
+}
+
+/**
+ * The report's data from cleave objects: rebuilds the partition order the plan refers to, prices every node on
+ * every device with the cluster's cost model (profiles where devices have them, roofline otherwise), and
+ * checks that the plan and profile belong to this model.
+ */
+export function reportInputFrom(src: ReportSources): ReportInput {
+  const { model, plan, cluster } = src;
+  const order = plan.order ? orderWith(model.graph, plan.order, model.types) : choosePartitionOrder(model);
+  const cost = costModelFor(model, cluster, { inputShapes: src.inputShapes });
+  const pricing: Record<string, string> = {};
+  const how: string[] = [];
+  for (const d of cluster.devices) {
+    const p = cost.describe(d);
+    pricing[d.name] = p.reference !== undefined ? `${p.source} (from ${p.reference})` : p.source;
+    how.push(
+      `${d.name}: ${PRICING[p.source]}${p.reference !== undefined ? ` from ${p.reference}'s profile` : ""}`,
+    );
+  }
+  const notes = [`Predicted node latencies: ${how.join("; ")}.`];
+  let profile: { latency: Record<string, number>; device: string; threads: number } | undefined;
+  if (src.profile) {
+    const file = src.profileFile ?? "profile";
+    const id = modelIdentity(model.graph);
+    if (src.profile.model.hash !== id.hash) {
+      throw new ArgumentError(
+        `${file}: profile of ${src.profile.model.file} (${nodes(src.profile.model.nodes)}), not of ${id.file} (${nodes(id.nodes)})`,
+        { file },
+        "BAD_CONFIG",
+      );
+    }
+    profile = {
+      latency: src.profile.latency,
+      device: src.profile.device.cpu,
+      threads: src.profile.device.threads,
+    };
+    notes.push(
+      `Measured node latencies: profile on ${src.profile.device.cpu} with ${src.profile.device.threads} thread(s).`,
+    );
+  }
+  return buildReportInput({
+    model,
+    order,
+    cluster,
+    costModel: cost,
+    plan,
+    name: src.name,
+    pricing,
+    bench: src.bench,
+    profile,
+    notes,
+  });
+}
+
+const nodes = (n: number) => `${n} node${n === 1 ? "" : "s"}`;
+
+const PRICING: Record<string, string> = {
+  measured: "measured (own profile)",
+  scaled: "scaled by MAC rate",
+  analytic: "analytic roofline",
+};

@@ -1,0 +1,391 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { pathToFileURL } from "node:url";
+import { fmtBytes } from "../src/cli/format.js";
+import type { Cluster } from "../src/cluster/types.js";
+import { costModelFor } from "../src/cost/cost-factory.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { balancedCuts } from "../src/partition/cuts.js";
+import { candidateFromCuts, type Evaluation, evaluate } from "../src/partition/evaluate.js";
+import { choosePartitionOrder } from "../src/partition/order.js";
+import { noConstraints } from "../src/partition/constraints.js";
+import { buildProblem } from "../src/partition/problem.js";
+import {
+  type BenchInput,
+  buildReportInput,
+  type ReportBaseline,
+  type ReportInput,
+  type ReportPlanInput,
+  type ReportTotals,
+} from "../src/report/report-data.js";
+import { renderReportHtml } from "../src/report/report-html.js";
+import { reportPlanFromEvaluation } from "../src/report/report-plan.js";
+import { buildZooModel } from "../src/zoo/index.js";
+
+const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
+/** Flags that keep the browser off the network and out of first-run work. */
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-quic",
+];
+
+const CLUSTER: Cluster = {
+  name: "two-boards",
+  devices: [
+    {
+      name: "jetson",
+      kind: "gpu",
+      macsPerSecond: { float32: 200e9 },
+      memoryBandwidth: 25e9,
+      memory: 512 * 2 ** 20,
+      idlePower: 2,
+      activePower: 10,
+    },
+    {
+      name: "pi5",
+      kind: "cpu",
+      macsPerSecond: { float32: 90e9 },
+      memoryBandwidth: 8e9,
+      memory: 256 * 2 ** 20,
+      idlePower: 1,
+      activePower: 5,
+    },
+  ],
+  links: [
+    { devices: ["jetson", "pi5"], kind: "ethernet", bandwidth: 125e6, latency: 2e-4, energyPerBit: 5e-9 },
+  ],
+  inputDevice: "pi5",
+  outputDevice: "pi5",
+};
+
+/**
+ * A two-stage plan of a zoo model on CLUSTER, priced by the partition evaluator (the planner's own pricing),
+ * with both single-device baselines and a front of one-cut alternatives: what `cleave plan` will produce.
+ */
+async function twoStageReport(zoo: string, bench = false): Promise<ReportInput> {
+  const model = await analyzeModel(buildZooModel(zoo), { source: zoo });
+  const order = choosePartitionOrder(model);
+  const cost = costModelFor(model, CLUSTER);
+  const problem = buildProblem(model, order, CLUSTER, cost);
+  const rc = noConstraints(problem);
+  const n = problem.n;
+  const names = CLUSTER.devices.map((d) => d.name);
+  const price = (cuts: number[], devices: number[]) =>
+    evaluate(problem, candidateFromCuts(n, cuts, devices), rc);
+  const asPlan = (cuts: number[], devices: number[], e: Evaluation) =>
+    reportPlanFromEvaluation(names, candidateFromCuts(n, cuts, devices), e);
+  // The one-cut split (input device first) with the best throughput, as a throughput planner would pick.
+  let cuts = balancedCuts(model, order, 2);
+  for (let c = 1; c < n; c++) if (price([c], [1, 0]).throughput > price(cuts, [1, 0]).throughput) cuts = [c];
+  const chosen = asPlan(cuts, [1, 0], price(cuts, [1, 0]));
+  const baselines: ReportBaseline[] = names.map((name, d) => {
+    const e = price([], [d]);
+    return {
+      name: `only ${name}`,
+      description: `the whole model on ${name}`,
+      singleDevice: name,
+      latency: e.latency,
+      throughput: e.throughput,
+      energy: e.energy,
+      feasible: e.feasible,
+    };
+  });
+  const pareto: ReportTotals[] = [];
+  for (let c = 1; c < n; c += Math.ceil(n / 12)) {
+    const e = price([c], [1, 0]);
+    pareto.push({ latency: e.latency, throughput: e.throughput, energy: e.energy, label: `cut at ${c}` });
+  }
+  const front = pareto.filter(
+    (p) => !pareto.some((q) => q !== p && q.latency <= p.latency && q.throughput >= p.throughput),
+  );
+  const plan: ReportPlanInput = {
+    ...chosen,
+    baselines,
+    pareto: front,
+    planner: "balanced",
+    objective: "throughput",
+  };
+  const benchInput: BenchInput = {
+    configurations: [
+      {
+        name: "plan",
+        throughput: chosen.totals.throughput * 0.9,
+        latencyMs: { p50: chosen.totals.latency * 1100, p95: chosen.totals.latency * 1300 },
+        stages: chosen.stages.map((s) => ({ computeMs: s.latency * 1100, transferMs: 0.4 })),
+        inputTransferMs: 0.2,
+      },
+      {
+        name: "only jetson",
+        throughput: baselines[0].throughput * 0.95,
+        latencyMs: { p50: baselines[0].latency * 1050 },
+      },
+    ],
+  };
+  return buildReportInput({
+    model,
+    order,
+    cluster: CLUSTER,
+    costModel: cost,
+    plan,
+    name: zoo,
+    bench: bench ? benchInput : undefined,
+    notes: ["Devices priced by the analytic roofline (no profile given)."],
+  });
+}
+
+/** The parts of the page's objects (cytoscape core, Chart.js charts) the test reads. */
+interface CyElement {
+  data(key: string): unknown;
+  renderedPosition(): { x: number; y: number };
+}
+interface CyCollection {
+  length: number;
+  filter(f: (e: CyElement) => boolean): CyCollection;
+  map<T>(f: (e: CyElement) => T): T[];
+}
+interface CyCore {
+  nodes(selector?: string): CyCollection;
+  edges(): CyCollection;
+  getElementById(id: string): CyElement;
+  zoom(level: number): void;
+  center(e: CyElement): void;
+}
+interface ChartLike {
+  data: { labels?: unknown[]; datasets: Array<{ label?: string; data: unknown[] }> };
+  options: { plugins?: { annotation?: { annotations: Record<string, { label?: { content?: string } }> } } };
+}
+type PageWindow = { CleaveReport: { cy: CyCore; charts: Record<string, ChartLike> } };
+
+/** The report's own formats, to find the plan's numbers on the page. */
+const ms3 = (s: number) => `${(s * 1e3).toPrecision(3)} ms`;
+const rate3 = (r: number) => `${r.toPrecision(3)}/s`;
+
+/** playwright-core and Chromium, or a failure saying how to install what is missing. */
+async function launchBrowser(userDataDir: string) {
+  if (!existsSync(CHROMIUM)) {
+    assert.fail(
+      `Chromium not found at ${CHROMIUM}: the report test needs a real browser. Install it with ` +
+        "`apt-get update && apt-get install -y chromium` (or set CLEAVE_CHROMIUM to its path).",
+    );
+  }
+  let pw: typeof import("playwright-core");
+  try {
+    pw = await import("playwright-core");
+  } catch {
+    assert.fail(
+      "playwright-core is not installed: `npm install playwright-core` (a devDependency of cleave).",
+    );
+  }
+  return pw.chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1400, height: 900 },
+  });
+}
+
+test("report: every section renders the plan's numbers in headless Chromium, hover shows node details", async (t) => {
+  const input = await twoStageReport("resnet18", true);
+  const dir = mkdtempSync(join(tmpdir(), "cleave-report-"));
+  const file = join(dir, "report.html");
+  writeFileSync(file, renderReportHtml(input));
+  const browser = await launchBrowser(join(dir, "profile"));
+  const problems: string[] = [];
+  const external: string[] = [];
+  try {
+    const page = browser.pages()[0] ?? (await browser.newPage());
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") problems.push(`${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`uncaught: ${e.message}`));
+    page.on("request", (r) => {
+      if (!r.url().startsWith("file:") && !r.url().startsWith("data:")) external.push(r.url());
+    });
+    // A script error stops the page before it is ready: fail with it rather than with a time-out.
+    const crashed = new Promise<never>((_, reject) =>
+      page.on("pageerror", (e) => reject(new Error(`page error before it was ready: ${e.message}`))),
+    );
+    crashed.catch(() => {});
+    await page.goto(pathToFileURL(file).href);
+    await Promise.race([page.waitForSelector("html[data-ready=true]", { timeout: 30_000 }), crashed]);
+
+    // Header: the plan's predicted and measured figures, and the speed-up over the best single device.
+    const kpi = async (k: string) => (await page.locator(`[data-kpi="${k}"]`).textContent()) ?? "";
+    assert.match(await kpi("latency"), new RegExp(ms3(input.plan.latency)));
+    assert.match(await kpi("latency"), /measured p50/);
+    assert.match(await kpi("throughput"), new RegExp(rate3(input.plan.throughput).replace("/", "\\/")));
+    const best = input.baselines.filter((b) => b.feasible).sort((a, b) => b.throughput - a.throughput)[0];
+    assert.match(
+      await kpi("speedup"),
+      new RegExp(`×${(input.plan.throughput / best.throughput).toFixed(2)}`),
+    );
+    assert.match(await kpi("speedup"), new RegExp(best.singleDevice!));
+
+    // Graph: every compute node, input and output drawn; cut edges labelled with their sizes.
+    const graph = await page.evaluate(() => {
+      const cy = (window as unknown as PageWindow).CleaveReport.cy;
+      return {
+        nodes: cy.nodes().length,
+        cutLabels: cy
+          .edges()
+          .filter((e) => e.data("cut") === true)
+          .map((e) => e.data("label") as string),
+        colors: [...new Set(cy.nodes('[kind = "op"]').map((n) => n.data("color") as string))].length,
+      };
+    });
+    assert.equal(graph.nodes, input.nodes.length + input.inputs.length + input.outputs.length);
+    const cutEdges = input.edges.filter((e) => e.cut);
+    assert.ok(cutEdges.length > 0, "the plan cuts some edge");
+    for (const e of cutEdges) {
+      assert.ok(
+        graph.cutLabels.includes(fmtBytes(e.bytes)),
+        `cut edge ${e.tensor} (${fmtBytes(e.bytes)}) is labelled with its size; labels: ${graph.cutLabels.join(", ")}`,
+      );
+    }
+    assert.equal(graph.colors, input.stages.length, "one colour per stage");
+
+    // Hover a node of the second stage: tooltip and side panel show op, shape, MACs and predicted latency.
+    const target =
+      input.nodes.find((n) => n.stage === 1 && n.op === "Conv") ?? input.nodes[input.stages[1].start];
+    const where = await page.evaluate((pos) => {
+      const cy = (window as unknown as PageWindow).CleaveReport.cy;
+      const node = cy.getElementById(`n${pos}`);
+      cy.zoom(1);
+      cy.center(node);
+      return node.renderedPosition();
+    }, target.position);
+    const box = (await page.locator("#cy").boundingBox())!;
+    await page.locator("#cy").scrollIntoViewIfNeeded();
+    const box2 = (await page.locator("#cy").boundingBox())!;
+    await page.mouse.move(box2.x + where.x, box2.y + where.y);
+    await page.locator("#tooltip").waitFor({ state: "visible", timeout: 5000 });
+    const tip = (await page.locator("#tooltip").textContent()) ?? "";
+    const panel = (await page.locator("#node-panel").textContent()) ?? "";
+    const dev = input.devices.findIndex((d) => d.name === input.stages[1].device);
+    for (const text of [tip, panel]) {
+      assert.match(text, new RegExp(target.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+      assert.match(text, new RegExp(target.op));
+      assert.match(text, new RegExp(target.outputs[0].shape.join("×")));
+      assert.match(text, new RegExp(input.stages[1].device));
+    }
+    const lat = target.latency[dev];
+    const latText = lat < 1e-3 ? `${(lat * 1e6).toPrecision(3)} µs` : ms3(lat);
+    assert.match(panel, new RegExp(latText));
+    assert.ok(box.width > 300 && box.height > 300, "graph area is sized");
+
+    // Per-layer chart: one latency line per device, MACs per node, bytes per boundary, the chosen cut marked.
+    const layers = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      const c = R.charts.layers;
+      const ann = c.options.plugins?.annotation?.annotations ?? {};
+      return {
+        datasets: c.data.datasets.map((d) => ({ label: d.label, points: d.data.length })),
+        cutLabels: Object.entries(ann)
+          .filter(([k]) => /^cut\d+$/.test(k))
+          .map(([, a]) => a.label?.content ?? ""),
+      };
+    });
+    for (const d of input.devices) {
+      assert.ok(
+        layers.datasets.some((s) => s.label === `latency on ${d.name}` && s.points === input.nodes.length),
+      );
+    }
+    assert.ok(layers.datasets.some((s) => s.label === "MACs" && s.points === input.nodes.length));
+    assert.ok(layers.datasets.some((s) => s.label === "bytes crossing the boundary"));
+    const cutAt = input.stages[1].start;
+    assert.deepEqual(layers.cutLabels, [`cut 1: ${fmtBytes(input.boundaryBytes[cutAt])}`]);
+
+    // Timeline: predicted bars of 4 requests per step, and measured ones from the bench.
+    const timeline = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      const c = R.charts.timeline;
+      return {
+        lanes: c.data.labels as string[],
+        sets: c.data.datasets.map((d) => ({ label: d.label, bars: d.data as Array<{ x: number[] }> })),
+      };
+    });
+    const steps = input.timeline.predicted.steps;
+    assert.equal(timeline.sets[0].label, "predicted");
+    assert.equal(timeline.sets[0].bars.length, steps.length * 4);
+    assert.equal(timeline.sets[1]?.label, "measured");
+    const s1 = steps.findIndex((s) => s.kind === "compute" && s.stage === 0);
+    const bar = timeline.sets[0].bars[s1];
+    assert.ok(
+      Math.abs(bar.x[1] - bar.x[0] - input.stages[0].latency * 1e3) < 1e-6,
+      "stage 1 bar is its latency",
+    );
+    assert.ok(timeline.lanes.some((l) => l.includes(`S2 · ${input.stages[1].device}`)));
+
+    // Pareto: the chosen plan (star) and every baseline plotted at their latency/throughput.
+    const pareto = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      return R.charts.pareto.data.datasets.map((d) => ({
+        label: d.label,
+        points: (d.data as Array<{ x: number; y: number }>).map((p) => [p.x, p.y]),
+      }));
+    });
+    const star = pareto.find((d) => d.label === "chosen plan")!;
+    assert.deepEqual(star.points, [[input.plan.latency * 1e3, input.plan.throughput]]);
+    for (const b of input.baselines) {
+      const ds = pareto.find((d) => d.label === b.name);
+      assert.ok(ds, `baseline ${b.name} on the Pareto chart`);
+      assert.deepEqual(ds.points, [[b.latency * 1e3, b.throughput]]);
+    }
+
+    // Memory: each stage's memory on its device, capacity as the full bar.
+    const memory = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      return R.charts.memory.data.datasets.map((d) => ({ label: d.label, data: d.data as number[] }));
+    });
+    input.stages.forEach((s, i) => {
+      const d = input.devices.findIndex((x) => x.name === s.device);
+      assert.equal(memory[i].data[d], s.memory);
+    });
+
+    // Tables: one row per stage with its device and predicted time; baselines with ratios against the plan.
+    const stageRows = await page.locator("#stage-table tbody tr").allTextContents();
+    assert.equal(stageRows.length, input.stages.length);
+    input.stages.forEach((s, i) => {
+      assert.match(stageRows[i], new RegExp(s.device));
+      assert.match(stageRows[i], new RegExp(ms3(s.latency)));
+    });
+    const baseRows = await page.locator("#baseline-table tbody tr").allTextContents();
+    assert.equal(baseRows.length, input.baselines.length + 1);
+    input.baselines.forEach((b, i) => {
+      assert.match(baseRows[i + 1], new RegExp(b.name));
+      assert.match(baseRows[i + 1], new RegExp(`×${(b.latency / input.plan.latency).toFixed(2)}`));
+      assert.match(baseRows[i + 1], new RegExp(`×${(input.plan.throughput / b.throughput).toFixed(2)}`));
+    });
+
+    // Every chart canvas has been drawn on (non-blank pixels).
+    const inked = await page.evaluate(() =>
+      ["chart-layers", "chart-timeline", "chart-pareto", "chart-memory"].map((id) => {
+        const c = document.getElementById(id) as HTMLCanvasElement;
+        const px = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+        return [id, n] as const;
+      }),
+    );
+    for (const [id, n] of inked) assert.ok(n > 1000, `${id} is drawn (${n} pixels)`);
+
+    const shot = join(dir, "report.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    t.diagnostic(`screenshot: ${shot}`);
+    assert.deepEqual(problems, [], "the page logs no errors or warnings");
+    assert.deepEqual(external, [], "the page fetches nothing from the network");
+  } finally {
+    await browser.close();
+    if (process.env.CLEAVE_KEEP_REPORT === undefined)
+      rmSync(join(dir, "profile"), { recursive: true, force: true });
+  }
+});
