@@ -11,7 +11,11 @@ export function printBench(io: CliIO, r: BenchResult): void {
       [
         ["", "devices", "predicted/s", "measured/s", "error", "p50", "p95", "p99", "efficiency"],
         ...r.rows.map((row) => [
-          row.name === "plan" ? "pipeline (plan)" : "whole model",
+          row.name === "plan"
+            ? "pipeline (plan)"
+            : row.name === "single"
+              ? "whole model"
+              : `baseline ${row.name}`,
           row.devices.join(" > "),
           row.predicted.throughput.toFixed(1),
           row.measured.throughput.toFixed(1),

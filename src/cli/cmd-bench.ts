@@ -20,13 +20,14 @@ import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
-                    [--profile device=profile.json ...] [--requests N] [-o bench.json] [--json]
+                    [--profile device=profile.json ...] [--requests N] [--baselines] [-o bench.json] [--json]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
 whole model on the best single device, on real workers, and prints throughput, latency percentiles, the
 speed-up and the planner's prediction against the measurement. Without --cluster it uses the shipped local
 cluster (two devices of one pinned CPU core each). Devices without a profile that are emulated here (cpus:)
-are profiled on this machine first.`;
+are profiled on this machine first. --baselines also runs every baseline split of the planner for real.
+-o writes the results (with the plan) as JSON, for 'cleave report --bench'.`;
 
 /** `cleave bench`. */
 export const benchCommand: Command = {
@@ -41,6 +42,7 @@ export const benchCommand: Command = {
       requests: { type: "string" },
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
+      baselines: { type: "boolean" },
       "input-shape": { type: "string", multiple: true },
     });
     const path = onePositional("bench", positionals, "model file");
@@ -81,6 +83,7 @@ export const benchCommand: Command = {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),
       modelPath: path,
+      baselines: bool(values, "baselines"),
       onStep: (s) => bar.step(s),
     });
     bar.done();

@@ -1,85 +1,137 @@
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
-import { CleaveError } from "../errors.js";
-import { assignByBoundaries, type StageAssignment } from "../export/assign.js";
+import type { StageAssignment } from "../export/assign.js";
+import { assignByBoundaries } from "../export/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { type Objective, type PlanConstraints, resolveConstraints } from "./constraints.js";
-import { type Candidate, evaluate } from "./evaluate.js";
-import { choosePartitionOrder, type PartitionOrder } from "./order.js";
-import { planExact } from "./planner-exact.js";
-import { buildProblem } from "./problem.js";
+import type { Objective, PlanConstraints } from "./constraints.js";
+import type { AssignmentCandidate, Candidate, Evaluation } from "./evaluate.js";
+import type { PartitionOrder } from "./order.js";
+import type { Plan } from "./plan.js";
+import { makePlan } from "./planner.js";
+import type { PlanProblem } from "./problem.js";
 
-/** A planned split, ready to export and run, with its prediction and the best single device beside it. */
-export interface ClusterPlan {
-  order: PartitionOrder;
-  candidate: Candidate;
+/** A split that can be exported and run: stage of every node, device of every stage, and its prediction. */
+export interface RunnableSplit {
+  name: string;
   assignment: StageAssignment;
-  /** Device of each stage. */
   devices: string[];
-  stages: Array<{ device: string; nodes: number; time: number }>;
-  /** Predicted inferences/s and end-to-end latency (s). */
+  /** Predicted inferences/s and end-to-end latency, s. */
   throughput: number;
   latency: number;
+}
+
+/** A planned split, ready to export and run, with the plan file and the runnable baselines beside it. */
+export interface ClusterPlan extends RunnableSplit {
+  /** The plan as `cleave plan` writes it (stages, links, totals, baselines, Pareto front). */
+  plan: Plan;
+  order: PartitionOrder;
+  stages: Array<{ device: string; nodes: number; time: number }>;
   /** Bytes crossing the plan's cuts per inference. */
   cutBytes: number;
   /** The whole model on the single device that does best for the objective. */
-  single: { device: string; assignment: StageAssignment; throughput: number; latency: number };
+  single: RunnableSplit;
+  /** Every feasible baseline, runnable. */
+  baselines: RunnableSplit[];
+}
+
+/** The graph-level stage assignment of a contiguous candidate. */
+function fromCandidate(model: AnalyzedModel, order: PartitionOrder, c: Candidate): StageAssignment {
+  return assignByBoundaries(
+    model,
+    order,
+    c.stages.slice(1).map((s) => s.start),
+  );
+}
+
+/** The graph-level stage assignment of a per-position one (e.g. a DADS min-cut). */
+function fromPositions(model: AnalyzedModel, order: PartitionOrder, a: AssignmentCandidate): StageAssignment {
+  const stageOf = new Int32Array(model.graph.nodes.length).fill(-1);
+  order.nodes.forEach((node, pos) => {
+    stageOf[node] = a.stageOf[pos];
+  });
+  return { stageOf, count: a.devices.length };
+}
+
+function runnable(
+  name: string,
+  problem: PlanProblem,
+  assignment: StageAssignment,
+  devices: readonly number[],
+  ev: Evaluation,
+): RunnableSplit {
+  return {
+    name,
+    assignment,
+    devices: devices.map((d) => problem.devices[d].name),
+    throughput: ev.throughput,
+    latency: ev.latency,
+  };
 }
 
 /**
- * Plans `model` on `cluster` with the exact planner for one objective and prices the best single device
- * beside it. Throws an INFEASIBLE CleaveError when no plan satisfies the constraints.
+ * Plans `model` on `cluster` (exact planner, baselines, hierarchical local splits recorded in the plan) and
+ * returns it with everything needed to export and run the plan and each baseline. Throws an INFEASIBLE
+ * CleaveError explaining the binding constraint when nothing fits.
  */
 export function planForCluster(
   model: AnalyzedModel,
   cluster: Cluster,
   cost: CostModel,
-  opts: { objective: Objective; constraints?: PlanConstraints },
+  opts: { objective: Objective; constraints?: PlanConstraints; modelPath?: string; pareto?: boolean },
 ): ClusterPlan {
-  const order = choosePartitionOrder(model);
-  const problem = buildProblem(model, order, cluster, cost);
-  const rc = resolveConstraints(problem, opts.constraints);
-  const result = planExact(problem, { objective: opts.objective, constraints: rc });
-  if (!result.candidate) {
-    throw new CleaveError(
-      "INFEASIBLE",
-      `no split of ${model.graph.source} on cluster ${cluster.name} meets the constraints`,
-    );
-  }
-  const ev = evaluate(problem, result.candidate, rc);
-  const stages = result.candidate.stages;
-  const assignment = assignByBoundaries(
+  const out = makePlan({
     model,
-    order,
-    stages.slice(1).map((s) => s.start),
-  );
-  const singles = problem.devices.map((_, d) =>
-    evaluate(problem, { stages: [{ device: d, start: 0, end: problem.n }] }, rc),
-  );
-  const score = (e: (typeof singles)[number]) =>
-    opts.objective === "throughput" ? -e.throughput : opts.objective === "latency" ? e.latency : e.energy;
-  let best = 0;
-  singles.forEach((e, d) => {
-    if (score(e) < score(singles[best])) best = d;
+    modelPath: opts.modelPath ?? model.graph.source,
+    cluster,
+    cost,
+    objective: opts.objective,
+    constraints: opts.constraints,
+    pareto: opts.pareto,
   });
+  const { problem, order, candidate, evaluation } = out;
+  const baselines: RunnableSplit[] = [];
+  for (const b of out.baselines) {
+    if (!b.feasible || !b.evaluation) continue;
+    if (b.candidate) {
+      baselines.push(
+        runnable(
+          b.name,
+          problem,
+          fromCandidate(model, order, b.candidate),
+          b.candidate.stages.map((s) => s.device),
+          b.evaluation,
+        ),
+      );
+    } else if (b.assignment) {
+      baselines.push(
+        runnable(
+          b.name,
+          problem,
+          fromPositions(model, order, b.assignment),
+          b.assignment.devices,
+          b.evaluation,
+        ),
+      );
+    }
+  }
+  const single = baselines.find((b) => b.name === "single")!;
   return {
+    ...runnable(
+      "plan",
+      problem,
+      fromCandidate(model, order, candidate),
+      candidate.stages.map((s) => s.device),
+      evaluation,
+    ),
+    plan: out.plan,
     order,
-    candidate: result.candidate,
-    assignment,
-    devices: stages.map((s) => problem.devices[s.device].name),
-    stages: stages.map((s, k) => ({
+    stages: candidate.stages.map((s, k) => ({
       device: problem.devices[s.device].name,
       nodes: s.end - s.start,
-      time: ev.stages[k].time,
+      time: evaluation.stages[k].time,
     })),
-    throughput: ev.throughput,
-    latency: ev.latency,
-    cutBytes: stages.slice(1).reduce((sum, s) => sum + problem.cutBytes[s.start], 0),
-    single: {
-      device: problem.devices[best].name,
-      assignment: assignByBoundaries(model, order, []),
-      throughput: singles[best].throughput,
-      latency: singles[best].latency,
-    },
+    cutBytes: candidate.stages.slice(1).reduce((sum, s) => sum + problem.cutBytes[s.start], 0),
+    single,
+    baselines,
   };
 }

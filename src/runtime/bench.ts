@@ -2,13 +2,13 @@ import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
-import { type ClusterPlan, planForCluster } from "../partition/plan-cluster.js";
+import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
 import type { LatencySummary } from "./latency.js";
 import { runSplit } from "./run-split.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {
-  /** "plan" for the planned pipeline, "single" for the whole model on the best single device. */
+  /** "plan" for the planned pipeline, "single" for the whole model on the best single device, else a baseline's name. */
   name: string;
   devices: string[];
   predicted: { throughput: number; latencyMs: number };
@@ -42,6 +42,10 @@ export interface BenchOptions {
   constraints?: PlanConstraints;
   requests?: number;
   modelPath?: string;
+  /** Also run every baseline that differs from the plan and the best single device. */
+  baselines?: boolean;
+  /** Also compute the Pareto front (recorded in the plan, for the report). */
+  pareto?: boolean;
   onStep?: (what: string) => void;
 }
 
@@ -57,24 +61,24 @@ export async function benchCluster(
   opts: BenchOptions = {},
 ): Promise<BenchResult> {
   const objective = opts.objective ?? "throughput";
-  const plan = planForCluster(model, cluster, cost, { objective, constraints: opts.constraints });
+  const plan = planForCluster(model, cluster, cost, {
+    objective,
+    constraints: opts.constraints,
+    modelPath: opts.modelPath,
+    pareto: opts.pareto,
+  });
   const requests = opts.requests ?? 200;
-  const configs = [
-    {
-      name: "plan",
-      assignment: plan.assignment,
-      devices: plan.devices,
-      throughput: plan.throughput,
-      latency: plan.latency,
-    },
-    {
-      name: "single",
-      assignment: plan.single.assignment,
-      devices: [plan.single.device],
-      throughput: plan.single.throughput,
-      latency: plan.single.latency,
-    },
-  ];
+  const configs: RunnableSplit[] = [plan, plan.single];
+  if (opts.baselines) {
+    const key = (r: RunnableSplit) => `${r.devices.join(",")}|${Array.from(r.assignment.stageOf).join(",")}`;
+    const seen = new Set(configs.map(key));
+    for (const b of plan.baselines) {
+      if (!seen.has(key(b))) {
+        seen.add(key(b));
+        configs.push(b);
+      }
+    }
+  }
   const rows: BenchRow[] = [];
   for (const c of configs) {
     const r = await runSplit(model, c.assignment, c.devices, cluster, {
