@@ -11,13 +11,9 @@ import { profileModel, saveProfile } from "../src/cost/profile.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { saveModel } from "../src/onnx/model-io.js";
-import { noConstraints } from "../src/partition/constraints.js";
-import { balancedCuts } from "../src/partition/cuts.js";
-import { candidateFromCuts, evaluate } from "../src/partition/evaluate.js";
-import { choosePartitionOrder } from "../src/partition/order.js";
-import { buildProblem } from "../src/partition/problem.js";
+import { writePlan } from "../src/partition/plan.js";
+import { makePlan } from "../src/partition/planner.js";
 import type { ReportInput } from "../src/report/report-data.js";
-import { reportPlanFromEvaluation } from "../src/report/report-plan.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-report-cli-"));
@@ -68,38 +64,23 @@ function run(args: string[]) {
   }));
 }
 
-/** A model file, cluster file and a plan file for them (priced by the partition evaluator), relative paths. */
+/** A model file, a cluster file and the plan `cleave plan` makes of them (relative model path, Pareto front). */
 async function planFiles() {
   const modelPath = join(dir, "squeezenet.onnx");
   saveModel(buildZooModel("squeezenet1_1"), modelPath);
   writeFileSync(join(dir, "cluster.yaml"), stringify(CLUSTER_YAML));
   const cluster = loadCluster(join(dir, "cluster.yaml"));
   const model = await analyzeModel(modelPath);
-  const order = choosePartitionOrder(model);
-  const problem = buildProblem(model, order, cluster, costModelFor(model, cluster));
-  const rc = noConstraints(problem);
-  const cuts = balancedCuts(model, order, 2);
-  const candidate = candidateFromCuts(problem.n, cuts, [0, 1]);
-  const plan = reportPlanFromEvaluation(["edge", "server"], candidate, evaluate(problem, candidate, rc));
-  const single = evaluate(problem, candidateFromCuts(problem.n, [], [0]), rc);
-  const file = {
-    model: "squeezenet.onnx",
-    cluster: "cluster.yaml",
-    order: order.strategy,
-    planner: "balanced",
+  const { plan } = makePlan({
+    model,
+    modelPath: "squeezenet.onnx",
+    cluster,
+    cost: costModelFor(model, cluster),
     objective: "throughput",
-    ...plan,
-    baselines: [
-      {
-        name: "only edge",
-        description: "everything on the edge device",
-        singleDevice: "edge",
-        totals: { latency: single.latency, throughput: single.throughput, energy: single.energy },
-      },
-    ],
-  };
-  writeFileSync(join(dir, "plan.json"), JSON.stringify(file));
-  return { file, model };
+    pareto: true,
+  });
+  writePlan(join(dir, "plan.json"), plan);
+  return { plan, model };
 }
 
 /** The data embedded in a written report. */
@@ -111,7 +92,9 @@ function embedded(path: string): ReportInput {
 }
 
 test("cleave report: writes the page of a plan, with the bench's measurements", async () => {
-  const { file } = await planFiles();
+  const { plan: file } = await planFiles();
+  const S = file.stages.length;
+  const devices = file.stages.map((st) => st.device);
   writeFileSync(
     join(dir, "bench.json"),
     JSON.stringify({
@@ -120,33 +103,31 @@ test("cleave report: writes the page of a plan, with the bench's measurements", 
           name: "plan",
           throughput: 20,
           latencyMs: { p50: 80, p95: 95 },
-          stages: [
-            { computeMs: 30, transferMs: 10 },
-            { computeMs: 5, transferMs: 4 },
-          ],
+          stages: file.stages.map((st) => ({ computeMs: st.latency * 1100, transferMs: 1 })),
         },
       ],
     }),
   );
   const out = join(dir, "r.html");
-  const r = await run([
-    "report",
-    "--plan",
-    join(dir, "plan.json"),
-    "--bench",
-    join(dir, "bench.json"),
-    "-o",
-    out,
-  ]);
+  const plan = join(dir, "plan.json");
+  const r = await run(["report", "--plan", plan, "--bench", join(dir, "bench.json"), "-o", out]);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^wrote .*r\.html \(\d.*\): .*2 stages, predicted .* per request/);
+  assert.match(
+    r.out,
+    new RegExp(`^wrote .*r\\.html \\(\\d.*\\): squeezenet, ${S} stages, predicted .* per request`),
+  );
   const data = embedded(out);
   assert.deepEqual(
-    data.stages.map((s) => [s.device, s.start, s.end, s.latency]),
-    file.stages.map((s) => [s.device, s.start, s.end, s.latency]),
+    data.stages.map((st) => [st.device, st.start, st.end, st.latency]),
+    file.stages.map((st) => [st.device, st.start, st.end, st.latency]),
   );
   assert.equal(data.plan.throughput, file.totals.throughput);
-  assert.equal(data.baselines[0].name, "only edge");
+  assert.deepEqual(
+    data.baselines.map((b) => b.name),
+    file.baselines.map((b) => b.name),
+  );
+  assert.ok(data.pareto.length > 0);
+  assert.equal(data.pareto.length, file.pareto?.length);
   assert.deepEqual(data.bench?.configurations[0].latency, { p50: 0.08, p95: 0.095 });
   assert.ok(data.timeline.measured, "measured timeline from per-stage times");
   assert.match(data.notes[0], /edge: analytic roofline; server: analytic roofline/);
@@ -155,25 +136,17 @@ test("cleave report: writes the page of a plan, with the bench's measurements", 
   writeFileSync(
     join(dir, "run.json"),
     JSON.stringify({
-      devices: ["edge", "server"],
+      devices,
       report: {
         throughput: 21,
         latencyMs: { count: 9, mean: 70, min: 60, max: 90, p50: 69, p95: 85, p99: 90 },
       },
-      stageBusyMs: { edge: 31, server: 6 },
+      stageBusyMs: Object.fromEntries(devices.map((d, k) => [d, 10 + k])),
       bytesPerRequest: 1000,
       maxRelativeDiff: 0,
     }),
   );
-  const fromRun = await run([
-    "report",
-    "--plan",
-    join(dir, "plan.json"),
-    "--bench",
-    join(dir, "run.json"),
-    "-o",
-    out,
-  ]);
+  const fromRun = await run(["report", "--plan", plan, "--bench", join(dir, "run.json"), "-o", out]);
   assert.equal(fromRun.code, 0, fromRun.err);
   const measured = embedded(out);
   assert.deepEqual(measured.bench?.configurations[0], {
@@ -183,13 +156,46 @@ test("cleave report: writes the page of a plan, with the bench's measurements", 
   });
   assert.deepEqual(
     measured.timeline.measured?.steps.filter((st) => st.kind === "compute").map((st) => st.time),
-    [0.031, 0.006],
+    devices.map((_, k) => (10 + k) / 1000),
   );
 
-  const j = await run(["report", "--plan", join(dir, "plan.json"), "-o", out, "--json"]);
+  // A `cleave bench` file carries the plan it measured: no --plan needed; its "single" row is the baseline
+  // that runs on that device.
+  const single = file.baselines.find((b) => b.singleDevice !== undefined)!;
+  const row = (name: string, devs: string[], tput: number) => ({
+    name,
+    devices: devs,
+    predicted: { throughput: 1, latencyMs: 1 },
+    measured: {
+      throughput: tput,
+      latencyMs: { count: 5, mean: 9, min: 8, max: 10, p50: 9, p95: 10, p99: 10 },
+      failed: 0,
+    },
+    stageBusyMs: Object.fromEntries(devs.map((d) => [d, 4])),
+  });
+  writeFileSync(
+    join(dir, "bench-full.json"),
+    JSON.stringify({
+      model: "squeezenet.onnx",
+      rows: [row("plan", devices, 30), row("single", [single.singleDevice!], 12)],
+      plan: { plan: file },
+    }),
+  );
+  const fromBench = await run(["report", "--bench", join(dir, "bench-full.json"), "-o", out]);
+  assert.equal(fromBench.code, 0, fromBench.err);
+  const benched = embedded(out);
+  assert.deepEqual(
+    benched.bench?.configurations.map((c) => [c.name, c.throughput]),
+    [
+      ["plan", 30],
+      [single.name, 12],
+    ],
+  );
+
+  const j = await run(["report", "--plan", plan, "-o", out, "--json"]);
   assert.equal(j.code, 0, j.err);
   const summary = JSON.parse(j.out) as { output: string; bytes: number; nodes: number; stages: number };
-  assert.equal(summary.stages, 2);
+  assert.equal(summary.stages, S);
   assert.ok(summary.bytes > 100_000, "libraries are inlined");
 });
 
@@ -217,15 +223,18 @@ test("cleave report: mistakes give one line naming the file or field", async () 
       [
         "report",
         "--plan",
-        bad("p3.json", { ...good, stages: [{ ...good.stages[0], device: "tpu" }, good.stages[1]] }),
+        bad("p3.json", {
+          ...good,
+          stages: good.stages.map((x, k) => (k === 0 ? { ...x, device: "tpu" } : x)),
+        }),
       ],
       2,
       /plan: stage 0 runs on unknown device 'tpu' \(devices: edge, server\)/,
     ],
     [
       ["report", "--plan", plan, "--model", "zoo:resnet18", "-o", join(dir, "x.html")],
-      2,
-      /plan: .* compute nodes.*\(is it the plan of this model\?\)/,
+      1,
+      /plan\.json was made for another model \(.*the plan is for squeezenet\.onnx/,
     ],
     [
       ["report", "--plan", plan, "--bench", bad("b1.json", { configurations: [{ name: "plan" }] })],

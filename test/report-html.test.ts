@@ -8,21 +8,10 @@ import { fmtBytes } from "../src/cli/format.js";
 import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { analyzeModel } from "../src/ir/analyze.js";
-import { balancedCuts } from "../src/partition/cuts.js";
-import { candidateFromCuts, type Evaluation, evaluate } from "../src/partition/evaluate.js";
-import { choosePartitionOrder } from "../src/partition/order.js";
-import { noConstraints } from "../src/partition/constraints.js";
-import { buildProblem } from "../src/partition/problem.js";
-import {
-  type BenchInput,
-  buildReportInput,
-  type ReportBaseline,
-  type ReportInput,
-  type ReportPlanInput,
-  type ReportTotals,
-} from "../src/report/report-data.js";
+import { makePlan } from "../src/partition/planner.js";
+import type { BenchInput, ReportInput } from "../src/report/report-data.js";
 import { renderReportHtml } from "../src/report/report-html.js";
-import { reportPlanFromEvaluation } from "../src/report/report-plan.js";
+import { reportInputFrom } from "../src/report/report-input.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
@@ -68,78 +57,38 @@ const CLUSTER: Cluster = {
 };
 
 /**
- * A two-stage plan of a zoo model on CLUSTER, priced by the partition evaluator (the planner's own pricing),
- * with both single-device baselines and a front of one-cut alternatives: what `cleave plan` will produce.
+ * The plan `cleave plan --pareto` makes of a zoo model on CLUSTER (exact planner, baselines, Pareto front),
+ * made into the report's data as `cleave report` does, with bench figures derived from the plan's own.
  */
-async function twoStageReport(zoo: string, bench = false): Promise<ReportInput> {
+async function plannedReport(zoo: string, bench = false): Promise<ReportInput> {
   const model = await analyzeModel(buildZooModel(zoo), { source: zoo });
-  const order = choosePartitionOrder(model);
   const cost = costModelFor(model, CLUSTER);
-  const problem = buildProblem(model, order, CLUSTER, cost);
-  const rc = noConstraints(problem);
-  const n = problem.n;
-  const names = CLUSTER.devices.map((d) => d.name);
-  const price = (cuts: number[], devices: number[]) =>
-    evaluate(problem, candidateFromCuts(n, cuts, devices), rc);
-  const asPlan = (cuts: number[], devices: number[], e: Evaluation) =>
-    reportPlanFromEvaluation(names, candidateFromCuts(n, cuts, devices), e);
-  // The one-cut split (input device first) with the best throughput, as a throughput planner would pick.
-  let cuts = balancedCuts(model, order, 2);
-  for (let c = 1; c < n; c++) if (price([c], [1, 0]).throughput > price(cuts, [1, 0]).throughput) cuts = [c];
-  const chosen = asPlan(cuts, [1, 0], price(cuts, [1, 0]));
-  const baselines: ReportBaseline[] = names.map((name, d) => {
-    const e = price([], [d]);
-    return {
-      name: `only ${name}`,
-      description: `the whole model on ${name}`,
-      singleDevice: name,
-      latency: e.latency,
-      throughput: e.throughput,
-      energy: e.energy,
-      feasible: e.feasible,
-    };
-  });
-  const pareto: ReportTotals[] = [];
-  for (let c = 1; c < n; c += Math.ceil(n / 12)) {
-    const e = price([c], [1, 0]);
-    pareto.push({ latency: e.latency, throughput: e.throughput, energy: e.energy, label: `cut at ${c}` });
-  }
-  const front = pareto.filter(
-    (p) => !pareto.some((q) => q !== p && q.latency <= p.latency && q.throughput >= p.throughput),
-  );
-  const plan: ReportPlanInput = {
-    ...chosen,
-    baselines,
-    pareto: front,
-    planner: "balanced",
+  const { plan } = makePlan({
+    model,
+    modelPath: `zoo:${zoo}`,
+    cluster: CLUSTER,
+    cost,
     objective: "throughput",
-  };
+    pareto: true,
+  });
+  const single = plan.baselines.find((b) => b.singleDevice !== undefined && b.feasible)!;
   const benchInput: BenchInput = {
     configurations: [
       {
         name: "plan",
-        throughput: chosen.totals.throughput * 0.9,
-        latencyMs: { p50: chosen.totals.latency * 1100, p95: chosen.totals.latency * 1300 },
-        stages: chosen.stages.map((s) => ({ computeMs: s.latency * 1100, transferMs: 0.4 })),
+        throughput: plan.totals.throughput * 0.9,
+        latencyMs: { p50: plan.totals.latency * 1100, p95: plan.totals.latency * 1300 },
+        stages: plan.stages.map((s) => ({ computeMs: s.latency * 1100, transferMs: 0.4 })),
         inputTransferMs: 0.2,
       },
       {
-        name: "only jetson",
-        throughput: baselines[0].throughput * 0.95,
-        latencyMs: { p50: baselines[0].latency * 1050 },
+        name: single.name,
+        throughput: single.totals.throughput * 0.95,
+        latencyMs: { p50: (single.totals.latency ?? 0) * 1050 },
       },
     ],
   };
-  return buildReportInput({
-    model,
-    order,
-    cluster: CLUSTER,
-    costModel: cost,
-    plan,
-    name: zoo,
-    bench: bench ? benchInput : undefined,
-    notes: ["Devices priced by the analytic roofline (no profile given)."],
-  });
+  return reportInputFrom({ model, plan, cluster: CLUSTER, bench: bench ? benchInput : undefined, name: zoo });
 }
 
 /** The parts of the page's objects (cytoscape core, Chart.js charts) the test reads. */
@@ -194,7 +143,8 @@ async function launchBrowser(userDataDir: string) {
 }
 
 test("report: every section renders the plan's numbers in headless Chromium, hover shows node details", async (t) => {
-  const input = await twoStageReport("resnet18", true);
+  const input = await plannedReport("resnet18", true);
+  assert.ok(input.stages.length >= 2, "the plan splits the model");
   const dir = mkdtempSync(join(tmpdir(), "cleave-report-"));
   const file = join(dir, "report.html");
   writeFileSync(file, renderReportHtml(input));
@@ -223,7 +173,9 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     assert.match(await kpi("latency"), new RegExp(ms3(input.plan.latency)));
     assert.match(await kpi("latency"), /measured p50/);
     assert.match(await kpi("throughput"), new RegExp(rate3(input.plan.throughput).replace("/", "\\/")));
-    const best = input.baselines.filter((b) => b.feasible).sort((a, b) => b.throughput - a.throughput)[0];
+    const best = input.baselines
+      .filter((b) => b.feasible && b.singleDevice !== undefined)
+      .sort((a, b) => b.throughput - a.throughput)[0];
     assert.match(
       await kpi("speedup"),
       new RegExp(`×${(input.plan.throughput / best.throughput).toFixed(2)}`),
@@ -301,8 +253,10 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     }
     assert.ok(layers.datasets.some((s) => s.label === "MACs" && s.points === input.nodes.length));
     assert.ok(layers.datasets.some((s) => s.label === "bytes crossing the boundary"));
-    const cutAt = input.stages[1].start;
-    assert.deepEqual(layers.cutLabels, [`cut 1: ${fmtBytes(input.boundaryBytes[cutAt])}`]);
+    assert.deepEqual(
+      layers.cutLabels,
+      input.stages.slice(1).map((st, k) => `cut ${k + 1}: ${fmtBytes(input.boundaryBytes[st.start])}`),
+    );
 
     // Timeline: predicted bars of 4 requests per step, and measured ones from the bench.
     const timeline = await page.evaluate(() => {

@@ -1,12 +1,12 @@
-import { statSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { loadCluster } from "../cluster/load.js";
 import { loadProfile } from "../cost/profile.js";
 import { ArgumentError, errorMessage } from "../errors.js";
 import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
-import { readReportPlanFile } from "../report/report-plan.js";
+import { readPlan } from "../partition/plan.js";
 import { bool, type Command, list, parseFlags, parseInputShapes, str } from "./command.js";
 import { fmtBytes, fmtTime, style } from "./format.js";
 import { loadForCli } from "./load.js";
@@ -20,7 +20,8 @@ the pipeline as a timeline, the latency/throughput/energy trade-offs against the
 memory per device.
   --plan      plan file (from 'cleave plan'); it names the model and cluster
   -o          HTML file to write (default report.html)
-  --bench     measurements from 'cleave bench' (measured figures and timeline beside the predicted ones)
+  --bench     measurements from 'cleave bench' (or 'cleave run --json'): measured figures and timeline beside
+              the predicted ones; a 'cleave bench' file carries its plan, so --plan may then be left out
   --profile   a profile of the model ('cleave profile'): measured per-node latency in the layer chart
   --model, --cluster   use these instead of the ones the plan names
   --json      print {output, bytes, nodes, stages} instead of a sentence`;
@@ -44,33 +45,39 @@ export const reportCommand: Command = {
     if (positionals.length > 0)
       throw new ArgumentError(`cleave report: unexpected argument '${positionals[0]}'`);
     const planPath = str(values, "plan");
-    if (planPath === undefined)
+    const benchPath = str(values, "bench");
+    const benchFile = benchPath !== undefined ? readBenchFile(benchPath) : undefined;
+    if (planPath === undefined && benchFile?.plan === undefined) {
       throw new ArgumentError("cleave report: missing --plan plan.json (see cleave report --help)", {
         field: "plan",
       });
+    }
+    const plan = planPath !== undefined ? readPlan(planPath) : benchFile!.plan!;
+    const from = dirname(resolve(planPath ?? benchPath!));
     const output = str(values, "output") ?? "report.html";
-    const file = readReportPlanFile(planPath);
-    const inputShapes = parseInputShapes(list(values, "input-shape")) ?? file.inputShapes;
-    const modelSpec = str(values, "model") ?? file.model;
+    const inputShapes = parseInputShapes(list(values, "input-shape")) ?? plan.inputShapes;
+    const modelSpec = str(values, "model") ?? located(plan.model, from);
     const clusterArg = str(values, "cluster");
-    const cluster =
-      clusterArg !== undefined
-        ? loadCluster(clusterArg)
-        : typeof file.cluster === "string"
-          ? loadCluster(file.cluster)
-          : file.cluster;
+    const clusterFile = clusterArg ?? located(plan.cluster, from);
+    if (!existsSync(clusterFile)) {
+      throw new ArgumentError(
+        `the plan's cluster '${plan.cluster}' is not a file here: give it with --cluster cluster.yaml`,
+        { field: "cluster" },
+      );
+    }
     const model = await loadForCli(modelSpec, inputShapes);
-    const benchPath = str(values, "bench");
     const profilePath = str(values, "profile");
     const input = reportInputFrom({
       model,
-      plan: { ...file.plan, order: file.order },
-      cluster,
-      bench: benchPath !== undefined ? readBenchFile(benchPath) : undefined,
+      plan,
+      cluster: loadCluster(clusterFile),
+      bench: benchFile?.bench,
       profile: profilePath !== undefined ? loadProfile(profilePath) : undefined,
       profileFile: profilePath,
       inputShapes,
-      name: modelSpec.startsWith("zoo:") ? modelSpec.slice(4) : undefined,
+      name: basename(modelSpec)
+        .replace(/^zoo:/, "")
+        .replace(/\.onnx$/, ""),
     });
     const html = renderReportHtml(input);
     try {
@@ -98,3 +105,10 @@ export const reportCommand: Command = {
     return 0;
   },
 };
+
+/** A path recorded in a plan (relative to where `cleave plan` ran): as given when it exists, else beside the plan. */
+function located(path: string, planDir: string): string {
+  if (path.startsWith("zoo:") || isAbsolute(path) || existsSync(path)) return path;
+  const beside = resolve(planDir, path);
+  return existsSync(beside) ? beside : path;
+}

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { ArgumentError, errorMessage } from "../errors.js";
+import { type Plan, parsePlan } from "../partition/plan.js";
 import type { BenchConfiguration, BenchInput } from "./report-data.js";
 
 const MS = z.number().nonnegative();
@@ -21,31 +22,53 @@ const RUN = z.object({
   stageBusyMs: z.record(z.string(), MS).optional(),
 });
 const TOP = z.object({ configurations: z.array(z.unknown()).min(1) });
+/** A row of `cleave bench` (runtime's BenchRow): predicted and measured figures of one configuration. */
+const ROW = z.object({
+  name: z.string().min(1),
+  devices: z.array(z.string()),
+  measured: z.object({ throughput: z.number().nonnegative(), latencyMs: LATENCY }),
+  stageBusyMs: z.record(z.string(), MS).optional(),
+});
+const BENCH_RESULT = z.object({
+  rows: z.array(z.unknown()).min(1),
+  plan: z.object({ plan: z.unknown() }).optional(),
+});
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** A run's figures as a configuration; per-stage times when each stage has its own device. */
-function fromRun(r: z.infer<typeof RUN>): BenchConfiguration {
-  const c: BenchConfiguration = {
-    name: r.name ?? "plan",
-    throughput: r.report.throughput,
-    latencyMs: r.report.latencyMs,
-  };
-  const busy = r.stageBusyMs;
-  if (busy && new Set(r.devices).size === r.devices.length && r.devices.every((d) => busy[d] !== undefined)) {
-    c.stages = r.devices.map((d) => ({ computeMs: busy[d] }));
+/** A measured configuration; per-stage times from the busy time per device when each stage has its own. */
+function measured(
+  name: string,
+  devices: string[],
+  throughput: number,
+  latencyMs: BenchConfiguration["latencyMs"],
+  busy: Record<string, number> | undefined,
+): BenchConfiguration {
+  const c: BenchConfiguration = { name, devices, throughput, latencyMs };
+  if (busy && new Set(devices).size === devices.length && devices.every((d) => busy[d] !== undefined)) {
+    c.stages = devices.map((d) => ({ computeMs: busy[d] }));
   }
   return c;
 }
 
+const fromRun = (r: z.infer<typeof RUN>) =>
+  measured(r.name ?? "plan", r.devices, r.report.throughput, r.report.latencyMs, r.stageBusyMs);
+const fromRow = (r: z.infer<typeof ROW>) =>
+  measured(r.name, r.devices, r.measured.throughput, r.measured.latencyMs, r.stageBusyMs);
+
+/** A bench file: the measurements, and the plan it measured when the file carries one (`cleave bench`). */
+export interface BenchFile {
+  bench: BenchInput;
+  plan?: Plan;
+}
+
 /**
- * Reads the measurements `cleave report --bench` takes: `{configurations: [...]}` where each entry is either
- * {@link BenchConfiguration} ("plan" or a baseline's name, requests/s, latencies in ms) or a measured run as
- * `cleave run --json` prints it (with a `name`), or one such run alone (taken as the plan's). Errors name the
- * file and field.
+ * Reads the measurements `cleave report --bench` takes: the file `cleave bench` writes (rows of measured
+ * configurations, and the plan it measured), the output of `cleave run --json` (taken as the plan's), or
+ * `{configurations: [...]}` of {@link BenchConfiguration} or runs. Errors name the file and field.
  */
-export function readBenchFile(path: string): BenchInput {
+export function readBenchFile(path: string): BenchFile {
   if (!existsSync(path)) throw new ArgumentError(`${path}: no such bench file`, { file: path }, "BAD_CONFIG");
   let obj: unknown;
   try {
@@ -71,15 +94,22 @@ export function readBenchFile(path: string): BenchInput {
       "BAD_CONFIG",
     );
   };
+  if (isObject(obj) && "rows" in obj) {
+    const r = check(BENCH_RESULT, obj, []);
+    const bench = { configurations: r.rows.map((row, i) => fromRow(check(ROW, row, ["rows", i]))) };
+    return r.plan ? { bench, plan: parsePlan(r.plan.plan, `${path}: plan.plan`) } : { bench };
+  }
   if (isObject(obj) && !("configurations" in obj) && "report" in obj) {
-    return { configurations: [fromRun(check(RUN, obj, []))] };
+    return { bench: { configurations: [fromRun(check(RUN, obj, []))] } };
   }
   const top = check(TOP, obj, []);
   return {
-    configurations: top.configurations.map((e, i) =>
-      isObject(e) && "report" in e
-        ? fromRun(check(RUN, e, ["configurations", i]))
-        : check(CONFIGURATION, e, ["configurations", i]),
-    ),
+    bench: {
+      configurations: top.configurations.map((e, i) =>
+        isObject(e) && "report" in e
+          ? fromRun(check(RUN, e, ["configurations", i]))
+          : check(CONFIGURATION, e, ["configurations", i]),
+      ),
+    },
   };
 }

@@ -166,8 +166,10 @@ export interface BenchInput {
 
 /** Measurements of one configuration. */
 export interface BenchConfiguration {
-  /** "plan" for the chosen plan, else a baseline's name. */
+  /** "plan" for the chosen plan, "single" for the best single device (matched by `devices`), else a baseline's name. */
   name: string;
+  /** Device of each stage. */
+  devices?: string[];
   /** Completed requests per second. */
   throughput: number;
   /** End-to-end latency percentiles, ms. */
@@ -342,7 +344,7 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
   input.timeline = { requests, predicted: { steps: predicted, bars: schedulePipeline(predicted, requests) } };
   if (args.profile) input.profile = { device: args.profile.device, threads: args.profile.threads };
   if (args.bench) {
-    input.bench = reportBench(args.bench);
+    input.bench = reportBench(args.bench, input.baselines);
     const measured = measuredSteps(args.bench, input);
     if (measured) input.timeline.measured = { steps: measured, bars: schedulePipeline(measured, requests) };
   }
@@ -363,10 +365,17 @@ export function reportSteps(input: Pick<ReportInput, "stages" | "links">): Pipel
   );
 }
 
-function reportBench(bench: BenchInput): ReportBench {
+function reportBench(bench: BenchInput, baselines: readonly ReportBaseline[]): ReportBench {
+  // "single" (cleave bench's best single device) is shown as the baseline running on that device.
+  const nameOf = (c: BenchConfiguration) => {
+    const d = c.devices?.length === 1 ? c.devices[0] : undefined;
+    const b =
+      c.name === "single" && d !== undefined ? baselines.find((x) => x.singleDevice === d) : undefined;
+    return b?.name ?? c.name;
+  };
   return {
     configurations: bench.configurations.map((c) => ({
-      name: c.name,
+      name: nameOf(c),
       throughput: c.throughput,
       latency: scaleLatency(c.latencyMs),
     })),

@@ -3,14 +3,16 @@ import { costModelFor } from "../cost/cost-factory.js";
 import { modelIdentity, type Profile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { choosePartitionOrder, type OrderStrategy, orderWith } from "../partition/order.js";
-import { type BenchInput, buildReportInput, type ReportInput, type ReportPlanInput } from "./report-data.js";
+import { orderWith } from "../partition/order.js";
+import { type Plan, planToAssignment } from "../partition/plan.js";
+import { type BenchInput, buildReportInput, type ReportInput } from "./report-data.js";
+import { reportPlanFromPlan } from "./report-plan.js";
 
 /** Inputs of {@link reportInputFrom}. */
 export interface ReportSources {
   model: AnalyzedModel;
-  /** The plan; `order` is the partition-order strategy its positions refer to (default: cleave's choice). */
-  plan: ReportPlanInput & { order?: OrderStrategy };
+  /** The plan, as `cleave plan` writes it. */
+  plan: Plan;
   cluster: Cluster;
   bench?: BenchInput;
   /** A profile of this model (per-node measured latency), shown beside the predictions. */
@@ -23,13 +25,26 @@ export interface ReportSources {
 }
 
 /**
- * The report's data from cleave objects: rebuilds the partition order the plan refers to, prices every node on
- * every device with the cluster's cost model (profiles where devices have them, roofline otherwise), and
- * checks that the plan and profile belong to this model.
+ * The report's data from cleave objects: checks that the plan and profile belong to this model, rebuilds the
+ * partition order the plan refers to, and prices every node on every device with the cluster's cost model
+ * (profiles where devices have them, roofline otherwise).
  */
 export function reportInputFrom(src: ReportSources): ReportInput {
-  const { model, plan, cluster } = src;
-  const order = plan.order ? orderWith(model.graph, plan.order, model.types) : choosePartitionOrder(model);
+  const { model, cluster } = src;
+  // By node names first (a plan of another model is named as such), then positions in the plan's order.
+  planToAssignment(model, src.plan);
+  const order = orderWith(model.graph, src.plan.order, model.types);
+  for (const s of src.plan.stages) {
+    const names = order.nodes.slice(s.start, s.end).map((i) => model.graph.nodes[i].name);
+    if (names.length !== s.nodes.length || names.some((n, k) => n !== s.nodes[k])) {
+      throw new ArgumentError(
+        `plan: stage ${s.index}'s nodes are not positions ${s.start}..${s.end} of the model's ${src.plan.order} order`,
+        { field: `stages[${s.index}]`, stage: s.index },
+        "BAD_CONFIG",
+      );
+    }
+  }
+  const plan = reportPlanFromPlan(src.plan);
   const cost = costModelFor(model, cluster, { inputShapes: src.inputShapes });
   const pricing: Record<string, string> = {};
   const how: string[] = [];
