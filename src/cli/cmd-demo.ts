@@ -5,6 +5,10 @@ import { costModelFor } from "../cost/cost-factory.js";
 import { profileModel, saveProfile } from "../cost/profile.js";
 import { analyzeModel } from "../ir/analyze.js";
 import { saveModel } from "../onnx/model-io.js";
+import { writePlan } from "../partition/plan.js";
+import { readBenchFile } from "../report/report-bench.js";
+import { renderReportHtml } from "../report/report-html.js";
+import { reportInputFrom } from "../report/report-input.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
@@ -17,8 +21,8 @@ const USAGE = `usage: cleave demo [--model NAME] [--requests N] [-o folder] [--j
 
 The whole story on this machine: builds a zoo model (default efficientnet_b0), profiles it with
 onnxruntime, plans it for throughput on the two local devices (one pinned CPU core each), splits it, starts
-the workers, runs it as a pipeline and, side by side, the whole model on one device, and prints measured
-against predicted. Everything it writes goes to the folder given with -o (default ./cleave-demo).`;
+the workers, runs it as a pipeline and, side by side, the whole model on one device and the planner's
+baselines, prints measured against predicted, and writes an HTML report. Everything it writes goes to the folder given with -o (default ./cleave-demo).`;
 
 /** `cleave demo`. */
 export const demoCommand: Command = {
@@ -74,6 +78,7 @@ export const demoCommand: Command = {
       objective: "throughput",
       requests,
       modelPath,
+      baselines: true,
       onStep: (s) => bar.step(s),
     });
     bar.done();
@@ -88,13 +93,30 @@ export const demoCommand: Command = {
     );
     const benchPath = join(out, "bench.json");
     writeFileSync(benchPath, `${JSON.stringify(result, benchReplacer, 2)}\n`);
+    writePlan(join(out, "plan.json"), plan.plan);
+    bar.step("writing the report");
+    const reportPath = join(out, "report.html");
+    const input = reportInputFrom({
+      model,
+      plan: plan.plan,
+      cluster,
+      bench: readBenchFile(benchPath).bench,
+      profile,
+      profileFile: profilePath,
+      name,
+    });
+    writeFileSync(reportPath, renderReportHtml(input));
+    bar.done();
     if (json) {
-      io.out(JSON.stringify(result, benchReplacer));
+      io.out(JSON.stringify({ ...result, report: reportPath }, benchReplacer));
       return 0;
     }
     say("");
     printBench(io, result);
-    say(st.dim(`results -> ${benchPath}`));
+    say("");
+    say(
+      `${st.bold("5. report")}  ${st.cyan(reportPath)}  (plan: ${join(out, "plan.json")}, results: ${benchPath})`,
+    );
     return 0;
   },
 };
