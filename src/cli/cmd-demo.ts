@@ -71,9 +71,8 @@ export const demoCommand: Command = {
     );
 
     const cluster = loadCluster(localClusterPath());
-    const cost = costModelFor(model, cluster, {
-      profiles: Object.fromEntries(cluster.devices.map((d) => [d.name, profile])),
-    });
+    const profiles = Object.fromEntries(cluster.devices.map((d) => [d.name, profile]));
+    const cost = costModelFor(model, cluster, { profiles });
     const result = await benchCluster(model, cluster, cost, {
       objective: "throughput",
       requests,
@@ -102,6 +101,7 @@ export const demoCommand: Command = {
       cluster,
       bench: readBenchFile(benchPath).bench,
       profile,
+      profiles,
       profileFile: profilePath,
       name,
     });

@@ -17,6 +17,8 @@ export interface ReportSources {
   bench?: BenchInput;
   /** A profile of this model (per-node measured latency), shown beside the predictions. */
   profile?: Profile;
+  /** Profiles by device name, used to price nodes on those devices (as the planner did). */
+  profiles?: Record<string, Profile>;
   /** File the profile came from, for errors. */
   profileFile?: string;
   /** Input shapes the model was analysed at (profiles measured at other shapes are refused). */
@@ -45,7 +47,7 @@ export function reportInputFrom(src: ReportSources): ReportInput {
     }
   }
   const plan = reportPlanFromPlan(src.plan);
-  const cost = costModelFor(model, cluster, { inputShapes: src.inputShapes });
+  const cost = costModelFor(model, cluster, { inputShapes: src.inputShapes, profiles: src.profiles });
   const pricing: Record<string, string> = {};
   const how: string[] = [];
   for (const d of cluster.devices) {
