@@ -9,6 +9,7 @@ import {
   resolveConstraints,
 } from "../src/partition/constraints.js";
 import { evaluate, objectiveValue } from "../src/partition/evaluate.js";
+import { deviceDominance } from "../src/partition/device-dominance.js";
 import { planExact } from "../src/partition/planner-exact.js";
 import type { PlanProblem } from "../src/partition/problem.js";
 import { randomProblem } from "../src/partition/random-problem.js";
@@ -56,11 +57,17 @@ test("exact planner equals brute force on 240 random problems, every objective, 
         continue;
       }
       feasible++;
-      assert.ok(exact.candidate, `${where}: exact found nothing, brute force ${objectiveValue(brute.evaluation, objective)}`);
+      assert.ok(
+        exact.candidate,
+        `${where}: exact found nothing, brute force ${objectiveValue(brute.evaluation, objective)}`,
+      );
       const ev = evaluate(p, exact.candidate, rc);
       assert.ok(ev.feasible, `${where}: ${ev.violations.map((v) => v.message).join("; ")}`);
       const want = objectiveValue(brute.evaluation, objective);
-      assert.ok(close(objectiveValue(ev, objective), want), `${where}: exact ${objectiveValue(ev, objective)} vs brute ${want}`);
+      assert.ok(
+        close(objectiveValue(ev, objective), want),
+        `${where}: exact ${objectiveValue(ev, objective)} vs brute ${want}`,
+      );
       assert.ok(close(exact.value, want), `${where}: reported ${exact.value} vs ${want}`);
     }
   }
@@ -68,6 +75,36 @@ test("exact planner equals brute force on 240 random problems, every objective, 
   assert.ok(feasible > 400, `only ${feasible} feasible cases`);
   assert.ok(grouped > 20, `only ${grouped} problems with identical devices grouped`);
   assert.ok(constrained > 60, `only ${constrained} constrained problems`);
+});
+
+test("exact with device dominance (faster copies stand in for slower ones) equals brute force", () => {
+  let withStandIns = 0;
+  for (let seed = 2000; seed < 2150; seed++) {
+    const p = randomProblem(seed, {
+      devices: 4 + (seed % 2),
+      identical: 0.8,
+      scaled: 0.7,
+      linkDensity: 0,
+      shared: 1,
+      splitMedia: seed % 2 === 0,
+    });
+    const c = seed % 3 === 0 ? randomConstraints(p, seed) : {};
+    const rc = resolveConstraints(p, c);
+    if (deviceDominance(p, rc, true).some((m) => m !== 0)) withStandIns++;
+    for (const objective of OBJECTIVES) {
+      const brute = bruteForce(p, rc, objective);
+      const exact = planExact(p, { objective, constraints: rc });
+      const where = `seed ${seed}, ${objective}, ${JSON.stringify(c)}`;
+      assert.equal(exact.candidate === undefined, brute === undefined, where);
+      if (!brute) continue;
+      const want = objectiveValue(brute.evaluation, objective);
+      assert.ok(
+        close(objectiveValue(evaluate(p, exact.candidate!, rc), objective), want),
+        `${where}: ${exact.value} vs ${want}`,
+      );
+    }
+  }
+  assert.ok(withStandIns > 50, `only ${withStandIns} problems where a device stands in for another`);
 });
 
 test("throughput tie-break returns the least latency among plans with the optimal bottleneck", () => {
@@ -79,9 +116,16 @@ test("throughput tie-break returns the least latency among plans with the optima
     if (!brute) continue;
     const ev = evaluate(p, exact.candidate!, rc);
     // Least latency among all candidates within rounding of the optimal bottleneck.
-    const tie = bruteForce(p, resolveConstraints(p, { minThroughput: 1 / (brute.evaluation.bottleneck * (1 + 1e-9)) }), "latency");
+    const tie = bruteForce(
+      p,
+      resolveConstraints(p, { minThroughput: 1 / (brute.evaluation.bottleneck * (1 + 1e-9)) }),
+      "latency",
+    );
     assert.ok(tie);
-    assert.ok(close(ev.latency, tie.evaluation.latency), `seed ${seed}: ${ev.latency} vs ${tie.evaluation.latency}`);
+    assert.ok(
+      close(ev.latency, tie.evaluation.latency),
+      `seed ${seed}: ${ev.latency} vs ${tie.evaluation.latency}`,
+    );
   }
 });
 

@@ -9,6 +9,7 @@ import {
 } from "./bounds.js";
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import type { Candidate } from "./evaluate.js";
+import { deviceDominance } from "./device-dominance.js";
 import type { PlanProblem } from "./problem.js";
 
 /** Counters of a search. */
@@ -224,16 +225,52 @@ export function search(
     dead: false,
   };
 
+  // better[y]: devices that can stand in for y in any completion at no extra cost (see deviceDominance).
+  const better = rc.rank ? new Int32Array(D) : deviceDominance(p, rc, trackEn);
+  const substitutes = better.some((m) => m !== 0);
+  // Tracked links a stand-in swap maps onto another link (they hold one of the two devices, not both).
+  const moved = slotMask.map((mask) => {
+    for (let y = 0; y < D; y++) {
+      for (let m = better[y]; m !== 0; m &= m - 1) {
+        const z = 31 - Math.clz32(m & -m);
+        if (((mask >> y) & 1) !== ((mask >> z) & 1)) return true;
+      }
+    }
+    return false;
+  });
+
+  /**
+   * a dominates b (same boundary and last device e): every completion of b has one of a that is no worse in
+   * any tracked cost. Devices b left free that a used must be matched to distinct devices a left free that are
+   * at least as good (a subset of b's devices is the plain case).
+   */
   const dominates = (a: Label, b: Label, e: number): boolean => {
-    if ((a.used & ~b.used) !== 0) return false;
     if (trackLat && a.lat > b.lat) return false;
     if (trackEn && a.en > b.en) return false;
     // Under a throughput constraint (not objective) only future link loads matter: past stages already fit.
     if ((pareto || objective === "throughput") && a.bn > b.bn) return false;
+    const extra = a.used & ~b.used & allowedMask;
+    let freeA = 0;
+    if (extra !== 0) {
+      if (!substitutes) return false;
+      let spare = b.used & ~a.used & allowedMask;
+      for (let m = extra; m !== 0; m &= m - 1) {
+        const y = 31 - Math.clz32(m & -m);
+        const cand = better[y] & spare;
+        if (cand === 0) return false;
+        spare &= ~(cand & -cand);
+      }
+      freeA = ~a.used & allowedMask;
+    }
     if (!a.loads && !a.lbytes) return true;
-    // Only links a completion of b could still use matter.
+    // Only links a completion of b could still use matter; with stand-ins, a's links to its free devices that
+    // a swap moves must be idle (a stand-in's link is the twin of the original's only from zero).
     const avail = (~b.used & allowedMask) | (1 << e) | (1 << outDev);
     for (let l = 0; l < T; l++) {
+      if (moved[l] && slotMask[l] & freeA) {
+        if ((a.loads && a.loads[l] > 0) || (a.lbytes && a.lbytes[l] > 0)) return false;
+        continue;
+      }
       const m = slotMask[l] & avail;
       if ((m & (m - 1)) === 0) continue;
       if (a.loads && a.loads[l] > b.loads![l]) return false;

@@ -14,7 +14,7 @@ export interface ExactOptions {
    * Default true.
    */
   tieBreak?: boolean;
-  /** Label budget of the throughput tie-break pass (default 1e5). */
+  /** Label budget of the throughput tie-break pass (default 1e5; it also stops after as long as the first pass took, at least 250 ms). */
   tieBreakLabels?: number;
   /** Give up proving optimality after this many labels (default 5e6) or milliseconds (default none). */
   maxLabels?: number;
@@ -80,9 +80,11 @@ export function planExact(p: PlanProblem, opts: ExactOptions): ExactResult {
   const rc2 = { ...rc, maxBottleneck: Math.min(rc.maxBottleneck, first.value * (1 + 1e-9)) };
   const bounds2 = prepareBounds(p, "latency", rc2);
   const inc = { candidate: first.candidate, value: evaluate(p, first.candidate, rc2).latency };
+  // At most as long again as the first pass took (and 250 ms): the secondary criterion must not dominate.
+  const elapsed = performance.now() - t0;
   const tieBudget = {
     labels: Math.min(budget.labels, opts.tieBreakLabels ?? 1e5),
-    deadline: budget.deadline,
+    deadline: Math.min(budget.deadline, performance.now() + Math.max(250, elapsed)),
   };
   const second = search(p, "latency", rc2, { budget: tieBudget, incumbent: inc, bounds: bounds2 });
   const stats = addStats(first.stats, second.stats);

@@ -17,10 +17,14 @@ export interface ParetoPoint {
 /** Options for {@link paretoFront}. */
 export interface ParetoOptions {
   constraints: ResolvedConstraints;
-  /** Labels the exact front search may create before falling back to NSGA-II (default 2e5). */
+  /** Labels the exact front search may create before falling back to NSGA-II (default 5e4). */
   maxLabels?: number;
-  /** Wall-clock limit of the NSGA-II fallback, ms (default 3000). */
+  /** Wall-clock limit of the NSGA-II fallback, ms (default 2000). */
   timeLimitMs?: number;
+  /** Time limit of each single-objective search, ms (default 3000); past it its best plan seeds the front. */
+  optimumTimeLimitMs?: number;
+  /** Single-objective optima already known (e.g. the plan's own), not searched again. */
+  known?: Partial<Record<"latency" | "throughput" | "energy", Candidate>>;
   /** More plans to seed the search with (e.g. baselines). */
   seeds?: readonly Candidate[];
   /** NSGA-II seed (default 1). */
@@ -31,7 +35,10 @@ export interface ParetoOptions {
 export interface ParetoResult {
   /** Non-dominated feasible plans, by increasing latency. */
   points: ParetoPoint[];
-  /** "exact": the label search finished, so this is the whole front; "nsga2": an approximation. */
+  /**
+   * "exact": the label search finished, so this is the whole front (seeds only prune, they are real plans);
+   * "nsga2": an approximation that still holds the optima found.
+   */
   method: "exact" | "nsga2";
   /** The single-objective optima the front was seeded with (each is on it or tied by a point on it). */
   optima: { latency?: ParetoPoint; throughput?: ParetoPoint; energy?: ParetoPoint };
@@ -59,7 +66,12 @@ export function paretoFront(p: PlanProblem, opts: ParetoOptions): ParetoResult {
   };
   const optima: ParetoResult["optima"] = {};
   for (const objective of ["latency", "throughput", "energy"] as const) {
-    const r = planExact(p, { objective, constraints: rc, maxLabels: 1e6 });
+    const known = opts.known?.[objective];
+    if (known) {
+      optima[objective] = point(known);
+      continue;
+    }
+    const r = planExact(p, { objective, constraints: rc, timeLimitMs: opts.optimumTimeLimitMs ?? 3000 });
     if (r.candidate) optima[objective] = point(r.candidate);
   }
   const seeded = Object.values(optima).filter((x): x is ParetoPoint => x !== undefined);
@@ -69,7 +81,7 @@ export function paretoFront(p: PlanProblem, opts: ParetoOptions): ParetoResult {
 
   const front: FrontPoint[] = [];
   for (const s of seeded) addToFront(front, s);
-  const budget = { labels: opts.maxLabels ?? 2e5, deadline: Number.POSITIVE_INFINITY };
+  const budget = { labels: opts.maxLabels ?? 5e4, deadline: Number.POSITIVE_INFINITY };
   const r = search(p, "pareto", rc, { budget, front });
   stats.labels = r.stats.labels;
   let method: ParetoResult["method"] = "exact";
@@ -77,7 +89,7 @@ export function paretoFront(p: PlanProblem, opts: ParetoOptions): ParetoResult {
   if (!r.exact) {
     method = "nsga2";
     const seeds = [...points.map((x) => x.candidate), ...(opts.seeds ?? [])];
-    const ga = nsga2(p, rc, seeds, { timeLimitMs: opts.timeLimitMs ?? 3000, seed: opts.seed });
+    const ga = nsga2(p, rc, seeds, { timeLimitMs: opts.timeLimitMs ?? 2000, seed: opts.seed });
     stats.generations = ga.generations;
     stats.evaluations = ga.evaluations;
     const all = [...points, ...ga.archive.map((s) => point(s.candidate))];

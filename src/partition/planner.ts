@@ -79,7 +79,11 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   let pareto: ParetoResult | undefined;
   if (req.pareto) {
     const seeds = baselines.filter((b) => b.feasible && b.candidate).map((b) => b.candidate!);
-    pareto = paretoFront(problem, { constraints: rc, seeds });
+    pareto = paretoFront(problem, {
+      constraints: rc,
+      seeds,
+      ...(exact.exact ? { known: { [req.objective]: candidate } } : {}),
+    });
   }
   const plan = toPlanFile(req, problem, order, candidate, evaluation, exact, local, baselines, pareto);
   return { plan, problem, order, candidate, evaluation, exact, local, baselines, pareto };

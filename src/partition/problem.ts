@@ -322,7 +322,10 @@ function problemLinks(
 export function assignDeviceTypes(p: PlanProblem, signatures?: readonly string[]): void {
   const D = p.devices.length;
   const parent = Array.from({ length: D }, (_, i) => i);
-  const find = (x: number): number => (parent[x] === x ? x : (parent[x] = find(parent[x])));
+  const find = (x: number): number => {
+    while (parent[x] !== x) x = parent[x];
+    return x;
+  };
   for (let u = 0; u < D; u++) {
     for (let v = u + 1; v < D; v++) {
       if (find(u) === find(v)) continue;
@@ -361,6 +364,14 @@ function interchangeable(p: PlanProblem, u: number, v: number, signatures?: read
     if (!sameArray(p.prefix[u], p.prefix[v]) || !sameArray(p.startCost[u], p.startCost[v])) return false;
     if (!sameArray(p.endCost[u], p.endCost[v]) || !sameArray(p.memEnd[u], p.memEnd[v])) return false;
   }
+  return linkSymmetric(p, u, v);
+}
+
+/**
+ * Whether swapping devices u and v maps the links onto themselves: every link onto a link with the same
+ * figures, consistently with `linkIndex` (so any plan and its swapped twin pay the same transfers).
+ */
+export function linkSymmetric(p: PlanProblem, u: number, v: number): boolean {
   // The swap must map each link onto a link with the same figures (sigma), consistently with linkIndex.
   const swap = (x: number) => (x === u ? v : x === v ? u : x);
   const key = (ds: readonly number[]) => [...ds].sort((x, y) => x - y).join(",");

@@ -16,10 +16,14 @@ export interface RandomProblemOptions {
   devices?: number;
   /** Probability that a device copies an earlier one (identical devices). Default 0.35. */
   identical?: number;
+  /** Probability that a copy is scaled (uniformly faster or slower, more or less memory). Default 0. */
+  scaled?: number;
   /** Probability of a point-to-point link between two devices (beyond a shared medium). Default 0.6. */
   linkDensity?: number;
   /** Probability that all devices share one medium. Default 0.4. */
   shared?: number;
+  /** Two identical shared media instead: device 0 with the odd devices, device 0 with the even ones. */
+  splitMedia?: boolean;
   /** Probability that a device's memory is tight (some segments do not fit). Default 0.5. */
   tightMemory?: number;
 }
@@ -51,7 +55,16 @@ export function randomProblem(seed: number, opts: RandomProblemOptions = {}): Pl
   const specs: Spec[] = [];
   for (let d = 0; d < D; d++) {
     if (d > 0 && rnd() < identical) {
-      specs.push(specs[int(0, d - 1)]);
+      const base = specs[int(0, d - 1)];
+      if (rnd() < (opts.scaled ?? 0)) {
+        const f = 0.5 + rnd();
+        specs.push({
+          ...base,
+          lat: base.lat.map((v) => v * f),
+          power: base.power * (0.5 + rnd()),
+          memory: base.memory * (f < 1 ? 1.2 : 0.9),
+        });
+      } else specs.push(base);
       continue;
     }
     const speed = 0.3 + rnd() * 3;
@@ -130,7 +143,13 @@ export function randomProblem(seed: number, opts: RandomProblemOptions = {}): Pl
       secondsPerByte: (0.2 + rnd()) / 100,
       joulesPerByte: rnd() * 0.01,
     });
-  if (D >= 3 && rnd() < (opts.shared ?? 0.4)) link(Array.from({ length: D }, (_, i) => i));
+  if (opts.splitMedia && D >= 3) {
+    const medium = { latency: rnd() * 0.3, secondsPerByte: (0.2 + rnd()) / 100, joulesPerByte: rnd() * 0.01 };
+    for (const parity of [1, 0]) {
+      const ds = [0, ...Array.from({ length: D }, (_, i) => i).filter((i) => i > 0 && i % 2 === parity)];
+      if (ds.length >= 2) links.push({ name: `medium${parity}(${ds.join(",")})`, devices: ds, ...medium });
+    }
+  } else if (D >= 3 && rnd() < (opts.shared ?? 0.4)) link(Array.from({ length: D }, (_, i) => i));
   const density = opts.linkDensity ?? 0.6;
   for (let a = 0; a < D; a++) for (let b = a + 1; b < D; b++) if (rnd() < density) link([a, b]);
   const linkIndex = new Int32Array(D * D).fill(-1);
