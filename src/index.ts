@@ -22,7 +22,8 @@ export { createSession, randomTensor, type SessionOptions } from "./onnx/ort.js"
 // Graph IR, shapes, costs
 export { Graph, type Node, type TensorType, type Value } from "./ir/graph.js";
 export { type AnalyzedModel, type AnalyzeOptions, analyzeModel } from "./ir/analyze.js";
-export { inferShapes, type InferOptions } from "./ir/shape-infer.js";
+export { inferShapes, type InferOptions, inferStatic, staticOps } from "./ir/shape-infer.js";
+export { checkShapesWithOrt } from "./ir/shape-check.js";
 export { type NodeCost, nodeCosts, sumCosts } from "./ir/cost.js";
 
 // Model zoo
@@ -42,5 +43,38 @@ export { resolveSplit, type SplitSpec, splitModel } from "./export/split.js";
 export type { Manifest, ManifestStage, TensorSpec } from "./export/manifest.js";
 export { readManifest } from "./export/manifest-io.js";
 export { SequentialRunner } from "./export/run-sequential.js";
+
+// Clusters, profiles, cost models
+export type { Cluster, CoreCluster, Device, Link } from "./cluster/types.js";
+export { loadCluster, parseCluster } from "./cluster/load.js";
+export type { CostModel } from "./cost/cost-model.js";
+export { ClusterCostModel, costModelFor } from "./cost/cost-factory.js";
+export { loadProfile, type Profile, profileModel, saveProfile } from "./cost/profile.js";
+export { estimateSplit, type SplitEstimate } from "./cost/estimate.js";
+
+// Planning
+export { OBJECTIVES, type Objective, type PlanConstraints } from "./partition/constraints.js";
+export { makePlan, type PlanOutcome, type PlanRequest } from "./partition/planner.js";
+export { type Plan, planToAssignment, readPlan, writePlan } from "./partition/plan.js";
+export { type ClusterPlan, planForCluster, type RunnableSplit } from "./partition/plan-cluster.js";
+export { buildProblem, type PlanProblem } from "./partition/problem.js";
+export { planExact } from "./partition/planner-exact.js";
+export { paretoFront } from "./partition/planner-pareto.js";
+export { runBaselines } from "./partition/baselines.js";
+
+// Runtime
+export { deploy, type DeployOptions } from "./runtime/deploy.js";
+export { Pipeline, type RunReport, type WorkerAddress } from "./runtime/pipeline.js";
+export { type LocalCluster, startLocalWorkers } from "./runtime/local-cluster.js";
+export { Worker } from "./runtime/worker.js";
+export { probeWorker } from "./runtime/probe.js";
+export { testbedDown, testbedUp } from "./runtime/testbed.js";
+export { type RunSplitResult, runSplit } from "./runtime/run-split.js";
+export { type BenchResult, benchCluster } from "./runtime/bench.js";
+
+// Report
+export { reportInputFrom } from "./report/report-input.js";
+export { renderReportHtml } from "./report/report-html.js";
+export { readBenchFile } from "./report/report-bench.js";
 
 export { VERSION } from "./version.js";
