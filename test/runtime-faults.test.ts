@@ -203,17 +203,22 @@ test("a worker killed mid-run ends every request in flight with an explicit erro
 
 test("a request past its deadline fails naming the stage it waits for", async () => {
   const p = await deploy(gather.dir, cluster.workers.slice(0, 2), { token: cluster.token });
-  // Deadline shorter than a round trip: 0 ms fires before any output can arrive.
-  await assert.rejects(
-    p.infer(
-      { x: randomTensor("float32", [1, 16]), idx: new ort.Tensor("int64", new BigInt64Array([0n]), [1]) },
-      { deadlineMs: 0 },
-    ),
-    {
-      message:
-        /^request \d+: no result within the deadline of 0 ms \(waiting for 'g' from stage 1 on worker w1\)$/,
-    },
-  );
+  // Worker w1 (stage 1) is stopped, so its output cannot arrive before the deadline.
+  process.kill(cluster.pids[1], "SIGSTOP");
+  try {
+    await assert.rejects(
+      p.infer(
+        { x: randomTensor("float32", [1, 16]), idx: new ort.Tensor("int64", new BigInt64Array([0n]), [1]) },
+        { deadlineMs: 100 },
+      ),
+      {
+        message:
+          /^request \d+: no result within the deadline of 100 ms \(waiting for 'g' from stage 1 on worker w1\)$/,
+      },
+    );
+  } finally {
+    process.kill(cluster.pids[1], "SIGCONT");
+  }
   // The cancelled request leaves the pipeline usable.
   const ok = await p.infer({
     x: randomTensor("float32", [1, 16]),
