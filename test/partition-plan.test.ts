@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, test } from "node:test";
+import { after, before, test } from "node:test";
 import type { CliIO } from "../src/cli/command.js";
 import { main } from "../src/cli/main.js";
 import { parseCluster } from "../src/cluster/load.js";
@@ -74,6 +74,7 @@ before(async () => {
   cluster = parseCluster(SPEC, "plan-test.json");
   dir = mkdtempSync(join(tmpdir(), "cleave-plan-"));
 });
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 function plan(
   objective: "latency" | "throughput" | "energy",

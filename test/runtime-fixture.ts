@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest, TensorSpec } from "../src/export/manifest.js";
@@ -57,9 +57,16 @@ function build(
   return encodeModel(g.toModel());
 }
 
-/** Writes the stage models and manifest.json of a fixture into a new temp folder. */
+/** Temp folders made by fixtures, removed when the test process exits. */
+const made = new Set<string>();
+process.once("exit", () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+/** Writes the stage models and manifest.json of a fixture into a new temp folder (removed at exit). */
 export function writeFixture(spec: FixtureSpec): Fixture {
   const dir = mkdtempSync(join(tmpdir(), "cleave-rt-"));
+  made.add(dir);
   const t = (n: string): TensorSpec => ({ name: n, ...spec.tensors[n] });
   const stages = spec.stages.map((s, i) => {
     const bytes = build(spec, `stage${i}`, s.inputs, s.outputs, s.ops);

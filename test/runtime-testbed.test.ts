@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -49,8 +49,15 @@ function run(cmd: string[]): string {
 
 const noNetns = netnsUnavailable();
 
+/** A temp folder for a testbed's state, removed when the test process exits. */
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "cleave-tb-"));
+  process.once("exit", () => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
 test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", async () => {
-  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  const stateFile = join(tempDir(), "state.json");
   const tb = await testbedUp(cluster([device("a"), device("b")], 12.5e6, 0.001), {
     stateFile,
     loopback: true,
@@ -76,7 +83,7 @@ test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", as
 });
 
 test("namespaces, htb shaping and cgroup quotas; down removes everything", { skip: noNetns }, async () => {
-  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  const stateFile = join(tempDir(), "state.json");
   const c = cluster([device("a", { cpuShare: 0.5 }), device("b", { cpuShare: 1 })], 12.5e6, 0.002);
   const tb = await testbedUp(c, { stateFile, prefix: "cltt", subnet: 7 });
   try {
@@ -134,7 +141,7 @@ test("namespaces, htb shaping and cgroup quotas; down removes everything", { ski
 });
 
 test("a failed up removes what it made", { skip: noNetns }, async () => {
-  const stateFile = join(mkdtempSync(join(tmpdir(), "cleave-tb-")), "state.json");
+  const stateFile = join(tempDir(), "state.json");
   // CPU 999 does not exist: taskset fails and the worker never listens.
   const c = cluster([device("a", { cpus: [999], cpuShare: 1 }), device("b")], 12.5e6, 0);
   await assert.rejects(
