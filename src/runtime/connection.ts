@@ -1,6 +1,7 @@
 import { RuntimeFault } from "../errors.js";
 import { type Frame, decodeFrame, encodeFrame, frameSize } from "./frame.js";
-import type { Connection } from "./transport.js";
+import type { EventEmitter } from "node:events";
+import { type ConnectOptions, type Connection, parseEndpoint } from "./transport.js";
 
 /**
  * Behaviour every transport's connection shares: frame encoding, the size limit, queueing of frames
@@ -147,4 +148,54 @@ export function connectError(endpoint: string, err: unknown): RuntimeFault {
   const code = (err as { code?: string }).code;
   const why = code ?? (err instanceof Error ? err.message : String(err));
   return new RuntimeFault("WORKER", `${endpoint}: unreachable (${why})`, {}, { cause: err });
+}
+
+/** A connection attempt in progress, as {@link dialWithin} drives it. */
+export interface Dialing<C> {
+  /** Emits "error" on failure and `readyEvent` once connected. */
+  emitter: EventEmitter;
+  readyEvent: string;
+  /** The connection, once ready. */
+  ready(): C;
+  /** Tears the attempt down after a failure, timeout or abort. */
+  discard(): void;
+}
+
+/**
+ * Connects to `host:port` with the options' deadline (default 5000 ms) and abort signal: `dial` starts the
+ * attempt, and every failure (bad endpoint, refused, timed out, aborted) becomes one RuntimeFault
+ * `<endpoint>: unreachable (...)`. Shared by every transport.
+ */
+export function dialWithin<C>(
+  endpoint: string,
+  opts: ConnectOptions,
+  dial: (host: string, port: number) => Dialing<C>,
+): Promise<C> {
+  let addr: { host: string; port: number };
+  try {
+    addr = parseEndpoint(endpoint);
+  } catch (err) {
+    return Promise.reject(connectError(endpoint, err));
+  }
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  return new Promise((resolve, reject) => {
+    const d = dial(addr.host, addr.port);
+    let settled = false;
+    const done = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      d.emitter.off("error", done);
+      if (err !== undefined) {
+        d.discard();
+        reject(connectError(endpoint, err));
+      } else resolve(d.ready());
+    };
+    const onAbort = () => done(opts.signal?.reason ?? new Error("aborted"));
+    const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    d.emitter.once("error", done);
+    d.emitter.once(d.readyEvent, () => done());
+  });
 }

@@ -1,6 +1,6 @@
 import * as net from "node:net";
 import { RuntimeFault } from "../errors.js";
-import { BaseConnection, CLOSE_NOTICE, connectError } from "./connection.js";
+import { BaseConnection, CLOSE_NOTICE, dialWithin } from "./connection.js";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameSize } from "./frame.js";
 import {
   type ConnectOptions,
@@ -164,32 +164,14 @@ export class TcpTransport implements Transport {
   }
 
   connect(endpoint: string, opts: ConnectOptions = {}): Promise<Connection> {
-    let host: string;
-    let port: number;
-    try {
-      ({ host, port } = parseEndpoint(endpoint));
-    } catch (err) {
-      return Promise.reject(
-        new RuntimeFault("WORKER", `${endpoint}: unreachable (${(err as Error).message})`),
-      );
-    }
-    const timeoutMs = opts.timeoutMs ?? 5000;
-    return new Promise((resolve, reject) => {
+    return dialWithin<Connection>(endpoint, opts, (host, port) => {
       const socket = net.connect({ host, port });
-      const done = (err?: unknown) => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
-        socket.off("error", done);
-        if (err !== undefined) {
-          socket.destroy();
-          reject(connectError(endpoint, err));
-        } else resolve(new TcpConnection(socket, endpoint, this.maxFrameBytes));
+      return {
+        emitter: socket,
+        readyEvent: "connect",
+        ready: () => new TcpConnection(socket, endpoint, this.maxFrameBytes),
+        discard: () => socket.destroy(),
       };
-      const onAbort = () => done(opts.signal?.reason ?? new Error("aborted"));
-      const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      socket.once("error", done);
-      socket.once("connect", () => done());
     });
   }
 }

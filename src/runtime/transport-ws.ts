@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 import { RuntimeFault } from "../errors.js";
-import { BaseConnection, connectError } from "./connection.js";
+import { BaseConnection, dialWithin } from "./connection.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "./frame.js";
 import {
   type ConnectOptions,
@@ -115,40 +115,21 @@ export class WsTransport implements Transport {
   }
 
   connect(endpoint: string, opts: ConnectOptions = {}): Promise<Connection> {
-    let host: string;
-    let port: number;
-    try {
-      ({ host, port } = parseEndpoint(endpoint));
-    } catch (err) {
-      return Promise.reject(
-        new RuntimeFault("WORKER", `${endpoint}: unreachable (${(err as Error).message})`),
-      );
-    }
-    const timeoutMs = opts.timeoutMs ?? 5000;
-    return new Promise((resolve, reject) => {
+    return dialWithin<Connection>(endpoint, opts, (host, port) => {
       const ws = new WebSocket(`ws://${formatEndpoint(host, port)}/`, {
         maxPayload: this.maxFrameBytes,
         perMessageDeflate: false,
       });
-      let settled = false;
-      const done = (err?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
-        ws.off("error", done);
-        if (err !== undefined) {
+      return {
+        emitter: ws,
+        // ws turns Nagle off on its sockets itself.
+        readyEvent: "open",
+        ready: () => new WsConnection(ws, endpoint, this.maxFrameBytes),
+        discard: () => {
           ws.on("error", () => {});
           ws.terminate();
-          reject(connectError(endpoint, err));
-        } else resolve(new WsConnection(ws, endpoint, this.maxFrameBytes));
+        },
       };
-      const onAbort = () => done(opts.signal?.reason ?? new Error("aborted"));
-      const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      ws.once("error", done);
-      // ws turns Nagle off on its sockets itself.
-      ws.once("open", () => done());
     });
   }
 }
