@@ -8,7 +8,6 @@ import {
   type Connection,
   formatEndpoint,
   type Listener,
-  parseEndpoint,
   type Transport,
   type TransportOptions,
 } from "./transport.js";
