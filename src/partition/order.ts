@@ -1,8 +1,6 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { type Graph, type TensorType, typeBytes } from "../ir/graph.js";
 
-export { typeBytes };
-
 /**
  * The partition order: the compute nodes of a graph (every node but `Constant`, whose outputs are weights
  * and are copied into each stage that reads them) in a topological order. Cuts are boundaries in it.

@@ -2,7 +2,8 @@ import type { Cluster, CoreCluster, Device, Link } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { type PartitionOrder, typeBytes } from "./order.js";
+import { typeBytes } from "../ir/graph.js";
+import type { PartitionOrder } from "./order.js";
 
 /** A device as the planner sees it (SI units). */
 export interface ProblemDevice {

@@ -3,7 +3,8 @@ import type { CostModel } from "../cost/cost-model.js";
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { enumerateCuts } from "../partition/cuts.js";
-import { type PartitionOrder, typeBytes } from "../partition/order.js";
+import { typeBytes } from "../ir/graph.js";
+import type { PartitionOrder } from "../partition/order.js";
 import { VERSION } from "../version.js";
 import { type PipelineStep, pipelineSteps, type ScheduledBar, schedulePipeline } from "./report-schedule.js";
 
