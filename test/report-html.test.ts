@@ -208,15 +208,21 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     // Hover a node of the second stage: tooltip and side panel show op, shape, MACs and predicted latency.
     const target =
       input.nodes.find((n) => n.stage === 1 && n.op === "Conv") ?? input.nodes[input.stages[1].start];
+    // Scroll first and let two frames pass: cytoscape caches the container's page offset and
+    // refreshes it on the scroll event, so a pointer moved before that event hits a stale position.
+    const box = (await page.locator("#cy").boundingBox())!;
+    await page.locator("#cy").scrollIntoViewIfNeeded();
+    const twoFrames = () =>
+      page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await twoFrames();
     const where = await page.evaluate((pos) => {
       const cy = (window as unknown as PageWindow).CleaveReport.cy;
       const node = cy.getElementById(`n${pos}`);
-      cy.zoom(1);
+      cy.zoom(1.5);
       cy.center(node);
       return node.renderedPosition();
     }, target.position);
-    const box = (await page.locator("#cy").boundingBox())!;
-    await page.locator("#cy").scrollIntoViewIfNeeded();
+    await twoFrames();
     const box2 = (await page.locator("#cy").boundingBox())!;
     await page.mouse.move(box2.x + where.x, box2.y + where.y);
     await page.locator("#tooltip").waitFor({ state: "visible", timeout: 5000 });
