@@ -266,7 +266,13 @@ test("loadCluster reads YAML and JSON and names the file in errors", () => {
 
 test("the example clusters load, with the figures their comments derive", () => {
   const files = readdirSync(examplesDir).filter((f) => f.endsWith(".yaml"));
-  assert.deepEqual(files.sort(), ["accel-pair.yaml", "edge-mix.yaml", "local.yaml", "pi4-pair.yaml"]);
+  assert.deepEqual(files.sort(), [
+    "accel-pair.yaml",
+    "edge-mix.yaml",
+    "hetero-pair.yaml",
+    "local.yaml",
+    "pi4-pair.yaml",
+  ]);
   const byName = Object.fromEntries(files.map((f) => [f, loadCluster(join(examplesDir, f))]));
   const accel = byName["accel-pair.yaml"];
   assert.equal(accel.devices.find((d) => d.name === "eyeriss")!.macsPerSecond.float32, 33.6e9);
@@ -283,6 +289,15 @@ test("the example clusters load, with the figures their comments derive", () => 
     ],
   );
   assert.equal(local.links[0].kind, "loopback");
+  const hetero = byName["hetero-pair.yaml"];
+  assert.deepEqual(
+    hetero.devices.map((d) => [d.name, d.cpuShare, d.macsPerSecond.float32]),
+    [
+      ["fast", 1, 52e9],
+      ["slow", 0.25, 13e9],
+    ],
+  );
+  assert.equal(hetero.links[0].bandwidth, 12.5e6);
   const mix = byName["edge-mix.yaml"];
   assert.equal(mix.devices.length, 4);
   assert.ok(mix.links.some((l) => l.kind === "wifi" && l.devices.length === 4));

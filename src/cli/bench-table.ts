@@ -45,4 +45,19 @@ export function printBench(io: CliIO, r: BenchResult): void {
         `outputs match the whole model within ${r.rows[0].maxRelativeDiff.toExponential(1)} relative`,
     ),
   );
+  if (r.coRun) io.out(st.dim(coRunLine(r.coRun)));
+}
+
+/** One line on the measured co-run slowdown of devices sharing this machine. */
+export function coRunLine(c: NonNullable<BenchResult["coRun"]>): string {
+  return (
+    "co-run: beside each other the devices took " +
+    c.devices
+      .map(
+        (d) => `${d.name} ${d.aloneMs.toFixed(1)} -> ${d.togetherMs.toFixed(1)} ms (${d.factor.toFixed(2)}x)`,
+      )
+      .join(", ") +
+    `; workers spend ${c.devices.map((d) => `${(d.transferCpu * 1e9).toFixed(2)}`).join("/")} ns per byte moved. ` +
+    "Both are priced into pipelined throughput"
+  );
 }

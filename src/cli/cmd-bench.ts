@@ -1,9 +1,11 @@
 import { writeFileSync } from "node:fs";
+import type { Device } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
-import { loadProfile, type Profile, profileModel } from "../cost/profile.js";
+import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
+import { coRunCandidates, measureCoRun, withCoRun } from "../runtime/corun.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,
@@ -18,16 +20,45 @@ import {
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
+import {
+  namespaceToEnter,
+  remoteWorkers,
+  runInNamespace,
+  takeTestbedFlag,
+  WORKER_FLAGS_USAGE,
+} from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
                     [--profile device=profile.json ...] [--requests N] [--baselines] [-o bench.json] [--json]
+                    [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
 whole model on the best single device, on real workers, and prints throughput, latency percentiles, the
 speed-up and the planner's prediction against the measurement. Without --cluster it uses the shipped local
 cluster (two devices of one pinned CPU core each). Devices without a profile that are emulated here (cpus:)
-are profiled on this machine first. --baselines also runs every baseline split of the planner for real.
--o writes the results (with the plan) as JSON, for 'cleave report --bench'.`;
+are profiled on this machine first; one whose cpuShare is below its thread count gets that profile with its
+times multiplied by threads / cpuShare. --baselines also runs every baseline split of the planner for real.
+-o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
+running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
+cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
+${WORKER_FLAGS_USAGE}`;
+
+/**
+ * The profile a device emulated here gets from `measured`, a profile of this machine at `threads` onnxruntime
+ * threads: undefined when the device runs another number of threads; as measured when its `cpuShare` gives
+ * each thread a core; else with every time multiplied by threads / cpuShare (a cgroup quota of 0.25 core
+ * stretches a one-thread run 4x on average).
+ */
+export function emulatedProfile(d: Device, measured: Profile, threads: number): Profile | undefined {
+  if ((d.threads ?? d.cpus?.length ?? 1) !== threads) return undefined;
+  const share = d.cpuShare ?? threads;
+  if (share >= threads) return measured;
+  return scaleProfile(
+    measured,
+    threads / share,
+    `scaled from the local measurement by the CPU quota of ${d.name}, cpuShare ${share} for ${threads} thread(s)`,
+  );
+}
 
 /** `cleave bench`. */
 export const benchCommand: Command = {
@@ -35,7 +66,8 @@ export const benchCommand: Command = {
   summary: "plan, then measure the pipeline against the whole model on the best single device",
   usage: USAGE,
   async run(argv, io) {
-    const { values, positionals } = parseFlags("bench", argv, {
+    const tb = takeTestbedFlag(argv);
+    const { values, positionals } = parseFlags("bench", tb.argv, {
       cluster: { type: "string" },
       objective: { type: "string" },
       profile: { type: "string", multiple: true },
@@ -44,6 +76,9 @@ export const benchCommand: Command = {
       json: { type: "boolean" },
       baselines: { type: "boolean" },
       "input-shape": { type: "string", multiple: true },
+      "no-corun": { type: "boolean" },
+      workers: { type: "string", multiple: true },
+      token: { type: "string" },
     });
     const path = onePositional("bench", positionals, "model file");
     const objective = (str(values, "objective") ?? "throughput") as Objective;
@@ -52,7 +87,10 @@ export const benchCommand: Command = {
         field: "objective",
       });
     }
-    const cluster = clusterFromFlags(str(values, "cluster"));
+    const declared = clusterFromFlags(str(values, "cluster"));
+    const remote = remoteWorkers(values, tb.stateFile, declared);
+    const ns = remote.testbed && namespaceToEnter(remote.testbed.state);
+    if (ns) return runInNamespace(ns, ["bench", ...argv], io);
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
     const json = bool(values, "json");
     const bar = progress(io, !json);
@@ -65,7 +103,7 @@ export const benchCommand: Command = {
         });
       profiles[m[1]] = loadProfile(m[2]);
     }
-    const emulated = cluster.devices.filter(
+    const emulated = declared.devices.filter(
       (d) => d.cpus !== undefined && d.profile === undefined && !profiles[d.name],
     );
     if (emulated.length > 0) {
@@ -76,17 +114,28 @@ export const benchCommand: Command = {
         threads,
         onProgress: (p) => bar.fraction(p.done / Math.max(1, p.total), `profiling ${p.phase}`),
       });
-      for (const d of emulated) if ((d.threads ?? d.cpus?.length ?? 1) === threads) profiles[d.name] = here;
+      for (const d of emulated) {
+        const p = emulatedProfile(d, here, threads);
+        if (p) profiles[d.name] = p;
+      }
     }
+    const corun = bool(values, "no-corun")
+      ? undefined
+      : await measureCoRun(model, declared, coRunCandidates(declared), { onStep: (s) => bar.step(s) });
+    const cluster = corun ? withCoRun(declared, corun) : declared;
     const cost = costModelFor(model, cluster, { profiles });
-    const result = await benchCluster(model, cluster, cost, {
+    const bench = await benchCluster(model, cluster, cost, {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),
       modelPath: path,
       baselines: bool(values, "baselines"),
+      workers: remote.workers,
+      token: remote.token,
+      linkDelayMs: remote.linkDelayMs,
       onStep: (s) => bar.step(s),
     });
     bar.done();
+    const result = corun ? { ...bench, coRun: corun } : bench;
     const out = str(values, "output");
     if (out) writeFileSync(out, `${JSON.stringify(result, benchReplacer, 2)}\n`);
     if (json) io.out(JSON.stringify(result, benchReplacer));

@@ -10,6 +10,7 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
+import { coRunCandidates, measureCoRun, withCoRun } from "../runtime/corun.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
@@ -70,16 +71,24 @@ export const demoCommand: Command = {
       `${st.bold("2. profile")} one onnxruntime thread on this machine: ${fmtTime(profile.wholeRun)} per inference -> ${profilePath}`,
     );
 
-    const cluster = loadCluster(localClusterPath());
-    const profiles = Object.fromEntries(cluster.devices.map((d) => [d.name, profile]));
-    const cost = costModelFor(model, cluster, { profiles });
-    const result = await benchCluster(model, cluster, cost, {
-      objective: "throughput",
-      requests,
-      modelPath,
-      baselines: true,
+    const declared = loadCluster(localClusterPath());
+    const corun = await measureCoRun(model, declared, coRunCandidates(declared), {
       onStep: (s) => bar.step(s),
     });
+    bar.done();
+    const cluster = withCoRun(declared, corun);
+    const profiles = Object.fromEntries(cluster.devices.map((d) => [d.name, profile]));
+    const cost = costModelFor(model, cluster, { profiles });
+    const result = {
+      ...(await benchCluster(model, cluster, cost, {
+        objective: "throughput",
+        requests,
+        modelPath,
+        baselines: true,
+        onStep: (s) => bar.step(s),
+      })),
+      coRun: corun,
+    };
     bar.done();
     const plan = result.plan;
     say(

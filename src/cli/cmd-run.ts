@@ -4,7 +4,6 @@ import type { StageAssignment } from "../export/assign.js";
 import { resolveSplit } from "../export/split.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
-import type { WorkerAddress } from "../runtime/pipeline.js";
 import { type RunSplitResult, runSplit } from "../runtime/run-split.js";
 import {
   bool,
@@ -21,18 +20,27 @@ import { fmtBytes, style, table } from "./format.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
+import {
+  namespaceToEnter,
+  remoteWorkers,
+  runInNamespace,
+  takeTestbedFlag,
+  WORKER_FLAGS_USAGE,
+} from "./testbed-flag.js";
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
-                  [--cluster c.yaml | --workers name=host:port,...] [--token T]
+                  [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
                   [--requests N] [--in-flight K] [--json] [--input-shape ...]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
-those CPUs, started and stopped by cleave; --workers names running workers (cleave worker) instead.
+those CPUs, started and stopped by cleave; --workers names running workers (cleave worker) instead, and
+--testbed the workers of an emulated cluster ('cleave testbed up c.yaml' with the same --cluster).
   --plan       a plan from 'cleave plan' (stages and their devices)
   --stages/--cuts  split without a plan; stages go to the cluster's devices in order
   --requests   measured requests (default 200), after a warm-up
-  --in-flight  requests in flight at once (default 2 per stage)`;
+  --in-flight  requests in flight at once (default 2 per stage)
+${WORKER_FLAGS_USAGE}`;
 
 /** Resolves the split and device list of `run`/`bench` from --plan, or --stages/--cuts over the cluster's devices. */
 export function splitFromFlags(
@@ -61,19 +69,6 @@ export function splitFromFlags(
   return { assignment, devices: [cluster.inputDevice, ...rest].slice(0, assignment.count) };
 }
 
-/** Parses `--workers a=host:port,b=host:port`. */
-export function parseWorkers(values: string[] | undefined): WorkerAddress[] | undefined {
-  if (!values) return undefined;
-  return values
-    .flatMap((v) => v.split(","))
-    .map((item) => {
-      const m = /^([^=]+)=([^:]+:\d+)$/.exec(item.trim());
-      if (!m)
-        throw new ArgumentError(`--workers: expected name=host:port, got '${item}'`, { field: "workers" });
-      return { name: m[1], endpoint: m[2] };
-    });
-}
-
 /** Table rows of a measured run. */
 export function runRows(label: string, r: RunSplitResult): string[] {
   const l = r.report.latencyMs;
@@ -94,7 +89,8 @@ export const runCommand: Command = {
   summary: "deploy a split on workers and stream requests through it as a pipeline",
   usage: USAGE,
   async run(argv, io: CliIO) {
-    const { values, positionals } = parseFlags("run", argv, {
+    const tb = takeTestbedFlag(argv);
+    const { values, positionals } = parseFlags("run", tb.argv, {
       plan: { type: "string" },
       stages: { type: "string" },
       cuts: { type: "string", multiple: true },
@@ -108,6 +104,9 @@ export const runCommand: Command = {
     });
     const path = onePositional("run", positionals, "model file");
     const cluster = clusterFromFlags(str(values, "cluster"));
+    const remote = remoteWorkers(values, tb.stateFile, cluster);
+    const ns = remote.testbed && namespaceToEnter(remote.testbed.state);
+    if (ns) return runInNamespace(ns, ["run", ...argv], io);
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
     const { assignment, devices } = splitFromFlags(model, values, cluster);
     const json = bool(values, "json");
@@ -116,8 +115,9 @@ export const runCommand: Command = {
       requests: intFlag("requests", str(values, "requests"), 200),
       inFlight:
         values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2),
-      workers: parseWorkers(list(values, "workers")),
-      token: str(values, "token"),
+      workers: remote.workers,
+      token: remote.token,
+      linkDelayMs: remote.linkDelayMs,
       modelPath: path,
       onStep: (s) => bar.step(s),
     });

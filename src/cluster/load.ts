@@ -9,6 +9,7 @@ import {
   BANDWIDTH,
   BYTES,
   ENERGY_PER_BIT,
+  TIME_PER_BYTE,
   FREQUENCY,
   POWER,
   THROUGHPUT,
@@ -99,6 +100,9 @@ export function parseCluster(obj: unknown, source = "cluster", opts: ParseCluste
     if (d.cpus !== undefined) dev.cpus = d.cpus;
     if (d.cpuShare !== undefined) dev.cpuShare = d.cpuShare;
     if (d.threads !== undefined) dev.threads = d.threads;
+    if (d.host !== undefined) dev.host = d.host;
+    if (d.coRunSlowdown !== undefined) dev.coRunSlowdown = d.coRunSlowdown;
+    if (d.transferCpu !== undefined) dev.transferCpu = d.transferCpu;
     return dev;
   });
   const links: Link[] = raw.links.map((l) => ({ ...l, devices: [...l.devices] }));
@@ -326,6 +330,9 @@ const DEVICE = z.strictObject({
   cpus: CPUS.optional(),
   cpuShare: z.number().positive("expected a number > 0").optional(),
   threads: z.int().min(1, "expected an integer >= 1").optional(),
+  host: z.string().min(1, "expected a host name").optional(),
+  coRunSlowdown: z.number().min(1, "expected a factor >= 1").optional(),
+  transferCpu: unit(TIME_PER_BYTE).optional(),
 });
 
 const LINK = z.strictObject({

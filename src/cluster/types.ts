@@ -40,6 +40,22 @@ export interface Device {
   cpuShare?: number;
   /** onnxruntime intra-op threads for this device's worker. */
   threads?: number;
+  /**
+   * Physical machine the device shares with other devices of the cluster (emulated devices on one host, or
+   * core groups of one board run as separate devices). Devices with the same host slow each other down when
+   * they compute at the same time, as stages of a pipeline do.
+   */
+  host?: string;
+  /**
+   * How much longer this device's compute takes while another device of its `host` computes at the same time
+   * (shared caches, memory bandwidth, SMT siblings), >= 1. Applied to pipelined throughput only.
+   */
+  coRunSlowdown?: number;
+  /**
+   * CPU time the device spends per byte it receives or sends (kernel copies, framing), s/byte. It takes the
+   * device from its own compute in a pipeline, so it adds to the stage's period. Pipelined throughput only.
+   */
+  transferCpu?: number;
 }
 
 /** A link between two devices (both directions), or a shared medium when `devices` lists more than two. */

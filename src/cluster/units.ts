@@ -119,6 +119,17 @@ export const ENERGY_PER_BIT: UnitKind = {
     }),
 };
 
+/** CPU time per byte moved, s/byte: "1.3ns/B", "0.5 ns/byte". */
+export const TIME_PER_BYTE: UnitKind = {
+  what: "a CPU time per byte",
+  example: "1.3ns/B",
+  parse: (v) =>
+    parseWith(v, (n, u) => {
+      const m = /^(m|u|µ|n|p|)s\/(?:B|byte)$/.exec(u);
+      return m ? n * SMALL[m[1]] : undefined;
+    }),
+};
+
 /** Power in W: "6.4W", "500mW", "15 W". */
 export const POWER: UnitKind = {
   what: "a power",

@@ -341,6 +341,34 @@ export function deviceInfo(threads: number): ProfileDevice {
   };
 }
 
+/**
+ * A copy of `profile` with every time (node latencies, stand-alone times, totals, whole run, stage overhead)
+ * multiplied by `factor` (> 0), e.g. threads / cpuShare for a device emulated here under a CPU quota. The
+ * ratio `scale` is kept; `device.cpu` records the factor and `why`.
+ */
+export function scaleProfile(profile: Profile, factor: number, why: string): Profile {
+  if (!(factor > 0 && Number.isFinite(factor)))
+    throw new ArgumentError(`profile scale factor must be a positive number, got ${factor}`);
+  const times = (r: Record<string, number>) =>
+    Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v * factor]));
+  const o = profile.overhead;
+  return {
+    ...profile,
+    device: { ...profile.device, cpu: `${profile.device.cpu} (times x${+factor.toFixed(4)}: ${why})` },
+    latency: times(profile.latency),
+    standalone: times(profile.standalone),
+    unattributed: profile.unattributed * factor,
+    kernelTotal: profile.kernelTotal * factor,
+    wholeRun: profile.wholeRun * factor,
+    overhead: {
+      fixed: o.fixed * factor,
+      perByteIn: o.perByteIn * factor,
+      perByteOut: o.perByteOut * factor,
+      perByteLayout: o.perByteLayout * factor,
+    },
+  };
+}
+
 /** Writes a profile as JSON. */
 export function saveProfile(profile: Profile, path: string): void {
   writeFileSync(path, `${JSON.stringify(profile, null, 2)}\n`);

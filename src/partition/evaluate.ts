@@ -1,6 +1,6 @@
 import type { ResolvedConstraints } from "./constraints.js";
 import { fmtBytes, fmtJoules, fmtRate, fmtSeconds } from "./fmt.js";
-import { linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
+import { coRunFactors, linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
 
 /** One stage of a candidate: positions [start, end) on a device (index into `problem.devices`). */
 export interface StageSpec {
@@ -27,8 +27,13 @@ export interface StageEval {
   time: number;
   memory: number;
   energy: number;
-  /** Time between inferences when the stage is itself a local pipeline (core clusters), s; else `time`. */
+  /**
+   * Time between inferences in a pipeline, s, when it differs from `time`: the stage is itself a local
+   * pipeline (core clusters), or its device slows down beside another stage's device of the same host.
+   */
   period?: number;
+  /** Co-run slowdown applied to this stage's period (absent when 1); the period also holds the CPU time of its transfers. */
+  coRun?: number;
 }
 
 /** One transfer: at stage boundary k (0: input to the first stage; S: last stage to the output device). */
@@ -200,6 +205,14 @@ function finish(
   violations: Violation[],
 ): Evaluation {
   const S = stages.length;
+  coRunFactors(
+    p,
+    stages.map((s) => s.device),
+  ).forEach((f, k) => {
+    const io = (p.devices[stages[k].device].transferCpu ?? 0) * (bytesAt(k) + bytesAt(k + 1));
+    if (f > 1) stages[k].coRun = f;
+    if (f > 1 || io > 0) stages[k].period = stages[k].time * f + io;
+  });
   const seen = new Set<number>();
   stages.forEach((s, k) => {
     const name = p.devices[s.device].name;
@@ -265,7 +278,7 @@ function finish(
     if (k < S) {
       latency += stages[k].time;
       energy += stages[k].energy;
-      bottleneck = Math.max(bottleneck, stages[k].time);
+      bottleneck = Math.max(bottleneck, stages[k].period ?? stages[k].time);
     }
   }
   const links = [...loads.values()].sort((a, b) => a.link - b.link);

@@ -34,8 +34,12 @@ export interface PlanStage {
   latency: number;
   memory: number;
   energy: number;
-  /** Time between inferences when the stage is a local pipeline, s. */
+  /**
+   * Time between inferences in the pipeline when it differs from `latency`, s: the stage is a local pipeline,
+   * or its device computes beside another device of the same host (`coRun` times slower).
+   */
   period?: number;
+  coRun?: number;
   /** HiDP's second level: the stage split over its device's core clusters. */
   local?: PlanLocalStage[];
 }
@@ -126,6 +130,7 @@ const PLAN = z.object({
         memory: NUM,
         energy: NUM,
         period: NUM.optional(),
+        coRun: NUM.optional(),
         local: z
           .array(
             z.object({ coreCluster: z.string(), start: z.int(), end: z.int(), nodes: z.int(), latency: NUM }),

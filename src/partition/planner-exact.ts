@@ -1,6 +1,6 @@
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import { type Candidate, evaluate } from "./evaluate.js";
-import type { PlanProblem } from "./problem.js";
+import { hasPipelineCosts, type PlanProblem, pipelinedProblem } from "./problem.js";
 import { type Budget, prepareBounds, type SearchBounds, type SearchStats, search } from "./label-search.js";
 
 /** Options for {@link planExact}. */
@@ -53,6 +53,43 @@ export interface ExactResult {
  * and minimum throughput are enforced exactly. Supports up to 30 devices.
  */
 export function planExact(p: PlanProblem, opts: ExactOptions): ExactResult {
+  if (opts.objective !== "throughput" || !hasPipelineCosts(p)) return planExactOn(p, opts);
+  return coRunThroughput(p, opts);
+}
+
+/**
+ * Throughput when devices slow each other down on a shared host: every plan of two or more stages is searched
+ * on the problem with those devices' stage times multiplied by their co-run factor (exact for plans whose
+ * co-hosted devices all run beside each other, as on one machine; conservative for a plan that uses only one
+ * device of a host), the plan found is priced on the real problem, and one-stage plans, which run alone, are
+ * compared at their own speed.
+ */
+function coRunThroughput(p: PlanProblem, opts: ExactOptions): ExactResult {
+  const t0 = performance.now();
+  const rc = opts.constraints;
+  const piped = planExactOn(pipelinedProblem(p), { ...opts, incumbent: undefined });
+  let best: { candidate?: Candidate; value: number } = { value: Number.POSITIVE_INFINITY };
+  if (piped.candidate) {
+    const ev = evaluate(p, piped.candidate, rc);
+    if (ev.feasible) best = { candidate: piped.candidate, value: ev.bottleneck };
+  }
+  for (let d = 0; d < p.devices.length; d++) {
+    const one: Candidate = { stages: [{ device: d, start: 0, end: p.n }] };
+    const ev = evaluate(p, one, rc);
+    if (ev.feasible && ev.bottleneck < best.value) best = { candidate: one, value: ev.bottleneck };
+  }
+  const maxF = Math.max(...p.devices.map((d) => d.coRun ?? 1));
+  const lowerBound = piped.exact ? best.value : Math.min(best.value, piped.lowerBound / maxF);
+  return {
+    ...best,
+    exact: piped.exact,
+    lowerBound,
+    ...(piped.tieBreakExact !== undefined ? { tieBreakExact: piped.tieBreakExact } : {}),
+    stats: { ...piped.stats, ms: performance.now() - t0 },
+  };
+}
+
+function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   const t0 = performance.now();
   const budget: Budget = {
     labels: opts.maxLabels ?? 5e6,

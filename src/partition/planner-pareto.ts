@@ -3,7 +3,7 @@ import { type Candidate, evaluate } from "./evaluate.js";
 import { type FrontPoint, search } from "./label-search.js";
 import { dominatesVec, nsga2 } from "./nsga2.js";
 import { planExact } from "./planner-exact.js";
-import type { PlanProblem } from "./problem.js";
+import { hasPipelineCosts, type PlanProblem } from "./problem.js";
 
 /** A point of the front: latency s, throughput 1/s (and its bottleneck s), energy J, and the plan. */
 export interface ParetoPoint {
@@ -96,6 +96,12 @@ export function paretoFront(p: PlanProblem, opts: ParetoOptions): ParetoResult {
     points = [];
     const pts: FrontPoint[] = [];
     for (const x of all) if (evaluate(p, x.candidate, rc).feasible) addToFront(pts, x);
+    points = pts.map((f) => point(f.candidate));
+  }
+  if (hasPipelineCosts(p)) {
+    // The search priced throughput without co-run slowdown; priced with it, some points may now be dominated.
+    const pts: FrontPoint[] = [];
+    for (const x of points) addToFront(pts, x);
     points = pts.map((f) => point(f.candidate));
   }
   points.sort((a, b) => a.latency - b.latency || a.bottleneck - b.bottleneck || a.energy - b.energy);

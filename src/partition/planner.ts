@@ -128,9 +128,10 @@ function toPlanFile(
       memory: ev.stages[k].memory,
       energy: ev.stages[k].energy,
     };
+    if (ev.stages[k].period !== undefined) st.period = ev.stages[k].period;
+    if (ev.stages[k].coRun !== undefined) st.coRun = ev.stages[k].coRun;
     const l = local.find((x) => x.stage === k);
     if (l) {
-      st.period = l.period;
       st.local = l.stages.map((x) => ({
         coreCluster: x.coreCluster,
         start: x.start,

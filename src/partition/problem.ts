@@ -22,6 +22,14 @@ export interface ProblemDevice {
    */
   type: number;
   coreClusters?: readonly CoreCluster[];
+  /**
+   * Host group (index), when the device shares its machine with other devices of the cluster, and the factor
+   * its compute takes longer while another device of that host computes too (>= 1; pipelined throughput only).
+   */
+  host?: number;
+  coRun?: number;
+  /** CPU time per byte the device receives or sends, s/byte (adds to a stage's pipeline period). */
+  transferCpu?: number;
 }
 
 /** A link as the planner sees it: a transfer of b bytes takes `latency + b * secondsPerByte`. */
@@ -199,6 +207,7 @@ export function buildProblem(
   const macs = Float64Array.from(order.nodes, (i) => model.costs[i].macs);
 
   const { links, linkIndex } = problemLinks(cluster, devIndex, cost);
+  const hosts = sharedHosts(cluster);
   const devices: ProblemDevice[] = cluster.devices.map((d) => ({
     name: d.name,
     power: d.activePower,
@@ -207,6 +216,10 @@ export function buildProblem(
     memoryBandwidth: d.memoryBandwidth,
     type: 0,
     ...(d.coreClusters && d.coreClusters.length > 0 ? { coreClusters: d.coreClusters } : {}),
+    ...(d.host !== undefined && hosts.has(d.host)
+      ? { host: hosts.get(d.host), coRun: d.coRunSlowdown ?? 1 }
+      : {}),
+    ...(d.transferCpu ? { transferCpu: d.transferCpu } : {}),
   }));
   const problem: PlanProblem = {
     n,
@@ -270,6 +283,62 @@ export function boundaryBytes(n: number, tensors: readonly ProblemTensor[]): Flo
     out[b] = acc;
   }
   return out;
+}
+
+/** Index of every host named by at least two devices of the cluster. */
+function sharedHosts(cluster: Cluster): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const d of cluster.devices) if (d.host !== undefined) count.set(d.host, (count.get(d.host) ?? 0) + 1);
+  const out = new Map<string, number>();
+  for (const [h, c] of count) if (c > 1) out.set(h, out.size);
+  return out;
+}
+
+/**
+ * Co-run factor of each stage of a plan whose stages run on `devices`: a device's `coRun` when another
+ * stage's device shares its host (they compute at the same time in a pipeline), else 1.
+ */
+export function coRunFactors(p: PlanProblem, devices: readonly number[]): number[] {
+  return devices.map((d, k) => {
+    const h = p.devices[d].host;
+    if (h === undefined || (p.devices[d].coRun ?? 1) <= 1) return 1;
+    return devices.some((e, m) => m !== k && p.devices[e].host === h) ? (p.devices[d].coRun ?? 1) : 1;
+  });
+}
+
+/**
+ * True when a stage's pipeline period differs from its time: some device slows down beside another of its
+ * host, or spends CPU time on the bytes it moves.
+ */
+export function hasPipelineCosts(p: PlanProblem): boolean {
+  return p.devices.some((d) => (d.host !== undefined && (d.coRun ?? 1) > 1) || (d.transferCpu ?? 0) > 0);
+}
+
+/**
+ * The problem as a pipeline sees it when every device with a co-run factor runs beside another of its host:
+ * stage times of such devices multiplied by their factor, plus the CPU time of the bytes crossing the stage's
+ * two boundaries (latency and energy included: use it to search for throughput, then price the plan found
+ * on the real problem).
+ */
+export function pipelinedProblem(p: PlanProblem): PlanProblem {
+  const f = p.devices.map((d) => (d.host !== undefined ? (d.coRun ?? 1) : 1));
+  const io = p.devices.map((d) => d.transferCpu ?? 0);
+  const adjust = (arrs: readonly Float64Array[], withIo: boolean) =>
+    arrs.map((a, d) =>
+      f[d] === 1 && (!withIo || io[d] === 0)
+        ? a
+        : a.map((x, b) => x * f[d] + (withIo ? p.cutBytes[b] * io[d] : 0)),
+    );
+  return {
+    ...p,
+    prefix: adjust(p.prefix, false),
+    startCost: adjust(p.startCost, true),
+    endCost: adjust(p.endCost, true),
+    setCost(d, positions) {
+      const c = p.setCost(d, positions);
+      return { time: c.time * f[d], memory: c.memory };
+    },
+  };
 }
 
 /** Everything that makes two devices' costs equal (not the name). */

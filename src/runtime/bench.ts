@@ -3,7 +3,9 @@ import type { CostModel } from "../cost/cost-model.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
+import type { CoRunMeasurement } from "./corun.js";
 import type { LatencySummary } from "./latency.js";
+import type { WorkerAddress } from "./pipeline.js";
 import { runSplit } from "./run-split.js";
 
 /** Predicted and measured figures of one configuration. */
@@ -34,6 +36,8 @@ export interface BenchResult {
   /** Measured throughput of the plan over that of the best single device. */
   speedup: number;
   predictedSpeedup: number;
+  /** How much the emulated devices slowed each other down, when measured and priced into the plan. */
+  coRun?: CoRunMeasurement;
 }
 
 /** Options of {@link benchCluster}. */
@@ -46,13 +50,19 @@ export interface BenchOptions {
   baselines?: boolean;
   /** Also compute the Pareto front (recorded in the plan, for the report). */
   pareto?: boolean;
+  /** Workers already running, by device name (e.g. a testbed's); devices not listed get a local worker. */
+  workers?: readonly WorkerAddress[];
+  /** Token of the given workers. */
+  token?: string;
+  /** User-space one-way delay per link, ms, by sender and receiver name (see deploy()). */
+  linkDelayMs?: (from: string, to: string) => number;
   onStep?: (what: string) => void;
 }
 
 /**
  * Plans `model` on `cluster`, then runs, with the same inputs and request count, the planned pipeline and the
- * whole model on the best single device, on real workers (local ones for emulated devices), and sets the
- * measurements beside the predictions.
+ * whole model on the best single device, on real workers (the given ones, else local ones for emulated
+ * devices), and sets the measurements beside the predictions.
  */
 export async function benchCluster(
   model: AnalyzedModel,
@@ -84,6 +94,9 @@ export async function benchCluster(
     const r = await runSplit(model, c.assignment, c.devices, cluster, {
       requests,
       modelPath: opts.modelPath,
+      workers: opts.workers,
+      token: opts.token,
+      linkDelayMs: opts.linkDelayMs,
       onStep: (s) => opts.onStep?.(`${c.name}: ${s}`),
     });
     const slowest = Math.max(...Object.values(r.stageBusyMs));

@@ -1,0 +1,166 @@
+import { spawn, spawnSync } from "node:child_process";
+import { constants } from "node:os";
+import type { Cluster } from "../cluster/types.js";
+import { ArgumentError } from "../errors.js";
+import { cliCommand } from "../runtime/local-cluster.js";
+import type { WorkerAddress } from "../runtime/pipeline.js";
+import { defaultStateFile, readTestbedState, type TestbedState } from "../runtime/testbed.js";
+import { type CliIO, list, type ParsedFlags, processIO, str } from "./command.js";
+
+/** Environment variable set on a command re-run inside a testbed's coordinator namespace (value: the namespace). */
+export const TESTBED_NS_ENV = "CLEAVE_TESTBED_NS";
+
+/** Usage lines of the flags this module reads (for `run` and `bench`). */
+export const WORKER_FLAGS_USAGE = `  --workers    running workers by device name (name=host:port,...), e.g. started with 'cleave worker'
+  --token      token the given workers were started with
+  --testbed    use the workers, token and link delays of 'cleave testbed up' (state file: --testbed FILE or
+               --testbed=FILE, default ${defaultStateFile()}); when its workers are in
+               namespaces, the command re-runs itself (as root) in the testbed's coordinator namespace`;
+
+/** Running workers to use instead of local ones, and how to reach them. */
+export interface RemoteWorkers {
+  workers?: WorkerAddress[];
+  token?: string;
+  /** User-space one-way delay per link, ms, by sender and receiver name (for deploy()). */
+  linkDelayMs?: (from: string, to: string) => number;
+  /** The testbed they come from, when --testbed was given. */
+  testbed?: { stateFile: string; state: TestbedState };
+}
+
+/** Parses `--workers a=host:port,b=host:port`. */
+export function parseWorkers(values: string[] | undefined): WorkerAddress[] | undefined {
+  if (!values) return undefined;
+  return values
+    .flatMap((v) => v.split(","))
+    .map((item) => {
+      const m = /^([^=]+)=([^:]+:\d+)$/.exec(item.trim());
+      if (!m)
+        throw new ArgumentError(`--workers: expected name=host:port, got '${item}'`, { field: "workers" });
+      return { name: m[1], endpoint: m[2] };
+    });
+}
+
+/**
+ * Takes `--testbed [STATE]` out of argv, since node's parseArgs has no flags with an optional value. The next
+ * argument is the state file unless it starts with "-" or names a model (`zoo:NAME`, `*.onnx`);
+ * `--testbed=FILE` is never ambiguous. `stateFile` is undefined when the flag is absent.
+ */
+export function takeTestbedFlag(argv: readonly string[]): { argv: string[]; stateFile?: string } {
+  const rest: string[] = [];
+  let stateFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a.startsWith("--testbed=")) {
+      stateFile = a.slice("--testbed=".length) || defaultStateFile();
+    } else if (a === "--testbed") {
+      const next = argv[i + 1];
+      const isFile =
+        next !== undefined && !next.startsWith("-") && !next.startsWith("zoo:") && !next.endsWith(".onnx");
+      stateFile = isFile ? next : defaultStateFile();
+      if (isFile) i++;
+    } else rest.push(a);
+  }
+  return stateFile === undefined ? { argv: rest } : { argv: rest, stateFile };
+}
+
+/**
+ * The workers a command runs on: from `--testbed` (workers, token and link delays of a testbed's state file,
+ * whose workers must be exactly the cluster's devices) or from `--workers`/`--token`. One-line
+ * ArgumentErrors name the state file or the device.
+ */
+export function remoteWorkers(
+  values: ParsedFlags["values"],
+  stateFile: string | undefined,
+  cluster: Cluster,
+): RemoteWorkers {
+  const workers = parseWorkers(list(values, "workers"));
+  const token = str(values, "token");
+  if (stateFile === undefined) return { workers, token };
+  if (workers !== undefined || token !== undefined)
+    throw new ArgumentError(
+      `--testbed takes the workers and token from ${stateFile}: drop --workers and --token`,
+      { field: "testbed" },
+    );
+  const state = readTestbedState(stateFile);
+  if (!state)
+    throw new ArgumentError(
+      `--testbed: no testbed is up (no state file ${stateFile}; start one with cleave testbed up CLUSTER.yaml)`,
+      { file: stateFile, field: "testbed" },
+    );
+  const names = new Set(state.workers.map((w) => w.name));
+  for (const d of cluster.devices)
+    if (!names.has(d.name))
+      throw new ArgumentError(
+        `--testbed: device '${d.name}' of cluster ${cluster.name} has no worker in the testbed of ${stateFile} (its workers: ${[...names].join(", ")}); bring it up with the same cluster file`,
+        { device: d.name, file: stateFile },
+      );
+  for (const w of state.workers)
+    if (!cluster.devices.some((d) => d.name === w.name))
+      throw new ArgumentError(
+        `--testbed: the testbed of ${stateFile} has device '${w.name}', which is not in cluster ${cluster.name}; bring it up with the same cluster file`,
+        { device: w.name, file: stateFile },
+      );
+  return {
+    workers: state.workers,
+    token: state.token,
+    linkDelayMs: (from, to) => state.linkDelayMs[`${from}>${to}`] ?? 0,
+    testbed: { stateFile, state },
+  };
+}
+
+/** The namespace this process must re-run in to reach the testbed's workers, or undefined when it is there already (or the testbed is on loopback). */
+export function namespaceToEnter(state: TestbedState): string | undefined {
+  const ns = state.coordinatorNamespace;
+  if (ns === undefined || process.env[TESTBED_NS_ENV] === ns) return undefined;
+  // Started by hand with `ip netns exec NS cleave ...`: already there.
+  const here = spawnSync("ip", ["netns", "identify", String(process.pid)], { encoding: "utf8" });
+  if (here.status === 0 && here.stdout.trim() === ns) return undefined;
+  return ns;
+}
+
+/**
+ * Re-runs `cleave <args>` inside network namespace `ns` (`ip netns exec`), with this process's environment
+ * plus {@link TESTBED_NS_ENV}, and resolves to its exit code. With the process streams the child inherits
+ * them (progress bars and colour stay); with other `io` its output is passed on line by line when it ends.
+ * SIGINT, SIGTERM and SIGHUP received meanwhile are passed on to the child.
+ */
+export async function runInNamespace(ns: string, args: readonly string[], io: CliIO): Promise<number> {
+  if (process.getuid?.() !== 0)
+    throw new ArgumentError(
+      `--testbed: its workers are in network namespace ${ns}, which only root can enter (run as root)`,
+      { field: "testbed" },
+    );
+  const inherit = io === processIO;
+  const child = spawn("ip", ["netns", "exec", ns, ...cliCommand(), ...args], {
+    stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"],
+    env: { ...process.env, [TESTBED_NS_ENV]: ns },
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout?.on("data", (b: Buffer) => out.push(b));
+  child.stderr?.on("data", (b: Buffer) => err.push(b));
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  for (const s of signals) process.on(s, forward);
+  try {
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+      (resolve, reject) => {
+        child.once("error", reject);
+        child.once("close", (code, signal) => resolve({ code, signal }));
+      },
+    );
+    const lines = (bufs: Buffer[]) => {
+      const text = Buffer.concat(bufs).toString("utf8").replace(/\n$/, "");
+      return text === "" ? [] : text.split("\n");
+    };
+    for (const l of lines(out)) io.out(l);
+    for (const l of lines(err)) io.err(l);
+    return code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+  } finally {
+    for (const s of signals) process.off(s, forward);
+  }
+}

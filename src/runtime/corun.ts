@@ -1,0 +1,112 @@
+import type { Cluster, Device } from "../cluster/types.js";
+import type { StageAssignment } from "../export/assign.js";
+import type { AnalyzedModel } from "../ir/analyze.js";
+import { runSplit } from "./run-split.js";
+
+/** Host name given to emulated devices (those with `cpus`) that name none: they all run on this machine. */
+export const THIS_HOST = "this-machine";
+
+/** What {@link measureCoRun} found, per device: ms per request alone and beside the others, and the ratio. */
+export interface CoRunMeasurement {
+  model: string;
+  requests: number;
+  devices: Array<{
+    name: string;
+    /** onnxruntime time per request, alone and beside the others, ms. */
+    aloneMs: number;
+    togetherMs: number;
+    factor: number;
+    /** The worker's other work per byte it received and sent, alone (frames, copies, the kernel), s/byte. */
+    transferCpu: number;
+  }>;
+}
+
+/** Options of {@link measureCoRun}. */
+export interface CoRunOptions {
+  /** Measured requests per run (default 60). */
+  requests?: number;
+  onStep?: (what: string) => void;
+}
+
+/** The whole model as one stage. */
+function wholeModel(model: AnalyzedModel): StageAssignment {
+  const stageOf = Int32Array.from(model.graph.nodes, (n) => (n.isConstant ? -1 : 0));
+  return { stageOf, count: 1 };
+}
+
+/**
+ * Measures how much the emulated devices of one machine slow each other down: the whole model runs on each
+ * device's pinned worker alone, then on all of them at once, and each device's onnxruntime time per request
+ * (the workers' own counters) is compared. Two onnxruntime processes on the two vCPUs of this machine take
+ * 1.5-1.7x as long per inference as one alone (shared core resources under the hypervisor), which a
+ * pipeline of devices on one host pays on every stage.
+ */
+export async function measureCoRun(
+  model: AnalyzedModel,
+  cluster: Cluster,
+  devices: readonly string[],
+  opts: CoRunOptions = {},
+): Promise<CoRunMeasurement> {
+  const requests = opts.requests ?? 60;
+  const whole = wholeModel(model);
+  // Two in flight keep each worker busy, so the time between requests is the worker's own work per request.
+  const run = (name: string) =>
+    runSplit(model, whole, [name], cluster, { requests, inFlight: 2, warmup: 3, verify: false });
+  const alone: Record<string, number> = {};
+  const io: Record<string, number> = {};
+  for (const name of devices) {
+    opts.onStep?.(`co-run: ${name} alone`);
+    const r = await run(name);
+    alone[name] = r.stageBusyMs[name];
+    const periodMs = 1000 / r.report.throughput;
+    io[name] = Math.max(0, (periodMs - alone[name]) / 1000 / Math.max(1, r.bytesPerRequest));
+  }
+  opts.onStep?.(`co-run: ${devices.join(" + ")} together`);
+  const together = await Promise.all(devices.map((name) => run(name)));
+  return {
+    model: model.graph.source,
+    requests,
+    devices: devices.map((name, i) => {
+      const t = together[i].stageBusyMs[name];
+      return {
+        name,
+        aloneMs: alone[name],
+        togetherMs: t,
+        factor: Math.max(1, t / alone[name]),
+        transferCpu: io[name],
+      };
+    }),
+  };
+}
+
+/** The devices of `cluster` emulated on this machine (with `cpus`), when there are at least two; else none. */
+export function coRunCandidates(cluster: Cluster): string[] {
+  const emulated = cluster.devices.filter((d) => d.cpus !== undefined);
+  return emulated.length < 2 ? [] : emulated.map((d) => d.name);
+}
+
+/**
+ * The cluster with the measured co-run factors and transfer CPU times set on its emulated devices (replacing
+ * declared ones; host {@link THIS_HOST} unless they name one). A device capped below a full core (`cpuShare`
+ * under its thread count) keeps the others busy only part of the time, so the slowdown it causes is scaled by
+ * its share: factor = 1 + (measured - 1) x the largest busy share among the other devices.
+ */
+export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
+  const busyShare = (d: Device) => Math.min(1, (d.cpuShare ?? 1) / (d.threads ?? d.cpus?.length ?? 1));
+  const measured = new Map(m.devices.map((x) => [x.name, x]));
+  const emulated = cluster.devices.filter((d) => measured.has(d.name));
+  return {
+    ...cluster,
+    devices: cluster.devices.map((d): Device => {
+      const x = measured.get(d.name);
+      if (x === undefined) return d;
+      const others = Math.max(0, ...emulated.filter((e) => e !== d).map(busyShare));
+      return {
+        ...d,
+        host: d.host ?? THIS_HOST,
+        coRunSlowdown: 1 + (x.factor - 1) * others,
+        transferCpu: x.transferCpu,
+      };
+    }),
+  };
+}
