@@ -10,7 +10,7 @@ const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--json] [--
 Emulates a cluster on this machine: one worker per device, each in its own network namespace joined
 by veth pairs to a bridge in a coordinator namespace, egress shaped with tc htb to the cluster's link
 bandwidths, CPU limited with cgroup v1 cpu.cfs_quota_us (cpuShare) and taskset. Link latency is not
-emulated by the kernel (no netem): pass the printed delays to the coordinator. Needs root; without it,
+emulated by the kernel (no netem): 'cleave bench/run --testbed' add it in user space. Needs root; without it,
 workers run on plain loopback. 'down' stops the workers and removes every namespace and cgroup made.
   --state     state file (default: $CLEAVE_TESTBED_STATE or ${defaultStateFile()})
   --loopback  skip namespaces and quotas even as root`;
@@ -50,7 +50,9 @@ export const testbedCommand: Command = {
       if (delays.length > 0)
         io.out(`  link delays (user space): ${delays.map(([k, v]) => `${k} ${v} ms`).join(", ")}`);
       if (tb.coordinatorExec.length > 0)
-        io.out(`  run the coordinator with: ${tb.coordinatorExec.join(" ")} cleave ...`);
+        io.out(
+          `  benchmark on it: cleave bench MODEL --cluster ${file} --testbed${stateFile === defaultStateFile() ? "" : ` ${stateFile}`} (runs in ${tb.state.coordinatorNamespace})`,
+        );
       return 0;
     }
     if (action === "down") {
