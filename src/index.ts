@@ -71,6 +71,7 @@ export { probeWorker } from "./runtime/probe.js";
 export { testbedDown, testbedUp } from "./runtime/testbed.js";
 export { type RunSplitResult, runSplit } from "./runtime/run-split.js";
 export { type BenchResult, benchCluster } from "./runtime/bench.js";
+export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./runtime/corun.js";
 
 // Report
 export { reportInputFrom } from "./report/report-input.js";

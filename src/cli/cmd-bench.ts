@@ -5,7 +5,7 @@ import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/p
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { coRunCandidates, measureCoRun, withCoRun } from "../runtime/corun.js";
+import { withMeasuredCoRun } from "../runtime/corun.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,
@@ -29,7 +29,7 @@ import {
 } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
-                    [--profile device=profile.json ...] [--requests N] [--baselines] [-o bench.json] [--json]
+                    [--profile device=profile.json ...] [--requests N] [--baselines] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
@@ -37,7 +37,9 @@ whole model on the best single device, on real workers, and prints throughput, l
 speed-up and the planner's prediction against the measurement. Without --cluster it uses the shipped local
 cluster (two devices of one pinned CPU core each). Devices without a profile that are emulated here (cpus:)
 are profiled on this machine first; one whose cpuShare is below its thread count gets that profile with its
-times multiplied by threads / cpuShare. --baselines also runs every baseline split of the planner for real.
+times multiplied by threads / cpuShare. When two or more devices are emulated here, how much they slow each
+other down and what their workers spend per byte moved are measured first and priced into the plan
+(--no-corun skips that). --baselines also runs every baseline split of the planner for real.
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
@@ -119,10 +121,9 @@ export const benchCommand: Command = {
         if (p) profiles[d.name] = p;
       }
     }
-    const corun = bool(values, "no-corun")
-      ? undefined
-      : await measureCoRun(model, declared, coRunCandidates(declared), { onStep: (s) => bar.step(s) });
-    const cluster = corun ? withCoRun(declared, corun) : declared;
+    const { cluster, coRun } = bool(values, "no-corun")
+      ? { cluster: declared, coRun: undefined }
+      : await withMeasuredCoRun(model, declared, { onStep: (s) => bar.step(s) });
     const cost = costModelFor(model, cluster, { profiles });
     const bench = await benchCluster(model, cluster, cost, {
       objective,
@@ -135,7 +136,7 @@ export const benchCommand: Command = {
       onStep: (s) => bar.step(s),
     });
     bar.done();
-    const result = corun ? { ...bench, coRun: corun } : bench;
+    const result = coRun ? { ...bench, coRun } : bench;
     const out = str(values, "output");
     if (out) writeFileSync(out, `${JSON.stringify(result, benchReplacer, 2)}\n`);
     if (json) io.out(JSON.stringify(result, benchReplacer));

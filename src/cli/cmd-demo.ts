@@ -10,7 +10,7 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { coRunCandidates, measureCoRun, withCoRun } from "../runtime/corun.js";
+import { withMeasuredCoRun } from "../runtime/corun.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
@@ -72,11 +72,8 @@ export const demoCommand: Command = {
     );
 
     const declared = loadCluster(localClusterPath());
-    const corun = await measureCoRun(model, declared, coRunCandidates(declared), {
-      onStep: (s) => bar.step(s),
-    });
+    const { cluster, coRun } = await withMeasuredCoRun(model, declared, { onStep: (s) => bar.step(s) });
     bar.done();
-    const cluster = withCoRun(declared, corun);
     const profiles = Object.fromEntries(cluster.devices.map((d) => [d.name, profile]));
     const cost = costModelFor(model, cluster, { profiles });
     const result = {
@@ -87,7 +84,7 @@ export const demoCommand: Command = {
         baselines: true,
         onStep: (s) => bar.step(s),
       })),
-      coRun: corun,
+      ...(coRun ? { coRun } : {}),
     };
     bar.done();
     const plan = result.plan;

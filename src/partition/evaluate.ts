@@ -32,8 +32,10 @@ export interface StageEval {
    * pipeline (core clusters), or its device slows down beside another stage's device of the same host.
    */
   period?: number;
-  /** Co-run slowdown applied to this stage's period (absent when 1); the period also holds the CPU time of its transfers. */
+  /** Co-run slowdown applied to this stage's period (absent when 1). */
   coRun?: number;
+  /** CPU time the device spends on the stage's transfers per inference, s, part of the period (absent when 0). */
+  transferCpu?: number;
 }
 
 /** One transfer: at stage boundary k (0: input to the first stage; S: last stage to the output device). */
@@ -211,6 +213,7 @@ function finish(
   ).forEach((f, k) => {
     const io = (p.devices[stages[k].device].transferCpu ?? 0) * (bytesAt(k) + bytesAt(k + 1));
     if (f > 1) stages[k].coRun = f;
+    if (io > 0) stages[k].transferCpu = io;
     if (f > 1 || io > 0) stages[k].period = stages[k].time * f + io;
   });
   const seen = new Set<number>();

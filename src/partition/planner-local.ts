@@ -180,7 +180,9 @@ export function applyLocal(ev: Evaluation, splits: readonly LocalSplit[]): Evalu
   if (splits.length === 0) return ev;
   const stages = ev.stages.map((s, k) => {
     const l = splits.find((x) => x.stage === k);
-    return l ? { ...s, time: l.latency, period: l.period * (s.coRun ?? 1), energy: l.energy } : s;
+    return l
+      ? { ...s, time: l.latency, period: l.period * (s.coRun ?? 1) + (s.transferCpu ?? 0), energy: l.energy }
+      : s;
   });
   let latency = 0;
   let energy = 0;

@@ -79,10 +79,20 @@ export async function measureCoRun(
   };
 }
 
-/** The devices of `cluster` emulated on this machine (with `cpus`), when there are at least two; else none. */
-export function coRunCandidates(cluster: Cluster): string[] {
-  const emulated = cluster.devices.filter((d) => d.cpus !== undefined);
-  return emulated.length < 2 ? [] : emulated.map((d) => d.name);
+/**
+ * Measures the co-run slowdown and transfer CPU of the devices of `cluster` emulated on this machine (with
+ * `cpus`) and returns the cluster with them set ({@link withCoRun}); the cluster as it is, and no
+ * measurement, when fewer than two devices are emulated here.
+ */
+export async function withMeasuredCoRun(
+  model: AnalyzedModel,
+  cluster: Cluster,
+  opts: CoRunOptions = {},
+): Promise<{ cluster: Cluster; coRun?: CoRunMeasurement }> {
+  const emulated = cluster.devices.filter((d) => d.cpus !== undefined).map((d) => d.name);
+  if (emulated.length < 2) return { cluster };
+  const coRun = await measureCoRun(model, cluster, emulated, opts);
+  return { cluster: withCoRun(cluster, coRun), coRun };
 }
 
 /**
