@@ -31,10 +31,22 @@ export function printBench(io: CliIO, r: BenchResult): void {
   );
   const busy = r.rows[0].stageBusyMs;
   io.out("");
+  const spread =
+    r.roundSpeedups.length > 1
+      ? ` (median of ${r.roundSpeedups.length} rounds: ${r.roundSpeedups.map((x) => x.toFixed(2)).join(", ")})`
+      : "";
   io.out(
-    `speed-up over the best single device: ${st.green(`${r.speedup.toFixed(2)}x`)} measured, ` +
+    `speed-up over the best single device: ${st.green(`${r.speedup.toFixed(2)}x`)} measured${spread}, ` +
       `${r.predictedSpeedup.toFixed(2)}x predicted`,
   );
+  const alone = r.rows[0].standalone;
+  if (alone)
+    io.out(
+      st.dim(
+        `each stage alone on its device: ${alone.map((s) => `${s.device} ${s.throughput.toFixed(1)}/s`).join(", ")}; ` +
+          `efficiency is the pipeline's throughput over the slowest of these`,
+      ),
+    );
   io.out(
     st.dim(
       `onnxruntime time per request: ${Object.entries(busy)
@@ -43,6 +55,14 @@ export function printBench(io: CliIO, r: BenchResult): void {
           ", ",
         )} (predicted ${r.plan.stages.map((s) => `${s.device} ${(s.time * 1e3).toFixed(2)} ms`).join(", ")}); ` +
         `outputs match the whole model within ${r.rows[0].maxRelativeDiff.toExponential(1)} relative`,
+    ),
+  );
+  const cpu = r.rows[0].stageCpuMs;
+  io.out(
+    st.dim(
+      `CPU per request: ${Object.entries(cpu)
+        .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
+        .join(", ")}, coordinator ${r.rows[0].coordinatorCpuMs.toFixed(2)} ms`,
     ),
   );
   if (r.coRun) io.out(st.dim(coRunLine(r.coRun)));

@@ -29,7 +29,7 @@ import {
 } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
-                    [--profile device=profile.json ...] [--requests N] [--baselines] [--no-corun] [-o bench.json] [--json]
+                    [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
@@ -39,7 +39,10 @@ cluster (two devices of one pinned CPU core each). Devices without a profile tha
 are profiled on this machine first; one whose cpuShare is below its thread count gets that profile with its
 times multiplied by threads / cpuShare. When two or more devices are emulated here, how much they slow each
 other down and what their workers spend per byte moved are measured first and priced into the plan
-(--no-corun skips that). --baselines also runs every baseline split of the planner for real.
+(--no-corun skips that). --baselines also runs every baseline split of the planner for real. The
+configurations take turns in R rounds (default 3) of N / R requests, so a machine whose speed drifts slows
+all of them alike; the speed-up is the median of the rounds' ratios. Each stage of the plan also runs alone on
+its device: the pipeline efficiency is the pipeline's throughput over the slowest of those.
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
@@ -74,6 +77,7 @@ export const benchCommand: Command = {
       objective: { type: "string" },
       profile: { type: "string", multiple: true },
       requests: { type: "string" },
+      rounds: { type: "string" },
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
       baselines: { type: "boolean" },
@@ -128,6 +132,7 @@ export const benchCommand: Command = {
     const bench = await benchCluster(model, cluster, cost, {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),
+      rounds: intFlag("rounds", str(values, "rounds"), 3),
       modelPath: path,
       baselines: bool(values, "baselines"),
       workers: remote.workers,

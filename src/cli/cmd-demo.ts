@@ -80,6 +80,7 @@ export const demoCommand: Command = {
       ...(await benchCluster(model, cluster, cost, {
         objective: "throughput",
         requests,
+        rounds: 5,
         modelPath,
         baselines: true,
         onStep: (s) => bar.step(s),
@@ -94,7 +95,7 @@ export const demoCommand: Command = {
         `, the cut carries ${fmtBytes(plan.cutBytes)}`,
     );
     say(
-      `${st.bold("4. run")}     ${requests} requests on each, same inputs, outputs checked against the whole model`,
+      `${st.bold("4. run")}     ${requests} requests on each in 5 rounds taking turns, same inputs, outputs checked against the whole model`,
     );
     const benchPath = join(out, "bench.json");
     writeFileSync(benchPath, `${JSON.stringify(result, benchReplacer, 2)}\n`);

@@ -4,9 +4,11 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
-import type { LatencySummary } from "./latency.js";
-import type { WorkerAddress } from "./pipeline.js";
-import { runSplit } from "./run-split.js";
+import { buildStages } from "../export/stage.js";
+import { analyzeModel } from "../ir/analyze.js";
+import { type LatencySummary, summarizeLatencies } from "./latency.js";
+import type { RunReport, WorkerAddress } from "./pipeline.js";
+import { type DeployedSplit, deploySplit, runSplit, type SplitMeasurement, wholeModel } from "./run-split.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {
@@ -14,13 +16,26 @@ export interface BenchRow {
   name: string;
   devices: string[];
   predicted: { throughput: number; latencyMs: number };
+  /** Pooled over the rounds: completed requests over their summed wall time, latencies of every request. */
   measured: { throughput: number; latencyMs: LatencySummary; failed: number };
+  /** Measured throughput of each round, per second. */
+  roundThroughputs: number[];
   /** (predicted - measured) / measured, for throughput. */
   throughputError: number;
   /** Time each device spent in onnxruntime per request, ms. */
   stageBusyMs: Record<string, number>;
-  /** Measured throughput over the throughput of the slowest stage's measured busy time (1 = no pipeline loss). */
+  /** CPU time each device's worker process used per request (onnxruntime, framing, the kernel's copies), ms. */
+  stageCpuMs: Record<string, number>;
+  /** CPU time the coordinator (the client sending inputs and taking outputs) used per request, ms. */
+  coordinatorCpuMs: number;
+  /**
+   * Pipeline efficiency: measured throughput over that of the slowest stage run stand-alone (each stage alone
+   * on its device, fed by the coordinator; see `standalone`), or, for rows without stand-alone runs, over the
+   * slowest stage's onnxruntime busy time in the pipeline. 1 = the pipeline loses nothing.
+   */
   pipelineEfficiency: number;
+  /** Each stage run alone on its device (plan row only, when it has two or more stages). */
+  standalone?: Array<{ stage: number; device: string; throughput: number; cpuMs: number }>;
   /** Largest difference of the outputs against the whole model, relative to the largest output. */
   maxRelativeDiff: number;
 }
@@ -31,10 +46,14 @@ export interface BenchResult {
   cluster: string;
   objective: Objective;
   requests: number;
+  /** Rounds the requests were split into; the configurations took turns, one round each. */
+  rounds: number;
   plan: ClusterPlan;
   rows: BenchRow[];
-  /** Measured throughput of the plan over that of the best single device. */
+  /** Measured throughput of the plan over that of the best single device: the median of the rounds' ratios. */
   speedup: number;
+  /** The ratio of each round (plan and best single device measured one right after the other). */
+  roundSpeedups: number[];
   predictedSpeedup: number;
   /** How much the emulated devices slowed each other down, when measured and priced into the plan. */
   coRun?: CoRunMeasurement;
@@ -44,7 +63,15 @@ export interface BenchResult {
 export interface BenchOptions {
   objective?: Objective;
   constraints?: PlanConstraints;
+  /** Measured requests per configuration, over all rounds (default 200). */
   requests?: number;
+  /**
+   * Rounds (default 3): each configuration runs requests / rounds requests per round, taking turns, so that a
+   * drift of the machine's speed hits all of them alike.
+   */
+  rounds?: number;
+  /** Also run each stage of the plan alone on its device, for the pipeline efficiency (default true). */
+  standalone?: boolean;
   modelPath?: string;
   /** Also run every baseline that differs from the plan and the best single device. */
   baselines?: boolean;
@@ -59,10 +86,93 @@ export interface BenchOptions {
   onStep?: (what: string) => void;
 }
 
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Rounds of one configuration pooled: throughput over the summed wall time, latencies of every request. */
+function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPerRequest"> & {
+  failed: number;
+} {
+  let completed = 0;
+  let wallMs = 0;
+  let failed = 0;
+  const samples: number[] = [];
+  const weighted = (pick: (m: SplitMeasurement) => Record<string, number>) => {
+    const out: Record<string, number> = {};
+    for (const m of ms)
+      for (const [k, v] of Object.entries(pick(m)))
+        out[k] = (out[k] ?? 0) + (v * m.report.completed) / Math.max(1, completed);
+    return out;
+  };
+  for (const m of ms) {
+    completed += m.report.completed;
+    wallMs += m.report.wallMs;
+    failed += m.report.failed;
+    samples.push(...(m.report.latencySamplesMs ?? []));
+  }
+  const report: RunReport = {
+    ...ms[0].report,
+    requests: ms.reduce((s, m) => s + m.report.requests, 0),
+    completed,
+    failed,
+    errors: ms.flatMap((m) => m.report.errors).slice(0, 20),
+    wallMs,
+    throughput: wallMs > 0 ? (completed * 1000) / wallMs : 0,
+    latencyMs: summarizeLatencies(samples),
+    latencySamplesMs: undefined,
+  };
+  return {
+    report,
+    failed,
+    stageBusyMs: weighted((m) => m.stageBusyMs),
+    stageCpuMs: weighted((m) => m.stageCpuMs),
+    coordinatorCpuMs:
+      ms.reduce((s, m) => s + m.coordinatorCpuMs * m.report.completed, 0) / Math.max(1, completed),
+  };
+}
+
+/**
+ * Each stage of `c` run alone on its device: the stage's model as a one-stage split, fed by the coordinator
+ * with seeded inputs of the stage's input types.
+ */
+async function standaloneStages(
+  model: AnalyzedModel,
+  c: RunnableSplit,
+  cluster: Cluster,
+  requests: number,
+  opts: BenchOptions,
+): Promise<NonNullable<BenchRow["standalone"]>> {
+  const out: NonNullable<BenchRow["standalone"]> = [];
+  for (const stage of buildStages(model, c.assignment)) {
+    const device = c.devices[stage.index];
+    opts.onStep?.(`stage ${stage.index} alone on ${device}`);
+    const sm = await analyzeModel(stage.model, { source: `stage-${stage.index}` });
+    const r = await runSplit(sm, wholeModel(sm), [device], cluster, {
+      requests,
+      verify: false,
+      workers: opts.workers,
+      token: opts.token,
+      linkDelayMs: opts.linkDelayMs,
+    });
+    out.push({
+      stage: stage.index,
+      device,
+      throughput: r.report.throughput,
+      cpuMs: r.stageCpuMs[device] ?? 0,
+    });
+  }
+  return out;
+}
+
 /**
  * Plans `model` on `cluster`, then runs, with the same inputs and request count, the planned pipeline and the
- * whole model on the best single device, on real workers (the given ones, else local ones for emulated
- * devices), and sets the measurements beside the predictions.
+ * whole model on the best single device (and the baselines when asked), on real workers (the given ones, else
+ * local ones for emulated devices), and sets the measurements beside the predictions. The configurations take
+ * turns in rounds; with local workers only, all of them stay deployed on their own worker processes across the
+ * rounds, with given workers each round deploys afresh (a worker serves one deployment at a time).
  */
 export async function benchCluster(
   model: AnalyzedModel,
@@ -78,6 +188,7 @@ export async function benchCluster(
     pareto: opts.pareto,
   });
   const requests = opts.requests ?? 200;
+  const rounds = Math.max(1, Math.min(opts.rounds ?? 3, requests));
   const configs: RunnableSplit[] = [plan, plan.single];
   if (opts.baselines) {
     const key = (r: RunnableSplit) => `${r.devices.join(",")}|${Array.from(r.assignment.stageOf).join(",")}`;
@@ -89,9 +200,10 @@ export async function benchCluster(
       }
     }
   }
-  const rows: BenchRow[] = [];
-  for (const c of configs) {
-    const r = await runSplit(model, c.assignment, c.devices, cluster, {
+  const given = new Set((opts.workers ?? []).map((w) => w.name));
+  const keepDeployed = !configs.some((c) => c.devices.some((d) => given.has(d)));
+  const deployOf = (c: RunnableSplit) =>
+    deploySplit(model, c.assignment, c.devices, cluster, {
       requests,
       modelPath: opts.modelPath,
       workers: opts.workers,
@@ -99,26 +211,63 @@ export async function benchCluster(
       linkDelayMs: opts.linkDelayMs,
       onStep: (s) => opts.onStep?.(`${c.name}: ${s}`),
     });
-    const slowest = Math.max(...Object.values(r.stageBusyMs));
-    rows.push({
+  const deployed: Array<DeployedSplit | undefined> = configs.map(() => undefined);
+  const measured: SplitMeasurement[][] = configs.map(() => []);
+  const diffs: number[] = configs.map(() => Number.NaN);
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const count = Math.ceil(requests / rounds);
+      for (let i = 0; i < configs.length; i++) {
+        opts.onStep?.(`round ${r + 1}/${rounds}: ${configs[i].name}`);
+        deployed[i] ??= await deployOf(configs[i]);
+        const d = deployed[i]!;
+        if (r === 0) diffs[i] = d.maxRelativeDiff;
+        measured[i].push(await d.measure(count));
+        if (!keepDeployed) {
+          deployed[i] = undefined;
+          await d.close();
+        }
+      }
+    }
+  } finally {
+    for (const d of deployed) await d?.close();
+  }
+  const standalone =
+    opts.standalone !== false && plan.devices.length > 1
+      ? await standaloneStages(model, plan, cluster, Math.max(40, Math.ceil(requests / rounds)), opts)
+      : undefined;
+  const rows: BenchRow[] = configs.map((c, i) => {
+    const p = pool(measured[i]);
+    const own = i === 0 ? standalone : undefined;
+    const capacity = own
+      ? Math.min(...own.map((s) => s.throughput))
+      : 1000 / Math.max(...Object.values(p.stageBusyMs));
+    return {
       name: c.name,
       devices: c.devices,
       predicted: { throughput: c.throughput, latencyMs: c.latency * 1e3 },
-      measured: { throughput: r.report.throughput, latencyMs: r.report.latencyMs, failed: r.report.failed },
-      throughputError: (c.throughput - r.report.throughput) / r.report.throughput,
-      stageBusyMs: r.stageBusyMs,
-      pipelineEfficiency: slowest > 0 ? r.report.throughput / (1000 / slowest) : 0,
-      maxRelativeDiff: r.maxRelativeDiff,
-    });
-  }
+      measured: { throughput: p.report.throughput, latencyMs: p.report.latencyMs, failed: p.failed },
+      roundThroughputs: measured[i].map((m) => m.report.throughput),
+      throughputError: (c.throughput - p.report.throughput) / p.report.throughput,
+      stageBusyMs: p.stageBusyMs,
+      stageCpuMs: p.stageCpuMs,
+      coordinatorCpuMs: p.coordinatorCpuMs,
+      pipelineEfficiency: Number.isFinite(capacity) && capacity > 0 ? p.report.throughput / capacity : 0,
+      standalone: own,
+      maxRelativeDiff: diffs[i],
+    };
+  });
+  const roundSpeedups = rows[0].roundThroughputs.map((t, r) => t / rows[1].roundThroughputs[r]);
   return {
     model: opts.modelPath ?? model.graph.source,
     cluster: cluster.name,
     objective,
     requests,
+    rounds,
     plan,
     rows,
-    speedup: rows[0].measured.throughput / rows[1].measured.throughput,
+    speedup: median(roundSpeedups),
+    roundSpeedups,
     predictedSpeedup: plan.throughput / plan.single.throughput,
   };
 }

@@ -1,7 +1,6 @@
 import type { Cluster, Device } from "../cluster/types.js";
-import type { StageAssignment } from "../export/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { runSplit } from "./run-split.js";
+import { runSplit, wholeModel } from "./run-split.js";
 
 /** Host name given to emulated devices (those with `cpus`) that name none: they all run on this machine. */
 export const THIS_HOST = "this-machine";
@@ -26,12 +25,6 @@ export interface CoRunOptions {
   /** Measured requests per run (default 60). */
   requests?: number;
   onStep?: (what: string) => void;
-}
-
-/** The whole model as one stage. */
-function wholeModel(model: AnalyzedModel): StageAssignment {
-  const stageOf = Int32Array.from(model.graph.nodes, (n) => (n.isConstant ? -1 : 0));
-  return { stageOf, count: 1 };
 }
 
 /**

@@ -40,6 +40,8 @@ export interface RunReport {
   latencyMs: LatencySummary;
   /** Outputs by request index, when `keepOutputs` was set (undefined for failed requests). */
   outputs?: Array<Tensors | undefined>;
+  /** Latency of each completed request in completion order, ms, when `keepLatencies` was set. */
+  latencySamplesMs?: number[];
 }
 
 /** Counters of a pipeline since deploy. */
@@ -191,7 +193,13 @@ export class Pipeline {
    */
   async runMany(
     requests: readonly Tensors[] | { count: number; feeds: (i: number) => Tensors },
-    opts: { inFlight?: number; deadlineMs?: number; keepOutputs?: boolean; signal?: AbortSignal } = {},
+    opts: {
+      inFlight?: number;
+      deadlineMs?: number;
+      keepOutputs?: boolean;
+      keepLatencies?: boolean;
+      signal?: AbortSignal;
+    } = {},
   ): Promise<RunReport> {
     const count = Array.isArray(requests) ? requests.length : (requests as { count: number }).count;
     const feedsOf = Array.isArray(requests)
@@ -229,6 +237,7 @@ export class Pipeline {
       throughput: wallMs > 0 ? (lat.length * 1000) / wallMs : 0,
       latencyMs: summarizeLatencies(lat),
       outputs,
+      latencySamplesMs: opts.keepLatencies ? lat : undefined,
     };
   }
 

@@ -126,6 +126,8 @@ export interface StatsReplyMsg {
   t: "stats-reply";
   worker: string;
   stages: StageStats[];
+  /** CPU time the worker process has used since it started (user + system, all threads), ms. */
+  cpuMs: number;
 }
 
 /** Coordinator -> worker: drop the stages of this deployment; answered with `undeployed`. */

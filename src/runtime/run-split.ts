@@ -11,7 +11,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
-import type { RunReport, Tensors, WorkerAddress } from "./pipeline.js";
+import type { Pipeline, RunReport, Tensors, WorkerAddress } from "./pipeline.js";
 
 /** Options of {@link runSplit}. */
 export interface RunSplitOptions {
@@ -42,20 +42,49 @@ export interface RunSplitOptions {
   onStep?: (what: string) => void;
 }
 
+/** The whole model as one stage. */
+export function wholeModel(model: AnalyzedModel): StageAssignment {
+  const stageOf = Int32Array.from(model.graph.nodes, (n) => (n.isConstant ? -1 : 0));
+  return { stageOf, count: 1 };
+}
+
+/** One measured round of a deployed split. */
+export interface SplitMeasurement {
+  report: RunReport;
+  /** Time each worker spent in onnxruntime per request, ms, by device (from the workers' own counters). */
+  stageBusyMs: Record<string, number>;
+  /**
+   * CPU time each worker process used per request, ms, by device: onnxruntime plus receiving, framing and
+   * sending tensors (all of the process's threads).
+   */
+  stageCpuMs: Record<string, number>;
+  /** CPU time this process (the coordinator and client) used per request, ms. */
+  coordinatorCpuMs: number;
+  /** Bytes the coordinator sent and received per request. */
+  bytesPerRequest: number;
+}
+
 /** What {@link runSplit} measured. */
-export interface RunSplitResult {
+export interface RunSplitResult extends SplitMeasurement {
   /** Device of each stage. */
   devices: string[];
-  report: RunReport;
   /**
    * Largest difference between the pipeline's outputs for the first request and the whole model run in one
    * onnxruntime session on the same inputs, relative to the largest output magnitude (NaN with verify off).
    */
   maxRelativeDiff: number;
-  /** Time each worker spent in onnxruntime per request, ms, by device (from the workers' own counters). */
-  stageBusyMs: Record<string, number>;
-  /** Bytes the coordinator sent and received per request. */
-  bytesPerRequest: number;
+}
+
+/** A split deployed on its workers, warmed up and checked, ready to be measured round after round. */
+export interface DeployedSplit {
+  /** Device of each stage. */
+  readonly devices: string[];
+  /** See {@link RunSplitResult.maxRelativeDiff}. */
+  readonly maxRelativeDiff: number;
+  /** Streams `requests` requests (default: the options' count) and measures them. */
+  measure(requests?: number): Promise<SplitMeasurement>;
+  /** Undeploys, stops the workers it started and removes the stage files. */
+  close(): Promise<void>;
 }
 
 /**
@@ -71,6 +100,29 @@ export async function runSplit(
   cluster: Cluster,
   opts: RunSplitOptions = {},
 ): Promise<RunSplitResult> {
+  const split = await deploySplit(model, assignment, devices, cluster, opts);
+  try {
+    const m = await split.measure();
+    const report = { ...m.report, latencySamplesMs: undefined };
+    return { devices: split.devices, maxRelativeDiff: split.maxRelativeDiff, ...m, report };
+  } finally {
+    await split.close();
+  }
+}
+
+/**
+ * The first half of {@link runSplit}: writes the stage models, starts the local workers it needs, deploys,
+ * checks the first request against the whole model and warms up. The caller measures as many rounds as it
+ * likes (several splits can stay deployed at once on distinct workers, so rounds of each can alternate) and
+ * must close it.
+ */
+export async function deploySplit(
+  model: AnalyzedModel,
+  assignment: StageAssignment,
+  devices: readonly string[],
+  cluster: Cluster,
+  opts: RunSplitOptions = {},
+): Promise<DeployedSplit> {
   if (devices.length !== assignment.count) {
     throw new ArgumentError(`${assignment.count} stages but ${devices.length} devices given`);
   }
@@ -93,6 +145,12 @@ export async function runSplit(
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   let local: LocalCluster | undefined;
+  let pipeline: Pipeline | undefined;
+  const release = async () => {
+    await pipeline?.close();
+    await local?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const split = join(dir, "split");
     const manifest = writeSplit(model, stages, split, {
@@ -109,51 +167,62 @@ export async function runSplit(
           )
         : undefined;
     const workers = [...given.values(), ...(local?.workers ?? [])];
+    const inFlight = opts.inFlight ?? 2 * stages.length;
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
-    const pipeline = await deploy({ manifest, dir: split }, workers, {
+    const p = await deploy({ manifest, dir: split }, workers, {
       token: local?.token ?? opts.token,
-      maxInFlight: opts.inFlight ?? 2 * stages.length,
+      maxInFlight: inFlight,
       timeoutMs: opts.deadlineMs ?? 30000,
       linkDelayMs: opts.linkDelayMs,
     });
-    try {
-      const feeds = opts.feeds ?? randomFeeds(model);
-      const first = await pipeline.infer(feeds);
-      const maxRelativeDiff =
-        opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
-      const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
-      opts.onStep?.(`warming up (${warmup} requests)`);
-      await pipeline.runMany(
-        { count: warmup, feeds: () => feeds },
-        { inFlight: opts.inFlight ?? 2 * stages.length },
-      );
-      const before = await pipeline.workerStats();
-      const sentBefore = pipeline.stats();
-      const requests = opts.requests ?? 200;
-      opts.onStep?.(`measuring (${requests} requests)`);
-      const report = await pipeline.runMany(
-        { count: requests, feeds: () => feeds },
-        { inFlight: opts.inFlight ?? 2 * stages.length, deadlineMs: opts.deadlineMs },
-      );
-      const after = await pipeline.workerStats();
-      const sentAfter = pipeline.stats();
-      const busy = (replies: typeof after, worker: string) =>
-        (replies.find((r) => r.worker === worker)?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
-      const stageBusyMs: Record<string, number> = {};
-      for (const a of after) {
-        stageBusyMs[a.worker] =
-          (busy(after, a.worker) - busy(before, a.worker)) / Math.max(1, report.completed);
-      }
-      const bytesPerRequest =
-        (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
-        Math.max(1, report.completed);
-      return { devices: [...devices], report, maxRelativeDiff, stageBusyMs, bytesPerRequest };
-    } finally {
-      await pipeline.close();
-    }
-  } finally {
-    await local?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    pipeline = p;
+    const feeds = opts.feeds ?? randomFeeds(model);
+    const first = await p.infer(feeds);
+    const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
+    const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
+    opts.onStep?.(`warming up (${warmup} requests)`);
+    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight });
+    return {
+      devices: [...devices],
+      maxRelativeDiff,
+      measure: async (count = opts.requests ?? 200) => {
+        const before = await p.workerStats();
+        const sentBefore = p.stats();
+        opts.onStep?.(`measuring (${count} requests)`);
+        const cpuBefore = process.cpuUsage();
+        const report = await p.runMany(
+          { count, feeds: () => feeds },
+          { inFlight, deadlineMs: opts.deadlineMs, keepLatencies: true },
+        );
+        const cpu = process.cpuUsage(cpuBefore);
+        const after = await p.workerStats();
+        const sentAfter = p.stats();
+        const done = Math.max(1, report.completed);
+        const busy = (replies: typeof after, worker: string) =>
+          (replies.find((r) => r.worker === worker)?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
+        const stageBusyMs: Record<string, number> = {};
+        const stageCpuMs: Record<string, number> = {};
+        for (const a of after) {
+          const b = before.find((r) => r.worker === a.worker);
+          stageBusyMs[a.worker] = (busy(after, a.worker) - busy(before, a.worker)) / done;
+          stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
+        }
+        const bytesPerRequest =
+          (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
+          done;
+        return {
+          report,
+          stageBusyMs,
+          stageCpuMs,
+          coordinatorCpuMs: (cpu.user + cpu.system) / 1000 / done,
+          bytesPerRequest,
+        };
+      },
+      close: release,
+    };
+  } catch (err) {
+    await release();
+    throw err;
   }
 }
 

@@ -65,6 +65,12 @@ function sameToken(a: string, b: string): boolean {
   return timingSafeEqual(h(a), h(b));
 }
 
+/** CPU time of this process so far (user + system, every thread), ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 function firstLine(s: string): string {
   const line = s.split("\n").find((l) => l.trim() !== "") ?? s;
   return line.length > 300 ? `${line.slice(0, 300)}...` : line.trim();
@@ -204,6 +210,7 @@ export class Worker {
             ...s.stats,
             pending: s.pending.size,
           })),
+          cpuMs: cpuMs(),
         });
         return;
       case "undeploy":
