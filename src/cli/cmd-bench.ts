@@ -5,7 +5,7 @@ import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/p
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { withMeasuredCoRun } from "../runtime/corun.js";
+import { calibratedProfiles, withMeasuredCoRun } from "../runtime/corun.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,
@@ -128,7 +128,9 @@ export const benchCommand: Command = {
     const { cluster, coRun } = bool(values, "no-corun")
       ? { cluster: declared, coRun: undefined }
       : await withMeasuredCoRun(model, declared, { onStep: (s) => bar.step(s) });
-    const cost = costModelFor(model, cluster, { profiles });
+    const cost = costModelFor(model, cluster, {
+      profiles: coRun ? calibratedProfiles(profiles, cluster, coRun) : profiles,
+    });
     const bench = await benchCluster(model, cluster, cost, {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),

@@ -14,6 +14,8 @@ memory only.
   --name       name used in errors (default worker)
   --transport  tcp (default) or ws
   --max-frame  largest frame accepted, MiB (default 256)
+  --no-receive-pool  receive every large frame into a new buffer instead of reusing stage-input buffers
+               (slower; for comparison, see bench/receive-pool.ts)
   --exit-on-stdin-close  exit when standard input closes (used when cleave starts workers itself)`;
 
 /** `cleave worker`. */
@@ -29,6 +31,7 @@ export const workerCommand: Command = {
       name: { type: "string" },
       transport: { type: "string" },
       "max-frame": { type: "string" },
+      "no-receive-pool": { type: "boolean" },
       "exit-on-stdin-close": { type: "boolean" },
     });
     if (positionals.length > 0)
@@ -53,6 +56,7 @@ export const workerCommand: Command = {
       threads: intFlag("threads", str(values, "threads"), 1),
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
+      receivePool: !bool(values, "no-receive-pool"),
     });
     const addr = await worker.start();
     io.out(`cleave worker ${name} listening on ${formatEndpoint(addr.host, addr.port)}`);

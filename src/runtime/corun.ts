@@ -1,4 +1,5 @@
 import type { Cluster, Device } from "../cluster/types.js";
+import { type Profile, scaleProfile } from "../cost/profile.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { runSplit, wholeModel } from "./run-split.js";
 
@@ -112,4 +113,34 @@ export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
       };
     }),
   };
+}
+
+/**
+ * Profiles of the measured devices rescaled to the speed their pinned worker showed alone in the co-run
+ * measurement, moments before the plan is made: times x (onnxruntime time per request alone / the profile's
+ * whole-model run). The vCPUs of a shared VM differ in speed and drift (this machine's two measured 8.1 and
+ * 11.0 ms for the same model minutes apart), so a profile taken once prices the devices as of when it was
+ * taken. Devices under a CPU quota (`cpuShare` below their thread count) are left as they are: the co-run
+ * workers run them without their quota.
+ */
+export function calibratedProfiles(
+  profiles: Readonly<Record<string, Profile>>,
+  cluster: Cluster,
+  m: CoRunMeasurement,
+): Record<string, Profile> {
+  const out: Record<string, Profile> = { ...profiles };
+  for (const x of m.devices) {
+    const p = profiles[x.name];
+    const d = cluster.devices.find((e) => e.name === x.name);
+    if (!p || !d || p.wholeRun <= 0 || !(x.aloneMs > 0)) continue;
+    const threads = d.threads ?? d.cpus?.length ?? 1;
+    if ((d.cpuShare ?? threads) < threads) continue;
+    const factor = x.aloneMs / 1000 / p.wholeRun;
+    out[x.name] = scaleProfile(
+      p,
+      factor,
+      `calibrated to ${x.name}'s pinned worker, ${x.aloneMs.toFixed(2)} ms alone`,
+    );
+  }
+  return out;
 }

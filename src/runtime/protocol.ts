@@ -128,6 +128,8 @@ export interface StatsReplyMsg {
   stages: StageStats[];
   /** CPU time the worker process has used since it started (user + system, all threads), ms. */
   cpuMs: number;
+  /** Large frames received into a buffer handed back by an earlier request instead of a new one. */
+  receiveBuffersReused: number;
 }
 
 /** Coordinator -> worker: drop the stages of this deployment; answered with `undeployed`. */

@@ -2,6 +2,7 @@ import * as net from "node:net";
 import { RuntimeFault } from "../errors.js";
 import { BaseConnection, CLOSE_NOTICE, dialWithin } from "./connection.js";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameSize } from "./frame.js";
+import type { FramePool } from "./frame-pool.js";
 import {
   type ConnectOptions,
   type Connection,
@@ -25,6 +26,7 @@ class TcpConnection extends BaseConnection {
     private readonly socket: net.Socket,
     remote: string,
     maxFrameBytes: number,
+    private readonly pool?: FramePool,
   ) {
     super(remote, maxFrameBytes);
     socket.setNoDelay(true);
@@ -108,7 +110,7 @@ class TcpConnection extends BaseConnection {
           this.received(frame);
           continue;
         }
-        this.target = Buffer.allocUnsafeSlow(len);
+        this.target = this.pool ? this.pool.take(len) : Buffer.allocUnsafeSlow(len);
         this.targetFilled = 0;
       }
       const t = this.target;
@@ -128,9 +130,11 @@ class TcpConnection extends BaseConnection {
 export class TcpTransport implements Transport {
   readonly name = "tcp" as const;
   private readonly maxFrameBytes: number;
+  private readonly pool?: FramePool;
 
   constructor(opts: TransportOptions = {}) {
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.pool = opts.receivePool;
   }
 
   listen(host: string, port: number, onConnection: (conn: Connection) => void): Promise<Listener> {
@@ -139,7 +143,7 @@ export class TcpTransport implements Transport {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
       const remote = formatEndpoint(socket.remoteAddress ?? "?", socket.remotePort ?? 0);
-      onConnection(new TcpConnection(socket, remote, this.maxFrameBytes));
+      onConnection(new TcpConnection(socket, remote, this.maxFrameBytes, this.pool));
     });
     return new Promise((resolve, reject) => {
       server.once("error", (err) =>
@@ -168,7 +172,7 @@ export class TcpTransport implements Transport {
       return {
         emitter: socket,
         readyEvent: "connect",
-        ready: () => new TcpConnection(socket, endpoint, this.maxFrameBytes),
+        ready: () => new TcpConnection(socket, endpoint, this.maxFrameBytes, this.pool),
         discard: () => socket.destroy(),
       };
     });

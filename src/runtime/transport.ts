@@ -1,4 +1,5 @@
 import type { Frame } from "./frame.js";
+import type { FramePool } from "./frame-pool.js";
 
 /**
  * The Transport interface: how frames move between a coordinator and workers and between workers.
@@ -27,6 +28,11 @@ export type TransportName = "tcp" | "ws";
 export interface TransportOptions {
   /** Largest frame sent or accepted, bytes (default DEFAULT_MAX_FRAME_BYTES = 256 MiB). Larger ones are refused. */
   maxFrameBytes?: number;
+  /**
+   * Where large incoming frames are received into (default: a new buffer each): a receiver that knows when it
+   * is done with a frame's bytes hands them back to the pool (transports that own their buffers ignore it).
+   */
+  receivePool?: FramePool;
 }
 
 /** Options of one connect call. */

@@ -5,6 +5,7 @@ import { createSession, type ort } from "../onnx/ort.js";
 import { VERSION } from "../version.js";
 import { retry } from "./backoff.js";
 import { type ControlFrame, type Frame, frameTensor, type TensorFrame, tensorFrame } from "./frame.js";
+import { FramePool } from "./frame-pool.js";
 import { connectWorker } from "./handshake.js";
 import { logger } from "./log.js";
 import type { HelloMsg, LoadMsg, RejectMsg, Role, StageStats, WelcomeMsg } from "./protocol.js";
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   transport?: TransportName;
   /** Largest frame accepted or sent, bytes. */
   maxFrameBytes?: number;
+  /** Reuse the buffers stage inputs are received into (default true; false only to measure the difference). */
+  receivePool?: boolean;
   /** Version this worker announces and requires of peers (default VERSION; other values only for tests). */
   version?: string;
 }
@@ -99,12 +102,16 @@ export class Worker {
   private running = false;
   private readonly cancelled = new Set<number>();
   private readonly unsent: Promise<unknown>[] = [];
+  /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
+  private readonly pool: FramePool;
 
   constructor(opts: WorkerOptions = {}) {
     this.opts = opts;
     this.name = opts.name ?? "worker";
     this.version = opts.version ?? VERSION;
-    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes };
+    // A pool that pools nothing (minimum size above any frame) when reuse is off.
+    this.pool = opts.receivePool === false ? new FramePool(Number.POSITIVE_INFINITY) : new FramePool();
+    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
   }
 
@@ -211,6 +218,7 @@ export class Worker {
             pending: s.pending.size,
           })),
           cpuMs: cpuMs(),
+          receiveBuffersReused: this.pool.reused,
         });
         return;
       case "undeploy":
@@ -346,6 +354,10 @@ export class Worker {
 
   private dispatch(d: Deployment, f: TensorFrame): void {
     if (this.cancelled.has(f.requestId)) return;
+    // A tensor two stages here read must outlive the first run: its buffer is not handed back.
+    let readers = 0;
+    for (const s of d.stages.values()) if (s.specs.has(f.name)) readers++;
+    if (readers > 1) this.pool.forget(f.data);
     let consumers = 0;
     for (const s of d.stages.values()) {
       const spec = s.specs.get(f.name);
@@ -418,10 +430,12 @@ export class Worker {
     try {
       out = await s.session.run(job.feeds, s.load.outputs);
     } catch (err) {
+      this.giveBack(job);
       s.stats.computeMs += performance.now() - t0;
       this.requestError(d, requestId, s.load.stage, `onnxruntime failed: ${firstLine(errorMessage(err))}`);
       return;
     }
+    this.giveBack(job);
     s.stats.computeMs += performance.now() - t0;
     s.stats.runs++;
     const sends: Promise<unknown>[] = [];
@@ -453,6 +467,11 @@ export class Worker {
       }
     }
     this.unsent.push(Promise.all(sends));
+  }
+
+  /** Hands the job's input buffers back to the receive pool (onnxruntime copied what it returns). */
+  private giveBack(job: Job): void {
+    for (const t of Object.values(job.feeds)) this.pool.give(t.data as ArrayBufferView);
   }
 
   private teardown(): void {
