@@ -269,6 +269,7 @@ test("the example clusters load, with the figures their comments derive", () => 
   assert.deepEqual(files.sort(), [
     "accel-pair.yaml",
     "edge-mix.yaml",
+    "equal-pair.yaml",
     "hetero-pair.yaml",
     "local.yaml",
     "pi4-pair.yaml",
@@ -298,6 +299,15 @@ test("the example clusters load, with the figures their comments derive", () => 
     ],
   );
   assert.equal(hetero.links[0].bandwidth, 12.5e6);
+  const equal = byName["equal-pair.yaml"];
+  assert.deepEqual(
+    equal.devices.map((d) => [d.name, d.cpus, d.cpuShare]),
+    [
+      ["a", [0], 1],
+      ["b", [1], 1],
+    ],
+  );
+  assert.equal(equal.links[0].bandwidth, 125e6);
   const mix = byName["edge-mix.yaml"];
   assert.equal(mix.devices.length, 4);
   assert.ok(mix.links.some((l) => l.kind === "wifi" && l.devices.length === 4));

@@ -37,7 +37,8 @@ export function printBench(io: CliIO, r: BenchResult): void {
       : "";
   io.out(
     `speed-up over the best single device: ${st.green(`${r.speedup.toFixed(2)}x`)} measured${spread}, ` +
-      `${r.predictedSpeedup.toFixed(2)}x predicted`,
+      `${r.predictedSpeedup.toFixed(2)}x predicted (${pct((r.predictedSpeedup - r.speedup) / r.speedup)}; a ratio, so a drift ` +
+      "of the machine's speed cancels out)",
   );
   const alone = r.rows[0].standalone;
   if (alone)
