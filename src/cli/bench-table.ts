@@ -1,4 +1,5 @@
 import type { BenchResult } from "../runtime/bench.js";
+import { replicaReference } from "../runtime/corun.js";
 import type { CliIO } from "./command.js";
 import { style, table } from "./format.js";
 
@@ -79,6 +80,17 @@ export function coRunLine(c: NonNullable<BenchResult["coRun"]>): string {
       )
       .join(", ") +
     `; workers spend ${c.devices.map((d) => `${(d.transferCpu * 1e9).toFixed(2)}`).join("/")} ns per byte moved. ` +
-    "Both are priced into pipelined throughput"
+    "Both are priced into pipelined throughput" +
+    replicaLine(c)
+  );
+}
+
+/** The data-parallel reference, when the measurement has the throughputs (older bench files do not). */
+function replicaLine(c: NonNullable<BenchResult["coRun"]>): string {
+  if (!c.devices.every((d) => d.togetherThroughput > 0)) return "";
+  const r = replicaReference(c);
+  return (
+    `. Whole-model replicas on all of them at once reached ${r.throughput.toFixed(1)}/s, ` +
+    `${r.overBestAlone.toFixed(2)}x the best one alone`
   );
 }

@@ -18,7 +18,21 @@ export interface CoRunMeasurement {
     factor: number;
     /** The worker's other work per byte it received and sent, alone (frames, copies, the kernel), s/byte. */
     transferCpu: number;
+    /** Whole-model requests per second, alone and beside the others. */
+    aloneThroughput: number;
+    togetherThroughput: number;
   }>;
+}
+
+/**
+ * Whole-model replicas on every measured device at once (data parallel, each device serving its own requests):
+ * their summed throughput, and that over the best device alone. A reference for a pipeline on the same
+ * devices, which moves less input per device than replicas do but pays for its cut.
+ */
+export function replicaReference(m: CoRunMeasurement): { throughput: number; overBestAlone: number } {
+  const throughput = m.devices.reduce((s, d) => s + d.togetherThroughput, 0);
+  const best = Math.max(...m.devices.map((d) => d.aloneThroughput));
+  return { throughput, overBestAlone: best > 0 ? throughput / best : 0 };
 }
 
 /** Options of {@link measureCoRun}. */
@@ -47,11 +61,13 @@ export async function measureCoRun(
   const run = (name: string) =>
     runSplit(model, whole, [name], cluster, { requests, inFlight: 2, warmup: 3, verify: false });
   const alone: Record<string, number> = {};
+  const aloneThroughput: Record<string, number> = {};
   const io: Record<string, number> = {};
   for (const name of devices) {
     opts.onStep?.(`co-run: ${name} alone`);
     const r = await run(name);
     alone[name] = r.stageBusyMs[name];
+    aloneThroughput[name] = r.report.throughput;
     const periodMs = 1000 / r.report.throughput;
     io[name] = Math.max(0, (periodMs - alone[name]) / 1000 / Math.max(1, r.bytesPerRequest));
   }
@@ -68,6 +84,8 @@ export async function measureCoRun(
         togetherMs: t,
         factor: Math.max(1, t / alone[name]),
         transferCpu: io[name],
+        aloneThroughput: aloneThroughput[name],
+        togetherThroughput: together[i].report.throughput,
       };
     }),
   };
