@@ -180,6 +180,13 @@ const BAD: Array<[string, Mutation, string]> = [
     'c.yaml: devices[0].endpoint: expected "host:port" like "127.0.0.1:7001"',
   ],
   [
+    "bad coordinator CPU",
+    (c) => {
+      c.devices[0].coordinatorCpu = "a bit";
+    },
+    'c.yaml: devices[0].coordinatorCpu: expected a time like "0.2ms", got "a bit"',
+  ],
+  [
     "devices not a list",
     (c) => {
       (c as Record<string, unknown>).devices = "a,b";
@@ -219,6 +226,10 @@ test("a valid cluster converts units and keeps optional fields", () => {
     cpuShare: 0.5,
     threads: 2,
     profile: "profiles/a.json",
+    host: "box",
+    coRunSlowdown: 1.2,
+    transferCpu: "1.5ns/B",
+    coordinatorCpu: "0.45ms",
   });
   (c as Record<string, unknown>).constraints = { maxLatency: "50ms", anything: [1, 2] };
   const cl = parseCluster(c, "c.yaml", { baseDir: "/clusters" });
@@ -233,6 +244,8 @@ test("a valid cluster converts units and keeps optional fields", () => {
   assert.deepEqual(a.cpus, [0, 1, 3]);
   assert.equal(a.profile, "/clusters/profiles/a.json");
   assert.equal(a.endpoint, "10.0.0.2:7001");
+  assert.deepEqual([a.host, a.coRunSlowdown], ["box", 1.2]);
+  assert.ok(Math.abs(a.transferCpu! - 1.5e-9) < 1e-20 && Math.abs(a.coordinatorCpu! - 4.5e-4) < 1e-15);
   assert.deepEqual(cl.links[0], {
     devices: ["a", "b"],
     kind: "ethernet",

@@ -13,21 +13,32 @@ const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Ma
 
 /**
  * Every device on one host, slowed by a factor per device type (interchangeable devices stay so), and on odd
- * seeds spending CPU time on the bytes it moves (up to the time of a mean position per mean boundary).
+ * seeds spending CPU time on the bytes it moves (up to the time of a mean position per mean boundary), and on
+ * seeds that are multiples of 4 losing some time per inference to the coordinator (up to three positions').
  */
 function onOneHost(p: PlanProblem, seed: number): PlanProblem {
   const rnd = seededRandom(seed);
-  const byType = new Map<number, { coRun: number; io: number }>();
+  const byType = new Map<number, { coRun: number; io: number; coord: number }>();
   const meanBytes = p.cutBytes.reduce((a, b) => a + b, 0) / p.cutBytes.length;
   const meanTime = p.prefix[0][p.n] / p.n;
   for (const d of p.devices)
     if (!byType.has(d.type))
-      byType.set(d.type, { coRun: 1 + rnd() * 1.2, io: seed % 2 === 1 ? (rnd() * meanTime) / meanBytes : 0 });
+      byType.set(d.type, {
+        coRun: 1 + rnd() * 1.2,
+        io: seed % 2 === 1 ? (rnd() * meanTime) / meanBytes : 0,
+        coord: seed % 4 === 0 ? rnd() * 3 * meanTime : 0,
+      });
   return {
     ...p,
     devices: p.devices.map((d) => {
       const t = byType.get(d.type)!;
-      return { ...d, host: 0, coRun: t.coRun, ...(t.io > 0 ? { transferCpu: t.io } : {}) };
+      return {
+        ...d,
+        host: 0,
+        coRun: t.coRun,
+        ...(t.io > 0 ? { transferCpu: t.io } : {}),
+        ...(t.coord > 0 ? { coordinatorCpu: t.coord } : {}),
+      };
     }),
   };
 }
@@ -75,6 +86,20 @@ test("co-run: a stage is slowed only beside another stage of its host, and only 
   assert.ok(close(alone.stages[0].period!, plain(one).stages[0].time + io * (p.cutBytes[0] + p.cutBytes[n])));
   const piped = evaluate(q, two, rc);
   assert.ok(close(piped.stages[1].period!, b.stages[1].time * 1.5 + io * (p.cutBytes[cut] + p.cutBytes[n])));
+  // The coordinator's share: added to a stage's period beside another stage of its host, never alone.
+  const coord = 2e-4;
+  const r: PlanProblem = { ...p, devices: p.devices.map((d) => ({ ...d, coordinatorCpu: coord })) };
+  const shared = evaluate(r, two, rc);
+  assert.deepEqual(
+    shared.stages.map((s) => s.coordinatorCpu),
+    [coord, coord],
+  );
+  shared.stages.forEach((s, k) => {
+    assert.ok(close(s.period!, b.stages[k].time * 1.5 + coord));
+  });
+  assert.equal(shared.latency, b.latency);
+  assert.equal(evaluate(r, one, rc).bottleneck, plain(one).bottleneck);
+  assert.equal(evaluate(r, mixed, rc).bottleneck, plain(mixed).bottleneck);
 });
 
 test("co-run and transfer CPU: exact throughput planner equals brute force when every device shares one host", () => {

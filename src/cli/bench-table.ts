@@ -79,8 +79,11 @@ export function coRunLine(c: NonNullable<BenchResult["coRun"]>): string {
         (d) => `${d.name} ${d.aloneMs.toFixed(1)} -> ${d.togetherMs.toFixed(1)} ms (${d.factor.toFixed(2)}x)`,
       )
       .join(", ") +
-    `; workers spend ${c.devices.map((d) => `${(d.transferCpu * 1e9).toFixed(2)}`).join("/")} ns per byte moved. ` +
-    "Both are priced into pipelined throughput" +
+    `; workers spend ${c.devices.map((d) => `${(d.transferCpu * 1e9).toFixed(2)}`).join("/")} ns per byte moved` +
+    (c.coordinatorCpuMs !== undefined
+      ? `; the coordinator ${c.coordinatorCpuMs.toFixed(2)} ms per request`
+      : "") +
+    ". All are priced into pipelined throughput" +
     replicaLine(c)
   );
 }

@@ -103,6 +103,7 @@ export function parseCluster(obj: unknown, source = "cluster", opts: ParseCluste
     if (d.host !== undefined) dev.host = d.host;
     if (d.coRunSlowdown !== undefined) dev.coRunSlowdown = d.coRunSlowdown;
     if (d.transferCpu !== undefined) dev.transferCpu = d.transferCpu;
+    if (d.coordinatorCpu !== undefined) dev.coordinatorCpu = d.coordinatorCpu;
     return dev;
   });
   const links: Link[] = raw.links.map((l) => ({ ...l, devices: [...l.devices] }));
@@ -333,6 +334,7 @@ const DEVICE = z.strictObject({
   host: z.string().min(1, "expected a host name").optional(),
   coRunSlowdown: z.number().min(1, "expected a factor >= 1").optional(),
   transferCpu: unit(TIME_PER_BYTE).optional(),
+  coordinatorCpu: unit(TIME).optional(),
 });
 
 const LINK = z.strictObject({

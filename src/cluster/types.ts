@@ -56,6 +56,12 @@ export interface Device {
    * device from its own compute in a pipeline, so it adds to the stage's period. Pipelined throughput only.
    */
   transferCpu?: number;
+  /**
+   * CPU time per inference the coordinator (the client sending inputs and taking outputs), running on this
+   * device's `host`, takes from this device while the device computes beside another of its host, s. When
+   * every core of a host runs a stage the coordinator can only run in their time. Pipelined throughput only.
+   */
+  coordinatorCpu?: number;
 }
 
 /** A link between two devices (both directions), or a shared medium when `devices` lists more than two. */

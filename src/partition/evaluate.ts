@@ -1,6 +1,6 @@
 import type { ResolvedConstraints } from "./constraints.js";
 import { fmtBytes, fmtJoules, fmtRate, fmtSeconds } from "./fmt.js";
-import { coRunFactors, linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
+import { coRunFactors, coRunning, linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
 
 /** One stage of a candidate: positions [start, end) on a device (index into `problem.devices`). */
 export interface StageSpec {
@@ -36,6 +36,8 @@ export interface StageEval {
   coRun?: number;
   /** CPU time the device spends on the stage's transfers per inference, s, part of the period (absent when 0). */
   transferCpu?: number;
+  /** CPU time the coordinator takes from the device per inference, s, part of the period (absent when 0). */
+  coordinatorCpu?: number;
 }
 
 /** One transfer: at stage boundary k (0: input to the first stage; S: last stage to the output device). */
@@ -207,14 +209,16 @@ function finish(
   violations: Violation[],
 ): Evaluation {
   const S = stages.length;
-  coRunFactors(
-    p,
-    stages.map((s) => s.device),
-  ).forEach((f, k) => {
-    const io = (p.devices[stages[k].device].transferCpu ?? 0) * (bytesAt(k) + bytesAt(k + 1));
+  const devices = stages.map((s) => s.device);
+  const beside = coRunning(p, devices);
+  coRunFactors(p, devices).forEach((f, k) => {
+    const dev = p.devices[stages[k].device];
+    const io = (dev.transferCpu ?? 0) * (bytesAt(k) + bytesAt(k + 1));
+    const coord = beside[k] ? (dev.coordinatorCpu ?? 0) : 0;
     if (f > 1) stages[k].coRun = f;
     if (io > 0) stages[k].transferCpu = io;
-    if (f > 1 || io > 0) stages[k].period = stages[k].time * f + io;
+    if (coord > 0) stages[k].coordinatorCpu = coord;
+    if (f > 1 || io > 0 || coord > 0) stages[k].period = stages[k].time * f + io + coord;
   });
   const seen = new Set<number>();
   stages.forEach((s, k) => {

@@ -59,7 +59,8 @@ export function planExact(p: PlanProblem, opts: ExactOptions): ExactResult {
 
 /**
  * Throughput when devices slow each other down on a shared host: every plan of two or more stages is searched
- * on the problem with those devices' stage times multiplied by their co-run factor (exact for plans whose
+ * on the problem with those devices' stage times multiplied by their co-run factor and the coordinator's share
+ * of their CPU added (exact for plans whose
  * co-hosted devices all run beside each other, as on one machine; conservative for a plan that uses only one
  * device of a host), the plan found is priced on the real problem, and one-stage plans, which run alone, are
  * compared at their own speed.
@@ -78,8 +79,12 @@ function coRunThroughput(p: PlanProblem, opts: ExactOptions): ExactResult {
     const ev = evaluate(p, one, rc);
     if (ev.feasible && ev.bottleneck < best.value) best = { candidate: one, value: ev.bottleneck };
   }
+  // A plan using one device of a host pays neither the co-run factor nor the coordinator's share there.
   const maxF = Math.max(...p.devices.map((d) => d.coRun ?? 1));
-  const lowerBound = piped.exact ? best.value : Math.min(best.value, piped.lowerBound / maxF);
+  const maxCoord = Math.max(...p.devices.map((d) => (d.host !== undefined ? (d.coordinatorCpu ?? 0) : 0)));
+  const lowerBound = piped.exact
+    ? best.value
+    : Math.min(best.value, Math.max(0, piped.lowerBound - maxCoord) / maxF);
   return {
     ...best,
     exact: piped.exact,

@@ -181,7 +181,12 @@ export function applyLocal(ev: Evaluation, splits: readonly LocalSplit[]): Evalu
   const stages = ev.stages.map((s, k) => {
     const l = splits.find((x) => x.stage === k);
     return l
-      ? { ...s, time: l.latency, period: l.period * (s.coRun ?? 1) + (s.transferCpu ?? 0), energy: l.energy }
+      ? {
+          ...s,
+          time: l.latency,
+          period: l.period * (s.coRun ?? 1) + (s.transferCpu ?? 0) + (s.coordinatorCpu ?? 0),
+          energy: l.energy,
+        }
       : s;
   });
   let latency = 0;

@@ -30,6 +30,11 @@ export interface ProblemDevice {
   coRun?: number;
   /** CPU time per byte the device receives or sends, s/byte (adds to a stage's pipeline period). */
   transferCpu?: number;
+  /**
+   * CPU time per inference the coordinator takes from the device while it computes beside another device of
+   * its host, s (adds to the period then, like the co-run factor; only with `host`).
+   */
+  coordinatorCpu?: number;
 }
 
 /** A link as the planner sees it: a transfer of b bytes takes `latency + b * secondsPerByte`. */
@@ -217,7 +222,11 @@ export function buildProblem(
     type: 0,
     ...(d.coreClusters && d.coreClusters.length > 0 ? { coreClusters: d.coreClusters } : {}),
     ...(d.host !== undefined && hosts.has(d.host)
-      ? { host: hosts.get(d.host), coRun: d.coRunSlowdown ?? 1 }
+      ? {
+          host: hosts.get(d.host),
+          coRun: d.coRunSlowdown ?? 1,
+          ...(d.coordinatorCpu ? { coordinatorCpu: d.coordinatorCpu } : {}),
+        }
       : {}),
     ...(d.transferCpu ? { transferCpu: d.transferCpu } : {}),
   }));
@@ -299,10 +308,15 @@ function sharedHosts(cluster: Cluster): Map<string, number> {
  * stage's device shares its host (they compute at the same time in a pipeline), else 1.
  */
 export function coRunFactors(p: PlanProblem, devices: readonly number[]): number[] {
+  const beside = coRunning(p, devices);
+  return devices.map((d, k) => (beside[k] ? Math.max(1, p.devices[d].coRun ?? 1) : 1));
+}
+
+/** For each stage of a plan whose stages run on `devices`: whether another stage's device shares its host. */
+export function coRunning(p: PlanProblem, devices: readonly number[]): boolean[] {
   return devices.map((d, k) => {
     const h = p.devices[d].host;
-    if (h === undefined || (p.devices[d].coRun ?? 1) <= 1) return 1;
-    return devices.some((e, m) => m !== k && p.devices[e].host === h) ? (p.devices[d].coRun ?? 1) : 1;
+    return h !== undefined && devices.some((e, m) => m !== k && p.devices[e].host === h);
   });
 }
 
@@ -311,7 +325,11 @@ export function coRunFactors(p: PlanProblem, devices: readonly number[]): number
  * host, or spends CPU time on the bytes it moves.
  */
 export function hasPipelineCosts(p: PlanProblem): boolean {
-  return p.devices.some((d) => (d.host !== undefined && (d.coRun ?? 1) > 1) || (d.transferCpu ?? 0) > 0);
+  return p.devices.some(
+    (d) =>
+      (d.host !== undefined && ((d.coRun ?? 1) > 1 || (d.coordinatorCpu ?? 0) > 0)) ||
+      (d.transferCpu ?? 0) > 0,
+  );
 }
 
 /**
@@ -321,19 +339,21 @@ export function hasPipelineCosts(p: PlanProblem): boolean {
  * on the real problem).
  */
 export function pipelinedProblem(p: PlanProblem): PlanProblem {
-  const f = p.devices.map((d) => (d.host !== undefined ? (d.coRun ?? 1) : 1));
+  const f = p.devices.map((d) => (d.host !== undefined ? Math.max(1, d.coRun ?? 1) : 1));
   const io = p.devices.map((d) => d.transferCpu ?? 0);
-  const adjust = (arrs: readonly Float64Array[], withIo: boolean) =>
+  const coord = p.devices.map((d) => (d.host !== undefined ? (d.coordinatorCpu ?? 0) : 0));
+  // `once`: the coordinator's time is a constant per stage, charged with the stage's start.
+  const adjust = (arrs: readonly Float64Array[], withIo: boolean, once: boolean) =>
     arrs.map((a, d) =>
-      f[d] === 1 && (!withIo || io[d] === 0)
+      f[d] === 1 && (!withIo || io[d] === 0) && (!once || coord[d] === 0)
         ? a
-        : a.map((x, b) => x * f[d] + (withIo ? p.cutBytes[b] * io[d] : 0)),
+        : a.map((x, b) => x * f[d] + (withIo ? p.cutBytes[b] * io[d] : 0) + (once ? coord[d] : 0)),
     );
   return {
     ...p,
-    prefix: adjust(p.prefix, false),
-    startCost: adjust(p.startCost, true),
-    endCost: adjust(p.endCost, true),
+    prefix: adjust(p.prefix, false, false),
+    startCost: adjust(p.startCost, true, true),
+    endCost: adjust(p.endCost, true, false),
     setCost(d, positions) {
       const c = p.setCost(d, positions);
       return { time: c.time * f[d], memory: c.memory };

@@ -10,6 +10,8 @@ export const THIS_HOST = "this-machine";
 export interface CoRunMeasurement {
   model: string;
   requests: number;
+  /** CPU time this process, the coordinator, used per whole-model request, ms (mean of the alone runs). */
+  coordinatorCpuMs?: number;
   devices: Array<{
     name: string;
     /** onnxruntime time per request, alone and beside the others, ms. */
@@ -62,12 +64,14 @@ export async function measureCoRun(
     runSplit(model, whole, [name], cluster, { requests, inFlight: 2, warmup: 3, verify: false });
   const alone: Record<string, number> = {};
   const aloneThroughput: Record<string, number> = {};
+  let coordinatorCpuMs = 0;
   const io: Record<string, number> = {};
   for (const name of devices) {
     opts.onStep?.(`co-run: ${name} alone`);
     const r = await run(name);
     alone[name] = r.stageBusyMs[name];
     aloneThroughput[name] = r.report.throughput;
+    coordinatorCpuMs += r.coordinatorCpuMs / devices.length;
     const periodMs = 1000 / r.report.throughput;
     io[name] = Math.max(0, (periodMs - alone[name]) / 1000 / Math.max(1, r.bytesPerRequest));
   }
@@ -76,6 +80,7 @@ export async function measureCoRun(
   return {
     model: model.graph.source,
     requests,
+    coordinatorCpuMs,
     devices: devices.map((name, i) => {
       const t = together[i].stageBusyMs[name];
       return {
@@ -111,12 +116,19 @@ export async function withMeasuredCoRun(
  * The cluster with the measured co-run factors and transfer CPU times set on its emulated devices (replacing
  * declared ones; host {@link THIS_HOST} unless they name one). A device capped below a full core (`cpuShare`
  * under its thread count) keeps the others busy only part of the time, so the slowdown it causes is scaled by
- * its share: factor = 1 + (measured - 1) x the largest busy share among the other devices.
+ * its share: factor = 1 + (measured - 1) x the largest busy share among the other devices. The coordinator's
+ * measured CPU per request is split over the devices (`coordinatorCpu`) when all of them keep a core busy.
  */
 export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
   const busyShare = (d: Device) => Math.min(1, (d.cpuShare ?? 1) / (d.threads ?? d.cpus?.length ?? 1));
   const measured = new Map(m.devices.map((x) => [x.name, x]));
   const emulated = cluster.devices.filter((d) => measured.has(d.name));
+  // The coordinator runs on this machine too. When every emulated device keeps a whole core busy it can only
+  // run in their time, a share each; a device under a quota leaves idle time on its core for it instead.
+  const coordinatorShare =
+    emulated.length > 1 && emulated.every((d) => busyShare(d) >= 1)
+      ? (m.coordinatorCpuMs ?? 0) / 1000 / emulated.length
+      : 0;
   return {
     ...cluster,
     devices: cluster.devices.map((d): Device => {
@@ -128,6 +140,7 @@ export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
         host: d.host ?? THIS_HOST,
         coRunSlowdown: 1 + (x.factor - 1) * others,
         transferCpu: x.transferCpu,
+        ...(coordinatorShare > 0 ? { coordinatorCpu: coordinatorShare } : {}),
       };
     }),
   };
