@@ -1,5 +1,6 @@
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
+import type { StageAssignment } from "../export/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
@@ -8,7 +9,7 @@ import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import type { RunReport, WorkerAddress } from "./pipeline.js";
-import { type DeployedSplit, deploySplit, runSplit, type SplitMeasurement, wholeModel } from "./run-split.js";
+import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {
@@ -70,7 +71,10 @@ export interface BenchOptions {
    * drift of the machine's speed hits all of them alike.
    */
   rounds?: number;
-  /** Also run each stage of the plan alone on its device, for the pipeline efficiency (default true). */
+  /**
+   * Also run each stage of the plan alone on its device, taking its turn in the rounds, for the pipeline
+   * efficiency (default true).
+   */
   standalone?: boolean;
   modelPath?: string;
   /** Also run every baseline that differs from the plan and the best single device. */
@@ -134,34 +138,30 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
   };
 }
 
+/** One thing measured in the rounds: a configuration of the model, or one plan stage alone on its device. */
+interface Measured {
+  name: string;
+  model: AnalyzedModel;
+  assignment: StageAssignment;
+  devices: string[];
+  /** Set for a stage of the plan run alone: its index. */
+  stage?: number;
+}
+
 /**
- * Each stage of `c` run alone on its device: the stage's model as a one-stage split, fed by the coordinator
- * with seeded inputs of the stage's input types.
+ * Each stage of `c` as a one-stage split of its own model on its device, fed by the coordinator with seeded
+ * inputs of the stage's input types.
  */
-async function standaloneStages(
-  model: AnalyzedModel,
-  c: RunnableSplit,
-  cluster: Cluster,
-  requests: number,
-  opts: BenchOptions,
-): Promise<NonNullable<BenchRow["standalone"]>> {
-  const out: NonNullable<BenchRow["standalone"]> = [];
+async function standaloneStages(model: AnalyzedModel, c: RunnableSplit): Promise<Measured[]> {
+  const out: Measured[] = [];
   for (const stage of buildStages(model, c.assignment)) {
-    const device = c.devices[stage.index];
-    opts.onStep?.(`stage ${stage.index} alone on ${device}`);
     const sm = await analyzeModel(stage.model, { source: `stage-${stage.index}` });
-    const r = await runSplit(sm, wholeModel(sm), [device], cluster, {
-      requests,
-      verify: false,
-      workers: opts.workers,
-      token: opts.token,
-      linkDelayMs: opts.linkDelayMs,
-    });
     out.push({
+      name: `stage ${stage.index} alone`,
+      model: sm,
+      assignment: wholeModel(sm),
+      devices: [c.devices[stage.index]],
       stage: stage.index,
-      device,
-      throughput: r.report.throughput,
-      cpuMs: r.stageCpuMs[device] ?? 0,
     });
   }
   return out;
@@ -200,26 +200,33 @@ export async function benchCluster(
       }
     }
   }
+  const alone =
+    opts.standalone !== false && plan.devices.length > 1 ? await standaloneStages(model, plan) : [];
+  const runs: Measured[] = [
+    ...configs.map((c) => ({ name: c.name, model, assignment: c.assignment, devices: c.devices })),
+    ...alone,
+  ];
   const given = new Set((opts.workers ?? []).map((w) => w.name));
-  const keepDeployed = !configs.some((c) => c.devices.some((d) => given.has(d)));
-  const deployOf = (c: RunnableSplit) =>
-    deploySplit(model, c.assignment, c.devices, cluster, {
+  const keepDeployed = !runs.some((c) => c.devices.some((d) => given.has(d)));
+  const deployOf = (c: Measured) =>
+    deploySplit(c.model, c.assignment, c.devices, cluster, {
       requests,
-      modelPath: opts.modelPath,
+      modelPath: c.stage === undefined ? opts.modelPath : undefined,
+      verify: c.stage === undefined,
       workers: opts.workers,
       token: opts.token,
       linkDelayMs: opts.linkDelayMs,
       onStep: (s) => opts.onStep?.(`${c.name}: ${s}`),
     });
-  const deployed: Array<DeployedSplit | undefined> = configs.map(() => undefined);
-  const measured: SplitMeasurement[][] = configs.map(() => []);
-  const diffs: number[] = configs.map(() => Number.NaN);
+  const deployed: Array<DeployedSplit | undefined> = runs.map(() => undefined);
+  const measured: SplitMeasurement[][] = runs.map(() => []);
+  const diffs: number[] = runs.map(() => Number.NaN);
   try {
     for (let r = 0; r < rounds; r++) {
       const count = Math.ceil(requests / rounds);
-      for (let i = 0; i < configs.length; i++) {
-        opts.onStep?.(`round ${r + 1}/${rounds}: ${configs[i].name}`);
-        deployed[i] ??= await deployOf(configs[i]);
+      for (let i = 0; i < runs.length; i++) {
+        opts.onStep?.(`round ${r + 1}/${rounds}: ${runs[i].name}`);
+        deployed[i] ??= await deployOf(runs[i]);
         const d = deployed[i]!;
         if (r === 0) diffs[i] = d.maxRelativeDiff;
         measured[i].push(await d.measure(count));
@@ -233,8 +240,16 @@ export async function benchCluster(
     for (const d of deployed) await d?.close();
   }
   const standalone =
-    opts.standalone !== false && plan.devices.length > 1
-      ? await standaloneStages(model, plan, cluster, Math.max(40, Math.ceil(requests / rounds)), opts)
+    alone.length > 0
+      ? alone.map((a, j) => {
+          const p = pool(measured[configs.length + j]);
+          return {
+            stage: a.stage!,
+            device: a.devices[0],
+            throughput: p.report.throughput,
+            cpuMs: p.stageCpuMs[a.devices[0]] ?? 0,
+          };
+        })
       : undefined;
   const rows: BenchRow[] = configs.map((c, i) => {
     const p = pool(measured[i]);

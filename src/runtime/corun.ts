@@ -1,7 +1,7 @@
 import type { Cluster, Device } from "../cluster/types.js";
 import { type Profile, scaleProfile } from "../cost/profile.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { runSplit, wholeModel } from "./run-split.js";
+import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
 
 /** Host name given to emulated devices (those with `cpus`) that name none: they all run on this machine. */
 export const THIS_HOST = "this-machine";
@@ -18,7 +18,10 @@ export interface CoRunMeasurement {
     aloneMs: number;
     togetherMs: number;
     factor: number;
-    /** The worker's other work per byte it received and sent, alone (frames, copies, the kernel), s/byte. */
+    /**
+     * The worker's CPU time outside onnxruntime per byte it received and sent, alone (frames, copies, the
+     * kernel), s/byte.
+     */
     transferCpu: number;
     /** Whole-model requests per second, alone and beside the others. */
     aloneThroughput: number;
@@ -39,17 +42,20 @@ export function replicaReference(m: CoRunMeasurement): { throughput: number; ove
 
 /** Options of {@link measureCoRun}. */
 export interface CoRunOptions {
-  /** Measured requests per run (default 60). */
+  /** Measured requests per device and run, over all rounds (default 120). */
   requests?: number;
+  /** Rounds of alone-then-together runs (default 3), so a drift of the machine's speed hits both alike. */
+  rounds?: number;
   onStep?: (what: string) => void;
 }
 
 /**
- * Measures how much the emulated devices of one machine slow each other down: the whole model runs on each
- * device's pinned worker alone, then on all of them at once, and each device's onnxruntime time per request
- * (the workers' own counters) is compared. Two onnxruntime processes on the two vCPUs of this machine take
- * 1.5-1.7x as long per inference as one alone (shared core resources under the hypervisor), which a
- * pipeline of devices on one host pays on every stage.
+ * Measures how much the emulated devices of one machine slow each other down: the whole model is deployed on
+ * each device's pinned worker, and in each round runs on every device alone, then on all of them at once;
+ * each device's onnxruntime time per request (the workers' own counters) alone and together is compared.
+ * Two onnxruntime processes on the two vCPUs of this machine took 1.0-1.3x as long per inference as one alone
+ * (1.5-1.7x on an earlier host), which a pipeline of devices on one host pays on every stage. The alone runs
+ * also give each worker's CPU time outside onnxruntime per byte moved, and the coordinator's CPU per request.
  */
 export async function measureCoRun(
   model: AnalyzedModel,
@@ -57,40 +63,49 @@ export async function measureCoRun(
   devices: readonly string[],
   opts: CoRunOptions = {},
 ): Promise<CoRunMeasurement> {
-  const requests = opts.requests ?? 60;
+  const rounds = Math.max(1, opts.rounds ?? 3);
+  const count = Math.max(1, Math.ceil((opts.requests ?? 120) / rounds));
   const whole = wholeModel(model);
-  // Two in flight keep each worker busy, so the time between requests is the worker's own work per request.
-  const run = (name: string) =>
-    runSplit(model, whole, [name], cluster, { requests, inFlight: 2, warmup: 3, verify: false });
-  const alone: Record<string, number> = {};
-  const aloneThroughput: Record<string, number> = {};
-  let coordinatorCpuMs = 0;
-  const io: Record<string, number> = {};
-  for (const name of devices) {
-    opts.onStep?.(`co-run: ${name} alone`);
-    const r = await run(name);
-    alone[name] = r.stageBusyMs[name];
-    aloneThroughput[name] = r.report.throughput;
-    coordinatorCpuMs += r.coordinatorCpuMs / devices.length;
-    const periodMs = 1000 / r.report.throughput;
-    io[name] = Math.max(0, (periodMs - alone[name]) / 1000 / Math.max(1, r.bytesPerRequest));
+  const alone: SplitMeasurement[][] = devices.map(() => []);
+  const together: SplitMeasurement[][] = devices.map(() => []);
+  const deployed: DeployedSplit[] = [];
+  try {
+    for (const name of devices) {
+      opts.onStep?.(`co-run: deploying the whole model on ${name}`);
+      // Two in flight keep each worker busy, so its counters cover back-to-back requests.
+      deployed.push(await deploySplit(model, whole, [name], cluster, { inFlight: 2, verify: false }));
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < devices.length; i++) {
+        opts.onStep?.(`co-run ${r + 1}/${rounds}: ${devices[i]} alone`);
+        alone[i].push(await deployed[i].measure(count));
+      }
+      opts.onStep?.(`co-run ${r + 1}/${rounds}: ${devices.join(" + ")} together`);
+      const all = await Promise.all(deployed.map((d) => d.measure(count)));
+      for (const [i, m] of all.entries()) together[i].push(m);
+    }
+  } finally {
+    for (const d of deployed) await d.close();
   }
-  opts.onStep?.(`co-run: ${devices.join(" + ")} together`);
-  const together = await Promise.all(devices.map((name) => run(name)));
+  const mean = (ms: SplitMeasurement[], f: (m: SplitMeasurement) => number) =>
+    ms.reduce((s, m) => s + f(m), 0) / ms.length;
   return {
     model: model.graph.source,
-    requests,
-    coordinatorCpuMs,
+    requests: count * rounds,
+    coordinatorCpuMs: mean(alone.flat(), (m) => m.coordinatorCpuMs),
     devices: devices.map((name, i) => {
-      const t = together[i].stageBusyMs[name];
+      const a = mean(alone[i], (m) => m.stageBusyMs[name]);
+      const t = mean(together[i], (m) => m.stageBusyMs[name]);
+      const cpu = mean(alone[i], (m) => m.stageCpuMs[name]);
+      const bytes = mean(alone[i], (m) => m.bytesPerRequest);
       return {
         name,
-        aloneMs: alone[name],
+        aloneMs: a,
         togetherMs: t,
-        factor: Math.max(1, t / alone[name]),
-        transferCpu: io[name],
-        aloneThroughput: aloneThroughput[name],
-        togetherThroughput: together[i].report.throughput,
+        factor: Math.max(1, t / a),
+        transferCpu: Math.max(0, (cpu - a) / 1000 / Math.max(1, bytes)),
+        aloneThroughput: mean(alone[i], (m) => m.report.throughput),
+        togetherThroughput: mean(together[i], (m) => m.report.throughput),
       };
     }),
   };
