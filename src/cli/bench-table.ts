@@ -90,7 +90,7 @@ export function coRunLine(c: NonNullable<BenchResult["coRun"]>): string {
 
 /** The data-parallel reference, when the measurement has the throughputs (older bench files do not). */
 function replicaLine(c: NonNullable<BenchResult["coRun"]>): string {
-  if (!c.devices.every((d) => d.togetherThroughput > 0)) return "";
+  if (!c.devices.every((d) => d.togetherThroughput > 0) || (c.withoutQuota?.length ?? 0) > 0) return "";
   const r = replicaReference(c);
   return (
     `. Whole-model replicas on all of them at once reached ${r.throughput.toFixed(1)}/s, ` +

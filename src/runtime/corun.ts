@@ -12,6 +12,11 @@ export interface CoRunMeasurement {
   requests: number;
   /** CPU time this process, the coordinator, used per whole-model request, ms (mean of the alone runs). */
   coordinatorCpuMs?: number;
+  /**
+   * Devices measured without the CPU quota they have (`cpuShare` below their threads): the co-run workers run
+   * unquota'd, so their throughputs say nothing of the device.
+   */
+  withoutQuota?: string[];
   devices: Array<{
     name: string;
     /** onnxruntime time per request, alone and beside the others, ms. */
@@ -124,6 +129,14 @@ export async function withMeasuredCoRun(
   const emulated = cluster.devices.filter((d) => d.cpus !== undefined).map((d) => d.name);
   if (emulated.length < 2) return { cluster };
   const coRun = await measureCoRun(model, cluster, emulated, opts);
+  const quota = cluster.devices
+    .filter(
+      (d) =>
+        emulated.includes(d.name) &&
+        (d.cpuShare ?? Number.POSITIVE_INFINITY) < (d.threads ?? d.cpus?.length ?? 1),
+    )
+    .map((d) => d.name);
+  if (quota.length > 0) coRun.withoutQuota = quota;
   return { cluster: withCoRun(cluster, coRun), coRun };
 }
 
