@@ -5,7 +5,7 @@ import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/p
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { calibratedProfiles, withMeasuredCoRun } from "../runtime/corun.js";
+import { withMeasuredCoRun } from "../runtime/corun.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,
@@ -20,13 +20,7 @@ import {
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
-import {
-  namespaceToEnter,
-  remoteWorkers,
-  runInNamespace,
-  takeTestbedFlag,
-  WORKER_FLAGS_USAGE,
-} from "./testbed-flag.js";
+import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
                     [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
@@ -95,8 +89,8 @@ export const benchCommand: Command = {
     }
     const declared = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, declared);
-    const ns = remote.testbed && namespaceToEnter(remote.testbed.state);
-    if (ns) return runInNamespace(ns, ["bench", ...argv], io);
+    const rerun = rerunInTestbed("bench", argv, remote, io);
+    if (rerun) return rerun;
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
     const json = bool(values, "json");
     const bar = progress(io, !json);
@@ -125,12 +119,11 @@ export const benchCommand: Command = {
         if (p) profiles[d.name] = p;
       }
     }
-    const { cluster, coRun } = bool(values, "no-corun")
-      ? { cluster: declared, coRun: undefined }
-      : await withMeasuredCoRun(model, declared, { onStep: (s) => bar.step(s) });
-    const cost = costModelFor(model, cluster, {
-      profiles: coRun ? calibratedProfiles(profiles, cluster, coRun) : profiles,
-    });
+    const measured = bool(values, "no-corun")
+      ? { cluster: declared, profiles, coRun: undefined }
+      : await withMeasuredCoRun(model, declared, profiles, { onStep: (s) => bar.step(s) });
+    const { cluster, coRun } = measured;
+    const cost = costModelFor(model, cluster, { profiles: measured.profiles });
     const bench = await benchCluster(model, cluster, cost, {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),

@@ -10,7 +10,7 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { calibratedProfiles, withMeasuredCoRun } from "../runtime/corun.js";
+import { withMeasuredCoRun } from "../runtime/corun.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
@@ -72,10 +72,13 @@ export const demoCommand: Command = {
     );
 
     const declared = loadCluster(localClusterPath());
-    const { cluster, coRun } = await withMeasuredCoRun(model, declared, { onStep: (s) => bar.step(s) });
+    const { cluster, coRun, profiles } = await withMeasuredCoRun(
+      model,
+      declared,
+      Object.fromEntries(declared.devices.map((d) => [d.name, profile])),
+      { onStep: (s) => bar.step(s) },
+    );
     bar.done();
-    const measured = Object.fromEntries(cluster.devices.map((d) => [d.name, profile]));
-    const profiles = coRun ? calibratedProfiles(measured, cluster, coRun) : measured;
     const cost = costModelFor(model, cluster, { profiles });
     const result = {
       ...(await benchCluster(model, cluster, cost, {

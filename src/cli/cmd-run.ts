@@ -20,13 +20,7 @@ import { fmtBytes, style, table } from "./format.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
-import {
-  namespaceToEnter,
-  remoteWorkers,
-  runInNamespace,
-  takeTestbedFlag,
-  WORKER_FLAGS_USAGE,
-} from "./testbed-flag.js";
+import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
@@ -105,8 +99,8 @@ export const runCommand: Command = {
     const path = onePositional("run", positionals, "model file");
     const cluster = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, cluster);
-    const ns = remote.testbed && namespaceToEnter(remote.testbed.state);
-    if (ns) return runInNamespace(ns, ["run", ...argv], io);
+    const rerun = rerunInTestbed("run", argv, remote, io);
+    if (rerun) return rerun;
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
     const { assignment, devices } = splitFromFlags(model, values, cluster);
     const json = bool(values, "json");

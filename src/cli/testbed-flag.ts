@@ -112,8 +112,23 @@ export function remoteWorkers(
   };
 }
 
+/**
+ * When `remote` are a namespaced testbed's workers and this process is not in its coordinator namespace,
+ * re-runs `cleave <command> <argv>` there ({@link runInNamespace}) and resolves to its exit code; undefined
+ * when the command can run here.
+ */
+export function rerunInTestbed(
+  command: string,
+  argv: readonly string[],
+  remote: RemoteWorkers,
+  io: CliIO,
+): Promise<number> | undefined {
+  const ns = remote.testbed && namespaceToEnter(remote.testbed.state);
+  return ns ? runInNamespace(ns, [command, ...argv], io) : undefined;
+}
+
 /** The namespace this process must re-run in to reach the testbed's workers, or undefined when it is there already (or the testbed is on loopback). */
-export function namespaceToEnter(state: TestbedState): string | undefined {
+function namespaceToEnter(state: TestbedState): string | undefined {
   const ns = state.coordinatorNamespace;
   if (ns === undefined || process.env[TESTBED_NS_ENV] === ns) return undefined;
   // Started by hand with `ip netns exec NS cleave ...`: already there.
@@ -128,7 +143,7 @@ export function namespaceToEnter(state: TestbedState): string | undefined {
  * them (progress bars and colour stay); with other `io` its output is passed on line by line when it ends.
  * SIGINT, SIGTERM and SIGHUP received meanwhile are passed on to the child.
  */
-export async function runInNamespace(ns: string, args: readonly string[], io: CliIO): Promise<number> {
+async function runInNamespace(ns: string, args: readonly string[], io: CliIO): Promise<number> {
   if (process.getuid?.() !== 0)
     throw new ArgumentError(
       `--testbed: its workers are in network namespace ${ns}, which only root can enter (run as root)`,

@@ -5,6 +5,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
+import { median } from "../cost/stats.js";
 import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
@@ -90,51 +91,32 @@ export interface BenchOptions {
   onStep?: (what: string) => void;
 }
 
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 /** Rounds of one configuration pooled: throughput over the summed wall time, latencies of every request. */
-function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPerRequest"> & {
-  failed: number;
-} {
-  let completed = 0;
-  let wallMs = 0;
-  let failed = 0;
-  const samples: number[] = [];
-  const weighted = (pick: (m: SplitMeasurement) => Record<string, number>) => {
-    const out: Record<string, number> = {};
-    for (const m of ms)
-      for (const [k, v] of Object.entries(pick(m)))
-        out[k] = (out[k] ?? 0) + (v * m.report.completed) / Math.max(1, completed);
-    return out;
-  };
-  for (const m of ms) {
-    completed += m.report.completed;
-    wallMs += m.report.wallMs;
-    failed += m.report.failed;
-    samples.push(...(m.report.latencySamplesMs ?? []));
-  }
+function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPerRequest"> {
+  const sum = (f: (m: SplitMeasurement) => number) => ms.reduce((s, m) => s + f(m), 0);
+  const completed = sum((m) => m.report.completed);
+  const wallMs = sum((m) => m.report.wallMs);
+  // Per-request figures weighted by each round's completed requests.
+  const perRequest = (f: (m: SplitMeasurement) => number) =>
+    sum((m) => f(m) * m.report.completed) / Math.max(1, completed);
+  const byDevice = (pick: (m: SplitMeasurement) => Record<string, number>) =>
+    Object.fromEntries(Object.keys(pick(ms[0])).map((k) => [k, perRequest((m) => pick(m)[k] ?? 0)]));
   const report: RunReport = {
     ...ms[0].report,
-    requests: ms.reduce((s, m) => s + m.report.requests, 0),
+    requests: sum((m) => m.report.requests),
     completed,
-    failed,
+    failed: sum((m) => m.report.failed),
     errors: ms.flatMap((m) => m.report.errors).slice(0, 20),
     wallMs,
     throughput: wallMs > 0 ? (completed * 1000) / wallMs : 0,
-    latencyMs: summarizeLatencies(samples),
+    latencyMs: summarizeLatencies(ms.flatMap((m) => m.report.latencySamplesMs ?? [])),
     latencySamplesMs: undefined,
   };
   return {
     report,
-    failed,
-    stageBusyMs: weighted((m) => m.stageBusyMs),
-    stageCpuMs: weighted((m) => m.stageCpuMs),
-    coordinatorCpuMs:
-      ms.reduce((s, m) => s + m.coordinatorCpuMs * m.report.completed, 0) / Math.max(1, completed),
+    stageBusyMs: byDevice((m) => m.stageBusyMs),
+    stageCpuMs: byDevice((m) => m.stageCpuMs),
+    coordinatorCpuMs: perRequest((m) => m.coordinatorCpuMs),
   };
 }
 
@@ -261,7 +243,7 @@ export async function benchCluster(
       name: c.name,
       devices: c.devices,
       predicted: { throughput: c.throughput, latencyMs: c.latency * 1e3 },
-      measured: { throughput: p.report.throughput, latencyMs: p.report.latencyMs, failed: p.failed },
+      measured: { throughput: p.report.throughput, latencyMs: p.report.latencyMs, failed: p.report.failed },
       roundThroughputs: measured[i].map((m) => m.report.throughput),
       throughputError: (c.throughput - p.report.throughput) / p.report.throughput,
       stageBusyMs: p.stageBusyMs,

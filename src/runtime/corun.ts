@@ -116,28 +116,38 @@ export async function measureCoRun(
   };
 }
 
+/** Share of a core per onnxruntime thread a device's CPU quota leaves it (1 without a quota below its threads). */
+export function busyShare(d: Device): number {
+  return Math.min(1, (d.cpuShare ?? Number.POSITIVE_INFINITY) / (d.threads ?? d.cpus?.length ?? 1));
+}
+
 /**
- * Measures the co-run slowdown and transfer CPU of the devices of `cluster` emulated on this machine (with
- * `cpus`) and returns the cluster with them set ({@link withCoRun}); the cluster as it is, and no
- * measurement, when fewer than two devices are emulated here.
+ * Measures the co-run slowdown, transfer CPU and coordinator CPU of the devices of `cluster` emulated on this
+ * machine (with `cpus`) and returns the cluster with them set ({@link withCoRun}) and `profiles` calibrated to
+ * the devices' measured speed ({@link calibratedProfiles}); everything as it is, and no measurement, when
+ * fewer than two devices are emulated here.
  */
 export async function withMeasuredCoRun(
   model: AnalyzedModel,
   cluster: Cluster,
+  profiles: Readonly<Record<string, Profile>>,
   opts: CoRunOptions = {},
-): Promise<{ cluster: Cluster; coRun?: CoRunMeasurement }> {
-  const emulated = cluster.devices.filter((d) => d.cpus !== undefined).map((d) => d.name);
-  if (emulated.length < 2) return { cluster };
-  const coRun = await measureCoRun(model, cluster, emulated, opts);
-  const quota = cluster.devices
-    .filter(
-      (d) =>
-        emulated.includes(d.name) &&
-        (d.cpuShare ?? Number.POSITIVE_INFINITY) < (d.threads ?? d.cpus?.length ?? 1),
-    )
-    .map((d) => d.name);
+): Promise<{ cluster: Cluster; profiles: Record<string, Profile>; coRun?: CoRunMeasurement }> {
+  const emulated = cluster.devices.filter((d) => d.cpus !== undefined);
+  if (emulated.length < 2) return { cluster, profiles: { ...profiles } };
+  const coRun = await measureCoRun(
+    model,
+    cluster,
+    emulated.map((d) => d.name),
+    opts,
+  );
+  const quota = emulated.filter((d) => busyShare(d) < 1).map((d) => d.name);
   if (quota.length > 0) coRun.withoutQuota = quota;
-  return { cluster: withCoRun(cluster, coRun), coRun };
+  return {
+    cluster: withCoRun(cluster, coRun),
+    profiles: calibratedProfiles(profiles, cluster, coRun),
+    coRun,
+  };
 }
 
 /**
@@ -148,7 +158,6 @@ export async function withMeasuredCoRun(
  * measured CPU per request is split over the devices (`coordinatorCpu`) when all of them keep a core busy.
  */
 export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
-  const busyShare = (d: Device) => Math.min(1, (d.cpuShare ?? 1) / (d.threads ?? d.cpus?.length ?? 1));
   const measured = new Map(m.devices.map((x) => [x.name, x]));
   const emulated = cluster.devices.filter((d) => measured.has(d.name));
   // The coordinator runs on this machine too. When every emulated device keeps a whole core busy it can only
@@ -191,9 +200,7 @@ export function calibratedProfiles(
   for (const x of m.devices) {
     const p = profiles[x.name];
     const d = cluster.devices.find((e) => e.name === x.name);
-    if (!p || !d || p.wholeRun <= 0 || !(x.aloneMs > 0)) continue;
-    const threads = d.threads ?? d.cpus?.length ?? 1;
-    if ((d.cpuShare ?? threads) < threads) continue;
+    if (!p || !d || p.wholeRun <= 0 || !(x.aloneMs > 0) || busyShare(d) < 1) continue;
     const factor = x.aloneMs / 1000 / p.wholeRun;
     out[x.name] = scaleProfile(
       p,

@@ -12,6 +12,7 @@ import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, RunReport, Tensors, WorkerAddress } from "./pipeline.js";
+import type { StatsReplyMsg } from "./protocol.js";
 
 /** Options of {@link runSplit}. */
 export interface RunSplitOptions {
@@ -208,13 +209,12 @@ export async function deploySplit(
         const after = await p.workerStats();
         const sentAfter = p.stats();
         const done = Math.max(1, report.completed);
-        const busy = (replies: typeof after, worker: string) =>
-          (replies.find((r) => r.worker === worker)?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
+        const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
         const stageBusyMs: Record<string, number> = {};
         const stageCpuMs: Record<string, number> = {};
         for (const a of after) {
           const b = before.find((r) => r.worker === a.worker);
-          stageBusyMs[a.worker] = (busy(after, a.worker) - busy(before, a.worker)) / done;
+          stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
         }
         const bytesPerRequest =

@@ -354,10 +354,6 @@ export class Worker {
 
   private dispatch(d: Deployment, f: TensorFrame): void {
     if (this.cancelled.has(f.requestId)) return;
-    // A tensor two stages here read must outlive the first run: its buffer is not handed back.
-    let readers = 0;
-    for (const s of d.stages.values()) if (s.specs.has(f.name)) readers++;
-    if (readers > 1) this.pool.forget(f.data);
     let consumers = 0;
     for (const s of d.stages.values()) {
       const spec = s.specs.get(f.name);
@@ -383,6 +379,9 @@ export class Worker {
         this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(got) });
       }
     }
+    // A tensor two stages here read must outlive the first run: its buffer is not handed back. (No job has
+    // run yet: jobs run from pump(), after this returns.)
+    if (consumers > 1) this.pool.forget(f.data);
     if (consumers === 0) {
       const first = d.stages.values().next().value;
       this.requestError(
