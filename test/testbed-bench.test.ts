@@ -115,6 +115,14 @@ test("--testbed without a testbed is one line naming the state file", () => {
   assert.ok(lines[0].includes(state));
 });
 
+/** `cleave run --json` of squeezenet1_1 in two stages on the hetero pair, 5 requests, with `testbed` flags. */
+async function runOnHeteroPair(testbed: string[]) {
+  const c = capture();
+  const args = ["run", "zoo:squeezenet1_1", "--cluster", heteroPair, ...testbed];
+  const code = await main([...args, "--stages", "2", "--requests", "5", "--json"], c.io);
+  return { code, c };
+}
+
 test("loopback testbed: run goes in-process on its workers; a cluster of other devices is refused", async () => {
   const stateFile = join(tempDir(), "state.json");
   const tb = await testbedUp(loadCluster(heteroPair), { stateFile, loopback: true, prefix: "cltbl" });
@@ -150,22 +158,7 @@ test("loopback testbed: run goes in-process on its workers; a cluster of other d
       2,
     );
     assert.match(both.err[0], /drop --workers and --token/);
-    const c = capture();
-    const code = await main(
-      [
-        "run",
-        "zoo:squeezenet1_1",
-        "--cluster",
-        heteroPair,
-        `--testbed=${stateFile}`,
-        "--stages",
-        "2",
-        "--requests",
-        "5",
-        "--json",
-      ],
-      c.io,
-    );
+    const { code, c } = await runOnHeteroPair([`--testbed=${stateFile}`]);
     assert.equal(code, 0, c.err.join("\n"));
     const r = JSON.parse(c.out[0]);
     assert.deepEqual(r.devices, ["fast", "slow"]);
@@ -217,23 +210,7 @@ test("bench --testbed re-runs itself in the coordinator namespace and measures t
     // The slow device's profile is the local one scaled by its quota (x4), so the fast one wins alone.
     assert.deepEqual(b.plan.single.devices, ["fast"]);
     // In-process caller: the namespaced child's output comes back through the caller's io.
-    const c = capture();
-    const code = await main(
-      [
-        "run",
-        "zoo:squeezenet1_1",
-        "--cluster",
-        heteroPair,
-        "--testbed",
-        stateFile,
-        "--stages",
-        "2",
-        "--requests",
-        "5",
-        "--json",
-      ],
-      c.io,
-    );
+    const { code, c } = await runOnHeteroPair(["--testbed", stateFile]);
     assert.equal(code, 0, c.err.join("\n"));
     const run = JSON.parse(c.out[0]);
     assert.equal(run.report.failed, 0);
