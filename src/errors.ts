@@ -6,6 +6,7 @@
 export type ErrorCode =
   | "FILE_NOT_FOUND"
   | "FILE_UNREADABLE"
+  | "FILE_UNWRITABLE"
   | "NOT_ONNX"
   | "INVALID_GRAPH"
   | "SHAPE_INFERENCE"

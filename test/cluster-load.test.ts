@@ -187,6 +187,48 @@ const BAD: Array<[string, Mutation, string]> = [
     'c.yaml: devices[0].coordinatorCpu: expected a time like "0.2ms", got "a bit"',
   ],
   [
+    "bandwidth without a unit",
+    (c) => {
+      c.links[0].bandwidth = 750;
+    },
+    'c.yaml: links[0].bandwidth: expected a bandwidth like "1Gbit/s", got 750 (a number without a unit: write the unit, like "1Gbit/s")',
+  ],
+  [
+    "bandwidth string without a unit",
+    (c) => {
+      c.links[0].bandwidth = "750";
+    },
+    'c.yaml: links[0].bandwidth: expected a bandwidth like "1Gbit/s", got "750" (no unit: write the unit, like "1Gbit/s")',
+  ],
+  [
+    "negative memory",
+    (c) => {
+      c.devices[1].memory = "-3GiB";
+    },
+    'c.yaml: devices[1].memory: expected bytes like "4GiB", got "-3GiB" (negative: expected a value >= 0)',
+  ],
+  [
+    "unknown unit",
+    (c) => {
+      c.devices[1].memory = "3GQ";
+    },
+    'c.yaml: devices[1].memory: expected bytes like "4GiB", got "3GQ" (unknown unit "GQ")',
+  ],
+  [
+    "throughput without a unit",
+    (c) => {
+      c.devices[0].throughput = 13.5e9;
+    },
+    'c.yaml: devices[0].throughput: expected a throughput like "13.5 GMAC/s", "27 GFLOPS" or { macsPerCycle: 168, clock: 200MHz }, got 13500000000 (a number without a unit: write the unit, like "13.5 GMAC/s")',
+  ],
+  [
+    "clock without a unit",
+    (c) => {
+      c.devices[0].throughput = { macsPerCycle: 168, clock: 200e6 };
+    },
+    'c.yaml: devices[0].throughput.clock: expected a frequency like "200MHz", got 200000000 (a number without a unit: write the unit, like "200MHz")',
+  ],
+  [
     "devices not a list",
     (c) => {
       (c as Record<string, unknown>).devices = "a,b";
@@ -194,6 +236,45 @@ const BAD: Array<[string, Mutation, string]> = [
     'c.yaml: devices: expected array, got "a,b"',
   ],
 ];
+
+/** Every field that carries a unit, as a path into base(); each must refuse a bare number. */
+const UNIT_FIELDS: Array<[string, (c: ReturnType<typeof base>, v: number) => void]> = [
+  ["devices[0].throughput", (c, v) => (c.devices[0].throughput = v)],
+  ["devices[0].memoryBandwidth", (c, v) => (c.devices[0].memoryBandwidth = v)],
+  ["devices[0].memory", (c, v) => (c.devices[0].memory = v)],
+  ["devices[0].idlePower", (c, v) => (c.devices[0].idlePower = v)],
+  ["devices[0].activePower", (c, v) => (c.devices[0].activePower = v)],
+  ["devices[0].transferCpu", (c, v) => (c.devices[0].transferCpu = v)],
+  ["devices[0].coordinatorCpu", (c, v) => (c.devices[0].coordinatorCpu = v)],
+  [
+    "devices[0].coreClusters[0].throughput",
+    (c, v) => (c.devices[0].coreClusters = [{ name: "big", cores: 4, throughput: v }]),
+  ],
+  [
+    "devices[0].coreClusters[0].activePower",
+    (c, v) =>
+      (c.devices[0].coreClusters = [{ name: "big", cores: 4, throughput: "1 GMAC/s", activePower: v }]),
+  ],
+  ["links[0].bandwidth", (c, v) => (c.links[0].bandwidth = v)],
+  ["links[0].latency", (c, v) => (c.links[0].latency = v)],
+  ["links[0].energyPerBit", (c, v) => (c.links[0].energyPerBit = v)],
+];
+
+test("every unit-bearing cluster field refuses a bare number, naming the field", () => {
+  for (const [field, set] of UNIT_FIELDS) {
+    const c = base();
+    set(c, 750);
+    assert.throws(
+      () => parseCluster(c, "c.yaml"),
+      (e: unknown) =>
+        e instanceof CleaveError &&
+        e.code === "BAD_CONFIG" &&
+        e.message.startsWith(`c.yaml: ${field}: expected `) &&
+        e.message.includes("got 750 (a number without a unit"),
+      field,
+    );
+  }
+});
 
 test("bad clusters fail with one line naming the file and field path", () => {
   for (const [what, mutate, message] of BAD) {

@@ -9,6 +9,7 @@ import {
   THROUGHPUT,
   TIME,
   type UnitKind,
+  unitProblem,
 } from "../src/cluster/units.js";
 
 const close = (a: number | undefined, b: number) =>
@@ -20,7 +21,9 @@ const CASES: Array<[UnitKind, string | number, number | undefined]> = [
   [BYTES, "64 KiB", 65536],
   [BYTES, "1.5GB", 1.5e9],
   [BYTES, "100B", 100],
-  [BYTES, 1024, 1024],
+  [BYTES, 1024, undefined], // a bare number has no unit
+  [BANDWIDTH, 750, undefined],
+  [TIME, 0.001, undefined],
   [BYTES, "lots", undefined],
   [BYTES, "4 GQ", undefined],
   [BYTES, "4Gb", undefined], // bits are not bytes
@@ -63,4 +66,17 @@ test("human units parse to SI base units, and non-units are refused", () => {
     if (want === undefined) assert.equal(got, undefined, `${kind.what} ${JSON.stringify(text)}`);
     else close(got, want);
   }
+});
+
+test("unitProblem says why a value was refused", () => {
+  const cases: Array<[UnitKind, unknown, string]> = [
+    [BANDWIDTH, 750, ' (a number without a unit: write the unit, like "1Gbit/s")'],
+    [BYTES, "512", ' (no unit: write the unit, like "4GiB")'],
+    [BYTES, "-3GiB", " (negative: expected a value >= 0)"],
+    [BYTES, "-3 GQ", ' (unknown unit "GQ")'],
+    [TIME, "3 min", ' (unknown unit "min")'],
+    [TIME, "soon", ""],
+    [POWER, { watts: 3 }, ""],
+  ];
+  for (const [kind, value, want] of cases) assert.equal(unitProblem(kind, value), want, String(value));
 });

@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { checkOutputFile, writeOutputFile } from "../output-file.js";
 import type { Device } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/profile.js";
@@ -20,7 +20,13 @@ import {
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
-import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } from "./testbed-flag.js";
+import {
+  checkWorkerNames,
+  remoteWorkers,
+  rerunInTestbed,
+  takeTestbedFlag,
+  WORKER_FLAGS_USAGE,
+} from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
                     [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
@@ -81,6 +87,8 @@ export const benchCommand: Command = {
       token: { type: "string" },
     });
     const path = onePositional("bench", positionals, "model file");
+    const out = str(values, "output");
+    if (out !== undefined) checkOutputFile(out);
     const objective = (str(values, "objective") ?? "throughput") as Objective;
     if (!OBJECTIVES.includes(objective)) {
       throw new ArgumentError(`--objective: expected one of ${OBJECTIVES.join(", ")}, got '${objective}'`, {
@@ -89,6 +97,11 @@ export const benchCommand: Command = {
     }
     const declared = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, declared);
+    checkWorkerNames(
+      remote.workers,
+      declared.devices.map((d) => d.name),
+      `cluster ${declared.name}`,
+    );
     const rerun = rerunInTestbed("bench", argv, remote, io);
     if (rerun) return rerun;
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
@@ -137,8 +150,7 @@ export const benchCommand: Command = {
     });
     bar.done();
     const result = coRun ? { ...bench, coRun } : bench;
-    const out = str(values, "output");
-    if (out) writeFileSync(out, `${JSON.stringify(result, benchReplacer, 2)}\n`);
+    if (out !== undefined) writeOutputFile(out, `${JSON.stringify(result, benchReplacer, 2)}\n`);
     if (json) io.out(JSON.stringify(result, benchReplacer));
     else printBench(io, result);
     return result.rows.some((r) => r.measured.failed > 0) ? 1 : 0;

@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { checkOutputFolder, outputError, writeOutputFile } from "../output-file.js";
 import { join, resolve } from "node:path";
 import { loadCluster } from "../cluster/load.js";
 import { costModelFor } from "../cost/cost-factory.js";
@@ -46,7 +47,12 @@ export const demoCommand: Command = {
     const name = str(values, "model") ?? "efficientnet_b0";
     const requests = intFlag("requests", str(values, "requests"), 300);
     const out = resolve(str(values, "output") ?? "cleave-demo");
-    mkdirSync(out, { recursive: true });
+    checkOutputFolder(out);
+    try {
+      mkdirSync(out, { recursive: true });
+    } catch (err) {
+      throw outputError(out, err);
+    }
 
     const modelPath = join(out, `${name}.onnx`);
     saveModel(buildZooModel(name), modelPath);
@@ -102,7 +108,7 @@ export const demoCommand: Command = {
       `${st.bold("4. run")}     ${requests} requests on each in 5 rounds taking turns, same inputs, outputs checked against the whole model`,
     );
     const benchPath = join(out, "bench.json");
-    writeFileSync(benchPath, `${JSON.stringify(result, benchReplacer, 2)}\n`);
+    writeOutputFile(benchPath, `${JSON.stringify(result, benchReplacer, 2)}\n`);
     writePlan(join(out, "plan.json"), plan.plan);
     bar.step("writing the report");
     const reportPath = join(out, "report.html");
@@ -116,7 +122,7 @@ export const demoCommand: Command = {
       profileFile: profilePath,
       name,
     });
-    writeFileSync(reportPath, renderReportHtml(input));
+    writeOutputFile(reportPath, renderReportHtml(input));
     bar.done();
     if (json) {
       io.out(JSON.stringify({ ...result, report: reportPath }, benchReplacer));

@@ -1,8 +1,8 @@
-import { loadCluster } from "../cluster/load.js";
 import type { Cluster } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { estimateSplit } from "../cost/estimate.js";
 import { loadProfile, type Profile } from "../cost/profile.js";
+import { loadClusterSpec } from "./cluster-flag.js";
 import { ArgumentError } from "../errors.js";
 import { resolveSplit } from "../export/split.js";
 import { choosePartitionOrder } from "../partition/order.js";
@@ -52,7 +52,7 @@ export const estimateCommand: Command = {
     const clusterPath = str(values, "cluster");
     if (clusterPath === undefined)
       throw new ArgumentError("cleave estimate: missing --cluster c.yaml", { field: "cluster" });
-    const cluster = loadCluster(clusterPath);
+    const cluster = loadClusterSpec(clusterPath);
     const inputShapes = parseInputShapes(list(values, "input-shape"));
     const model = await loadForCli(path, inputShapes);
 

@@ -1,6 +1,7 @@
 import { BYTES, TIME } from "../cluster/units.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { loadProfile, type Profile } from "../cost/profile.js";
+import { checkOutputFile } from "../output-file.js";
 import { ArgumentError } from "../errors.js";
 import {
   mergeConstraints,
@@ -64,6 +65,8 @@ export const planCommand: Command = {
       "input-shape": { type: "string", multiple: true },
     });
     const path = onePositional("plan", positionals, "model file");
+    const output = str(values, "output");
+    if (output !== undefined) checkOutputFile(output);
     const clusterPath = str(values, "cluster");
     if (clusterPath === undefined)
       throw new ArgumentError("cleave plan: missing --cluster c.yaml", { field: "cluster" });
@@ -106,8 +109,7 @@ export const planCommand: Command = {
       hierarchical: !bool(values, "no-local"),
       ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
     });
-    const out = str(values, "output");
-    if (out !== undefined) writePlan(out, outcome.plan);
+    if (output !== undefined) writePlan(output, outcome.plan);
     if (bool(values, "json")) {
       io.out(
         JSON.stringify(outcome.plan, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v)),
@@ -115,7 +117,7 @@ export const planCommand: Command = {
       return 0;
     }
     io.out(renderPlan(outcome.plan, style(io.isTTY)));
-    if (out !== undefined) io.out(style(io.isTTY).dim(`plan written to ${out}`));
+    if (output !== undefined) io.out(style(io.isTTY).dim(`plan written to ${output}`));
     return 0;
   },
 };

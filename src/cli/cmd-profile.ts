@@ -1,5 +1,6 @@
 import { type ProfileProgress, profileModel, saveProfile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
+import { checkOutputFile } from "../output-file.js";
 import {
   bool,
   type Command,
@@ -9,6 +10,7 @@ import {
   parseFlags,
   parseInputShapes,
   str,
+  threadsFlag,
 } from "./command.js";
 import { style, table, fmtTime } from "./format.js";
 import { loadForCli } from "./load.js";
@@ -21,7 +23,7 @@ Measures every node's latency on this machine with onnxruntime's profiler (warm-
 of --runs runs), maps fused kernels (Conv+BatchNormalization+Relu run as one) back to the original nodes, and
 writes the profile that 'cleave estimate' and the planners use.
   -o, --output   profile file to write (with --json and no -o, the profile goes to stdout)
-  --threads      onnxruntime intra-op threads (default 1)
+  --threads      onnxruntime intra-op threads (default 1, at most this machine's CPUs)
   --runs         measured runs (default 10); --warmup: runs before measuring (default 5)
   --json         no table and no progress bar: a JSON summary (or the profile itself without -o)`;
 
@@ -46,7 +48,8 @@ export const profileCommand: Command = {
       throw new ArgumentError("cleave profile: missing -o profile.json (or --json to print the profile)", {
         field: "output",
       });
-    const threads = intFlag("threads", str(values, "threads"), 1);
+    if (output !== undefined) checkOutputFile(output);
+    const threads = threadsFlag(str(values, "threads"));
     const runs = intFlag("runs", str(values, "runs"), 10);
     const warmup = intFlag("warmup", str(values, "warmup"), 5, 0);
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));

@@ -1,8 +1,10 @@
-import { existsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { loadCluster } from "../cluster/load.js";
+import { checkOutputFile, writeOutputFile } from "../output-file.js";
+import { resolveClusterSpec } from "./cluster-flag.js";
 import { loadProfile } from "../cost/profile.js";
-import { ArgumentError, errorMessage } from "../errors.js";
+import { ArgumentError } from "../errors.js";
 import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
@@ -55,10 +57,12 @@ export const reportCommand: Command = {
     const plan = planPath !== undefined ? readPlan(planPath) : benchFile!.plan!;
     const from = dirname(resolve(planPath ?? benchPath!));
     const output = str(values, "output") ?? "report.html";
+    checkOutputFile(output);
     const inputShapes = parseInputShapes(list(values, "input-shape")) ?? plan.inputShapes;
     const modelSpec = str(values, "model") ?? located(plan.model, from);
     const clusterArg = str(values, "cluster");
-    const clusterFile = clusterArg ?? located(plan.cluster, from);
+    const clusterFile =
+      clusterArg !== undefined ? resolveClusterSpec(clusterArg) : located(plan.cluster, from);
     if (!existsSync(clusterFile)) {
       throw new ArgumentError(
         `the plan's cluster '${plan.cluster}' is not a file here: give it with --cluster cluster.yaml`,
@@ -80,11 +84,7 @@ export const reportCommand: Command = {
         .replace(/\.onnx$/, ""),
     });
     const html = renderReportHtml(input);
-    try {
-      writeFileSync(output, html);
-    } catch (err) {
-      throw new ArgumentError(`${output}: cannot write the report (${errorMessage(err)})`, { file: output });
-    }
+    writeOutputFile(output, html);
     const bytes = statSync(output).size;
     if (bool(values, "json")) {
       io.out(

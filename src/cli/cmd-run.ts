@@ -20,7 +20,13 @@ import { fmtBytes, style, table } from "./format.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
-import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } from "./testbed-flag.js";
+import {
+  checkWorkerNames,
+  remoteWorkers,
+  rerunInTestbed,
+  takeTestbedFlag,
+  WORKER_FLAGS_USAGE,
+} from "./testbed-flag.js";
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
@@ -103,6 +109,11 @@ export const runCommand: Command = {
     if (rerun) return rerun;
     const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
     const { assignment, devices } = splitFromFlags(model, values, cluster);
+    checkWorkerNames(
+      remote.workers,
+      devices,
+      str(values, "plan") ?? `the split over cluster ${cluster.name}`,
+    );
     const json = bool(values, "json");
     const bar = progress(io, !json);
     const result = await runSplit(model, assignment, devices, cluster, {

@@ -1,3 +1,4 @@
+import { checkOutputFolder } from "../output-file.js";
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
@@ -30,6 +31,7 @@ export const splitCommand: Command = {
     const path = onePositional("split", positionals, "model file");
     const out = str(values, "output");
     if (!out) throw new ArgumentError("cleave split: give the output folder with -o outdir/", { field: "o" });
+    checkOutputFolder(out);
     const cuts = list(values, "cuts")?.flatMap((c) => c.split(","));
     const stages = str(values, "stages");
     const planPath = str(values, "plan");

@@ -1,4 +1,4 @@
-import { loadCluster } from "../cluster/load.js";
+import { loadClusterSpec } from "./cluster-flag.js";
 import { ArgumentError } from "../errors.js";
 import { defaultStateFile, readTestbedState, testbedDown, testbedUp } from "../runtime/testbed.js";
 import { bool, type Command, parseFlags, str } from "./command.js";
@@ -31,7 +31,7 @@ export const testbedCommand: Command = {
     if (extra !== undefined) throw new ArgumentError(`cleave testbed: unexpected argument '${extra}'`);
     if (action === "up") {
       if (file === undefined) throw new ArgumentError("cleave testbed up: missing the cluster file");
-      const tb = await testbedUp(loadCluster(file), {
+      const tb = await testbedUp(loadClusterSpec(file), {
         stateFile,
         detached: true,
         loopback: bool(values, "loopback"),

@@ -1,4 +1,5 @@
 import { ArgumentError } from "../errors.js";
+import { checkOutputFile } from "../output-file.js";
 import { saveModel } from "../onnx/model-io.js";
 import { buildZooModel, zooInfo, zooNames } from "../zoo/index.js";
 import { bool, type Command, intFlag, onePositional, parseFlags, str } from "./command.js";
@@ -47,6 +48,7 @@ export const zooCommand: Command = {
     const name = onePositional("zoo", positionals, "model name (see cleave zoo --list)");
     const out = str(values, "output");
     if (!out) throw new ArgumentError("cleave zoo: give the output file with -o model.onnx", { field: "o" });
+    checkOutputFile(out);
     const model = buildZooModel(name, { seed: intFlag("seed", str(values, "seed"), 1, 0) });
     saveModel(model, out);
     io.out(`wrote ${out} (${name})`);

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { ArgumentError } from "../errors.js";
 
@@ -54,14 +55,38 @@ export function parseFlags(cmd: string, argv: string[], options: Options): Parse
   }
 }
 
-/** Parses a positive integer flag, naming the flag when it is not one. */
-export function intFlag(name: string, value: string | undefined, def: number, min = 1): number {
+/** Parses an integer flag in [min, max], naming the flag when it is not one. */
+export function intFlag(
+  name: string,
+  value: string | undefined,
+  def: number,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return def;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
+  const n = /^\s*[-+]?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min)
     throw new ArgumentError(`--${name}: expected an integer >= ${min}, got '${value}'`, { field: name });
+  if (n > max)
+    throw new ArgumentError(`--${name}: expected an integer <= ${max}, got '${value}'`, { field: name });
   return n;
 }
+
+/**
+ * Parses `--threads` for onnxruntime on this machine: 1 to this machine's CPU count (more threads than CPUs
+ * only contend, and a huge count makes onnxruntime allocate a pool per thread for minutes).
+ */
+export function threadsFlag(value: string | undefined, def = 1): number {
+  const cpus = availableParallelism();
+  if (value !== undefined && Number(value) > cpus)
+    throw new ArgumentError(`--threads: at most ${cpus} (the CPUs of this machine), got '${value}'`, {
+      field: "threads",
+    });
+  return intFlag("threads", value, def, 1, cpus);
+}
+
+/** Most elements one `--input-shape` tensor may have: 2^31 - 1, above which tensors cannot be allocated here. */
+export const MAX_INPUT_ELEMENTS = 2 ** 31 - 1;
 
 /** Parses a finite number flag, naming the flag when it is not one. */
 export function numberFlag(name: string, value: string | undefined): number | undefined {
@@ -84,7 +109,14 @@ export function parseInputShapes(values: string[] | undefined): Record<string, n
       throw new ArgumentError(`--input-shape: expected name=1x3x224x224, got '${item}'`, {
         field: "input-shape",
       });
-    out[m[1]] = m[2].split("x").map(Number);
+    const dims = m[2].split("x").map(Number);
+    const elements = dims.reduce((p, d) => p * d, 1);
+    if (!dims.every(Number.isSafeInteger) || elements > MAX_INPUT_ELEMENTS)
+      throw new ArgumentError(
+        `--input-shape: '${item.trim()}' has ${elements.toPrecision(3)} elements, more than the ${MAX_INPUT_ELEMENTS} one input may have`,
+        { field: "input-shape", tensor: m[1] },
+      );
+    out[m[1]] = dims;
   }
   return out;
 }

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
+import { resolveClusterSpec } from "./cluster-flag.js";
 import { buildZooModel, zooNames } from "../zoo/index.js";
 
 /**
@@ -24,5 +25,5 @@ export function zooSpecs(): string[] {
 
 /** Path of the shipped `local` cluster description (two devices of one pinned CPU core each). */
 export function localClusterPath(): string {
-  return new URL("../../../examples/clusters/local.yaml", import.meta.url).pathname;
+  return resolveClusterSpec("local");
 }

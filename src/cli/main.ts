@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { CleaveError } from "../errors.js";
 import type { Command, CliIO } from "./command.js";
 import { processIO } from "./command.js";
@@ -50,9 +52,20 @@ function helpText(cmds: readonly Command[]): string {
   ].join("\n");
 }
 
-const isEntry =
-  process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (isEntry || process.argv[1]?.endsWith("/cli/main.js")) {
+/**
+ * True when this file is the program node was started with. An installed `cleave` (npm link, npm install -g,
+ * node_modules/.bin) is a symlink to this file, so both sides are compared as real paths.
+ */
+export function isMainModule(argv1: string | undefined, moduleUrl: string): boolean {
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule(process.argv[1], import.meta.url)) {
   // A closed pipe (`cleave cuts m.onnx | head`) ends the output, not the program with a stack trace.
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
     if (err.code === "EPIPE") process.exit(0);

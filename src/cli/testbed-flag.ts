@@ -41,6 +41,34 @@ export function parseWorkers(values: string[] | undefined): WorkerAddress[] | un
 }
 
 /**
+ * Checks that `--workers` names exactly the devices a command will run on (`of` says whose devices they are,
+ * e.g. "plan.json"): a worker named after no such device, or a device left without a worker, is an
+ * ArgumentError naming them, so a mistyped name never falls back to local workers measured in their place.
+ */
+export function checkWorkerNames(
+  workers: readonly WorkerAddress[] | undefined,
+  devices: readonly string[],
+  of: string,
+): void {
+  if (workers === undefined) return;
+  const wanted = new Set(devices);
+  const given = new Set(workers.map((w) => w.name));
+  const unknown = [...given].filter((n) => !wanted.has(n));
+  const quote = (names: readonly string[]) => names.map((n) => `'${n}'`).join(", ");
+  if (unknown.length > 0)
+    throw new ArgumentError(
+      `--workers: ${quote(unknown)} ${unknown.length > 1 ? "are not devices" : "is not a device"} of ${of} (its devices: ${[...wanted].join(", ")}); name each worker after the device it runs`,
+      { field: "workers", device: unknown[0] },
+    );
+  const missing = [...wanted].filter((n) => !given.has(n));
+  if (missing.length > 0)
+    throw new ArgumentError(
+      `--workers: no worker for device${missing.length > 1 ? "s" : ""} ${quote(missing)} of ${of} (give ${missing.map((n) => `${n}=host:port`).join(",")})`,
+      { field: "workers", device: missing[0] },
+    );
+}
+
+/**
  * Takes `--testbed [STATE]` out of argv, since node's parseArgs has no flags with an optional value. The next
  * argument is the state file unless it starts with "-" or names a model (`zoo:NAME`, `*.onnx`);
  * `--testbed=FILE` is never ambiguous. `stateFile` is undefined when the flag is absent.

@@ -15,6 +15,7 @@ import {
   THROUGHPUT,
   TIME,
   type UnitKind,
+  unitProblem,
 } from "./units.js";
 
 /** Options for {@link parseCluster}. */
@@ -168,18 +169,12 @@ function unit(kind: UnitKind) {
     if (n === undefined) {
       ctx.addIssue({
         code: "custom",
-        message: `expected ${kind.what} like "${kind.example}", got ${show(v)}${unknownUnitHint(v)}`,
+        message: `expected ${kind.what} like "${kind.example}", got ${show(v)}${unitProblem(kind, v)}`,
       });
       return z.NEVER;
     }
     return n;
   });
-}
-
-function unknownUnitHint(v: unknown): string {
-  if (typeof v !== "string") return "";
-  const m = /^\s*[0-9.eE+-]+\s*(\S.*)$/.exec(v);
-  return m ? ` (unknown unit "${m[1]}")` : "";
 }
 
 const DTYPES = [
@@ -197,7 +192,7 @@ const DTYPES = [
   "uint64",
 ] as const satisfies readonly DType[];
 
-/** One throughput figure: "13.5 GMAC/s", "27 GFLOPS", a number (MAC/s), or `{ macsPerCycle, clock }`. */
+/** One throughput figure: "13.5 GMAC/s", "27 GFLOPS", or `{ macsPerCycle, clock }` (a bare number is refused). */
 function throughputValue(v: unknown, path: PropertyKey[], ctx: z.RefinementCtx): number | undefined {
   if (v !== null && typeof v === "object" && !Array.isArray(v) && "macsPerCycle" in v) {
     const o = v as Record<string, unknown>;
@@ -224,7 +219,7 @@ function throughputValue(v: unknown, path: PropertyKey[], ctx: z.RefinementCtx):
         message:
           o.clock === undefined
             ? `missing (expected a frequency like "200MHz")`
-            : `expected a frequency like "200MHz", got ${show(o.clock)}${unknownUnitHint(o.clock)}`,
+            : `expected a frequency like "200MHz", got ${show(o.clock)}${unitProblem(FREQUENCY, o.clock)}`,
         path: [...path, "clock"],
       });
       return undefined;
@@ -238,7 +233,7 @@ function throughputValue(v: unknown, path: PropertyKey[], ctx: z.RefinementCtx):
       message:
         v === undefined
           ? `missing (expected a throughput like "13.5 GMAC/s")`
-          : `expected a throughput like "13.5 GMAC/s", "27 GFLOPS" or { macsPerCycle: 168, clock: 200MHz }, got ${show(v)}${unknownUnitHint(v)}`,
+          : `expected a throughput like "13.5 GMAC/s", "27 GFLOPS" or { macsPerCycle: 168, clock: 200MHz }, got ${show(v)}${unitProblem(THROUGHPUT, v)}`,
       path,
     });
     return undefined;

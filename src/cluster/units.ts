@@ -1,7 +1,8 @@
 /**
  * Parsers for the human units of cluster files. Each returns the value in SI base units (bytes, bytes/s,
  * MAC/s, s, J/bit, W, Hz) or `undefined` when the text is not of that kind; the caller names the field.
- * A plain number is taken to be in base units already (for machine-written files).
+ * A bare number (`bandwidth: 750`) is refused: it would silently mean base units (750 B/s) where the writer
+ * almost always meant a datasheet unit. {@link unitProblem} says why a value was refused.
  */
 
 /** A quantity kind and an example, used in error messages ("expected bytes like \"4GiB\""). */
@@ -48,7 +49,7 @@ function finiteNonNegative(n: number | undefined): number | undefined {
 }
 
 function parseWith(value: string | number, fromText: (n: number, unit: string) => number | undefined) {
-  if (typeof value === "number") return finiteNonNegative(value);
+  if (typeof value === "number") return undefined;
   const s = split(value);
   if (!s) return undefined;
   return finiteNonNegative(fromText(s[0], s[1]));
@@ -151,3 +152,21 @@ export const FREQUENCY: UnitKind = {
       return m ? n * DECIMAL[m[1]] : undefined;
     }),
 };
+
+const SIGNED = new RegExp(`^\\s*([-+]?)${NUMBER}\\s*(.*?)\\s*$`);
+
+/**
+ * Why `value` is not a valid `kind`, as a parenthesised hint for an error message (` (no unit: ...)`,
+ * ` (negative)`, ` (unknown unit "GQ")`), or "" when there is nothing more precise to say.
+ */
+export function unitProblem(kind: UnitKind, value: unknown): string {
+  if (typeof value === "number") return ` (a number without a unit: write the unit, like "${kind.example}")`;
+  if (typeof value !== "string") return "";
+  const m = SIGNED.exec(value);
+  if (!m) return "";
+  const [, sign, digits, unit] = m;
+  if (unit === "") return ` (no unit: write the unit, like "${kind.example}")`;
+  if (kind.parse(`${digits}${unit}`) === undefined) return ` (unknown unit "${unit}")`;
+  if (sign === "-" && Number(digits) !== 0) return " (negative: expected a value >= 0)";
+  return "";
+}

@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, platform, arch, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, type ModelProto, ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import { z } from "zod";
 import { ArgumentError, errorMessage } from "../errors.js";
+import { writeOutputFile } from "../output-file.js";
 import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import type { Graph } from "../ir/graph.js";
 import { loadModel } from "../onnx/model-io.js";
@@ -369,9 +370,9 @@ export function scaleProfile(profile: Profile, factor: number, why: string): Pro
   };
 }
 
-/** Writes a profile as JSON. */
+/** Writes a profile as JSON (atomically, see {@link writeOutputFile}). */
 export function saveProfile(profile: Profile, path: string): void {
-  writeFileSync(path, `${JSON.stringify(profile, null, 2)}\n`);
+  writeOutputFile(path, `${JSON.stringify(profile, null, 2)}\n`);
 }
 
 const SECONDS = z.number().nonnegative().finite();

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { ArgumentError, errorMessage } from "../errors.js";
+import { ArgumentError, CleaveError, errorMessage } from "../errors.js";
+import { outputError, writeOutputFile } from "../output-file.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { encodeModelChunks, writeChunks } from "../onnx/model-io.js";
 import type { Manifest, TensorSpec } from "./manifest.js";
@@ -39,7 +40,11 @@ export function writeSplit(
     });
   }
   const tmp = join(parent, `.${basename(out)}.tmp-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp);
+  try {
+    mkdirSync(tmp);
+  } catch (err) {
+    throw outputError(outDir, err);
+  }
   try {
     const spec = (name: string): TensorSpec => {
       const t = model.types.get(name);
@@ -75,12 +80,18 @@ export function writeSplit(
       }),
     };
     for (const v of [...manifest.inputs, ...manifest.outputs]) tensors[v.name] = v;
-    writeFileSync(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    writeOutputFile(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     mkdirSync(out, { recursive: true });
     for (const f of readdirSync(out))
       if (/^stage-\d+\.onnx$/.test(f) || f === "manifest.json") rmSync(join(out, f));
     for (const f of readdirSync(tmp)) renameSync(join(tmp, f), join(out, f));
     return manifest;
+  } catch (err) {
+    const failedWrite =
+      err instanceof CleaveError
+        ? err.code === "FILE_UNWRITABLE"
+        : typeof (err as { code?: unknown }).code === "string";
+    throw failedWrite ? outputError(outDir, err) : err;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

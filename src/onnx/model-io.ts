@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -13,6 +13,7 @@ import {
   TensorProtoSchema,
 } from "onnx-buf";
 import { errorMessage, ModelError } from "../errors.js";
+import { writeOutputFile } from "../output-file.js";
 
 /** Options for decoding a model held in memory. */
 export interface DecodeOptions {
@@ -195,12 +196,10 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
   const location = `${basename(path)}.data`;
   const dataPath = join(dirname(path), location);
   const moved: Array<{ t: TensorProto; raw: Uint8Array<ArrayBuffer> }> = [];
-  const fd = openSync(dataPath, "w");
   let offset = 0;
   try {
     forEachTensor(model.graph, (t) => {
       if (t.rawData.length < threshold) return;
-      writeSync(fd, t.rawData);
       moved.push({ t, raw: t.rawData });
       t.externalData = [
         create(StringStringEntryProtoSchema, { key: "location", value: location }),
@@ -211,9 +210,12 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
       offset += t.rawData.length;
       t.rawData = new Uint8Array(0);
     });
+    writeOutputFile(
+      dataPath,
+      moved.map((m) => m.raw),
+    );
     writeChunks(path, encodeModelChunks(model));
   } finally {
-    closeSync(fd);
     for (const { t, raw } of moved) {
       t.rawData = raw;
       t.externalData = [];
@@ -222,15 +224,7 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
   }
 }
 
-/** Writes byte chunks to a file in order (no concatenation). */
+/** Writes byte chunks to a file in order (no concatenation), atomically ({@link writeOutputFile}). */
 export function writeChunks(path: string, chunks: readonly Uint8Array[]): void {
-  const fd = openSync(path, "w");
-  try {
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.length) off += writeSync(fd, c, off, c.length - off);
-    }
-  } finally {
-    closeSync(fd);
-  }
+  writeOutputFile(path, chunks);
 }

@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { ArgumentError, errorMessage } from "../errors.js";
+import { writeOutputFile } from "../output-file.js";
 import { type StageAssignment, validateAssignment } from "../export/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
@@ -185,10 +185,7 @@ function finite(_key: string, v: unknown): unknown {
 
 /** Writes a plan as JSON (atomically: a temporary file renamed into place). */
 export function writePlan(path: string, plan: Plan): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(plan, finite, 2)}\n`);
-  renameSync(tmp, path);
+  writeOutputFile(path, `${JSON.stringify(plan, finite, 2)}\n`);
 }
 
 /** Checks an object is a plan; errors name the source and the field. */

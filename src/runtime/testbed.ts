@@ -3,8 +3,10 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { z } from "zod";
 import type { Cluster, Device } from "../cluster/types.js";
-import { errorMessage, RuntimeFault } from "../errors.js";
+import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
+import { writeOutputFile } from "../output-file.js";
 import { hasTaskset, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import { logger } from "./log.js";
 import type { WorkerAddress } from "./pipeline.js";
@@ -90,8 +92,7 @@ function sh(cmd: string[], okFail = false): { ok: boolean; out: string; err: str
 }
 
 function save(file: string, state: TestbedState): void {
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, JSON.stringify(state, null, 2));
+  writeOutputFile(file, JSON.stringify(state, null, 2));
 }
 
 /** Why namespaces cannot be used here, or undefined when they can. */
@@ -347,8 +348,41 @@ function handle(state: TestbedState, file: string, stop: () => Promise<void>): T
 /** Reads a testbed's state file (undefined when none is up). */
 export function readTestbedState(stateFile = defaultStateFile()): TestbedState | undefined {
   if (!existsSync(stateFile)) return undefined;
-  return JSON.parse(readFileSync(stateFile, "utf8")) as TestbedState;
+  const corrupt = (why: string) =>
+    new ArgumentError(
+      `${stateFile}: not a cleave testbed state file (${why}); if no testbed is up, delete it`,
+      { file: stateFile },
+      "BAD_CONFIG",
+    );
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(stateFile, "utf8"));
+  } catch (err) {
+    throw corrupt(errorMessage(err).split("\n")[0]);
+  }
+  const r = STATE.safeParse(obj);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw corrupt(`${issue.path.join(".") || "top level"}: ${issue.message}`);
+  }
+  return r.data as TestbedState;
 }
+
+/** Shape of a state file, checked on reading (it may be left over from another version or truncated). */
+const STATE = z.object({
+  version: z.literal(1),
+  prefix: z.string(),
+  mode: z.enum(["netns", "loopback"]),
+  coordinatorNamespace: z.string().optional(),
+  namespaces: z.array(z.string()),
+  cgroups: z.array(z.string()),
+  pids: z.array(z.int()),
+  workers: z.array(z.object({ name: z.string(), endpoint: z.string() })),
+  token: z.string(),
+  linkDelayMs: z.record(z.string(), z.number()),
+  notes: z.array(z.string()),
+  detached: z.boolean(),
+});
 
 function alive(pid: number): boolean {
   try {
