@@ -1,4 +1,4 @@
-import { BYTES, TIME } from "../cluster/units.js";
+import { BYTES, TIME, unitProblem } from "../cluster/units.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { loadProfile, type Profile } from "../cost/profile.js";
 import { checkOutputFile } from "../output-file.js";
@@ -122,17 +122,23 @@ export const planCommand: Command = {
   },
 };
 
+/** True when a flag's value is a bare number (ms for --max-latency, bytes for --max-link-bytes). */
+const plain = (v: string) => /^\s*[0-9.eE+-]+\s*$/.test(v);
+
 /** Constraints given as flags. */
 function constraintFlags(values: Record<string, unknown>): PlanConstraints {
   const c: PlanConstraints = {};
   const s = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
   const lat = s("max-latency");
   if (lat !== undefined) {
-    const v = /^\s*[0-9.eE+-]+\s*$/.test(lat) ? Number(lat) / 1e3 : TIME.parse(lat);
-    if (v === undefined || !(v > 0))
-      throw new ArgumentError(`--max-latency: expected ms or a time like "20ms", got '${lat}'`, {
-        field: "max-latency",
-      });
+    const v = plain(lat) ? Number(lat) / 1e3 : TIME.parse(lat);
+    if (v === undefined || !(v > 0) || !Number.isFinite(v))
+      throw new ArgumentError(
+        `--max-latency: expected ms or a time like "20ms", got '${lat}'${plain(lat) ? "" : unitProblem(TIME, lat)}`,
+        {
+          field: "max-latency",
+        },
+      );
     c.maxLatency = v;
   }
   const fps = s("min-fps");
@@ -145,7 +151,7 @@ function constraintFlags(values: Record<string, unknown>): PlanConstraints {
   const en = s("max-energy");
   if (en !== undefined) {
     const v = parseEnergy(en);
-    if (v === undefined || !(v > 0))
+    if (v === undefined || !(v > 0) || !Number.isFinite(v))
       throw new ArgumentError(`--max-energy: expected J or an energy like "20mJ", got '${en}'`, {
         field: "max-energy",
       });
@@ -153,11 +159,14 @@ function constraintFlags(values: Record<string, unknown>): PlanConstraints {
   }
   const lb = s("max-link-bytes");
   if (lb !== undefined) {
-    const v = BYTES.parse(/^\s*[0-9.eE+-]+\s*$/.test(lb) ? Number(lb) : lb);
-    if (v === undefined || !(v > 0))
-      throw new ArgumentError(`--max-link-bytes: expected bytes like "4MB", got '${lb}'`, {
-        field: "max-link-bytes",
-      });
+    const v = plain(lb) ? Number(lb) : BYTES.parse(lb);
+    if (v === undefined || !(v > 0) || !Number.isFinite(v))
+      throw new ArgumentError(
+        `--max-link-bytes: expected bytes like "4MB", got '${lb}'${plain(lb) ? "" : unitProblem(BYTES, lb)}`,
+        {
+          field: "max-link-bytes",
+        },
+      );
     c.maxLinkBytes = v;
   }
   const names = (k: string) =>
