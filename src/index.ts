@@ -13,6 +13,9 @@ export {
   RuntimeFault,
 } from "./errors.js";
 
+// Output files (atomic writes with one-line errors)
+export { checkOutputFile, type OutputData, writeOutputFile } from "./output-file.js";
+
 // ONNX I/O
 export type { DType } from "./onnx/dtype.js";
 export { GraphBuilder, valueInfo } from "./onnx/builder.js";

@@ -85,7 +85,10 @@ export function threadsFlag(value: string | undefined, def = 1): number {
   return intFlag("threads", value, def, 1, cpus);
 }
 
-/** Most elements one `--input-shape` tensor may have: 2^31 - 1, above which tensors cannot be allocated here. */
+/**
+ * Most elements one `--input-shape` tensor may have: 2^31 - 1 (8 GiB of float32), beyond what cleave can
+ * allocate (Node buffers stop at 4 GiB) or send (256 MiB frames); larger shapes ended in a RangeError.
+ */
 export const MAX_INPUT_ELEMENTS = 2 ** 31 - 1;
 
 /** Parses a finite number flag, naming the flag when it is not one. */
