@@ -41,7 +41,7 @@ export interface DeployOptions {
 
 /**
  * Default size of the chunks a stage model is sent in, bytes (bounded by either side's frame limit). Chunks of
- * 1, 4 and 16 MiB deployed vgg16's stages at the same speed within noise (bench/deploy.ts); 4 MiB keeps a
+ * 1, 4 and 16 MiB deployed vgg16's 508 MiB stage in the same time within noise (bench/deploy.ts); 4 MiB keeps a
  * chunk's copy short and the worker's receive buffer small.
  */
 export const DEPLOY_CHUNK_BYTES = 4 * 1024 * 1024;
