@@ -10,9 +10,12 @@ import { SequentialRunner } from "../src/export/run-sequential.js";
 import { splitModel } from "../src/export/split.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { PROTOBUF_LIMIT_BYTES } from "../src/onnx/model-io.js";
 import { createSession, maxSessionThreads, ort, randomTensor } from "../src/onnx/ort.js";
 import { deploy } from "../src/runtime/deploy.js";
+import { connectWorker } from "../src/runtime/handshake.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
+import { TcpTransport } from "../src/runtime/transport-tcp.js";
 import { Worker } from "../src/runtime/worker.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 import { type FixtureSpec, writeFixture } from "./runtime-fixture.js";
@@ -238,4 +241,52 @@ test("thread counts are bounded: a positive integer, at most 4 per CPU", async (
   const out = await s.run({ x: randomTensor("float32", [1, 256]) });
   assert.deepEqual(out.fc2.dims, [1, 64]);
   assert.ok(out.fc2 instanceof ort.Tensor);
+});
+
+test("a chunk out of order, past the announced length, or a stage over protobuf's limit is a load error", async () => {
+  const endpoint = await startWorker({ name: "strict" });
+  const { conn } = await connectWorker(new TcpTransport(), endpoint, { role: "coordinator", from: "test" });
+  const errors: string[] = [];
+  conn.onFrame((f) => {
+    if (f.type === "control" && f.msg.t === "error") errors.push(String(f.msg.message));
+  });
+  const announce = (stage: number, bytes: number) =>
+    conn.send({
+      type: "control",
+      requestId: 0,
+      msg: {
+        t: "load",
+        deployment: "d",
+        stage,
+        worker: "strict",
+        file: `s${stage}.onnx`,
+        sha256: "0".repeat(64),
+        bytes,
+        inputs: [],
+        outputs: [],
+        routes: {},
+        token: "",
+      },
+    });
+  const chunk = (stage: number, offset: number, n: number) =>
+    conn.send({
+      type: "control",
+      requestId: 0,
+      msg: { t: "load-chunk", stage, part: "model", offset },
+      payload: new Uint8Array(n),
+    });
+  await announce(0, 100);
+  await chunk(0, 50, 10);
+  await announce(1, 100);
+  await chunk(1, 0, 60);
+  await chunk(1, 60, 60);
+  await announce(2, PROTOBUF_LIMIT_BYTES + 1);
+  const deadline = Date.now() + 5000;
+  while (errors.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  conn.close();
+  assert.deepEqual(errors, [
+    "s0.onnx: chunk of 10 bytes for model at offset 50 does not follow the 0 of 100 bytes received",
+    "s1.onnx: chunk of 60 bytes for model at offset 60 does not follow the 60 of 100 bytes received",
+    `s2.onnx: ${PROTOBUF_LIMIT_BYTES + 1} bytes is over protobuf's limit of ${PROTOBUF_LIMIT_BYTES} (write its weights as external data)`,
+  ]);
 });
