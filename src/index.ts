@@ -19,8 +19,16 @@ export { checkOutputFile, type OutputData, writeOutputFile } from "./output-file
 // ONNX I/O
 export type { DType } from "./onnx/dtype.js";
 export { GraphBuilder, valueInfo } from "./onnx/builder.js";
-export { decodeModel, encodeModel, loadModel, saveModel, type SaveOptions } from "./onnx/model-io.js";
-export { createSession, randomTensor, type SessionOptions } from "./onnx/ort.js";
+export {
+  decodeModel,
+  encodeModel,
+  loadModel,
+  PROTOBUF_LIMIT_BYTES,
+  type SavedModel,
+  type SaveOptions,
+  saveModel,
+} from "./onnx/model-io.js";
+export { createSession, maxSessionThreads, randomTensor, type SessionOptions } from "./onnx/ort.js";
 
 // Graph IR, shapes, costs
 export { Graph, type Node, type TensorType, type Value } from "./ir/graph.js";
@@ -43,7 +51,7 @@ export {
 } from "./export/assign.js";
 export { buildStages, type StageModel } from "./export/stage.js";
 export { resolveSplit, type SplitSpec, splitModel } from "./export/split.js";
-export type { Manifest, ManifestStage, TensorSpec } from "./export/manifest.js";
+export type { Manifest, ManifestStage, StageDataFile, TensorSpec } from "./export/manifest.js";
 export { readManifest } from "./export/manifest-io.js";
 export { SequentialRunner } from "./export/run-sequential.js";
 
@@ -66,8 +74,8 @@ export { paretoFront } from "./partition/planner-pareto.js";
 export { runBaselines } from "./partition/baselines.js";
 
 // Runtime
-export { deploy, type DeployOptions } from "./runtime/deploy.js";
-export { Pipeline, type RunReport, type WorkerAddress } from "./runtime/pipeline.js";
+export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/deploy.js";
+export { Pipeline, type RunReport, type StageLoad, type WorkerAddress } from "./runtime/pipeline.js";
 export { type LocalCluster, startLocalWorkers } from "./runtime/local-cluster.js";
 export { Worker } from "./runtime/worker.js";
 export { probeWorker } from "./runtime/probe.js";

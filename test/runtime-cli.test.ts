@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { main } from "../src/cli/main.js";
+import { maxSessionThreads } from "../src/onnx/ort.js";
+import { cliCommand } from "../src/runtime/local-cluster.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
 
 function capture() {
@@ -50,4 +55,33 @@ test("CLI errors are one line: wrong token, bad listen address, bad testbed acti
   const t = capture();
   assert.equal(await main(["testbed", "sideways"], t.io), 2);
   assert.match(t.err[0], /^error: cleave testbed: expected 'up', 'down' or 'status', got 'sideways'$/);
+});
+
+/** Starts a real `cleave worker` with `args`, returns its first line of output, and stops it. */
+async function startLine(args: string[]): Promise<string> {
+  const [cmd, ...rest] = cliCommand();
+  const child = spawn(cmd, [...rest, "worker", "--listen", "127.0.0.1:0", "--exit-on-stdin-close", ...args]);
+  const rl = createInterface({ input: child.stdout });
+  const [line] = (await once(rl, "line")) as [string];
+  rl.close();
+  child.stdin.end();
+  await once(child, "exit");
+  return line;
+}
+
+test("a worker's start line says what it is once, with its name only when one was given", async () => {
+  assert.match(await startLine([]), /^cleave worker listening on 127\.0\.0\.1:[1-9]\d*$/);
+  assert.match(
+    await startLine(["--name", "pi-a"]),
+    /^cleave worker pi-a listening on 127\.0\.0\.1:[1-9]\d*$/,
+  );
+});
+
+test("--threads above 4 per CPU is refused in one line", async () => {
+  const max = maxSessionThreads();
+  const c = capture();
+  assert.equal(await main(["worker", "--threads", String(max + 1)], c.io), 2);
+  assert.deepEqual(c.err, [
+    `error: --threads: ${max + 1} threads is above the limit of ${max} (4 per CPU, ${max / 4} CPUs here)`,
+  ]);
 });

@@ -37,7 +37,8 @@ throughput and latency percentiles. Devices with 'cpus' in the cluster file get 
 those CPUs, started and stopped by cleave; --workers names running workers (cleave worker) instead, and
 --testbed the workers of an emulated cluster ('cleave testbed up c.yaml' with the same --cluster).
   --plan       a plan from 'cleave plan' (stages and their devices)
-  --stages/--cuts  split without a plan; stages go to the cluster's devices in order
+  --stages/--cuts  split without a plan; stages go to the cluster's devices in order (consecutive
+               stages share a device when there are more stages than devices)
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
 ${WORKER_FLAGS_USAGE}`;
@@ -59,14 +60,15 @@ export function splitFromFlags(
     throw new ArgumentError("give exactly one of --plan, --stages or --cuts", { field: "plan" });
   }
   const assignment = resolveSplit(model, cuts ? { cuts } : { stages: intFlag("stages", stages, 2) });
-  if (assignment.count > cluster.devices.length) {
-    throw new ArgumentError(
-      `${assignment.count} stages but cluster ${cluster.name} has ${cluster.devices.length} devices`,
-      { field: "stages" },
-    );
-  }
   const rest = cluster.devices.filter((d) => d.name !== cluster.inputDevice).map((d) => d.name);
-  return { assignment, devices: [cluster.inputDevice, ...rest].slice(0, assignment.count) };
+  const order = [cluster.inputDevice, ...rest];
+  // More stages than devices: consecutive stages share a device, spread as evenly as possible.
+  const used = Math.min(order.length, assignment.count);
+  const devices = Array.from(
+    { length: assignment.count },
+    (_, i) => order[Math.floor((i * used) / assignment.count)],
+  );
+  return { assignment, devices };
 }
 
 /** Table rows of a measured run. */

@@ -61,7 +61,7 @@ export const splitCommand: Command = {
           ["stage", "file", "device", "nodes", "MACs", "params", "in", "out", "inputs"],
           ...manifest.stages.map((s) => [
             String(s.index),
-            s.file,
+            s.data ? `${s.file} + ${s.data.file}` : s.file,
             s.device ?? "-",
             String(s.nodes),
             fmtCount(s.macs),

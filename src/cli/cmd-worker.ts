@@ -1,4 +1,5 @@
 import { ArgumentError } from "../errors.js";
+import { checkThreads } from "../onnx/ort.js";
 import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
 import { Worker } from "../runtime/worker.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
@@ -10,10 +11,11 @@ Runs one device's worker until SIGINT/SIGTERM. Prints one line with the address 
 memory only.
   --listen     address to listen on (default 127.0.0.1:0)
   --token      shared secret peers must present (default: $CLEAVE_TOKEN; none accepts any peer)
-  --threads    onnxruntime intra-op threads (default 1)
+  --threads    onnxruntime intra-op threads (default 1; at most 4 per CPU)
   --name       name used in errors (default worker)
   --transport  tcp (default) or ws
-  --max-frame  largest frame accepted, MiB (default 256)
+  --max-frame  largest frame accepted, MiB (default 256): bounds a tensor crossing a cut; stage models
+               arrive in chunks below it, whatever their size
   --no-receive-pool  receive every large frame into a new buffer instead of reusing stage-input buffers
                (slower; for comparison, see bench/receive-pool.ts)
   --exit-on-stdin-close  exit when standard input closes (used when cleave starts workers itself)`;
@@ -47,19 +49,23 @@ export const workerCommand: Command = {
     const transport = str(values, "transport") ?? "tcp";
     if (transport !== "tcp" && transport !== "ws")
       throw new ArgumentError(`--transport: expected tcp or ws, got '${transport}'`, { field: "transport" });
-    const name = str(values, "name") ?? "worker";
+    const name = str(values, "name");
+    const threads = checkThreads(intFlag("threads", str(values, "threads"), 1), "--threads");
     const worker = new Worker({
-      name,
+      name: name ?? "worker",
       host,
       port,
       token: str(values, "token") ?? process.env.CLEAVE_TOKEN,
-      threads: intFlag("threads", str(values, "threads"), 1),
+      threads,
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
       receivePool: !bool(values, "no-receive-pool"),
     });
     const addr = await worker.start();
-    io.out(`cleave worker ${name} listening on ${formatEndpoint(addr.host, addr.port)}`);
+    // Says what it is once: "cleave worker" and, when one was given, its name.
+    io.out(
+      `cleave worker${name === undefined ? "" : ` ${name}`} listening on ${formatEndpoint(addr.host, addr.port)}`,
+    );
     await new Promise<void>((resolve) => {
       const done = () => resolve();
       process.once("SIGINT", done);

@@ -43,6 +43,12 @@ export function readManifest(pathOrDir: string): { manifest: Manifest; dir: stri
         field: `stages[${i}].file`,
       });
     }
+    if (st.data !== undefined && !existsSync(join(dir, st.data.file))) {
+      throw new ArgumentError(`${file}: stages[${i}].data.file: ${st.data.file} not found`, {
+        file,
+        field: `stages[${i}].data.file`,
+      });
+    }
     for (const name of st.outputs) available.add(name);
   });
   for (const o of manifest.outputs) {

@@ -7,6 +7,16 @@ export interface TensorSpec {
   dtype: DType;
 }
 
+/** A stage's external data file: the tensors of a stage model too large for one protobuf message. */
+export interface StageDataFile {
+  /** File name, relative to the manifest's folder (the stage file's `location` for its tensors). */
+  file: string;
+  /** Length, bytes. */
+  bytes: number;
+  /** SHA-256 of the file (hex). */
+  sha256: string;
+}
+
 /** One stage of a split model, as written to `manifest.json`. */
 export interface ManifestStage {
   /** 0-based position in the pipeline. */
@@ -29,6 +39,13 @@ export interface ManifestStage {
   device?: string;
   /** SHA-256 of the stage file (hex), so a worker can verify what it was sent. */
   sha256: string;
+  /** Length of the stage file, bytes (absent in manifests written before it was recorded). */
+  fileBytes?: number;
+  /**
+   * External data of a stage whose model would pass protobuf's 2 GB limit: its weights are stored in this
+   * file beside the stage file, which names it as their `location`.
+   */
+  data?: StageDataFile;
 }
 
 /** `manifest.json`: how a model was split and how data flows between its stages. */

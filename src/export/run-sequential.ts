@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeModel } from "../onnx/model-io.js";
 import { createSession, type ort, type SessionOptions } from "../onnx/ort.js";
@@ -31,7 +30,8 @@ export class SequentialRunner {
     const stages: RunnerStage[] = [];
     for (const st of manifest.stages) {
       const file = join(base, st.file);
-      const session = await createSession(readFileSync(file), { ...opts, source: file });
+      // Opened by path: a stage with external data reads its weights from the file beside it.
+      const session = await createSession(file, { ...opts, source: file });
       stages.push({ inputs: st.inputs, outputs: st.outputs, session });
     }
     return new SequentialRunner(

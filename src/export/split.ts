@@ -5,7 +5,7 @@ import { choosePartitionOrder, type PartitionOrder } from "../partition/order.js
 import { assignByBoundaries, assignByTensors, type StageAssignment } from "./assign.js";
 import type { Manifest } from "./manifest.js";
 import { buildStages, type StageModel } from "./stage.js";
-import { writeSplit } from "./write.js";
+import { type WriteOptions, writeSplit } from "./write.js";
 
 /** How to split: cut specs (cut indices of the partition order, or tensor names), a stage count, or an assignment. */
 export type SplitSpec = { cuts: readonly string[] } | { stages: number } | { assignment: StageAssignment };
@@ -46,7 +46,7 @@ export function splitModel(
   model: AnalyzedModel,
   spec: SplitSpec,
   outDir: string,
-  opts: { modelPath: string; devices?: readonly string[]; order?: PartitionOrder },
+  opts: WriteOptions & { order?: PartitionOrder },
 ): { manifest: Manifest; stages: StageModel[] } {
   const assignment = resolveSplit(model, spec, opts.order);
   const stages = buildStages(model, assignment);

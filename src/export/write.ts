@@ -1,10 +1,9 @@
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { ArgumentError, CleaveError, errorMessage } from "../errors.js";
 import { outputError, writeOutputFile } from "../output-file.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { encodeModelChunks, writeChunks } from "../onnx/model-io.js";
+import { encodedSize, PROTOBUF_LIMIT_BYTES, saveModel } from "../onnx/model-io.js";
 import type { Manifest, TensorSpec } from "./manifest.js";
 import type { StageModel } from "./stage.js";
 
@@ -14,11 +13,20 @@ export interface WriteOptions {
   modelPath: string;
   /** Device of each stage, recorded in the manifest. */
   devices?: readonly string[];
+  /**
+   * A stage model larger than this, bytes, is written with its tensors of 1 KiB or more in external data
+   * (`stage-<i>.onnx.data`); default PROTOBUF_LIMIT_BYTES, the most one ONNX protobuf can hold.
+   */
+  externalDataAbove?: number;
 }
 
+/** Tensors of at least this many bytes go to a stage's external data file (onnx.save_model's threshold). */
+const EXTERNAL_TENSOR_BYTES = 1024;
+
 /**
- * Writes stage models `stage-<i>.onnx` and `manifest.json` into `outDir`. Everything is written into a
- * temporary sibling folder first and moved in only when complete, so a failure leaves `outDir` as it was.
+ * Writes stage models `stage-<i>.onnx` and `manifest.json` into `outDir`; a stage over protobuf's limit
+ * (`externalDataAbove`) keeps its weights in `stage-<i>.onnx.data` beside it, recorded in the manifest.
+ * Everything is written into a temporary sibling folder first and moved in only when complete, so a failure leaves `outDir` as it was.
  * Stage files of an earlier split in `outDir` are replaced.
  */
 export function writeSplit(
@@ -58,11 +66,13 @@ export function writeSplit(
       outputs: model.graph.outputs.map((v) => spec(v.name)),
       tensors,
       stages: stages.map((st) => {
-        const chunks = encodeModelChunks(st.model);
         const file = `stage-${st.index}.onnx`;
-        writeChunks(join(tmp, file), chunks);
-        const hash = createHash("sha256");
-        for (const c of chunks) hash.update(c);
+        const external = encodedSize(st.model) > (opts.externalDataAbove ?? PROTOBUF_LIMIT_BYTES);
+        const saved = saveModel(
+          st.model,
+          join(tmp, file),
+          external ? { externalDataThreshold: EXTERNAL_TENSOR_BYTES } : {},
+        );
         for (const n of [...st.inputs, ...st.outputs]) tensors[n] = spec(n);
         return {
           index: st.index,
@@ -75,7 +85,11 @@ export function writeSplit(
           bytesOut: st.bytesOut,
           nodes: st.nodes.length,
           ...(opts.devices?.[st.index] !== undefined ? { device: opts.devices[st.index] } : {}),
-          sha256: hash.digest("hex"),
+          sha256: saved.sha256,
+          fileBytes: saved.bytes,
+          ...(saved.data
+            ? { data: { file: saved.data.location, bytes: saved.data.bytes, sha256: saved.data.sha256 } }
+            : {}),
         };
       }),
     };
@@ -83,7 +97,7 @@ export function writeSplit(
     writeOutputFile(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     mkdirSync(out, { recursive: true });
     for (const f of readdirSync(out))
-      if (/^stage-\d+\.onnx$/.test(f) || f === "manifest.json") rmSync(join(out, f));
+      if (/^stage-\d+\.onnx(\.data)?$/.test(f) || f === "manifest.json") rmSync(join(out, f));
     for (const f of readdirSync(tmp)) renameSync(join(tmp, f), join(out, f));
     return manifest;
   } catch (err) {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -174,6 +175,12 @@ export function encodeModel(model: ModelProto): Uint8Array {
   return out;
 }
 
+/**
+ * Largest model protobuf can hold, bytes: ONNX's own checker (`MAXIMUM_PROTOBUF`) refuses models above
+ * 2,000,000,000 bytes, a little under protobuf's 2^31 - 1; larger models keep their tensors in external data.
+ */
+export const PROTOBUF_LIMIT_BYTES = 2_000_000_000;
+
 /** Options for writing a model file. */
 export interface SaveOptions {
   /**
@@ -183,16 +190,35 @@ export interface SaveOptions {
   externalDataThreshold?: number;
 }
 
+/** A file written, with its length and SHA-256. */
+export interface WrittenFile {
+  path: string;
+  /** Length, bytes. */
+  bytes: number;
+  /** SHA-256 of the contents (hex). */
+  sha256: string;
+}
+
+/** What {@link saveModel} wrote: the model file, and its external data file when tensors were moved out. */
+export interface SavedModel extends WrittenFile {
+  /** The external data file (its name relative to the model is `location`). */
+  data?: WrittenFile & { location: string };
+}
+
+/** Bytes of a model encoded with every tensor inline. */
+export function encodedSize(model: ModelProto): number {
+  return total(encodeModelChunks(model));
+}
+
 /**
- * Writes a model to `path`. With `externalDataThreshold`, large tensors go to `<basename>.data` beside
- * it and the model records their location, offset and length. The in-memory model is left unchanged.
+ * Writes a model to `path` and returns the files written with their SHA-256. With `externalDataThreshold`,
+ * tensors of at least that many bytes go to `<basename>.data` beside it (no file when none is that large) and
+ * the model records their location, offset and length. The in-memory model is left unchanged.
  */
-export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): void {
+export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): SavedModel {
   const threshold = opts.externalDataThreshold;
-  if (threshold === undefined || !model.graph) {
-    writeChunks(path, encodeModelChunks(model));
-    return;
-  }
+  if (threshold === undefined || !model.graph)
+    return { path, ...writeChunks(path, encodeModelChunks(model)) };
   const location = `${basename(path)}.data`;
   const dataPath = join(dirname(path), location);
   const moved: Array<{ t: TensorProto; raw: Uint8Array<ArrayBuffer> }> = [];
@@ -210,11 +236,9 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
       offset += t.rawData.length;
       t.rawData = new Uint8Array(0);
     });
-    writeOutputFile(
-      dataPath,
-      moved.map((m) => m.raw),
-    );
-    writeChunks(path, encodeModelChunks(model));
+    const data = moved.length > 0 ? writeChunks(dataPath, moved.map((m) => m.raw)) : undefined;
+    const file = writeChunks(path, encodeModelChunks(model));
+    return { path, ...file, ...(data ? { data: { path: dataPath, location, ...data } } : {}) };
   } finally {
     for (const { t, raw } of moved) {
       t.rawData = raw;
@@ -224,7 +248,17 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
   }
 }
 
-/** Writes byte chunks to a file in order (no concatenation), atomically ({@link writeOutputFile}). */
-export function writeChunks(path: string, chunks: readonly Uint8Array[]): void {
+/**
+ * Writes byte chunks to a file in order (no concatenation), atomically ({@link writeOutputFile}); returns the
+ * file's length and SHA-256.
+ */
+export function writeChunks(path: string, chunks: readonly Uint8Array[]): { bytes: number; sha256: string } {
   writeOutputFile(path, chunks);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for (const c of chunks) {
+    hash.update(c);
+    bytes += c.length;
+  }
+  return { bytes, sha256: hash.digest("hex") };
 }

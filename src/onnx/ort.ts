@@ -1,15 +1,46 @@
+import { availableParallelism } from "node:os";
 import type { ModelProto } from "onnx-buf";
 import * as ort from "onnxruntime-node";
-import { errorMessage, RuntimeFault } from "../errors.js";
+import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
 import type { DType } from "./dtype.js";
 import { encodeModel } from "./model-io.js";
 import { numel, seededRandomTensorData } from "./random.js";
 
 export { ort };
 
+/**
+ * onnxruntime intra-op threads allowed per CPU this process may run on. More threads than CPUs only make
+ * them take turns; four per CPU leaves room for hyper-threads and an oversubscribed test while refusing
+ * the typo (`--threads 400`) that would start hundreds of spinning threads.
+ */
+export const MAX_THREADS_PER_CPU = 4;
+
+/** The most intra-op threads a session may ask for here: MAX_THREADS_PER_CPU x the CPUs available. */
+export function maxSessionThreads(): number {
+  return MAX_THREADS_PER_CPU * Math.max(1, availableParallelism());
+}
+
+/**
+ * Checks a thread count (a positive integer, at most {@link maxSessionThreads}); `what` names it in the
+ * one-line ArgumentError (`--threads`, `threads`).
+ */
+export function checkThreads(threads: number, what = "threads"): number {
+  const max = maxSessionThreads();
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new ArgumentError(`${what}: expected a positive whole number of threads, got ${threads}`, {
+      field: what,
+    });
+  if (threads > max)
+    throw new ArgumentError(
+      `${what}: ${threads} threads is above the limit of ${max} (${MAX_THREADS_PER_CPU} per CPU, ${max / MAX_THREADS_PER_CPU} CPUs here)`,
+      { field: what },
+    );
+  return threads;
+}
+
 /** Options for an onnxruntime session. */
 export interface SessionOptions {
-  /** Intra-op threads; match the CPUs the process really has. Default 1. */
+  /** Intra-op threads; match the CPUs the process really has. Default 1, at most {@link maxSessionThreads}. */
   threads?: number;
   /** Turn on onnxruntime's profiler; the file prefix for its JSON trace. */
   profilePrefix?: string;
@@ -21,23 +52,31 @@ export interface SessionOptions {
   source?: string;
 }
 
-/** Opens an onnxruntime-node CPU session on a model (bytes or proto). */
+/**
+ * Opens an onnxruntime-node CPU session on a model: bytes, a proto, or a file path (needed when the model
+ * keeps tensors in external data files beside it). A thread count out of range is an ArgumentError.
+ */
 export async function createSession(
-  model: ModelProto | Uint8Array,
+  model: ModelProto | Uint8Array | string,
   opts: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
-  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  const threads = checkThreads(opts.threads ?? 1);
+  const source = typeof model === "string" || model instanceof Uint8Array ? model : encodeModel(model);
   try {
-    return await ort.InferenceSession.create(bytes, {
+    const options: ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
-      intraOpNumThreads: opts.threads ?? 1,
+      intraOpNumThreads: threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: opts.optimization ?? "all",
       enableProfiling: opts.profilePrefix !== undefined,
       profileFilePrefix: opts.profilePrefix,
       ...(opts.optimizedModelPath !== undefined ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
       logSeverityLevel: 3,
-    });
+    };
+    // Two overloads (a path, bytes), hence two calls.
+    return await (typeof source === "string"
+      ? ort.InferenceSession.create(source, options)
+      : ort.InferenceSession.create(source, options));
   } catch (err) {
     throw new RuntimeFault(
       "RUNTIME",

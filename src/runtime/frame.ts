@@ -1,5 +1,5 @@
 import { RuntimeFault } from "../errors.js";
-import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx } from "../onnx/dtype.js";
+import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx, isDType } from "../onnx/dtype.js";
 import { ort } from "../onnx/ort.js";
 import { bytesAsTyped, numel } from "../onnx/tensor.js";
 
@@ -63,10 +63,7 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     const nd = frame.shape.length;
     if (nd > MAX_NDIM)
       throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': rank ${nd} exceeds ${MAX_NDIM}`);
-    if (frame.dtype === "string")
-      throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': string tensors cannot be sent`, {
-        tensor: frame.name,
-      });
+    if (!isSendable(frame.dtype)) throw unsendable(frame.name, frame.dtype);
     const expected = numel(frame.shape) * dtypeSize(frame.dtype);
     if (frame.data.byteLength !== expected)
       throw new RuntimeFault(
@@ -157,11 +154,27 @@ export function decodeFrame(buf: Uint8Array): Frame {
   throw malformed(`unknown frame type ${buf[0]}`);
 }
 
-/** A tensor frame holding an onnxruntime tensor's bytes (a view, not a copy). */
+/** True for a dtype tensor frames carry: every fixed-width type cleave knows (not strings). */
+export function isSendable(dtype: string): dtype is DType {
+  return isDType(dtype) && dtype !== "string";
+}
+
+function unsendable(name: string, dtype: string): RuntimeFault {
+  return new RuntimeFault(
+    "RUNTIME",
+    `tensor '${name}' is ${dtype}, which tensor frames cannot carry (numeric and bool tensors only)`,
+    { tensor: name },
+  );
+}
+
+/**
+ * A tensor frame holding an onnxruntime tensor's bytes (a view, not a copy). Throws a RuntimeFault naming
+ * the tensor when its type cannot travel (strings, or a type cleave does not know).
+ */
 export function tensorFrame(requestId: number, name: string, t: ort.Tensor): TensorFrame {
   const d = t.data as ArrayBufferView;
-  if (typeof t.data === "object" && Array.isArray(t.data))
-    throw new RuntimeFault("RUNTIME", `tensor '${name}': string tensors cannot be sent`, { tensor: name });
+  if (!isSendable(t.type) || (typeof t.data === "object" && Array.isArray(t.data)))
+    throw unsendable(name, t.type);
   return {
     type: "tensor",
     requestId,

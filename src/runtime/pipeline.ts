@@ -4,7 +4,7 @@ import type { ort } from "../onnx/ort.js";
 import { type Frame, frameTensor, tensorFrame } from "./frame.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import { logger } from "./log.js";
-import type { ErrorMsg, StatsReplyMsg } from "./protocol.js";
+import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "./protocol.js";
 import type { Connection } from "./transport.js";
 
 const log = logger("runtime:pipeline");
@@ -58,6 +58,22 @@ export interface PipelineStats {
   workers: Array<{ name: string; endpoint: string; stages: number[]; pid: number; threads: number }>;
 }
 
+/** How one stage was deployed: its bytes, and the time from announcing it to the worker's `loaded`. */
+export interface StageLoad {
+  stage: number;
+  worker: string;
+  /** Bytes sent: the stage file and its external data. */
+  bytes: number;
+  /** Chunks those bytes travelled in. */
+  chunks: number;
+  /** Coordinator's time from the announcement to the worker's answer, ms. */
+  deployMs: number;
+  /** The worker's time receiving and verifying the bytes, ms. */
+  receiveMs: number;
+  /** The worker's time from the announcement to ready (receive, open the session, reach its peers), ms. */
+  loadMs: number;
+}
+
 /** @internal A worker connection as the pipeline keeps it (made by deploy). */
 export interface PipelineLink {
   name: string;
@@ -100,7 +116,9 @@ export class Pipeline {
   private readonly inputRoutes = new Map<string, PipelineLink[]>();
   /** Stage that produces each model output. */
   private readonly producer = new Map<string, number>();
-  readonly loadWaiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
+  readonly loadWaiters = new Map<string, { resolve: (m: LoadedMsg) => void; reject: (e: Error) => void }>();
+  /** How each stage was deployed, in stage order (filled by deploy). */
+  readonly stageLoads: StageLoad[] = [];
 
   /** @internal Use {@link deploy}. */
   constructor(
@@ -453,7 +471,7 @@ export class Pipeline {
       const req = this.pending.get(f.requestId);
       if (req) this.finish(req, err);
     } else if (m.t === "loaded") {
-      this.loadWaiters.get(`${link.name}/${m.stage as number}`)?.resolve();
+      this.loadWaiters.get(`${link.name}/${m.stage as number}`)?.resolve(m as unknown as LoadedMsg);
     } else if (m.t === "undeployed") {
       link.undeployWaiter?.();
     } else if (m.t === "stats-reply") {

@@ -1,4 +1,4 @@
-import type { TensorSpec } from "../export/manifest.js";
+import type { StageDataFile, TensorSpec } from "../export/manifest.js";
 
 /**
  * Control messages between a coordinator, workers and probes (JSON in control frames; tensors travel
@@ -28,6 +28,8 @@ export interface WelcomeMsg {
   name: string;
   threads: number;
   pid: number;
+  /** Largest frame the worker accepts, bytes: stage models are sent in chunks that fit in it. */
+  maxFrameBytes: number;
 }
 
 /** A worker's answer to a refused hello; the worker closes the connection right after. */
@@ -44,7 +46,11 @@ export type Route =
   | { to: "coordinator" }
   | { to: "worker"; worker: string; endpoint: string; delayMs?: number };
 
-/** Coordinator -> worker: run stage `stage` (payload: the stage's ONNX bytes). */
+/**
+ * Coordinator -> worker: run stage `stage`. The message carries no model bytes: they follow in
+ * `load-chunk` frames (the model file first, then its external data when it has some), each small enough
+ * for one frame, so a stage of any size deploys.
+ */
 export interface LoadMsg {
   t: "load";
   deployment: string;
@@ -54,6 +60,10 @@ export interface LoadMsg {
   /** Stage file name, for messages. */
   file: string;
   sha256: string;
+  /** Length of the stage file, bytes. */
+  bytes: number;
+  /** The stage's external data file (tensors stored beside a model over protobuf's 2 GB limit). */
+  data?: StageDataFile;
   /** Type of each input the stage reads (checked on arrival). */
   inputs: TensorSpec[];
   /** Output names the stage produces, and where each goes. */
@@ -67,12 +77,27 @@ export interface LoadMsg {
   coordinatorDelayMs?: number;
 }
 
+/**
+ * Coordinator -> worker: the next bytes of a stage announced by `load` (payload: the bytes). Chunks of a
+ * part arrive in order; `offset` is checked against the bytes already received.
+ */
+export interface LoadChunkMsg {
+  t: "load-chunk";
+  stage: number;
+  /** "model" for the stage file, "data" for its external data file. */
+  part: "model" | "data";
+  /** Position of the payload's first byte in the part, bytes. */
+  offset: number;
+}
+
 /** Worker -> coordinator: stage loaded and its downstream peers reached. */
 export interface LoadedMsg {
   t: "loaded";
   stage: number;
-  /** Time to verify, open the session and connect downstream, ms. */
+  /** Time from the announcement to ready: receive, verify, open the session and connect downstream, ms. */
   loadMs: number;
+  /** Of which receiving and verifying the bytes, ms. */
+  receiveMs: number;
 }
 
 /** Worker -> coordinator: a request failed in a stage (requestId in the frame header), or loading failed. */

@@ -11,7 +11,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
-import type { Pipeline, RunReport, Tensors, WorkerAddress } from "./pipeline.js";
+import type { Pipeline, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "./protocol.js";
 
 /** Options of {@link runSplit}. */
@@ -75,6 +75,8 @@ export interface SplitMeasurement {
 export interface RunSplitResult extends SplitMeasurement {
   /** Device of each stage. */
   devices: string[];
+  /** How each stage was deployed (bytes, chunks, time). */
+  stageLoads: StageLoad[];
   /**
    * Largest difference between the pipeline's outputs for the first request and the whole model run in one
    * onnxruntime session on the same inputs, relative to the largest output magnitude (NaN with verify off).
@@ -86,6 +88,8 @@ export interface RunSplitResult extends SplitMeasurement {
 export interface DeployedSplit {
   /** Device of each stage. */
   readonly devices: string[];
+  /** See {@link RunSplitResult.stageLoads}. */
+  readonly stageLoads: StageLoad[];
   /** See {@link RunSplitResult.maxRelativeDiff}. */
   readonly maxRelativeDiff: number;
   /** Streams `requests` requests (default: the options' count) and measures them. */
@@ -111,7 +115,13 @@ export async function runSplit(
   try {
     const m = await split.measure();
     const report = { ...m.report, latencySamplesMs: undefined };
-    return { devices: split.devices, maxRelativeDiff: split.maxRelativeDiff, ...m, report };
+    return {
+      devices: split.devices,
+      stageLoads: split.stageLoads,
+      maxRelativeDiff: split.maxRelativeDiff,
+      ...m,
+      report,
+    };
   } finally {
     await split.close();
   }
@@ -195,6 +205,7 @@ export async function deploySplit(
       await p.runMany({ count: 10, feeds: () => feeds }, { inFlight });
     return {
       devices: [...devices],
+      stageLoads: [...p.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200) => {
         const before = await p.workerStats();

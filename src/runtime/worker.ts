@@ -1,14 +1,34 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, type Hash, timingSafeEqual } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import type { TensorSpec } from "../export/manifest.js";
 import { errorMessage } from "../errors.js";
+import { PROTOBUF_LIMIT_BYTES } from "../onnx/model-io.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { VERSION } from "../version.js";
 import { retry } from "./backoff.js";
-import { type ControlFrame, type Frame, frameTensor, type TensorFrame, tensorFrame } from "./frame.js";
+import {
+  type ControlFrame,
+  DEFAULT_MAX_FRAME_BYTES,
+  type Frame,
+  frameTensor,
+  type TensorFrame,
+  tensorFrame,
+} from "./frame.js";
 import { FramePool } from "./frame-pool.js";
 import { connectWorker } from "./handshake.js";
 import { logger } from "./log.js";
-import type { HelloMsg, LoadMsg, RejectMsg, Role, StageStats, WelcomeMsg } from "./protocol.js";
+import type {
+  HelloMsg,
+  LoadChunkMsg,
+  LoadedMsg,
+  LoadMsg,
+  RejectMsg,
+  Role,
+  StageStats,
+  WelcomeMsg,
+} from "./protocol.js";
 import type { Connection, Listener, Transport, TransportName, TransportOptions } from "./transport.js";
 import { makeTransport } from "./transports.js";
 
@@ -48,12 +68,30 @@ interface Stage {
   stats: StageStats;
 }
 
+/** A stage announced by `load` whose chunks are still arriving. */
+interface Incoming {
+  load: LoadMsg;
+  /** performance.now() at the announcement. */
+  t0: number;
+  /** The stage file, filled chunk by chunk. */
+  model: Buffer;
+  modelHash: Hash;
+  modelFilled: number;
+  /** External data: written to `dir` (a fresh temp folder) as it arrives. */
+  dir?: string;
+  dataFd?: number;
+  dataHash?: Hash;
+  dataFilled: number;
+}
+
 interface Deployment {
   id: string;
   coordinator: Connection;
   /** The name the coordinator gave this worker. */
   name: string;
   stages: Map<number, Stage>;
+  /** Stages being received, by stage number. */
+  incoming: Map<number, Incoming>;
   peers: Map<string, Promise<Connection>>;
 }
 
@@ -85,7 +123,9 @@ function shapeMatches(spec: readonly number[], shape: readonly number[]): boolea
 }
 
 /**
- * A cleave worker: listens for a coordinator, accepts stage models (bytes + sha256, kept in memory only),
+ * A cleave worker: listens for a coordinator, accepts stage models (streamed in chunks, sha256 checked once
+ * all arrived, kept in memory; a stage with external data is written to a temp folder just long enough for
+ * onnxruntime to open it),
  * runs each request once all its inputs arrived (from the coordinator and/or upstream workers), and sends
  * each output straight to the stages that read it or back to the coordinator. A failing request becomes
  * an error frame for the coordinator naming this worker and the stage; the worker keeps serving.
@@ -184,6 +224,7 @@ export class Worker {
       name: this.name,
       threads: this.opts.threads ?? 1,
       pid: process.pid,
+      maxFrameBytes: this.opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     };
     conn.send({ type: "control", requestId: 0, msg: { ...w } }).catch(() => conn.close());
     log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
@@ -227,23 +268,31 @@ export class Worker {
         return;
       case "load":
         if (role !== "coordinator") return;
-        void this.load(conn, f.msg as unknown as LoadMsg, f.payload ?? new Uint8Array(0));
+        this.announce(conn, f.msg as unknown as LoadMsg);
+        return;
+      case "load-chunk":
+        if (role !== "coordinator") return;
+        this.chunk(conn, f.msg as unknown as LoadChunkMsg, f.payload ?? new Uint8Array(0));
         return;
       default:
         log(`ignored control '${f.msg.t}' from ${conn.remote}`);
     }
   }
 
-  private async load(conn: Connection, m: LoadMsg, model: Uint8Array): Promise<void> {
-    const t0 = performance.now();
-    const fail = (message: string) =>
-      conn
-        .send({
-          type: "control",
-          requestId: 0,
-          msg: { t: "error", kind: "load", worker: m.worker, stage: m.stage, message },
-        })
-        .catch(() => {});
+  /** Sends a load error for stage `m.stage` to `conn`. */
+  private loadFailed(conn: Connection, m: Pick<LoadMsg, "worker" | "stage">, message: string): Promise<void> {
+    log(`stage ${m.stage} failed to load: ${message}`);
+    return conn
+      .send({
+        type: "control",
+        requestId: 0,
+        msg: { t: "error", kind: "load", worker: m.worker, stage: m.stage, message },
+      })
+      .catch(() => {});
+  }
+
+  /** A stage announced: makes room for its bytes; its chunks follow. */
+  private announce(conn: Connection, m: LoadMsg): void {
     if (!this.deployment || this.deployment.id !== m.deployment || this.deployment.coordinator !== conn) {
       this.teardown();
       this.deployment = {
@@ -251,20 +300,150 @@ export class Worker {
         coordinator: conn,
         name: m.worker,
         stages: new Map(),
+        incoming: new Map(),
         peers: new Map(),
       };
     }
     const d = this.deployment;
-    const sha = createHash("sha256").update(model).digest("hex");
+    const old = d.incoming.get(m.stage);
+    if (old) discardIncoming(old);
+    d.incoming.delete(m.stage);
+    const size = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (!size(m.bytes) || (m.data !== undefined && !size(m.data.bytes))) {
+      void this.loadFailed(conn, m, `${m.file}: the announcement gives no valid length`);
+      return;
+    }
+    if (m.bytes > PROTOBUF_LIMIT_BYTES) {
+      void this.loadFailed(
+        conn,
+        m,
+        `${m.file}: ${m.bytes} bytes is over protobuf's limit of ${PROTOBUF_LIMIT_BYTES} (write its weights as external data)`,
+      );
+      return;
+    }
+    const inc: Incoming = {
+      load: m,
+      t0: performance.now(),
+      model: Buffer.allocUnsafeSlow(m.bytes),
+      modelHash: createHash("sha256"),
+      modelFilled: 0,
+      dataFilled: 0,
+    };
+    if (m.data) {
+      // The model names its data file as a location beside it: only a plain file name is accepted.
+      if (basename(m.data.file) !== m.data.file || basename(m.file) !== m.file || m.data.file === m.file) {
+        void this.loadFailed(
+          conn,
+          m,
+          `${m.file}: external data file '${m.data.file}' is not a plain file name`,
+        );
+        return;
+      }
+      try {
+        inc.dir = mkdtempSync(join(tmpdir(), "cleave-worker-"));
+        inc.dataFd = openSync(join(inc.dir, m.data.file), "w");
+      } catch (err) {
+        discardIncoming(inc);
+        void this.loadFailed(conn, m, `${m.file}: cannot store its external data (${errorMessage(err)})`);
+        return;
+      }
+      inc.dataHash = createHash("sha256");
+    }
+    d.incoming.set(m.stage, inc);
+    this.completeIfDone(conn, d, inc);
+  }
+
+  /** The next bytes of an announced stage: copied (or written) in place, hashed as they arrive. */
+  private chunk(conn: Connection, c: LoadChunkMsg, payload: Uint8Array): void {
+    const d = this.deployment;
+    const inc = d?.coordinator === conn ? d.incoming.get(c.stage) : undefined;
+    if (!d || !inc) {
+      log(`ignored a chunk of stage ${c.stage}, which is not being loaded`);
+      return;
+    }
+    const m = inc.load;
+    const isData = c.part === "data";
+    const filled = isData ? inc.dataFilled : inc.modelFilled;
+    const total = isData ? (m.data?.bytes ?? -1) : m.bytes;
+    if (
+      (c.part !== "model" && c.part !== "data") ||
+      c.offset !== filled ||
+      filled + payload.byteLength > total
+    ) {
+      d.incoming.delete(c.stage);
+      discardIncoming(inc);
+      void this.loadFailed(
+        conn,
+        m,
+        `${m.file}: chunk of ${payload.byteLength} bytes for ${c.part} at offset ${c.offset} does not follow the ${filled} of ${total} bytes received`,
+      );
+      return;
+    }
+    try {
+      if (isData) {
+        let off = 0;
+        while (off < payload.byteLength)
+          off += writeSync(inc.dataFd!, payload, off, payload.byteLength - off);
+        inc.dataHash!.update(payload);
+        inc.dataFilled += payload.byteLength;
+      } else {
+        inc.model.set(payload, filled);
+        inc.modelHash.update(payload);
+        inc.modelFilled += payload.byteLength;
+      }
+    } catch (err) {
+      d.incoming.delete(c.stage);
+      discardIncoming(inc);
+      void this.loadFailed(conn, m, `${m.file}: cannot store its external data (${errorMessage(err)})`);
+      return;
+    } finally {
+      // The chunk was copied out: its receive buffer can take the next one.
+      this.pool.give(payload);
+    }
+    this.completeIfDone(conn, d, inc);
+  }
+
+  /** Once every byte of a stage arrived: checks the hashes and loads it. */
+  private completeIfDone(conn: Connection, d: Deployment, inc: Incoming): void {
+    const m = inc.load;
+    if (inc.modelFilled < m.bytes || inc.dataFilled < (m.data?.bytes ?? 0)) return;
+    d.incoming.delete(m.stage);
+    if (inc.dataFd !== undefined) closeSync(inc.dataFd);
+    inc.dataFd = undefined;
+    void this.load(conn, d, inc).finally(() => discardIncoming(inc));
+  }
+
+  private async load(conn: Connection, d: Deployment, inc: Incoming): Promise<void> {
+    const m = inc.load;
+    const t0 = inc.t0;
+    const fail = (message: string) => this.loadFailed(conn, m, message);
+    const model = inc.model;
+    const sha = inc.modelHash.digest("hex");
     if (sha !== m.sha256) {
       await fail(
         `${m.file}: sha256 of the ${model.byteLength} bytes received is ${sha}, the manifest says ${m.sha256}`,
       );
       return;
     }
+    if (m.data) {
+      const dataSha = inc.dataHash!.digest("hex");
+      if (dataSha !== m.data.sha256) {
+        await fail(
+          `${m.data.file}: sha256 of the ${inc.dataFilled} bytes received is ${dataSha}, the manifest says ${m.data.sha256}`,
+        );
+        return;
+      }
+    }
+    const receiveMs = performance.now() - t0;
     let session: ort.InferenceSession;
     try {
-      session = await createSession(model, { threads: m.threads ?? this.opts.threads ?? 1, source: m.file });
+      // With external data onnxruntime reads the weights from files beside the model, so both go to disk.
+      let source: Uint8Array | string = model;
+      if (inc.dir !== undefined) {
+        source = join(inc.dir, m.file);
+        writeFileSync(source, model);
+      }
+      session = await createSession(source, { threads: m.threads ?? this.opts.threads ?? 1, source: m.file });
     } catch (err) {
       await fail(errorMessage(err));
       return;
@@ -308,7 +487,9 @@ export class Worker {
       .send({
         type: "control",
         requestId: 0,
-        msg: { t: "loaded", stage: m.stage, loadMs: performance.now() - t0 },
+        msg: {
+          ...({ t: "loaded", stage: m.stage, loadMs: performance.now() - t0, receiveMs } satisfies LoadedMsg),
+        },
       })
       .catch(() => {});
   }
@@ -373,7 +554,12 @@ export class Worker {
         got = new Map();
         s.pending.set(f.requestId, got);
       }
-      got.set(f.name, frameTensor(f));
+      try {
+        got.set(f.name, frameTensor(f));
+      } catch (err) {
+        this.requestError(d, f.requestId, s.load.stage, `input '${f.name}': ${errorMessage(err)}`);
+        continue;
+      }
       if (got.size === s.specs.size) {
         s.pending.delete(f.requestId);
         this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(got) });
@@ -414,7 +600,12 @@ export class Worker {
         const d = this.deployment;
         if (!d || d.stages.get(job.stage.load.stage) !== job.stage) continue;
         if (this.cancelled.has(job.requestId)) continue;
-        await this.run(d, job);
+        try {
+          await this.run(d, job);
+        } catch (err) {
+          // A bad request never ends the worker: whatever escaped run() fails that request only.
+          this.requestError(d, job.requestId, job.stage.load.stage, errorMessage(err));
+        }
         while (this.unsent.length > MAX_UNSENT_REQUESTS) await this.unsent.shift();
       }
     } finally {
@@ -436,11 +627,20 @@ export class Worker {
     }
     this.giveBack(job);
     s.stats.computeMs += performance.now() - t0;
+    // Every output is framed before any is sent, so a tensor that cannot travel fails the request whole.
+    const frames: TensorFrame[] = [];
+    for (const name of s.load.outputs) {
+      try {
+        frames.push(tensorFrame(requestId, name, out[name] as ort.Tensor));
+      } catch (err) {
+        this.requestError(d, requestId, s.load.stage, `output ${errorMessage(err)}`);
+        return;
+      }
+    }
     s.stats.runs++;
     const sends: Promise<unknown>[] = [];
-    for (const name of s.load.outputs) {
-      const t = out[name] as ort.Tensor;
-      const frame = tensorFrame(requestId, name, t);
+    for (const frame of frames) {
+      const name = frame.name;
       for (const r of s.load.routes[name] ?? []) {
         if (r.to === "coordinator") {
           sends.push(
@@ -478,10 +678,20 @@ export class Worker {
     if (!d) return;
     this.deployment = undefined;
     this.queue.length = 0;
+    for (const inc of d.incoming.values()) discardIncoming(inc);
+    d.incoming.clear();
     // Request ids restart with every deployment.
     this.cancelled.clear();
     for (const s of d.stages.values()) s.session.release().catch(() => {});
     for (const p of d.peers.values()) p.then((c) => c.close()).catch(() => {});
     log(`deployment ${d.id} torn down`);
   }
+}
+
+/** Releases what a stage being received holds: its data file and temp folder. Safe to call twice. */
+function discardIncoming(inc: Incoming): void {
+  if (inc.dataFd !== undefined) closeSync(inc.dataFd);
+  inc.dataFd = undefined;
+  if (inc.dir !== undefined) rmSync(inc.dir, { recursive: true, force: true });
+  inc.dir = undefined;
 }
