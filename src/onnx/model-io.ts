@@ -236,7 +236,13 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
       offset += t.rawData.length;
       t.rawData = new Uint8Array(0);
     });
-    const data = moved.length > 0 ? writeChunks(dataPath, moved.map((m) => m.raw)) : undefined;
+    const data =
+      moved.length > 0
+        ? writeChunks(
+            dataPath,
+            moved.map((m) => m.raw),
+          )
+        : undefined;
     const file = writeChunks(path, encodeModelChunks(model));
     return { path, ...file, ...(data ? { data: { path: dataPath, location, ...data } } : {}) };
   } finally {
