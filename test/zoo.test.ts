@@ -32,7 +32,7 @@ function dimsOf(v: ValueInfoProto): number[] {
 function dtypeOf(v: ValueInfoProto): string {
   const tt = v.type?.value;
   assert.equal(tt?.case, "tensorType");
-  return dtypeFromOnnx(tt.value.elemType);
+  return dtypeFromOnnx(tt.value.elemType) ?? `onnx type ${tt.value.elemType}`;
 }
 
 /**
