@@ -16,7 +16,7 @@ import { analyticTimes, calibrateAnalytic } from "../src/cost/cost-analytic.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { measuredTimes } from "../src/cost/cost-measured.js";
 import { calibrateRatio, scaleTimesByClass } from "../src/cost/cost-scaled.js";
-import { measureLatency } from "../src/cost/measure.js";
+import { measureLatency, measurePaired } from "../src/cost/measure.js";
 import { type NodeTimes, scaleTimes, segmentTime } from "../src/cost/node-times.js";
 import { type Profile, profileModel, randomFeeds } from "../src/cost/profile.js";
 import { median, quantile } from "../src/cost/stats.js";
@@ -57,7 +57,18 @@ interface SegmentRow {
   bytesOut: number;
   measuredMs: number;
   predictedMs: number;
+  /** Measured segment / whole model, paired runs (median of the pairs' ratios). */
+  measuredShare: number;
+  /** Predicted segment / predicted whole model. */
+  predictedShare: number;
+  /** predictedShare / measuredShare - 1: the error the machine's drift does not move. */
   error: number;
+  /** Fastest segment run / fastest whole run: the shares on a quiet machine. */
+  fastestShare: number;
+  /** predictedShare / fastestShare - 1. */
+  fastestError: number;
+  /** predictedMs / measuredMs - 1: absolute, moved by any drift since the profile. */
+  absoluteError: number;
 }
 
 /** The stage model running positions [start, end) of the partition order. */
@@ -76,12 +87,14 @@ function stageFeeds(model: AnalyzedModel, stage: StageModel) {
   );
 }
 
-function errorStats(rows: readonly { measuredMs: number; error: number }[]) {
+function errorStats(rows: readonly { measuredMs: number; error: number; absoluteError: number }[]) {
   const errs = rows.filter((r) => r.measuredMs > MIN_MS).map((r) => Math.abs(r.error));
+  const abs = rows.filter((r) => r.measuredMs > MIN_MS).map((r) => Math.abs(r.absoluteError));
   return {
     segmentsOver1ms: errs.length,
     medianAbsError: round(median(errs)),
     p90AbsError: round(quantile(errs, 0.9)),
+    medianAbsErrorAbsolute: round(median(abs)),
     meanSignedError: round(
       rows.filter((r) => r.measuredMs > MIN_MS).reduce((s, r) => s + r.error, 0) / Math.max(1, errs.length),
     ),
@@ -126,7 +139,8 @@ async function accuracy(name: string, seed: number) {
   const cost = costModelFor(model, cluster, { profiles: { local: profile } });
   const all = model.graph.nodes.filter((n) => !n.isConstant).map((n) => n.index);
   const wholePredicted = cost.segmentLatency(device, all);
-  const wholeMeasured = await measureLatency(model.graph.model, randomFeeds(model), {
+  const wholeFeeds = randomFeeds(model);
+  const wholeMeasured = await measureLatency(model.graph.model, wholeFeeds, {
     threads: THREADS,
     runs: RUNS,
   });
@@ -145,11 +159,13 @@ async function accuracy(name: string, seed: number) {
     if (seen.has(`${start}:${end}`) || (start === 0 && end === n)) continue;
     seen.add(`${start}:${end}`);
     const stage = segmentStage(model, order, start, end);
-    const measured = await measureLatency(stage.model, stageFeeds(model, stage), {
+    const paired = await measurePaired(stage.model, stageFeeds(model, stage), model.graph.model, wholeFeeds, {
       threads: THREADS,
       runs: RUNS,
     });
+    const measured = paired.latency;
     const predicted = cost.segmentLatency(device, stage.nodes);
+    const predictedShare = predicted / wholePredicted;
     rows.push({
       start,
       end,
@@ -158,7 +174,12 @@ async function accuracy(name: string, seed: number) {
       bytesOut: stage.bytesOut,
       measuredMs: round(measured * 1e3),
       predictedMs: round(predicted * 1e3),
-      error: round((predicted - measured) / measured),
+      measuredShare: round(paired.ratio),
+      predictedShare: round(predictedShare),
+      error: round(predictedShare / paired.ratio - 1),
+      fastestShare: round(paired.fastest / paired.referenceFastest),
+      fastestError: round(predictedShare / (paired.fastest / paired.referenceFastest) - 1),
+      absoluteError: round((predicted - measured) / measured),
     });
   }
   const stats = errorStats(rows);
@@ -274,7 +295,8 @@ const models = [];
 for (const [i, name] of CNNS.entries()) models.push(await accuracy(name, Number(values.seed) + i));
 const pooled = models.flatMap((m) => m.segments);
 const overall = errorStats(pooled);
-const scalingResult = await scaling();
+// `--scaling-models ""` skips the scaling experiment.
+const scalingResult = values["scaling-models"] === "" ? undefined : await scaling();
 process.stdout.write(
   `${JSON.stringify(
     {

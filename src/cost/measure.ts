@@ -38,3 +38,67 @@ export async function measureLatency(
     await session.release();
   }
 }
+
+/** Result of {@link measurePaired}: medians in s, and the median of the per-pair ratios. */
+export interface PairedLatency {
+  /** Median wall time of the measured model, s. */
+  latency: number;
+  /** Median wall time of the reference model, s. */
+  reference: number;
+  /** Median over the pairs of (model run / the reference run just before it): steady under machine drift. */
+  ratio: number;
+  /** Fastest run of the model, s: the run least disturbed by other processes. */
+  fastest: number;
+  /** Fastest run of the reference, s. */
+  referenceFastest: number;
+}
+
+/**
+ * Latency of a model relative to a reference model (the whole model a segment came from), measured in pairs:
+ * two warm sessions run alternately, reference first, `runs` timed pairs after `warmup` untimed ones. Both
+ * runs of a pair see the same machine load, so the ratio holds when other processes slow the machine down
+ * (on a shared 2-vCPU host under load 12, single-model medians moved 2-3x between minutes, the ratios ~10%).
+ */
+export async function measurePaired(
+  model: ModelProto | Uint8Array,
+  feeds: Record<string, ort.Tensor>,
+  reference: ModelProto | Uint8Array,
+  referenceFeeds: Record<string, ort.Tensor>,
+  opts: MeasureOptions = {},
+): Promise<PairedLatency> {
+  const threads = opts.threads ?? 1;
+  const ref = await createSession(reference, { threads, source: opts.source });
+  try {
+    const session = await createSession(model, { threads, source: opts.source });
+    try {
+      const warmup = opts.warmup ?? 3;
+      const runs = opts.runs ?? 15;
+      const a: number[] = [];
+      const b: number[] = [];
+      const time = async (s: typeof session, f: Record<string, ort.Tensor>) => {
+        const t0 = process.hrtime.bigint();
+        await s.run(f);
+        return Number(process.hrtime.bigint() - t0) * 1e-9;
+      };
+      for (let i = 0; i < warmup + runs; i++) {
+        const r = await time(ref, referenceFeeds);
+        const m = await time(session, feeds);
+        if (i >= warmup) {
+          b.push(r);
+          a.push(m);
+        }
+      }
+      return {
+        latency: median(a),
+        reference: median(b),
+        ratio: median(a.map((v, i) => v / b[i])),
+        fastest: Math.min(...a),
+        referenceFastest: Math.min(...b),
+      };
+    } finally {
+      await session.release();
+    }
+  } finally {
+    await ref.release();
+  }
+}
