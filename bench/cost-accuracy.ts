@@ -9,7 +9,9 @@
  * usage: node dist/bench/cost-accuracy.js [--models a,b] [--segments 20] [--runs 15] [--threads 1] [--seed 1]
  *                                         [--scaling-calibrate resnet18] [--scaling-models mobilenet_v2,googlenet]
  */
-import { loadavg } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Cluster, Device } from "../src/cluster/types.js";
 import { analyticTimes, calibrateAnalytic } from "../src/cost/cost-analytic.js";
@@ -17,13 +19,16 @@ import { costModelFor } from "../src/cost/cost-factory.js";
 import { measuredTimes } from "../src/cost/cost-measured.js";
 import { calibrateRatio, scaleTimesByClass } from "../src/cost/cost-scaled.js";
 import { measureLatency, measurePaired } from "../src/cost/measure.js";
+import { takeTrace } from "../src/cost/ort-trace.js";
 import { type NodeTimes, scaleTimes, segmentTime } from "../src/cost/node-times.js";
+import { segmentIO } from "../src/cost/segment.js";
 import { type Profile, profileModel, randomFeeds } from "../src/cost/profile.js";
 import { median, quantile } from "../src/cost/stats.js";
 import { assignByBoundaries } from "../src/export/assign.js";
 import { buildStages, type StageModel } from "../src/export/stage.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
-import { randomTensor } from "../src/onnx/ort.js";
+import type { ModelProto } from "onnx-buf";
+import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
 import { seededRandom } from "../src/onnx/prng.js";
 import { choosePartitionOrder, type PartitionOrder } from "../src/partition/order.js";
 import { buildZooModel, zooNames } from "../src/zoo/index.js";
@@ -69,6 +74,12 @@ interface SegmentRow {
   fastestError: number;
   /** predictedMs / measuredMs - 1: absolute, moved by any drift since the profile. */
   absoluteError: number;
+  /** The segment model's kernel time (sum of per-kernel medians of its own profiled runs). */
+  kernelMs: number;
+  /** The predicted kernel time: the prediction less the stage overhead, without the profile's scale. */
+  predictedKernelMs: number;
+  /** predictedKernelMs / kernelMs - 1: the structural error (fusions and layouts across the cut), load-proof. */
+  kernelError: number;
 }
 
 /** The stage model running positions [start, end) of the partition order. */
@@ -87,13 +98,47 @@ function stageFeeds(model: AnalyzedModel, stage: StageModel) {
   );
 }
 
-function errorStats(rows: readonly { measuredMs: number; error: number; absoluteError: number }[]) {
-  const errs = rows.filter((r) => r.measuredMs > MIN_MS).map((r) => Math.abs(r.error));
-  const abs = rows.filter((r) => r.measuredMs > MIN_MS).map((r) => Math.abs(r.absoluteError));
+/**
+ * Kernel time of a model, s: the sum over its kernels of each kernel's median over `runs` profiled runs. Other
+ * processes preempting this one lengthen a few kernels of a run, so per-kernel medians stay near the quiet
+ * machine's times where wall-clock medians of a 10 ms model do not (under load 10 on this host they doubled).
+ */
+async function kernelMedianSum(
+  model: ModelProto,
+  feeds: Record<string, ort.Tensor>,
+  runs: number,
+): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-acc-"));
+  try {
+    const s = await createSession(model, { threads: THREADS, profilePrefix: join(dir, "k") });
+    const warmup = 3;
+    for (let i = 0; i < warmup + runs; i++) await s.run(feeds);
+    s.endProfiling();
+    await s.release();
+    const measured = takeTrace(join(dir, "k")).runs.slice(warmup);
+    const names = new Set(measured.flatMap((r) => [...r.kernels.keys()]));
+    let sum = 0;
+    for (const k of names) sum += median(measured.map((r) => r.kernels.get(k) ?? 0));
+    return sum;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function errorStats(rows: readonly SegmentRow[]) {
+  const over = rows.filter((r) => r.measuredMs > MIN_MS);
+  const errs = over.map((r) => Math.abs(r.error));
+  const abs = over.map((r) => Math.abs(r.absoluteError));
+  const fastest = over.map((r) => Math.abs(r.fastestError));
+  const kernel = over.map((r) => Math.abs(r.kernelError));
   return {
     segmentsOver1ms: errs.length,
     medianAbsError: round(median(errs)),
     p90AbsError: round(quantile(errs, 0.9)),
+    medianAbsErrorFastest: round(median(fastest)),
+    p90AbsErrorFastest: round(quantile(fastest, 0.9)),
+    medianAbsKernelError: round(median(kernel)),
+    p90AbsKernelError: round(quantile(kernel, 0.9)),
     medianAbsErrorAbsolute: round(median(abs)),
     meanSignedError: round(
       rows.filter((r) => r.measuredMs > MIN_MS).reduce((s, r) => s + r.error, 0) / Math.max(1, errs.length),
@@ -166,6 +211,12 @@ async function accuracy(name: string, seed: number) {
     const measured = paired.latency;
     const predicted = cost.segmentLatency(device, stage.nodes);
     const predictedShare = predicted / wholePredicted;
+    // Kernels only, unscaled: the prediction less the stage overhead, over the profile's scale.
+    const segIO = segmentIO(model, stage.nodes);
+    const o = profile.overhead;
+    const predictedKernels =
+      (predicted - o.fixed - o.perByteIn * segIO.bytesIn - o.perByteOut * segIO.bytesOut) / profile.scale;
+    const kernels = await kernelMedianSum(stage.model, stageFeeds(model, stage), RUNS);
     rows.push({
       start,
       end,
@@ -180,6 +231,9 @@ async function accuracy(name: string, seed: number) {
       fastestShare: round(paired.fastest / paired.referenceFastest),
       fastestError: round(predictedShare / (paired.fastest / paired.referenceFastest) - 1),
       absoluteError: round((predicted - measured) / measured),
+      kernelMs: round(kernels * 1e3),
+      predictedKernelMs: round(predictedKernels * 1e3),
+      kernelError: round(predictedKernels / kernels - 1),
     });
   }
   const stats = errorStats(rows);
