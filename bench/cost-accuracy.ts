@@ -9,26 +9,21 @@
  * usage: node dist/bench/cost-accuracy.js [--models a,b] [--segments 20] [--runs 15] [--threads 1] [--seed 1]
  *                                         [--scaling-calibrate resnet18] [--scaling-models mobilenet_v2,googlenet]
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import type { Cluster, Device } from "../src/cluster/types.js";
 import { analyticTimes, calibrateAnalytic } from "../src/cost/cost-analytic.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { measuredTimes } from "../src/cost/cost-measured.js";
 import { calibrateRatio, scaleTimesByClass } from "../src/cost/cost-scaled.js";
-import { measureLatency, measurePaired } from "../src/cost/measure.js";
-import { takeTrace } from "../src/cost/ort-trace.js";
-import { type NodeTimes, scaleTimes, segmentTime } from "../src/cost/node-times.js";
-import { segmentIO } from "../src/cost/segment.js";
+import { measureKernelTime, measureLatency, measurePaired } from "../src/cost/measure.js";
+import { type NodeTimes, scaleTimes, segmentKernelTime, segmentTime } from "../src/cost/node-times.js";
 import { type Profile, profileModel, randomFeeds } from "../src/cost/profile.js";
 import { median, quantile } from "../src/cost/stats.js";
 import { assignByBoundaries } from "../src/export/assign.js";
 import { buildStages, type StageModel } from "../src/export/stage.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
-import type { ModelProto } from "onnx-buf";
-import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
+import { randomTensor } from "../src/onnx/ort.js";
 import { seededRandom } from "../src/onnx/prng.js";
 import { choosePartitionOrder, type PartitionOrder } from "../src/partition/order.js";
 import { buildZooModel, zooNames } from "../src/zoo/index.js";
@@ -76,7 +71,7 @@ interface SegmentRow {
   absoluteError: number;
   /** The segment model's kernel time (sum of per-kernel medians of its own profiled runs). */
   kernelMs: number;
-  /** The predicted kernel time: the prediction less the stage overhead, without the profile's scale. */
+  /** The predicted kernel time: the whole model's per-node medians of the segment, no scale, no overhead. */
   predictedKernelMs: number;
   /** predictedKernelMs / kernelMs - 1: the structural error (fusions and layouts across the cut), load-proof. */
   kernelError: number;
@@ -96,33 +91,6 @@ function stageFeeds(model: AnalyzedModel, stage: StageModel) {
       return [t, randomTensor(ty.dtype, ty.shape, i + 1)];
     }),
   );
-}
-
-/**
- * Kernel time of a model, s: the sum over its kernels of each kernel's median over `runs` profiled runs. Other
- * processes preempting this one lengthen a few kernels of a run, so per-kernel medians stay near the quiet
- * machine's times where wall-clock medians of a 10 ms model do not (under load 10 on this host they doubled).
- */
-async function kernelMedianSum(
-  model: ModelProto,
-  feeds: Record<string, ort.Tensor>,
-  runs: number,
-): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), "cleave-acc-"));
-  try {
-    const s = await createSession(model, { threads: THREADS, profilePrefix: join(dir, "k") });
-    const warmup = 3;
-    for (let i = 0; i < warmup + runs; i++) await s.run(feeds);
-    s.endProfiling();
-    await s.release();
-    const measured = takeTrace(join(dir, "k")).runs.slice(warmup);
-    const names = new Set(measured.flatMap((r) => [...r.kernels.keys()]));
-    let sum = 0;
-    for (const k of names) sum += median(measured.map((r) => r.kernels.get(k) ?? 0));
-    return sum;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 function errorStats(rows: readonly SegmentRow[]) {
@@ -182,6 +150,7 @@ async function accuracy(name: string, seed: number) {
     outputDevice: "local",
   };
   const cost = costModelFor(model, cluster, { profiles: { local: profile } });
+  const kernelTimes = measuredTimes(model, { ...profile, scale: 1 });
   const all = model.graph.nodes.filter((n) => !n.isConstant).map((n) => n.index);
   const wholePredicted = cost.segmentLatency(device, all);
   const wholeFeeds = randomFeeds(model);
@@ -211,12 +180,12 @@ async function accuracy(name: string, seed: number) {
     const measured = paired.latency;
     const predicted = cost.segmentLatency(device, stage.nodes);
     const predictedShare = predicted / wholePredicted;
-    // Kernels only, unscaled: the prediction less the stage overhead, over the profile's scale.
-    const segIO = segmentIO(model, stage.nodes);
-    const o = profile.overhead;
-    const predictedKernels =
-      (predicted - o.fixed - o.perByteIn * segIO.bytesIn - o.perByteOut * segIO.bytesOut) / profile.scale;
-    const kernels = await kernelMedianSum(stage.model, stageFeeds(model, stage), RUNS);
+    // Kernels only, unscaled: the profile's per-node medians, as the segment's own profile measures them.
+    const predictedKernels = segmentKernelTime(model, kernelTimes, stage.nodes);
+    const kernels = await measureKernelTime(stage.model, stageFeeds(model, stage), {
+      threads: THREADS,
+      runs: RUNS,
+    });
     rows.push({
       start,
       end,
