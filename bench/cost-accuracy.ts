@@ -1,10 +1,17 @@
 /**
- * The proof of the cost model. For every zoo CNN: profile the whole model on this machine, then take random
- * contiguous segments of its partition order, export each as its own model (the split module's stage export),
- * measure it (onnxruntime, same threads, warm, median of several runs) and compare with the prediction from
- * the whole model's profile. Target: median absolute error <= 10% and 90th percentile <= 25% over segments
- * longer than 1 ms. Then the scaling experiment: 1 and 2 threads as two devices, calibrate from one and
- * predict the other three ways. Prints one JSON object (progress on stderr).
+ * The proof of the cost model. For every zoo model (CNNs, the detector, the transformers): profile the
+ * whole model on this machine, then take random contiguous segments of its partition order, export each as its
+ * own model (the split module's stage export), measure it and compare with the prediction from the whole
+ * model's profile. Three measurements per segment, because this host's load moves wall-clock times:
+ * - `error`: the segment's share of the whole model, measured in pairs (segment run after a whole-model run,
+ *   median of the ratios), against the predicted share; follows a uniform slowdown of the machine;
+ * - `fastestError`: the same with the fastest run of each (the least disturbed);
+ * - `kernelError`: the segment's kernel time from its own profiled runs (per-kernel medians) against the whole
+ *   model's per-node medians of its nodes: the structural error (fusions and layouts at cuts), load-proof.
+ * Target: median absolute error <= 10% and 90th percentile <= 25% over segments longer than 1 ms. `perModel`
+ * is the table of median and p90 per model. Then the scaling experiment: 1 and 2 threads as two devices,
+ * calibrate from one and predict the other three ways (`--scaling-models ""` skips it). Prints one JSON object
+ * (progress on stderr).
  *
  * usage: node dist/bench/cost-accuracy.js [--models a,b] [--segments 20] [--runs 15] [--threads 1] [--seed 1]
  *                                         [--scaling-calibrate resnet18] [--scaling-models mobilenet_v2,googlenet]
@@ -46,8 +53,8 @@ const THREADS = Number(values.threads);
 const MIN_MS = 1;
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
-/** The zoo's CNNs (the transformer is not a CNN). */
-const CNNS = values.models?.split(",") ?? zooNames().filter((n) => !n.startsWith("vit"));
+/** Every zoo model by default. */
+const CNNS = values.models?.split(",") ?? zooNames();
 
 interface SegmentRow {
   start: number;

@@ -60,8 +60,8 @@ export interface PairedLatency {
 /**
  * Latency of a model relative to a reference model (the whole model a segment came from), measured in pairs:
  * two warm sessions run alternately, reference first, `runs` timed pairs after `warmup` untimed ones. Both
- * runs of a pair see the same machine load, so the ratio holds when other processes slow the machine down
- * (on a shared 2-vCPU host under load 12, single-model medians moved 2-3x between minutes, the ratios ~10%).
+ * runs of a pair see the same machine load, so the ratio follows a slowdown of the whole machine (on this
+ * shared 2-vCPU host the wall-clock median of ShuffleNetV2 moved between 9 and 32 ms within ten minutes).
  */
 export async function measurePaired(
   model: ModelProto | Uint8Array,
