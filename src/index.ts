@@ -38,7 +38,7 @@ export { checkShapesWithOrt } from "./ir/shape-check.js";
 export { type NodeCost, nodeCosts, sumCosts } from "./ir/cost.js";
 
 // Model zoo
-export { buildZooModel, zooInfo, zooNames } from "./zoo/index.js";
+export { buildZooModel, type ZooInfo, type ZooTensor, zooInfo, zooNames } from "./zoo/index.js";
 
 // Cuts and stage export
 export { choosePartitionOrder, type PartitionOrder, orderWith } from "./partition/order.js";
@@ -62,6 +62,12 @@ export type { CostModel } from "./cost/cost-model.js";
 export { ClusterCostModel, costModelFor } from "./cost/cost-factory.js";
 export { loadProfile, type Profile, profileModel, saveProfile } from "./cost/profile.js";
 export { estimateSplit, type SplitEstimate } from "./cost/estimate.js";
+export {
+  measureKernelTime,
+  measureLatency,
+  measurePaired,
+  type PairedLatency,
+} from "./cost/measure.js";
 
 // Planning
 export { OBJECTIVES, type Objective, type PlanConstraints } from "./partition/constraints.js";

@@ -4,11 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { measuredTimes } from "../src/cost/cost-measured.js";
+import { measureKernelTime, measurePaired } from "../src/cost/measure.js";
 import { parseTrace } from "../src/cost/ort-trace.js";
 import { checkProfile, loadProfile, type Profile, profileModel, saveProfile } from "../src/cost/profile.js";
 import { CleaveError } from "../src/errors.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { randomTensor } from "../src/onnx/ort.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-profile-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -157,4 +159,19 @@ test("trace parsing assigns kernel events to the run that holds them", () => {
   assert.deepEqual([...trace.runs[1].kernels.keys()], ["a"]);
   assert.ok(Math.abs(trace.runs[1].kernels.get("a")! - 15e-6) < 1e-12);
   assert.ok(Math.abs(trace.runs[1].modelRun - 50e-6) < 1e-12);
+});
+
+test("measurePaired and measureKernelTime report consistent figures", async () => {
+  const model = smallCnn();
+  const feeds = { x: randomTensor("float32", [1, 16, 48, 48], 4) };
+  const p = await measurePaired(model, feeds, model, feeds, { runs: 5, warmup: 1 });
+  for (const v of [p.latency, p.reference, p.ratio, p.fastest, p.referenceFastest]) {
+    assert.ok(Number.isFinite(v) && v > 0, `${JSON.stringify(p)}`);
+  }
+  assert.ok(
+    p.fastest <= p.latency && p.referenceFastest <= p.reference,
+    "the fastest run is not above the median",
+  );
+  const kernels = await measureKernelTime(model, feeds, { runs: 5, warmup: 1 });
+  assert.ok(Number.isFinite(kernels) && kernels > 0, `kernel time ${kernels}`);
 });

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type ModelProto, TensorProto_DataType as DT, type ValueInfoProto } from "onnx-buf";
+import { dtypeFromOnnx } from "../src/onnx/dtype.js";
 import { ArgumentError } from "../src/errors.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { encodeModel } from "../src/onnx/model-io.js";
-import { createSession, randomTensor } from "../src/onnx/ort.js";
+import { createSession, ort, randomTensor } from "../src/onnx/ort.js";
+import { seededRandom } from "../src/onnx/prng.js";
 import { numel, tensorDims } from "../src/onnx/tensor.js";
-import { buildZooModel, zooInfo, zooNames } from "../src/zoo/index.js";
+import { buildZooModel, type ZooTensor, zooInfo, zooNames } from "../src/zoo/index.js";
 
 /** Elements of all float32 initializers, and of the trainable ones (no BN running stats, no 0-d constants). */
 function countParams(m: ModelProto): { all: number; trainable: number } {
@@ -27,6 +29,28 @@ function dimsOf(v: ValueInfoProto): number[] {
   return tt.value.shape!.dim.map((d) => Number(d.value.value));
 }
 
+function dtypeOf(v: ValueInfoProto): string {
+  const tt = v.type?.value;
+  assert.equal(tt?.case, "tensorType");
+  return dtypeFromOnnx(tt.value.elemType) ?? `onnx type ${tt.value.elemType}`;
+}
+
+/**
+ * A float input gets random values, an integer input valid ones: uniform in its range, or for a 0/1 mask
+ * ones over the first 3/4 of each row (padding after the text), so masked and unmasked positions both occur.
+ */
+function feedFor(t: ZooTensor, seed: number): ort.Tensor {
+  if (t.dtype === "float32") return randomTensor("float32", t.shape, seed);
+  assert.ok(t.range, `${t.name}: an integer input states its valid range`);
+  const [lo, hi] = t.range;
+  const rnd = seededRandom(seed);
+  const row = t.shape[t.shape.length - 1];
+  const value = (i: number) =>
+    hi - lo === 2 ? Number(i % row < (3 * row) / 4) : lo + Math.floor(rnd() * (hi - lo));
+  const data = BigInt64Array.from({ length: numel(t.shape) }, (_, i) => BigInt(value(i)));
+  return new ort.Tensor("int64", data, t.shape);
+}
+
 const within = (got: number, want: number, tol: number) => Math.abs(got / want - 1) <= tol;
 
 test("zoo lists the models of the table", () => {
@@ -40,8 +64,13 @@ test("zoo lists the models of the table", () => {
     "mobilenet_v2",
     "efficientnet_b0",
     "regnet_x_400mf",
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "mobilenet_v3_small",
+    "ssdlite_fpn",
     "unet",
     "vit_tiny",
+    "bert_mini",
   ]);
   const info = zooInfo("resnet50");
   assert.equal(info.params, 25_557_032);
@@ -55,19 +84,16 @@ for (const name of zooNames()) {
     const info = zooInfo(name);
     const model = buildZooModel(name);
 
-    await t.test("ONNX interface: opset 17, float32 `input` and `output`", () => {
+    await t.test("ONNX interface: opset 17, the inputs and outputs zooInfo states", () => {
       assert.equal(model.opsetImport[0].version, 17n);
       const g = model.graph!;
-      assert.deepEqual(
-        g.input.map((i) => i.name),
-        ["input"],
-      );
-      assert.deepEqual(dimsOf(g.input[0]), info.inputShape);
-      assert.deepEqual(
-        g.output.map((o) => o.name),
-        ["output"],
-      );
-      assert.deepEqual(dimsOf(g.output[0]), info.outputShape);
+      const io = (vs: ValueInfoProto[]) =>
+        vs.map((v) => ({ name: v.name, dtype: dtypeOf(v), shape: dimsOf(v) }));
+      const strip = (ts: ZooTensor[]) => ts.map(({ name, dtype, shape }) => ({ name, dtype, shape }));
+      assert.deepEqual(io(g.input), strip(info.inputs));
+      assert.deepEqual(io(g.output), strip(info.outputs));
+      assert.deepEqual(info.inputs[0].shape, info.inputShape);
+      assert.deepEqual(info.outputs[0].shape, info.outputShape);
     });
 
     await t.test("parameters within 2% of the reference (all float initializers)", () => {
@@ -89,18 +115,22 @@ for (const name of zooNames()) {
     await t.test("runs in onnxruntime with finite, non-constant outputs of the right shape", async () => {
       const session = await createSession(model, { source: name });
       try {
-        const { output } = await session.run({ input: randomTensor("float32", info.inputShape, 3) });
-        assert.deepEqual(output.dims, info.outputShape);
-        const data = output.data as Float32Array;
-        let min = Number.POSITIVE_INFINITY;
-        let max = Number.NEGATIVE_INFINITY;
-        for (const v of data) {
-          assert.ok(Number.isFinite(v), `${name}: non-finite output ${v}`);
-          min = Math.min(min, v);
-          max = Math.max(max, v);
+        const feeds = Object.fromEntries(info.inputs.map((t, i) => [t.name, feedFor(t, 3 + i)]));
+        const outputs = await session.run(feeds);
+        for (const o of info.outputs) {
+          const out = outputs[o.name];
+          assert.deepEqual(out.dims, o.shape);
+          const data = out.data as Float32Array;
+          let min = Number.POSITIVE_INFINITY;
+          let max = Number.NEGATIVE_INFINITY;
+          for (const v of data) {
+            assert.ok(Number.isFinite(v), `${name}: non-finite ${o.name} ${v}`);
+            min = Math.min(min, v);
+            max = Math.max(max, v);
+          }
+          assert.ok(max - min > 1e-4, `${name}: degenerate ${o.name} range [${min}, ${max}]`);
+          assert.ok(Math.max(-min, max) < 1e3, `${name}: ${o.name} blows up (${min}, ${max})`);
         }
-        assert.ok(max - min > 1e-4, `${name}: degenerate output range [${min}, ${max}]`);
-        assert.ok(Math.max(-min, max) < 1e3, `${name}: outputs blow up (${min}, ${max})`);
       } finally {
         await session.release();
       }
@@ -150,7 +180,7 @@ test("unknown names and bad options are refused", () => {
   const isUnknown = (e: unknown) =>
     e instanceof ArgumentError &&
     e.code === "UNKNOWN_MODEL" &&
-    /^unknown zoo model 'foo' \(available: alexnet, vgg16, .*vit_tiny\)$/.test(e.message);
+    /^unknown zoo model 'foo' \(available: alexnet, vgg16, .*vit_tiny, bert_mini\)$/.test(e.message);
   assert.throws(() => buildZooModel("foo"), isUnknown);
   assert.throws(() => zooInfo("foo"), isUnknown);
   assert.throws(

@@ -23,19 +23,34 @@ export interface NodeTimes {
 }
 
 /**
- * Latency of running `nodes` as one stage model, s: the kernel time of every fusion group whose anchor is in
- * the segment, the standalone time of fused nodes whose anchor is not (a cut separated them, so they run
- * alone), plus the stage overhead (fixed, per byte in and out, per byte converted between layouts).
+ * Kernel time of running `nodes` as one stage model, s: the kernel time of every fusion group whose anchor is
+ * in the segment plus the standalone time of fused nodes whose anchor is not (a cut separated them, so they
+ * run alone). No stage overhead.
  */
-export function segmentTime(model: AnalyzedModel, times: NodeTimes, nodes: readonly number[]): number {
-  const mask = nodeMask(model, nodes);
-  const { latency, standalone, anchorOf, overhead: o } = times;
+export function segmentKernelTime(
+  model: AnalyzedModel,
+  times: NodeTimes,
+  nodes: readonly number[],
+  mask = nodeMask(model, nodes),
+): number {
+  const { latency, standalone, anchorOf } = times;
   let t = 0;
   for (const i of nodes) {
     const a = anchorOf[i];
     if (a === i) t += latency[i];
     else if (a >= 0 && !mask[a]) t += standalone[i];
   }
+  return t;
+}
+
+/**
+ * Latency of running `nodes` as one stage model, s: its kernel time ({@link segmentKernelTime}) plus the
+ * stage overhead (fixed, per byte in and out, per byte converted between layouts).
+ */
+export function segmentTime(model: AnalyzedModel, times: NodeTimes, nodes: readonly number[]): number {
+  const mask = nodeMask(model, nodes);
+  const { anchorOf, overhead: o } = times;
+  const t = segmentKernelTime(model, times, nodes, mask);
   const io = segmentIO(
     model,
     nodes,

@@ -10,7 +10,7 @@ export interface ZooBuildOptions {
 }
 
 /** Activation applied after a convolution or linear layer. */
-export type Activation = "relu" | "relu6" | "silu" | "sigmoid" | "none";
+export type Activation = "relu" | "relu6" | "silu" | "sigmoid" | "hardswish" | "hardsigmoid" | "none";
 
 /** A 2-D convolution's hyper-parameters (square kernels, symmetric padding). */
 export interface ConvSpec {
@@ -64,6 +64,15 @@ export class Net {
     if (this.g.fresh("output") !== "output") throw new Error(`${this.g.name}: the name 'output' is taken`);
     last.output[0] = "output";
     this.g.output("output", "float32", [this.batch, ...outShapeWithoutBatch]);
+    return this.g.toModel();
+  }
+
+  /**
+   * Declares several existing tensors as the graph outputs, in order, and returns the finished model: for
+   * networks with more than one head (detectors, encoders returning hidden states and a pooled vector).
+   */
+  finishOutputs(outputs: ReadonlyArray<{ name: string; shape: readonly number[] }>): ModelProto {
+    for (const o of outputs) this.g.output(o.name, "float32", o.shape);
     return this.g.toModel();
   }
 
@@ -146,6 +155,16 @@ export class Net {
         return this.g.node("Clip", [x, this.scalar(0), this.scalar(6)], {}, `${name}.relu6`);
       case "sigmoid":
         return this.g.node("Sigmoid", [x], {}, `${name}.sigmoid`);
+      case "hardswish":
+        return this.g.node("HardSwish", [x], {}, `${name}.hardswish`);
+      case "hardsigmoid":
+        // torch's Hardsigmoid is relu6(x + 3) / 6; ONNX's default alpha is 0.2, so both are given.
+        return this.g.node(
+          "HardSigmoid",
+          [x],
+          { alpha: { float: 1 / 6 }, beta: { float: 0.5 } },
+          `${name}.hardsigmoid`,
+        );
       case "silu": {
         // SiLU(x) = x * sigmoid(x): opset 17 has no SiLU/Swish op.
         const s = this.g.node("Sigmoid", [x], {}, `${name}.silu.sigmoid`);
@@ -161,12 +180,22 @@ export class Net {
     return this.act(b, act, name);
   }
 
-  /** Squeeze-and-excitation: x * sigmoid(fc2(act(fc1(GlobalAveragePool(x))))), fc as 1x1 convs with bias. */
-  squeezeExcite(x: string, name: string, c: number, squeeze: number, act: Activation): string {
+  /**
+   * Squeeze-and-excitation: x * gate(fc2(act(fc1(GlobalAveragePool(x))))), fc as 1x1 convs with bias; the
+   * gate is a sigmoid (EfficientNet) or a hard sigmoid (MobileNetV3).
+   */
+  squeezeExcite(
+    x: string,
+    name: string,
+    c: number,
+    squeeze: number,
+    act: Activation,
+    gate: Activation = "sigmoid",
+  ): string {
     const p = this.g.node("GlobalAveragePool", [x], {}, `${name}.avgpool`);
     const f1 = this.act(this.conv(p, `${name}.fc1`, { cin: c, cout: squeeze, k: 1 }), act, `${name}.fc1`);
     const f2 = this.conv(f1, `${name}.fc2`, { cin: squeeze, cout: c, k: 1 });
-    const s = this.act(f2, "sigmoid", `${name}.fc2`);
+    const s = this.act(f2, gate, `${name}.fc2`);
     return this.g.node("Mul", [x, s], {}, `${name}.scale`);
   }
 
@@ -183,6 +212,11 @@ export class Net {
       },
       name,
     );
+  }
+
+  /** AveragePool with a square kernel, no padding. */
+  avgPool(x: string, name: string, k: number, stride: number): string {
+    return this.g.node("AveragePool", [x], { kernel_shape: [k, k], strides: [stride, stride] }, name);
   }
 
   /** GlobalAveragePool followed by Flatten to [batch, C]. */

@@ -1,5 +1,5 @@
 import { Net, type ZooBuildOptions } from "./layers.js";
-import type { ZooEntry, ZooInfo } from "./types.js";
+import type { ZooEntry, ZooEntryInfo } from "./types.js";
 
 /** Gamma of the last BatchNormalization of each residual branch: keeps the residual sum's variance bounded. */
 const RESIDUAL_GAMMA = 0.25;
@@ -56,7 +56,7 @@ function buildResNet(name: string, spec: ResNetSpec, opts: ZooBuildOptions) {
   return n.finish([1000]);
 }
 
-function resnetEntry(info: ZooInfo, spec: ResNetSpec): ZooEntry {
+function resnetEntry(info: ZooEntryInfo, spec: ResNetSpec): ZooEntry {
   return { info, build: (opts: ZooBuildOptions = {}) => buildResNet(info.name, spec, opts) };
 }
 
