@@ -53,10 +53,10 @@ export function printBench(io: CliIO, r: BenchResult): void {
   const plan = r.rows[0];
   io.out("");
   const spread =
-    r.roundSpeedups.length > 1 ? ` (rounds: ${r.roundSpeedups.map((x) => fmtRatio(x)).join(", ")})` : "";
+    r.roundSpeedups.length > 1 ? `; rounds ${r.roundSpeedups.map((x) => fmtRatio(x)).join(", ")}` : "";
   io.out(
     `speed-up over the best single device: ${st.green(fmtRatio(r.speedup))} measured ` +
-      `(${plan.measured.throughput.toFixed(1)}/s over ${r.rows[1].measured.throughput.toFixed(1)}/s)${spread}, ` +
+      `(${plan.measured.throughput.toFixed(1)}/s over ${r.rows[1].measured.throughput.toFixed(1)}/s${spread}), ` +
       `${fmtRatio(r.predictedSpeedup)} predicted (${fmtPercent(r.speedupError)})`,
   );
   for (const f of r.findings) io.out(st.yellow(`note: ${f}`));
@@ -86,7 +86,9 @@ export function printBench(io: CliIO, r: BenchResult): void {
   io.out(
     st.dim(
       `CPU per request: ${Object.entries(plan.stageCpuMs)
-        .map(([d, x]) => `${d} ${x.toFixed(2)} ms (${(plan.stageOrtCpuMs[d] ?? 0).toFixed(2)} in onnxruntime)`)
+        .map(
+          ([d, x]) => `${d} ${x.toFixed(2)} ms (${(plan.stageOrtCpuMs[d] ?? 0).toFixed(2)} in onnxruntime)`,
+        )
         .join(", ")}, coordinator ${plan.coordinatorCpuMs.toFixed(2)} ms`,
     ),
   );

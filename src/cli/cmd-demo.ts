@@ -66,12 +66,9 @@ export const demoCommand: Command = {
       `${st.bold("2. profile")} one onnxruntime thread on this machine: ${fmtTime(profile.wholeRun)} per inference -> ${profilePath}`,
     );
 
-    const { cluster, coRun, profiles } = await withMeasuredCoRun(
-      model,
-      declared,
-      local,
-      { onStep: (s) => bar.step(s) },
-    );
+    const { cluster, coRun, profiles } = await withMeasuredCoRun(model, declared, local, {
+      onStep: (s) => bar.step(s),
+    });
     bar.done();
     const cost = costModelFor(model, cluster, { profiles });
     const result = {

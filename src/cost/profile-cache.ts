@@ -5,7 +5,14 @@ import { join } from "node:path";
 import { errorMessage } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { VERSION } from "../version.js";
-import { deviceInfo, loadProfile, modelIdentity, type Profile, type ProfileProgress, profileModel } from "./profile.js";
+import {
+  deviceInfo,
+  loadProfile,
+  modelIdentity,
+  type Profile,
+  type ProfileProgress,
+  profileModel,
+} from "./profile.js";
 
 /**
  * The folder cleave caches measurements of this machine in: `$CLEAVE_CACHE_DIR`, else
@@ -29,9 +36,17 @@ export function profileCacheKey(model: AnalyzedModel, threads: number): string {
     .join(",");
   return createHash("sha256")
     .update(
-      [d.cpu, d.cpus, d.platform, d.arch, d.onnxruntime, `cleave ${VERSION}`, threads, modelIdentity(model.graph).hash, shapes].join(
-        "\n",
-      ),
+      [
+        d.cpu,
+        d.cpus,
+        d.platform,
+        d.arch,
+        d.onnxruntime,
+        `cleave ${VERSION}`,
+        threads,
+        modelIdentity(model.graph).hash,
+        shapes,
+      ].join("\n"),
     )
     .digest("hex")
     .slice(0, 16);
@@ -65,7 +80,10 @@ export interface CachedProfileOptions {
  * and written to the cache atomically (a temporary file renamed into place). An unreadable or corrupt cache
  * file is measured again and replaced; a cache that cannot be written leaves the measurement usable.
  */
-export async function cachedProfile(model: AnalyzedModel, opts: CachedProfileOptions = {}): Promise<CachedProfile> {
+export async function cachedProfile(
+  model: AnalyzedModel,
+  opts: CachedProfileOptions = {},
+): Promise<CachedProfile> {
   const threads = opts.threads ?? 1;
   const dir = opts.dir ?? cacheDir();
   const id = modelIdentity(model.graph);

@@ -25,7 +25,10 @@ export function predictionError(predicted: number, measured: number): number {
  * timer resolution); 1 means the slowest stage never waited for its inputs or for sending its outputs, and
  * what is missing to 1 is what transfers, framing and stages waiting on each other cost the pipeline.
  */
-export function pipelineEfficiency(throughput: number, stageBusyMs: Readonly<Record<string, number>>): number {
+export function pipelineEfficiency(
+  throughput: number,
+  stageBusyMs: Readonly<Record<string, number>>,
+): number {
   const busiest = Math.max(0, ...Object.values(stageBusyMs));
   return throughput > 0 && busiest > 0 ? (throughput * busiest) / 1000 : 0;
 }
@@ -44,7 +47,10 @@ export function transferCpuPerByte(cpuMs: number, ortCpuMs: number, bytes: numbe
  * every device on its way (mean per request, measured in the same run). What the timeline shows as the
  * measured transfers, spread over the links.
  */
-export function transferTimeMs(aloneLatencyMs: number, stageBusyMs: Readonly<Record<string, number>>): number {
+export function transferTimeMs(
+  aloneLatencyMs: number,
+  stageBusyMs: Readonly<Record<string, number>>,
+): number {
   const compute = Object.values(stageBusyMs).reduce((s, v) => s + v, 0);
   return Math.max(0, aloneLatencyMs - compute);
 }
@@ -92,7 +98,9 @@ export function benchFindings(r: FindingInput): string[] {
   for (const row of r.rows.slice(1)) {
     if (!(row.measured.throughput > plan.measured.throughput)) continue;
     const who =
-      row.name === "single" ? `the whole model on ${row.devices[0]}` : `baseline ${row.name} (${row.devices.join(" > ")})`;
+      row.name === "single"
+        ? `the whole model on ${row.devices[0]}`
+        : `baseline ${row.name} (${row.devices.join(" > ")})`;
     const ratio = fmtRatio(speedupOf(row.measured.throughput, plan.measured.throughput));
     out.push(`${who} measured ${ratio} the plan's throughput: ${likelyReason(r, row)}`);
   }
@@ -103,8 +111,14 @@ function likelyReason(r: FindingInput, row: FindingInput["rows"][number]): strin
   const plan = r.rows[0];
   if (r.objective !== "throughput")
     return `the plan optimises ${r.objective}, not throughput (likely and expected)`;
-  if (plan.predicted.throughput <= row.predicted.throughput)
-    return "it was predicted faster too; the plan was chosen under a constraint it meets and this one does not";
+  const predictedGain = plan.predicted.throughput / row.predicted.throughput - 1;
+  if (Math.abs(predictedGain) < 0.005)
+    return (
+      `likely reason: both were predicted at ${plan.predicted.throughput.toFixed(1)}/s (the same work on the same ` +
+      "device), so the difference is this machine's speed drifting between rounds"
+    );
+  if (predictedGain < 0)
+    return "it was predicted faster too: the plan was chosen under a constraint it meets and this one does not";
   // Stage by stage: onnxruntime time measured in the pipeline against the priced stage time.
   const slowest = r.stages
     .map((s) => ({ ...s, measuredMs: plan.stageBusyMs[s.device] ?? 0 }))
@@ -127,7 +141,7 @@ function likelyReason(r: FindingInput, row: FindingInput["rows"][number]): strin
     );
   }
   return (
-    `likely reason: the plan's predicted gain (${fmtPercent(plan.predicted.throughput / row.predicted.throughput - 1)}) ` +
+    `likely reason: the plan's predicted gain (${fmtPercent(predictedGain)}) ` +
     "is within what this machine's speed drifts between rounds; rerun with more --requests and --rounds"
   );
 }

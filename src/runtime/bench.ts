@@ -236,7 +236,8 @@ export async function benchCluster(
         const d = deployed[i]!;
         if (r === 0) diffs[i] = d.maxRelativeDiff;
         measured[i].push(await d.measure(count));
-        if (runs[i].stage === undefined) single[i].push(await d.measure(Math.max(2, Math.ceil(count / 5)), 1));
+        if (runs[i].stage === undefined)
+          single[i].push(await d.measure(Math.max(2, Math.ceil(count / 5)), 1));
         if (!keepDeployed) {
           deployed[i] = undefined;
           await d.close();

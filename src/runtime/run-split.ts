@@ -215,8 +215,7 @@ export async function deploySplit(
         const sentAfter = p.stats();
         const done = Math.max(1, report.completed);
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
-        const ortCpu = (r?: StatsReplyMsg) =>
-          (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
+        const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
         const stageBusyMs: Record<string, number> = {};
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};

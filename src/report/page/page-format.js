@@ -77,8 +77,8 @@ window.CleaveReport = window.CleaveReport || {};
     return `${j.toPrecision(3)} J`;
   };
 
-  /** A ratio as ×1.23. */
-  R.fmtRatio = (r) => (Number.isFinite(r) ? `×${r.toFixed(r >= 10 ? 1 : 2)}` : "–");
+  /** A ratio as 1.23x (as the terminal shows it: runtime's fmtRatio). */
+  R.fmtRatio = (r) => (Number.isFinite(r) ? `${r.toFixed(r >= 10 ? 1 : 2)}x` : "–");
 
   /** A signed percentage difference of `a` against `b`. */
   R.fmtDelta = (a, b) => {
