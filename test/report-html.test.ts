@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -14,19 +14,7 @@ import { renderReportHtml } from "../src/report/report-html.js";
 import { reportInputFrom } from "../src/report/report-input.js";
 import { fmtRatio } from "../src/runtime/bench-figures.js";
 import { buildZooModel } from "../src/zoo/index.js";
-
-const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
-/** Flags that keep the browser off the network and out of first-run work. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-];
+import { launchBrowser } from "./helpers/browser.js";
 
 const CLUSTER: Cluster = {
   name: "two-boards",
@@ -122,30 +110,6 @@ type PageWindow = { CleaveReport: { cy: CyCore; cyStages: CyCore; charts: Record
 /** The report's own formats, to find the plan's numbers on the page. */
 const ms3 = (s: number) => `${(s * 1e3).toPrecision(3)} ms`;
 const rate3 = (r: number) => `${r.toPrecision(3)}/s`;
-
-/** playwright-core and Chromium, or a failure saying how to install what is missing. */
-async function launchBrowser(userDataDir: string) {
-  if (!existsSync(CHROMIUM)) {
-    assert.fail(
-      `Chromium not found at ${CHROMIUM}: the report test needs a real browser. Install it with ` +
-        "`apt-get update && apt-get install -y chromium` (or set CLEAVE_CHROMIUM to its path).",
-    );
-  }
-  let pw: typeof import("playwright-core");
-  try {
-    pw = await import("playwright-core");
-  } catch {
-    assert.fail(
-      "playwright-core is not installed: `npm install playwright-core` (a devDependency of cleave).",
-    );
-  }
-  return pw.chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1400, height: 900 },
-  });
-}
 
 test("report: every section renders the plan's numbers in headless Chromium, hover shows node details", async (t) => {
   const input = await plannedReport("resnet18", true);
