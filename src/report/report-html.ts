@@ -96,7 +96,7 @@ ${assets.style}
   </section>
   <section class="card" id="sec-baselines">
     <h2>Baselines</h2>
-    <p class="lede">Gains are the plan's: above ×1 (green) the plan is better, below (orange) the baseline is.</p>
+    <p class="lede">Gains are the plan's: above 1x (green) the plan is better, below (orange) the baseline is.</p>
     <table class="data" id="baseline-table"></table>
   </section>
 </main>
