@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { hasTaskset } from "../src/runtime/local-cluster.js";
-import { fmtRatio } from "../src/runtime/bench-figures.js";
+import { fmtPercent, fmtRatio } from "../src/runtime/bench-figures.js";
 import { launchBrowser } from "./helpers/browser.js";
 import { cleave } from "./helpers/cli.js";
 
@@ -48,6 +48,20 @@ test("demo: the speed-up on screen, in bench.json and in the report is one numbe
     await page.waitForSelector("html[data-ready=true]", { timeout: 60_000 });
     const card = (await page.locator('[data-kpi="speedup"]').textContent()) ?? "";
     assert.match(card, new RegExp(`measured ${line[1].replace(".", "\\.")}`), "report");
+    // Prediction errors: the table's, the JSON's and the report's are one number too.
+    const esc = (x: string) => x.replace(/[.+]/g, "\\$&");
+    const plan = bench.rows[0];
+    const tableRow = r.stdout.split("\n").find((l) => l.startsWith("pipeline (plan)")) ?? "";
+    for (const e of [plan.throughputError, plan.latencyError])
+      assert.ok(tableRow.includes(fmtPercent(e)), tableRow);
+    const tput = (await page.locator('[data-kpi="throughput"]').textContent()) ?? "";
+    assert.match(
+      tput,
+      new RegExp(`prediction ${esc(fmtPercent(plan.throughputError))}`),
+      "report throughput",
+    );
+    const lat = (await page.locator('[data-kpi="latency"]').textContent()) ?? "";
+    assert.match(lat, new RegExp(`prediction ${esc(fmtPercent(plan.latencyError))}`), "report latency");
     const notes = await page.locator("#notes li.finding").allTextContents();
     assert.deepEqual(notes, bench.findings, "the report shows the bench's findings");
   } finally {

@@ -143,10 +143,12 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     assert.match(await kpi("latency"), new RegExp(ms3(input.plan.latency)));
     assert.match(
       await kpi("latency"),
-      new RegExp(`measured alone p50 ${ms3(input.plan.latency * 1.1)} \\(\\+10\\.0%\\)`),
+      new RegExp(`measured alone p50 ${ms3(input.plan.latency * 1.1)} \\(prediction -9\\.1%\\)`),
     );
     assert.match(await kpi("latency"), new RegExp(`pipeline full p50 ${ms3(input.plan.latency * 2.1)}`));
     assert.match(await kpi("throughput"), new RegExp(rate3(input.plan.throughput).replace("/", "\\/")));
+    // Prediction errors as the terminal prints them: (predicted - measured) / measured.
+    assert.match(await kpi("throughput"), /measured pipelined .* \(prediction \+11\.1%\)/);
     const best = input.baselines
       .filter((b) => b.feasible && b.singleDevice !== undefined)
       .sort((a, b) => b.throughput - a.throughput)[0];

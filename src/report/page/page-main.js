@@ -40,7 +40,7 @@ window.CleaveReport = window.CleaveReport || {};
     const latencyDetail = !measured
       ? "predicted, one request alone"
       : alone
-        ? `measured alone p50 ${R.fmtTime(alone.p50)} (${R.fmtDelta(alone.p50, data.plan.latency)}) · ` +
+        ? `measured alone p50 ${R.fmtTime(alone.p50)} (prediction ${R.fmtError(data.plan.latency, alone.p50)}) · ` +
           `pipeline full p50 ${R.fmtTime(measured.latency.p50)}`
         : `pipeline full p50 ${R.fmtTime(measured.latency.p50)} (requests queued: not comparable)`;
     cards.push(kpi("Latency per request", R.fmtTime(data.plan.latency), latencyDetail, "", "latency"));
@@ -49,7 +49,7 @@ window.CleaveReport = window.CleaveReport || {};
         "Throughput",
         R.fmtRate(data.plan.throughput),
         measured
-          ? `measured pipelined ${R.fmtRate(measured.throughput)} (${R.fmtDelta(measured.throughput, data.plan.throughput)})`
+          ? `measured pipelined ${R.fmtRate(measured.throughput)} (prediction ${R.fmtError(data.plan.throughput, measured.throughput)})`
           : "predicted, pipelined",
         "",
         "throughput",
