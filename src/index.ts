@@ -61,6 +61,7 @@ export { loadCluster, parseCluster } from "./cluster/load.js";
 export type { CostModel } from "./cost/cost-model.js";
 export { ClusterCostModel, costModelFor } from "./cost/cost-factory.js";
 export { loadProfile, type Profile, profileModel, saveProfile } from "./cost/profile.js";
+export { type CachedProfile, cacheDir, cachedProfile } from "./cost/profile-cache.js";
 export { estimateSplit, type SplitEstimate } from "./cost/estimate.js";
 export {
   measureKernelTime,
@@ -87,7 +88,17 @@ export { Worker } from "./runtime/worker.js";
 export { probeWorker } from "./runtime/probe.js";
 export { testbedDown, testbedUp } from "./runtime/testbed.js";
 export { type RunSplitResult, runSplit } from "./runtime/run-split.js";
-export { type BenchResult, benchCluster } from "./runtime/bench.js";
+export { type BenchResult, type BenchRow, benchCluster } from "./runtime/bench.js";
+export {
+  benchFindings,
+  fmtPercent,
+  fmtRatio,
+  pipelineEfficiency,
+  predictionError,
+  speedupOf,
+  transferCpuPerByte,
+  transferTimeMs,
+} from "./runtime/bench-figures.js";
 export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./runtime/corun.js";
 
 // Report

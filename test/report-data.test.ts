@@ -215,6 +215,41 @@ test("buildReportInput: measured timeline and bench figures from the bench's per
   );
 });
 
+test("buildReportInput: without per-link times, the measured communication of a request alone is spread over the links", async () => {
+  const { model, order } = await smallModel();
+  const input = buildReportInput({
+    model,
+    order,
+    cluster: CLUSTER,
+    costModel: costModelFor(model, CLUSTER),
+    plan: planOf(order.nodes.length, 2),
+    bench: {
+      configurations: [
+        {
+          name: "plan",
+          throughput: 400,
+          latencyMs: { p50: 9 },
+          aloneLatencyMs: { p50: 6 },
+          communicationMs: 2.7,
+          stages: [{ computeMs: 2.5 }, { computeMs: 1.2 }],
+        },
+      ],
+      speedup: 1.25,
+      findings: ["x"],
+    },
+  });
+  // Predicted links take 1.5 and 1.2 ms: 2.7 ms measured splits 1.5 / 1.2.
+  const transfers = input.timeline.measured?.steps.filter((s) => s.kind === "transfer").map((s) => s.time);
+  assert.equal(transfers?.length, 2);
+  assert.ok(
+    Math.abs(transfers![0] - 0.0015) < 1e-12 && Math.abs(transfers![1] - 0.0012) < 1e-12,
+    `${transfers}`,
+  );
+  assert.deepEqual(input.bench?.configurations[0].aloneLatency, { p50: 0.006 });
+  assert.equal(input.bench?.speedup, 1.25);
+  assert.deepEqual(input.bench?.findings, ["x"]);
+});
+
 test("buildReportInput: a plan that does not fit the model or cluster is refused with the stage named", async () => {
   const { model, order } = await smallModel();
   const n = order.nodes.length;

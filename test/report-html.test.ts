@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -12,20 +12,9 @@ import { makePlan } from "../src/partition/planner.js";
 import type { BenchInput, ReportInput } from "../src/report/report-data.js";
 import { renderReportHtml } from "../src/report/report-html.js";
 import { reportInputFrom } from "../src/report/report-input.js";
+import { fmtRatio } from "../src/runtime/bench-figures.js";
 import { buildZooModel } from "../src/zoo/index.js";
-
-const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
-/** Flags that keep the browser off the network and out of first-run work. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-];
+import { launchBrowser } from "./helpers/browser.js";
 
 const CLUSTER: Cluster = {
   name: "two-boards",
@@ -77,7 +66,8 @@ async function plannedReport(zoo: string, bench = false): Promise<ReportInput> {
       {
         name: "plan",
         throughput: plan.totals.throughput * 0.9,
-        latencyMs: { p50: plan.totals.latency * 1100, p95: plan.totals.latency * 1300 },
+        latencyMs: { p50: plan.totals.latency * 2100, p95: plan.totals.latency * 2300 },
+        aloneLatencyMs: { p50: plan.totals.latency * 1100 },
         stages: plan.stages.map((s) => ({ computeMs: s.latency * 1100, transferMs: 0.4 })),
         inputTransferMs: 0.2,
       },
@@ -87,6 +77,8 @@ async function plannedReport(zoo: string, bench = false): Promise<ReportInput> {
         latencyMs: { p50: (single.totals.latency ?? 0) * 1050 },
       },
     ],
+    speedup: (plan.totals.throughput * 0.9) / (single.totals.throughput * 0.95),
+    findings: ["baseline x measured 1.10x the plan's throughput: likely reason: a test"],
   };
   return reportInputFrom({ model, plan, cluster: CLUSTER, bench: bench ? benchInput : undefined, name: zoo });
 }
@@ -104,43 +96,20 @@ interface CyCollection {
 interface CyCore {
   nodes(selector?: string): CyCollection;
   edges(): CyCollection;
-  getElementById(id: string): CyElement;
+  getElementById(id: string): CyElement & { position(): { x: number; y: number } };
   zoom(level: number): void;
   center(e: CyElement): void;
+  extent(): { x1: number; x2: number; y1: number; y2: number };
 }
 interface ChartLike {
   data: { labels?: unknown[]; datasets: Array<{ label?: string; data: unknown[] }> };
   options: { plugins?: { annotation?: { annotations: Record<string, { label?: { content?: string } }> } } };
 }
-type PageWindow = { CleaveReport: { cy: CyCore; charts: Record<string, ChartLike> } };
+type PageWindow = { CleaveReport: { cy: CyCore; cyStages: CyCore; charts: Record<string, ChartLike> } };
 
 /** The report's own formats, to find the plan's numbers on the page. */
 const ms3 = (s: number) => `${(s * 1e3).toPrecision(3)} ms`;
 const rate3 = (r: number) => `${r.toPrecision(3)}/s`;
-
-/** playwright-core and Chromium, or a failure saying how to install what is missing. */
-async function launchBrowser(userDataDir: string) {
-  if (!existsSync(CHROMIUM)) {
-    assert.fail(
-      `Chromium not found at ${CHROMIUM}: the report test needs a real browser. Install it with ` +
-        "`apt-get update && apt-get install -y chromium` (or set CLEAVE_CHROMIUM to its path).",
-    );
-  }
-  let pw: typeof import("playwright-core");
-  try {
-    pw = await import("playwright-core");
-  } catch {
-    assert.fail(
-      "playwright-core is not installed: `npm install playwright-core` (a devDependency of cleave).",
-    );
-  }
-  return pw.chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1400, height: 900 },
-  });
-}
 
 test("report: every section renders the plan's numbers in headless Chromium, hover shows node details", async (t) => {
   const input = await plannedReport("resnet18", true);
@@ -170,17 +139,65 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
 
     // Header: the plan's predicted and measured figures, and the speed-up over the best single device.
     const kpi = async (k: string) => (await page.locator(`[data-kpi="${k}"]`).textContent()) ?? "";
+    // Latency: the prediction (one request alone) beside requests measured alone, not the loaded p50.
     assert.match(await kpi("latency"), new RegExp(ms3(input.plan.latency)));
-    assert.match(await kpi("latency"), /measured p50/);
+    assert.match(
+      await kpi("latency"),
+      new RegExp(`measured alone p50 ${ms3(input.plan.latency * 1.1)} \\(prediction -9\\.1%\\)`),
+    );
+    assert.match(await kpi("latency"), new RegExp(`pipeline full p50 ${ms3(input.plan.latency * 2.1)}`));
     assert.match(await kpi("throughput"), new RegExp(rate3(input.plan.throughput).replace("/", "\\/")));
+    // Prediction errors as the terminal prints them: (predicted - measured) / measured.
+    assert.match(await kpi("throughput"), /measured pipelined .* \(prediction \+11\.1%\)/);
     const best = input.baselines
       .filter((b) => b.feasible && b.singleDevice !== undefined)
       .sort((a, b) => b.throughput - a.throughput)[0];
     assert.match(
       await kpi("speedup"),
-      new RegExp(`×${(input.plan.throughput / best.throughput).toFixed(2)}`),
+      new RegExp(`${(input.plan.throughput / best.throughput).toFixed(2)}x`),
     );
     assert.match(await kpi("speedup"), new RegExp(best.singleDevice!));
+    // The measured speed-up is the bench's own figure, formatted as the terminal formats it.
+    assert.match(await kpi("speedup"), new RegExp(`measured ${fmtRatio(input.bench!.speedup!)}`));
+    assert.match((await page.locator("#notes li.finding").textContent()) ?? "", /likely reason: a test/);
+
+    // Graph: it opens on the condensed view, one box per stage with the cut tensors between them.
+    const condensed = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      return {
+        view: document.getElementById("graph-view")!.dataset.view,
+        stages: R.cyStages.nodes('[kind = "stage"]').length,
+        cuts: R.cyStages
+          .edges()
+          .filter((e) => e.data("cut") === true)
+          .map((e) => e.data("label") as string),
+      };
+    });
+    assert.equal(condensed.view, "stages");
+    assert.equal(condensed.stages, input.stages.length);
+    const cutBytes = new Map<string, number>();
+    for (const e of input.edges.filter((x) => x.cut)) cutBytes.set(e.tensor, e.bytes);
+    assert.ok(condensed.cuts.length >= input.stages.length - 1, `cut edges: ${condensed.cuts.join(", ")}`);
+    assert.ok(
+      condensed.cuts.some((l) => l.endsWith(fmtBytes([...cutBytes.values()].reduce((a, b) => a + b, 0)))),
+      `a cut edge carries the cut's bytes: ${condensed.cuts.join(", ")}`,
+    );
+    // Layers opens on the cut: the nodes at both ends of a cut edge are in view.
+    await page.locator("#graph-layers").click();
+    const inView = await page.evaluate(() => {
+      const R = (window as unknown as PageWindow).CleaveReport;
+      const cy = R.cy;
+      const ext = cy.extent();
+      const d = (R as unknown as { data: ReportInput }).data;
+      const cut = d.edges.filter((e) => e.cut && d.nodes[e.to].stage === 1);
+      return cut.map((e) =>
+        [e.from, e.to].every((p) => {
+          const q = cy.getElementById(`n${p}`).position();
+          return q.x >= ext.x1 && q.x <= ext.x2 && q.y >= ext.y1 && q.y <= ext.y2;
+        }),
+      );
+    });
+    assert.ok(inView.length > 0 && inView.every(Boolean), `the first cut is in view: ${inView.join(", ")}`);
 
     // Graph: every compute node, input and output drawn; cut edges labelled with their sizes.
     const graph = await page.evaluate(() => {
@@ -293,7 +310,7 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
         points: (d.data as Array<{ x: number; y: number }>).map((p) => [p.x, p.y]),
       }));
     });
-    const star = pareto.find((d) => d.label === "chosen plan")!;
+    const star = pareto.find((d) => d.label === "plan (chosen)")!;
     assert.deepEqual(star.points, [[input.plan.latency * 1e3, input.plan.throughput]]);
     for (const b of input.baselines) {
       const ds = pareto.find((d) => d.label === b.name);
@@ -322,8 +339,8 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     assert.equal(baseRows.length, input.baselines.length + 1);
     input.baselines.forEach((b, i) => {
       assert.match(baseRows[i + 1], new RegExp(b.name));
-      assert.match(baseRows[i + 1], new RegExp(`×${(b.latency / input.plan.latency).toFixed(2)}`));
-      assert.match(baseRows[i + 1], new RegExp(`×${(input.plan.throughput / b.throughput).toFixed(2)}`));
+      assert.match(baseRows[i + 1], new RegExp(`${(b.latency / input.plan.latency).toFixed(2)}x`));
+      assert.match(baseRows[i + 1], new RegExp(`${(input.plan.throughput / b.throughput).toFixed(2)}x`));
     });
 
     // Every chart canvas has been drawn on (non-blank pixels).

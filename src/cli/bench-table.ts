@@ -1,70 +1,95 @@
 import type { BenchResult } from "../runtime/bench.js";
+import { fmtPercent, fmtRatio } from "../runtime/bench-figures.js";
 import { replicaReference } from "../runtime/corun.js";
 import type { CliIO } from "./command.js";
 import { style, table } from "./format.js";
 
-/** Prints a bench result: predicted against measured for the plan and the best single device, and the speed-up. */
+/** Name of a bench row as every output shows it. */
+export function rowLabel(name: string): string {
+  return name === "plan" ? "pipeline (plan)" : name === "single" ? "whole model" : `baseline ${name}`;
+}
+
+/**
+ * Prints a bench result: predicted against measured for the plan, the best single device and the baselines
+ * (throughput with the pipeline full; latency of a request sent alone, which is what the prediction
+ * describes, and under load), the speed-up, and a line for each configuration that beat the plan.
+ */
 export function printBench(io: CliIO, r: BenchResult): void {
   const st = style(io.isTTY);
-  const pct = (x: number) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)}%`;
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
   io.out(
     table(
       [
-        ["", "devices", "predicted/s", "measured/s", "error", "p50", "p95", "p99", "efficiency"],
+        [
+          "",
+          "devices",
+          "predicted/s",
+          "measured/s",
+          "error",
+          "latency pred.",
+          "alone p50",
+          "error",
+          "loaded p50",
+          "p99",
+          "efficiency",
+        ],
         ...r.rows.map((row) => [
-          row.name === "plan"
-            ? "pipeline (plan)"
-            : row.name === "single"
-              ? "whole model"
-              : `baseline ${row.name}`,
+          rowLabel(row.name),
           row.devices.join(" > "),
           row.predicted.throughput.toFixed(1),
           row.measured.throughput.toFixed(1),
-          pct(row.throughputError),
-          `${row.measured.latencyMs.p50.toFixed(1)} ms`,
-          `${row.measured.latencyMs.p95.toFixed(1)} ms`,
-          `${row.measured.latencyMs.p99.toFixed(1)} ms`,
+          fmtPercent(row.throughputError),
+          ms(row.predicted.latencyMs),
+          ms(row.alone.latencyMs.p50),
+          fmtPercent(row.latencyError),
+          ms(row.measured.latencyMs.p50),
+          ms(row.measured.latencyMs.p99),
           row.pipelineEfficiency.toFixed(2),
         ]),
       ],
       st,
     ),
   );
-  const busy = r.rows[0].stageBusyMs;
+  const plan = r.rows[0];
   io.out("");
   const spread =
-    r.roundSpeedups.length > 1
-      ? ` (median of ${r.roundSpeedups.length} rounds: ${r.roundSpeedups.map((x) => x.toFixed(2)).join(", ")})`
-      : "";
+    r.roundSpeedups.length > 1 ? `; rounds ${r.roundSpeedups.map((x) => fmtRatio(x)).join(", ")}` : "";
   io.out(
-    `speed-up over the best single device: ${st.green(`${r.speedup.toFixed(2)}x`)} measured${spread}, ` +
-      `${r.predictedSpeedup.toFixed(2)}x predicted (${pct((r.predictedSpeedup - r.speedup) / r.speedup)}; a ratio, so a drift ` +
-      "of the machine's speed cancels out)",
+    `speed-up over the best single device: ${st.green(fmtRatio(r.speedup))} measured ` +
+      `(${plan.measured.throughput.toFixed(1)}/s over ${r.rows[1].measured.throughput.toFixed(1)}/s${spread}), ` +
+      `${fmtRatio(r.predictedSpeedup)} predicted (${fmtPercent(r.speedupError)})`,
   );
-  const alone = r.rows[0].standalone;
+  for (const f of r.findings) io.out(st.yellow(`note: ${f}`));
+  io.out(
+    st.dim(
+      "efficiency: share of the time the busiest device spent in onnxruntime; latency alone: requests sent one " +
+        "at a time, as predicted; loaded: with the pipeline full",
+    ),
+  );
+  const alone = plan.standalone;
   if (alone)
     io.out(
       st.dim(
-        `each stage alone on its device: ${alone.map((s) => `${s.device} ${s.throughput.toFixed(1)}/s`).join(", ")}; ` +
-          `efficiency is the pipeline's throughput over the slowest of these`,
+        `each stage alone on its device: ${alone.map((s) => `${s.device} ${s.throughput.toFixed(1)}/s`).join(", ")}`,
       ),
     );
   io.out(
     st.dim(
-      `onnxruntime time per request: ${Object.entries(busy)
-        .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
+      `onnxruntime time per request: ${Object.entries(plan.stageBusyMs)
+        .map(([d, x]) => `${d} ${x.toFixed(2)} ms`)
         .join(
           ", ",
         )} (predicted ${r.plan.stages.map((s) => `${s.device} ${(s.time * 1e3).toFixed(2)} ms`).join(", ")}); ` +
-        `outputs match the whole model within ${r.rows[0].maxRelativeDiff.toExponential(1)} relative`,
+        `outputs match the whole model within ${plan.maxRelativeDiff.toExponential(1)} relative`,
     ),
   );
-  const cpu = r.rows[0].stageCpuMs;
   io.out(
     st.dim(
-      `CPU per request: ${Object.entries(cpu)
-        .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
-        .join(", ")}, coordinator ${r.rows[0].coordinatorCpuMs.toFixed(2)} ms`,
+      `CPU per request: ${Object.entries(plan.stageCpuMs)
+        .map(
+          ([d, x]) => `${d} ${x.toFixed(2)} ms (${(plan.stageOrtCpuMs[d] ?? 0).toFixed(2)} in onnxruntime)`,
+        )
+        .join(", ")}, coordinator ${plan.coordinatorCpuMs.toFixed(2)} ms`,
     ),
   );
   if (r.coRun) io.out(st.dim(coRunLine(r.coRun)));
@@ -76,10 +101,10 @@ export function coRunLine(c: NonNullable<BenchResult["coRun"]>): string {
     "co-run: beside each other the devices took " +
     c.devices
       .map(
-        (d) => `${d.name} ${d.aloneMs.toFixed(1)} -> ${d.togetherMs.toFixed(1)} ms (${d.factor.toFixed(2)}x)`,
+        (d) => `${d.name} ${d.aloneMs.toFixed(1)} -> ${d.togetherMs.toFixed(1)} ms (${fmtRatio(d.factor)})`,
       )
       .join(", ") +
-    `; workers spend ${c.devices.map((d) => `${(d.transferCpu * 1e9).toFixed(2)}`).join("/")} ns per byte moved` +
+    `; outside onnxruntime their workers spent ${c.devices.map((d) => `${d.name} ${(d.transferCpu * 1e9).toFixed(2)}`).join(", ")} ns of CPU per byte moved` +
     (c.coordinatorCpuMs !== undefined
       ? `; the coordinator ${c.coordinatorCpuMs.toFixed(2)} ms per request`
       : "") +
@@ -94,6 +119,6 @@ function replicaLine(c: NonNullable<BenchResult["coRun"]>): string {
   const r = replicaReference(c);
   return (
     `. Whole-model replicas on all of them at once reached ${r.throughput.toFixed(1)}/s, ` +
-    `${r.overBestAlone.toFixed(2)}x the best one alone`
+    `${fmtRatio(r.overBestAlone)} the best one alone`
   );
 }

@@ -1,7 +1,6 @@
 import { checkOutputFile, writeOutputFile } from "../output-file.js";
-import type { Device } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
-import { loadProfile, type Profile, profileModel, scaleProfile } from "../cost/profile.js";
+import { loadProfile, type Profile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../runtime/bench.js";
@@ -19,6 +18,7 @@ import {
 } from "./command.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
+import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
@@ -36,34 +36,21 @@ Plans the model on the cluster, then runs, side by side with the same inputs, th
 whole model on the best single device, on real workers, and prints throughput, latency percentiles, the
 speed-up and the planner's prediction against the measurement. Without --cluster it uses the shipped local
 cluster (two devices of one pinned CPU core each). Devices without a profile that are emulated here (cpus:)
-are profiled on this machine first; one whose cpuShare is below its thread count gets that profile with its
+are profiled on this machine once per model and cached (in $CLEAVE_CACHE_DIR, else $XDG_CACHE_HOME/cleave or
+~/.cache/cleave); one whose cpuShare is below its thread count gets that profile with its
 times multiplied by threads / cpuShare. When two or more devices are emulated here, how much they slow each
 other down and what their workers spend per byte moved are measured first and priced into the plan
 (--no-corun skips that). --baselines also runs every baseline split of the planner for real. The
 configurations take turns in R rounds (default 3) of N / R requests, so a machine whose speed drifts slows
-all of them alike; the speed-up is the median of the rounds' ratios. Each stage of the plan also runs alone on
-its device: the pipeline efficiency is the pipeline's throughput over the slowest of those.
+all of them alike; the speed-up is the ratio of the pooled throughputs shown. Latency is measured twice: for
+requests sent one at a time (what the prediction describes) and with the pipeline full. The efficiency is the
+share of the time the busiest device spent in onnxruntime; each stage of the plan also runs alone.
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
 ${WORKER_FLAGS_USAGE}`;
 
-/**
- * The profile a device emulated here gets from `measured`, a profile of this machine at `threads` onnxruntime
- * threads: undefined when the device runs another number of threads; as measured when its `cpuShare` gives
- * each thread a core; else with every time multiplied by threads / cpuShare (a cgroup quota of 0.25 core
- * stretches a one-thread run 4x on average).
- */
-export function emulatedProfile(d: Device, measured: Profile, threads: number): Profile | undefined {
-  if ((d.threads ?? d.cpus?.length ?? 1) !== threads) return undefined;
-  const share = d.cpuShare ?? threads;
-  if (share >= threads) return measured;
-  return scaleProfile(
-    measured,
-    threads / share,
-    `scaled from the local measurement by the CPU quota of ${d.name}, cpuShare ${share} for ${threads} thread(s)`,
-  );
-}
+export { emulatedProfile } from "./local-profiles.js";
 
 /** `cleave bench`. */
 export const benchCommand: Command = {
@@ -116,22 +103,7 @@ export const benchCommand: Command = {
         });
       profiles[m[1]] = loadProfile(m[2]);
     }
-    const emulated = declared.devices.filter(
-      (d) => d.cpus !== undefined && d.profile === undefined && !profiles[d.name],
-    );
-    if (emulated.length > 0) {
-      const threads = emulated[0].threads ?? emulated[0].cpus?.length ?? 1;
-      const here = await profileModel(model.graph.model, {
-        analyzed: model,
-        source: path,
-        threads,
-        onProgress: (p) => bar.fraction(p.done / Math.max(1, p.total), `profiling ${p.phase}`),
-      });
-      for (const d of emulated) {
-        const p = emulatedProfile(d, here, threads);
-        if (p) profiles[d.name] = p;
-      }
-    }
+    Object.assign(profiles, await withLocalProfiles(model, declared, profiles, io, bar));
     const measured = bool(values, "no-corun")
       ? { cluster: declared, profiles, coRun: undefined }
       : await withMeasuredCoRun(model, declared, profiles, { onStep: (s) => bar.step(s) });

@@ -3,7 +3,7 @@ import { checkOutputFolder, outputError, writeOutputFile } from "../output-file.
 import { join, resolve } from "node:path";
 import { loadCluster } from "../cluster/load.js";
 import { costModelFor } from "../cost/cost-factory.js";
-import { profileModel, saveProfile } from "../cost/profile.js";
+import { saveProfile } from "../cost/profile.js";
 import { analyzeModel } from "../ir/analyze.js";
 import { saveModel } from "../onnx/model-io.js";
 import { writePlan } from "../partition/plan.js";
@@ -15,6 +15,7 @@ import { withMeasuredCoRun } from "../runtime/corun.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
+import { withLocalProfiles } from "./local-profiles.js";
 import { printBench } from "./bench-table.js";
 import { fmtBytes, fmtCount, fmtTime, style } from "./format.js";
 import { progress } from "./progress.js";
@@ -62,28 +63,18 @@ export const demoCommand: Command = {
         `${fmtCount(model.totals.macs)} MACs  -> ${modelPath}`,
     );
 
-    const profile = await profileModel(model.graph.model, {
-      analyzed: model,
-      source: modelPath,
-      threads: 1,
-      runs: 10,
-      warmup: 3,
-      onProgress: (p) => bar.fraction(p.done / Math.max(1, p.total), `profiling ${p.phase}`),
-    });
-    bar.done();
+    const declared = loadCluster(localClusterPath());
+    const local = await withLocalProfiles(model, declared, {}, io, bar);
+    const profile = local[declared.devices[0].name];
     const profilePath = join(out, "profile.json");
     saveProfile(profile, profilePath);
     say(
       `${st.bold("2. profile")} one onnxruntime thread on this machine: ${fmtTime(profile.wholeRun)} per inference -> ${profilePath}`,
     );
 
-    const declared = loadCluster(localClusterPath());
-    const { cluster, coRun, profiles } = await withMeasuredCoRun(
-      model,
-      declared,
-      Object.fromEntries(declared.devices.map((d) => [d.name, profile])),
-      { onStep: (s) => bar.step(s) },
-    );
+    const { cluster, coRun, profiles } = await withMeasuredCoRun(model, declared, local, {
+      onStep: (s) => bar.step(s),
+    });
     bar.done();
     const cost = costModelFor(model, cluster, { profiles });
     const result = {

@@ -17,6 +17,8 @@ import {
   str,
 } from "./command.js";
 import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
+import { withLocalProfiles } from "./local-profiles.js";
+import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
@@ -30,8 +32,9 @@ the transfers between devices, the end-to-end latency and the pipelined throughp
   --devices     device of each stage, in order (default: the input device first, then the others in file order)
   --profile     a measured profile for a device (overrides the cluster file's profile:)
   --json        one JSON object instead of tables
-Devices with a profile are priced from it (measured); others from a profiled CPU scaled by MAC rates, or by
-the roofline (analytic) calibrated from a profile when there is one.`;
+Devices with a profile are priced from it (measured); devices emulated on this machine (cpus:) without one
+are profiled here once per model and cached (see cleave bench --help); others from a profiled CPU scaled by
+MAC rates, or by the roofline (analytic) calibrated from a profile when there is one.`;
 
 /** `cleave estimate`. */
 export const estimateCommand: Command = {
@@ -97,7 +100,10 @@ export const estimateCommand: Command = {
         });
       profiles[m[1]] = loadProfile(m[2]);
     }
-    const cost = costModelFor(model, cluster, { profiles, inputShapes });
+    const cost = costModelFor(model, cluster, {
+      profiles: await withLocalProfiles(model, cluster, profiles, io, progress(io, values.json !== true)),
+      inputShapes,
+    });
     const est = estimateSplit(model, cluster, cost, assignment.stageOf, devices);
     const sources = Object.fromEntries(
       [...new Set(devices)].map((d) => [d, cost.describe(cluster.devices.find((x) => x.name === d)!)]),

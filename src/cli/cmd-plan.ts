@@ -16,6 +16,8 @@ import { makePlan } from "../partition/planner.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { bool, type Command, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
 import { fmtBytes, fmtTime, type Style, style, table } from "./format.js";
+import { withLocalProfiles } from "./local-profiles.js";
+import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> --cluster c.yaml [--objective latency|throughput|energy]
@@ -27,6 +29,7 @@ Chooses where to cut the model and which device runs each stage, optimally for t
 latency) under the constraints: memory per device always; the limits below, from flags or the cluster
 file's constraints: section (flags win). Prints the stages, transfers and totals, and the baselines
 (best single device, Neurosurgeon, DADS, equal layers, memory- and compute-proportional) beside it.
+Devices emulated on this machine (cpus:) without a profile are profiled here once per model and cached.
   --objective       latency (one inference end to end), throughput (pipelined), or energy per inference
   --max-latency     end-to-end limit (a number is ms; or "20ms", "1s")
   --min-fps         pipelined inferences per second at least
@@ -92,7 +95,10 @@ export const planCommand: Command = {
         });
       profiles[m[1]] = loadProfile(m[2]);
     }
-    const cost = costModelFor(model, cluster, { profiles, inputShapes });
+    const cost = costModelFor(model, cluster, {
+      profiles: await withLocalProfiles(model, cluster, profiles, io, progress(io, values.json !== true)),
+      inputShapes,
+    });
     const limit = str(values, "time-limit");
     const timeLimitMs = limit === undefined ? undefined : Number(limit);
     if (timeLimitMs !== undefined && !(timeLimitMs > 0))

@@ -13,6 +13,8 @@ const CONFIGURATION = z.object({
   latencyMs: LATENCY,
   stages: z.array(z.object({ computeMs: MS, transferMs: MS.optional() })).optional(),
   inputTransferMs: MS.optional(),
+  aloneLatencyMs: LATENCY.optional(),
+  communicationMs: MS.optional(),
 });
 /** A measured run as `cleave run --json` prints it (runtime's RunSplitResult), optionally named. */
 const RUN = z.object({
@@ -27,11 +29,15 @@ const ROW = z.object({
   name: z.string().min(1),
   devices: z.array(z.string()),
   measured: z.object({ throughput: z.number().nonnegative(), latencyMs: LATENCY }),
+  alone: z.object({ latencyMs: LATENCY, transferMs: MS }).optional(),
   stageBusyMs: z.record(z.string(), MS).optional(),
 });
 const BENCH_RESULT = z.object({
   rows: z.array(z.unknown()).min(1),
   plan: z.object({ plan: z.unknown() }).optional(),
+  speedup: z.number().nonnegative().optional(),
+  predictedSpeedup: z.number().nonnegative().optional(),
+  findings: z.array(z.string()).optional(),
 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -54,8 +60,14 @@ function measured(
 
 const fromRun = (r: z.infer<typeof RUN>) =>
   measured(r.name ?? "plan", r.devices, r.report.throughput, r.report.latencyMs, r.stageBusyMs);
-const fromRow = (r: z.infer<typeof ROW>) =>
-  measured(r.name, r.devices, r.measured.throughput, r.measured.latencyMs, r.stageBusyMs);
+const fromRow = (r: z.infer<typeof ROW>) => {
+  const c = measured(r.name, r.devices, r.measured.throughput, r.measured.latencyMs, r.stageBusyMs);
+  if (r.alone) {
+    c.aloneLatencyMs = r.alone.latencyMs;
+    c.communicationMs = r.alone.transferMs;
+  }
+  return c;
+};
 
 /** A bench file: the measurements, and the plan it measured when the file carries one (`cleave bench`). */
 export interface BenchFile {
@@ -96,7 +108,11 @@ export function readBenchFile(path: string): BenchFile {
   };
   if (isObject(obj) && "rows" in obj) {
     const r = check(BENCH_RESULT, obj, []);
-    const bench = { configurations: r.rows.map((row, i) => fromRow(check(ROW, row, ["rows", i]))) };
+    const bench: BenchInput = {
+      configurations: r.rows.map((row, i) => fromRow(check(ROW, row, ["rows", i]))),
+    };
+    if (r.speedup !== undefined) bench.speedup = r.speedup;
+    if (r.findings !== undefined) bench.findings = r.findings;
     return r.plan ? { bench, plan: parsePlan(r.plan.plan, `${path}: plan.plan`) } : { bench };
   }
   if (isObject(obj) && !("configurations" in obj) && "report" in obj) {

@@ -163,6 +163,10 @@ export interface ReportBaseline extends ReportTotals {
 /** Measured results of `cleave bench` for the plan and possibly the baselines; times in ms as the runtime reports. */
 export interface BenchInput {
   configurations: BenchConfiguration[];
+  /** The measured speed-up as `cleave bench` computed it (runtime's speedupOf of the pooled throughputs). */
+  speedup?: number;
+  /** Configurations that measured faster than the plan, with the likely reason (runtime's benchFindings). */
+  findings?: string[];
 }
 
 /** Measurements of one configuration. */
@@ -179,6 +183,13 @@ export interface BenchConfiguration {
   stages?: Array<{ computeMs: number; transferMs?: number }>;
   /** Mean time to bring the input to the first stage, ms. */
   inputTransferMs?: number;
+  /** Latency percentiles of requests sent one at a time (what a predicted latency describes), ms. */
+  aloneLatencyMs?: { p50: number; p95?: number; p99?: number; mean?: number };
+  /**
+   * Communication time of a request sent alone (its latency less its stages' onnxruntime time), ms: drawn as
+   * the measured transfers, spread over the links by their predicted times, when `stages` gives none.
+   */
+  communicationMs?: number;
 }
 
 /** Bench results as the report shows them (s). */
@@ -186,8 +197,14 @@ export interface ReportBench {
   configurations: Array<{
     name: string;
     throughput: number;
+    /** With the pipeline full. */
     latency: { p50: number; p95?: number; p99?: number; mean?: number };
+    /** Requests sent one at a time. */
+    aloneLatency?: { p50: number; p95?: number; p99?: number; mean?: number };
   }>;
+  /** Measured speed-up of the plan over the best single device, as the bench computed it. */
+  speedup?: number;
+  findings: string[];
 }
 
 /** The steps of a pipeline and the bars of its Gantt chart. */
@@ -374,13 +391,20 @@ function reportBench(bench: BenchInput, baselines: readonly ReportBaseline[]): R
       c.name === "single" && d !== undefined ? baselines.find((x) => x.singleDevice === d) : undefined;
     return b?.name ?? c.name;
   };
-  return {
-    configurations: bench.configurations.map((c) => ({
-      name: nameOf(c),
-      throughput: c.throughput,
-      latency: scaleLatency(c.latencyMs),
-    })),
+  const out: ReportBench = {
+    configurations: bench.configurations.map((c) => {
+      const r: ReportBench["configurations"][number] = {
+        name: nameOf(c),
+        throughput: c.throughput,
+        latency: scaleLatency(c.latencyMs),
+      };
+      if (c.aloneLatencyMs) r.aloneLatency = scaleLatency(c.aloneLatencyMs);
+      return r;
+    }),
+    findings: bench.findings ?? [],
   };
+  if (bench.speedup !== undefined) out.speedup = bench.speedup;
+  return out;
 }
 
 /** The plan's pipeline steps with the bench's measured per-stage times, when it has them. */
@@ -394,8 +418,18 @@ function measuredSteps(bench: BenchInput, input: ReportInput): PipelineStep[] | 
       { field: "configurations.plan.stages" },
     );
   }
+  // Without per-link times, the measured communication of a request alone, spread over the links as predicted.
+  const given = plan.inputTransferMs !== undefined || stages.some((s) => s.transferMs !== undefined);
+  const predicted = input.links.reduce((a, l) => a + l.time, 0);
+  const share = (l: ReportLink) => (predicted > 0 ? l.time / predicted : 1 / Math.max(1, input.links.length));
   const links = input.links.map((l) => {
-    const ms = l.fromStage === -1 ? plan.inputTransferMs : stages[l.fromStage]?.transferMs;
+    const ms = given
+      ? l.fromStage === -1
+        ? plan.inputTransferMs
+        : stages[l.fromStage]?.transferMs
+      : plan.communicationMs !== undefined
+        ? plan.communicationMs * share(l)
+        : undefined;
     return { fromStage: l.fromStage, toStage: l.toStage, from: l.from, to: l.to, time: (ms ?? 0) / 1000 };
   });
   return pipelineSteps(

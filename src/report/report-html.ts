@@ -59,10 +59,10 @@ ${assets.style}
   <ul class="notes" id="notes"></ul>
   <section class="card" id="sec-graph">
     <h2>Network</h2>
-    <p class="lede">Nodes in partition order, coloured by stage; dashed edges are tensors sent between devices, with their size. Scroll to zoom, drag to pan, hover a node for its details, click a stage to zoom to it.</p>
+    <p class="lede">The stages and the tensors sent between them, with their size. Click a stage or a cut (or Layers) to open the layers there: nodes in partition order, coloured by stage, dashed edges sent between devices. Scroll to zoom, drag to pan, hover a node for its details.</p>
     <div class="legend" id="graph-legend"></div>
     <div class="graph-wrap">
-      <div id="cy"><div class="graph-tools"><button id="graph-in" title="zoom in">+</button><button id="graph-out" title="zoom out">−</button><button id="graph-top">Top</button><button id="graph-fit">Fit all</button></div></div>
+      <div class="graph-view" id="graph-view" data-view="stages"><div id="cy-stages"></div><div id="cy"></div><div class="graph-tools"><button id="graph-stages" title="one box per stage, with the cut tensors">Stages</button><button id="graph-layers" title="every layer, opened on the cut">Layers</button><button id="graph-in" title="zoom in">+</button><button id="graph-out" title="zoom out">−</button><button id="graph-top">Top</button><button id="graph-fit">Fit all</button></div></div>
       <aside class="details" id="node-panel"><p class="hint">Hover a node to see its operator, output shape, MACs and predicted latency on its device.</p></aside>
     </div>
   </section>
@@ -79,7 +79,7 @@ ${assets.style}
   <div class="row">
     <section class="card" id="sec-pareto">
       <h2>Trade-offs</h2>
-      <p class="lede">Latency against throughput of the planner's options, the chosen plan (star) and the baselines; colour is energy per request.</p>
+      <p class="lede">Latency against throughput of the planner's options, the plan (star) and the baselines; colour is energy per request.</p>
       <div class="chart h-360"><canvas id="chart-pareto"></canvas></div>
       <div class="colorbar" id="pareto-colorbar"></div>
     </section>
@@ -96,7 +96,7 @@ ${assets.style}
   </section>
   <section class="card" id="sec-baselines">
     <h2>Baselines</h2>
-    <p class="lede">Gains are the plan's: above ×1 (green) the plan is better, below (orange) the baseline is.</p>
+    <p class="lede">Gains are the plan's: above 1x (green) the plan is better, below (orange) the baseline is.</p>
     <table class="data" id="baseline-table"></table>
   </section>
 </main>

@@ -5,9 +5,15 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
-import { median } from "../cost/stats.js";
 import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
+import {
+  benchFindings,
+  pipelineEfficiency,
+  predictionError,
+  speedupOf,
+  transferTimeMs,
+} from "./bench-figures.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import type { RunReport, WorkerAddress } from "./pipeline.js";
 import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
@@ -18,23 +24,32 @@ export interface BenchRow {
   name: string;
   devices: string[];
   predicted: { throughput: number; latencyMs: number };
-  /** Pooled over the rounds: completed requests over their summed wall time, latencies of every request. */
+  /**
+   * Pooled over the rounds: completed requests over their summed wall time, latencies of every request, all
+   * with the pipeline full (requests back to back, several in flight).
+   */
   measured: { throughput: number; latencyMs: LatencySummary; failed: number };
+  /**
+   * Requests sent one at a time (a few per round, after the pipelined ones): the latency a request alone sees,
+   * which is what the predicted latency describes; the onnxruntime time per device in those runs, and the rest
+   * of the latency, the communication ({@link transferTimeMs}), ms.
+   */
+  alone: { latencyMs: LatencySummary; stageBusyMs: Record<string, number>; transferMs: number };
   /** Measured throughput of each round, per second. */
   roundThroughputs: number[];
-  /** (predicted - measured) / measured, for throughput. */
+  /** (predicted - measured) / measured, for throughput ({@link predictionError}). */
   throughputError: number;
+  /** (predicted - measured) / measured, for latency: the predicted latency against the p50 of requests sent alone. */
+  latencyError: number;
   /** Time each device spent in onnxruntime per request, ms. */
   stageBusyMs: Record<string, number>;
   /** CPU time each device's worker process used per request (onnxruntime, framing, the kernel's copies), ms. */
   stageCpuMs: Record<string, number>;
+  /** CPU time each device's worker process used inside onnxruntime per request, ms. */
+  stageOrtCpuMs: Record<string, number>;
   /** CPU time the coordinator (the client sending inputs and taking outputs) used per request, ms. */
   coordinatorCpuMs: number;
-  /**
-   * Pipeline efficiency: measured throughput over that of the slowest stage run stand-alone (each stage alone
-   * on its device, fed by the coordinator; see `standalone`), or, for rows without stand-alone runs, over the
-   * slowest stage's onnxruntime busy time in the pipeline. 1 = the pipeline loses nothing.
-   */
+  /** Share of the wall time the busiest device spent in onnxruntime ({@link pipelineEfficiency}), 0..1. */
   pipelineEfficiency: number;
   /** Each stage run alone on its device (plan row only, when it has two or more stages). */
   standalone?: Array<{ stage: number; device: string; throughput: number; cpuMs: number }>;
@@ -52,11 +67,18 @@ export interface BenchResult {
   rounds: number;
   plan: ClusterPlan;
   rows: BenchRow[];
-  /** Measured throughput of the plan over that of the best single device: the median of the rounds' ratios. */
+  /**
+   * Measured throughput of the plan over that of the best single device, both pooled over the rounds (the two
+   * throughputs of the table; {@link speedupOf}).
+   */
   speedup: number;
-  /** The ratio of each round (plan and best single device measured one right after the other). */
+  /** The ratio of each round (plan and best single device measured one right after the other): its spread. */
   roundSpeedups: number[];
   predictedSpeedup: number;
+  /** (predicted - measured) / measured speed-up. */
+  speedupError: number;
+  /** Configurations that measured faster than the plan, each with the likely reason ({@link benchFindings}). */
+  findings: string[];
   /** How much the emulated devices slowed each other down, when measured and priced into the plan. */
   coRun?: CoRunMeasurement;
 }
@@ -116,6 +138,7 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
     report,
     stageBusyMs: byDevice((m) => m.stageBusyMs),
     stageCpuMs: byDevice((m) => m.stageCpuMs),
+    stageOrtCpuMs: byDevice((m) => m.stageOrtCpuMs),
     coordinatorCpuMs: perRequest((m) => m.coordinatorCpuMs),
   };
 }
@@ -202,6 +225,7 @@ export async function benchCluster(
     });
   const deployed: Array<DeployedSplit | undefined> = runs.map(() => undefined);
   const measured: SplitMeasurement[][] = runs.map(() => []);
+  const single: SplitMeasurement[][] = runs.map(() => []);
   const diffs: number[] = runs.map(() => Number.NaN);
   try {
     for (let r = 0; r < rounds; r++) {
@@ -212,6 +236,8 @@ export async function benchCluster(
         const d = deployed[i]!;
         if (r === 0) diffs[i] = d.maxRelativeDiff;
         measured[i].push(await d.measure(count));
+        if (runs[i].stage === undefined)
+          single[i].push(await d.measure(Math.max(2, Math.ceil(count / 5)), 1));
         if (!keepDeployed) {
           deployed[i] = undefined;
           await d.close();
@@ -235,26 +261,32 @@ export async function benchCluster(
       : undefined;
   const rows: BenchRow[] = configs.map((c, i) => {
     const p = pool(measured[i]);
-    const own = i === 0 ? standalone : undefined;
-    const capacity = own
-      ? Math.min(...own.map((s) => s.throughput))
-      : 1000 / Math.max(...Object.values(p.stageBusyMs));
+    const a = pool(single[i]);
     return {
       name: c.name,
       devices: c.devices,
       predicted: { throughput: c.throughput, latencyMs: c.latency * 1e3 },
       measured: { throughput: p.report.throughput, latencyMs: p.report.latencyMs, failed: p.report.failed },
+      alone: {
+        latencyMs: a.report.latencyMs,
+        stageBusyMs: a.stageBusyMs,
+        transferMs: transferTimeMs(a.report.latencyMs.mean, a.stageBusyMs),
+      },
       roundThroughputs: measured[i].map((m) => m.report.throughput),
-      throughputError: (c.throughput - p.report.throughput) / p.report.throughput,
+      throughputError: predictionError(c.throughput, p.report.throughput),
+      latencyError: predictionError(c.latency * 1e3, a.report.latencyMs.p50),
       stageBusyMs: p.stageBusyMs,
       stageCpuMs: p.stageCpuMs,
+      stageOrtCpuMs: p.stageOrtCpuMs,
       coordinatorCpuMs: p.coordinatorCpuMs,
-      pipelineEfficiency: Number.isFinite(capacity) && capacity > 0 ? p.report.throughput / capacity : 0,
-      standalone: own,
+      pipelineEfficiency: pipelineEfficiency(p.report.throughput, p.stageBusyMs),
+      standalone: i === 0 ? standalone : undefined,
       maxRelativeDiff: diffs[i],
     };
   });
-  const roundSpeedups = rows[0].roundThroughputs.map((t, r) => t / rows[1].roundThroughputs[r]);
+  const roundSpeedups = rows[0].roundThroughputs.map((t, r) => speedupOf(t, rows[1].roundThroughputs[r]));
+  const speedup = speedupOf(rows[0].measured.throughput, rows[1].measured.throughput);
+  const predictedSpeedup = speedupOf(plan.throughput, plan.single.throughput);
   return {
     model: opts.modelPath ?? model.graph.source,
     cluster: cluster.name,
@@ -263,9 +295,11 @@ export async function benchCluster(
     rounds,
     plan,
     rows,
-    speedup: median(roundSpeedups),
+    speedup,
     roundSpeedups,
-    predictedSpeedup: plan.throughput / plan.single.throughput,
+    predictedSpeedup,
+    speedupError: predictionError(predictedSpeedup, speedup),
+    findings: benchFindings({ objective, rows, stages: plan.stages, cutBytes: plan.cutBytes }),
   };
 }
 

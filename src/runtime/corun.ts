@@ -1,6 +1,7 @@
 import type { Cluster, Device } from "../cluster/types.js";
 import { type Profile, scaleProfile } from "../cost/profile.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
+import { transferCpuPerByte } from "./bench-figures.js";
 import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
 
 /** Host name given to emulated devices (those with `cpus`) that name none: they all run on this machine. */
@@ -25,7 +26,7 @@ export interface CoRunMeasurement {
     factor: number;
     /**
      * The worker's CPU time outside onnxruntime per byte it received and sent, alone (frames, copies, the
-     * kernel), s/byte.
+     * kernel), s/byte: its process CPU time less the CPU time inside session.run ({@link transferCpuPerByte}).
      */
     transferCpu: number;
     /** Whole-model requests per second, alone and beside the others. */
@@ -102,13 +103,14 @@ export async function measureCoRun(
       const a = mean(alone[i], (m) => m.stageBusyMs[name]);
       const t = mean(together[i], (m) => m.stageBusyMs[name]);
       const cpu = mean(alone[i], (m) => m.stageCpuMs[name]);
+      const ortCpu = mean(alone[i], (m) => m.stageOrtCpuMs[name]);
       const bytes = mean(alone[i], (m) => m.bytesPerRequest);
       return {
         name,
         aloneMs: a,
         togetherMs: t,
         factor: Math.max(1, t / a),
-        transferCpu: Math.max(0, (cpu - a) / 1000 / Math.max(1, bytes)),
+        transferCpu: transferCpuPerByte(cpu, ortCpu, bytes),
         aloneThroughput: mean(alone[i], (m) => m.report.throughput),
         togetherThroughput: mean(together[i], (m) => m.report.throughput),
       };

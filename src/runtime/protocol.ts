@@ -142,6 +142,8 @@ export interface StageStats {
   errors: number;
   /** Total time inside session.run, ms. */
   computeMs: number;
+  /** CPU time the worker process used inside session.run (all of onnxruntime's threads), ms. */
+  computeCpuMs: number;
   /** Requests whose inputs were waiting when asked. */
   pending: number;
 }

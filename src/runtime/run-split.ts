@@ -65,6 +65,8 @@ export interface SplitMeasurement {
    * sending tensors (all of the process's threads).
    */
   stageCpuMs: Record<string, number>;
+  /** CPU time each worker process used inside onnxruntime per request, ms, by device. */
+  stageOrtCpuMs: Record<string, number>;
   /** CPU time this process (the coordinator and client) used per request, ms. */
   coordinatorCpuMs: number;
   /** Bytes the coordinator sent and received per request. */
@@ -92,8 +94,11 @@ export interface DeployedSplit {
   readonly stageLoads: StageLoad[];
   /** See {@link RunSplitResult.maxRelativeDiff}. */
   readonly maxRelativeDiff: number;
-  /** Streams `requests` requests (default: the options' count) and measures them. */
-  measure(requests?: number): Promise<SplitMeasurement>;
+  /**
+   * Streams `requests` requests (default: the options' count) and measures them, with `inFlight` requests in
+   * flight (default: the deployment's; 1 sends each request alone, for an unloaded latency).
+   */
+  measure(requests?: number, inFlight?: number): Promise<SplitMeasurement>;
   /** Undeploys, stops the workers it started and removes the stage files. */
   close(): Promise<void>;
 }
@@ -207,26 +212,29 @@ export async function deploySplit(
       devices: [...devices],
       stageLoads: [...p.stageLoads],
       maxRelativeDiff,
-      measure: async (count = opts.requests ?? 200) => {
+      measure: async (count = opts.requests ?? 200, flight = inFlight) => {
         const before = await p.workerStats();
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
-          { inFlight, deadlineMs: opts.deadlineMs, keepLatencies: true },
+          { inFlight: flight, deadlineMs: opts.deadlineMs, keepLatencies: true },
         );
         const cpu = process.cpuUsage(cpuBefore);
         const after = await p.workerStats();
         const sentAfter = p.stats();
         const done = Math.max(1, report.completed);
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
+        const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
         const stageBusyMs: Record<string, number> = {};
         const stageCpuMs: Record<string, number> = {};
+        const stageOrtCpuMs: Record<string, number> = {};
         for (const a of after) {
           const b = before.find((r) => r.worker === a.worker);
           stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
+          stageOrtCpuMs[a.worker] = (ortCpu(a) - ortCpu(b)) / done;
         }
         const bytesPerRequest =
           (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
@@ -235,6 +243,7 @@ export async function deploySplit(
           report,
           stageBusyMs,
           stageCpuMs,
+          stageOrtCpuMs,
           coordinatorCpuMs: (cpu.user + cpu.system) / 1000 / done,
           bytesPerRequest,
         };

@@ -304,6 +304,87 @@ window.CleaveReport = window.CleaveReport || {};
     });
   };
 
+  /**
+   * A chart plugin drawing `labels` ({x, y in data units, text, plan, r: marker radius in px}) beside their
+   * markers where they overlap neither another label nor a marker: the first free spot of eight directions on
+   * growing rings, with a leader line when it is away from its marker. Placed boxes are kept on the chart
+   * (`chart.$labels`) for tests.
+   */
+  function placedLabels(labels) {
+    return {
+      id: "cleavePlacedLabels",
+      afterDatasetsDraw(chart) {
+        const { ctx, chartArea: area } = chart;
+        const sx = chart.scales.x;
+        const sy = chart.scales.y;
+        const pts = labels.map((l) => ({ ...l, px: sx.getPixelForValue(l.x), py: sy.getPixelForValue(l.y) }));
+        const boxes = [];
+        const hits = (b) =>
+          boxes.some((o) => b.x1 < o.x2 && b.x2 > o.x1 && b.y1 < o.y2 && b.y2 > o.y1) ||
+          pts.some((p) => {
+            const cx = Math.max(b.x1, Math.min(p.px, b.x2));
+            const cy = Math.max(b.y1, Math.min(p.py, b.y2));
+            return (cx - p.px) ** 2 + (cy - p.py) ** 2 < (p.r + 2) ** 2;
+          });
+        const inside = (b) =>
+          b.x1 >= area.left && b.x2 <= area.right && b.y1 >= area.top && b.y2 <= area.bottom;
+        const dirs = [
+          [1, 0],
+          [-1, 0],
+          [0, -1],
+          [0, 1],
+          [1, -1],
+          [-1, -1],
+          [1, 1],
+          [-1, 1],
+        ];
+        ctx.save();
+        ctx.textBaseline = "middle";
+        for (const p of pts) {
+          ctx.font = `${p.plan ? 700 : 400} ${p.plan ? 12 : 11}px system-ui, sans-serif`;
+          const w = ctx.measureText(p.text).width + 6;
+          const h = p.plan ? 16 : 15;
+          let chosen;
+          for (let ring = 1; ring <= 8 && !chosen; ring++) {
+            for (const [dx, dy] of dirs) {
+              const d = p.r + 4 + (ring - 1) * 14;
+              const cx = p.px + dx * (d + (dx === 0 ? 0 : w / 2));
+              const cy = p.py + dy * (d + (dy === 0 ? 0 : h / 2));
+              const b = { x1: cx - w / 2, x2: cx + w / 2, y1: cy - h / 2, y2: cy + h / 2 };
+              if (inside(b) && !hits(b)) {
+                chosen = { ...b, ring };
+                break;
+              }
+            }
+          }
+          // No free spot (a crowded plot): right of the marker, overlapping, rather than not at all.
+          chosen ??= {
+            x1: p.px + p.r + 4,
+            x2: p.px + p.r + 4 + w,
+            y1: p.py - h / 2,
+            y2: p.py + h / 2,
+            ring: 1,
+          };
+          boxes.push({ ...chosen, text: p.text });
+          if (chosen.ring > 1) {
+            ctx.strokeStyle = "#98a2b3";
+            ctx.lineWidth = 1;
+            ctx.beginPath();
+            ctx.moveTo(p.px, p.py);
+            ctx.lineTo((chosen.x1 + chosen.x2) / 2, (chosen.y1 + chosen.y2) / 2);
+            ctx.stroke();
+          }
+          ctx.fillStyle = "rgba(255,255,255,0.85)";
+          ctx.fillRect(chosen.x1, chosen.y1, w, h);
+          ctx.fillStyle = p.plan ? "#1d2330" : "#475467";
+          ctx.fillText(p.text, chosen.x1 + 3, (chosen.y1 + chosen.y2) / 2);
+        }
+        ctx.restore();
+        chart.$labels = boxes;
+      },
+    };
+  }
+
   /** Latency against throughput of the planner's options, the chosen plan and the baselines; energy as colour. */
   R.renderPareto = (data) => {
     const points = [
@@ -318,13 +399,19 @@ window.CleaveReport = window.CleaveReport || {};
     const xy = (p) => ({ x: R.ms(p.latency), y: p.throughput, energy: p.energy, label: p.label ?? p.name });
     const shapes = ["triangle", "rect", "rectRot", "crossRot", "circle", "rectRounded", "cross", "line"];
     const front = [...data.pareto].sort((a, b) => a.latency - b.latency);
-    const xMin = Math.min(...points.map((p) => R.ms(p.latency)));
-    const xMax = Math.max(...points.map((p) => R.ms(p.latency)));
-    const annotations = {};
+    // A baseline that is the plan (same figures) is named in the plan's label, not drawn as a label of its own.
+    const same = (b) =>
+      Math.abs(b.latency - data.plan.latency) <= 1e-3 * data.plan.latency &&
+      Math.abs(b.throughput - data.plan.throughput) <= 1e-3 * data.plan.throughput;
+    const twins = data.baselines.filter(same).map((b) => b.name);
+    const planLabel = twins.length > 0 ? `plan (= ${twins.join(", ")})` : "plan";
+    const labels = [
+      { x: R.ms(data.plan.latency), y: data.plan.throughput, text: planLabel, plan: true, r: 14 },
+    ];
     const datasets = [
       {
-        label: "chosen plan",
-        data: [xy({ ...data.plan, label: "chosen plan" })],
+        label: "plan (chosen)",
+        data: [xy({ ...data.plan, label: planLabel })],
         pointStyle: "star",
         pointRadius: 14,
         pointHoverRadius: 16,
@@ -377,18 +464,7 @@ window.CleaveReport = window.CleaveReport || {};
         backgroundColor: colorOf(b.energy),
         order: 1,
       });
-      // Label beside the marker, on the side with room.
-      const right = R.ms(b.latency) > (xMin + xMax) / 2;
-      annotations[`b${i}`] = {
-        type: "label",
-        xValue: R.ms(b.latency),
-        yValue: b.throughput,
-        content: b.name,
-        position: { x: right ? "end" : "start", y: "center" },
-        xAdjust: right ? -14 : 14,
-        color: "#475467",
-        font: { size: 11 },
-      };
+      if (!same(b)) labels.push({ x: R.ms(b.latency), y: b.throughput, text: b.name, plan: false, r: 9 });
     });
     const xs = points.map((p) => p.latency).filter((v) => v > 0);
     const ys = points.map((p) => p.throughput).filter((v) => v > 0);
@@ -400,6 +476,7 @@ window.CleaveReport = window.CleaveReport || {};
     return new window.Chart(document.getElementById("chart-pareto"), {
       type: "scatter",
       data: { datasets },
+      plugins: [placedLabels(labels)],
       options: {
         scales: {
           x: {
@@ -417,7 +494,6 @@ window.CleaveReport = window.CleaveReport || {};
         },
         plugins: {
           legend: { position: "top", labels: { usePointStyle: true } },
-          annotation: { annotations },
           tooltip: {
             callbacks: {
               label: (item) => {

@@ -77,14 +77,17 @@ window.CleaveReport = window.CleaveReport || {};
     return `${j.toPrecision(3)} J`;
   };
 
-  /** A ratio as ×1.23. */
-  R.fmtRatio = (r) => (Number.isFinite(r) ? `×${r.toFixed(r >= 10 ? 1 : 2)}` : "–");
+  /** A ratio as 1.23x (as the terminal shows it: runtime's fmtRatio). */
+  R.fmtRatio = (r) => (Number.isFinite(r) ? `${r.toFixed(r >= 10 ? 1 : 2)}x` : "–");
 
-  /** A signed percentage difference of `a` against `b`. */
-  R.fmtDelta = (a, b) => {
-    if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return "";
-    const d = (100 * (a - b)) / b;
-    return `${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(1)}%`;
+  /**
+   * A prediction's error, (predicted - measured) / measured, as a signed percentage: the definition and the
+   * format of the terminal and the JSON (runtime's predictionError and fmtPercent).
+   */
+  R.fmtError = (predicted, measured) => {
+    if (!Number.isFinite(predicted) || !Number.isFinite(measured) || measured <= 0) return "–";
+    const d = (100 * (predicted - measured)) / measured;
+    return `${d >= 0 ? "+" : "-"}${Math.abs(d).toFixed(1)}%`;
   };
 
   /** A shape as 1×3×224×224. */

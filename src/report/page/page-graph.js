@@ -161,6 +161,129 @@ window.CleaveReport = window.CleaveReport || {};
   }
 
   /**
+   * The condensed view: one box per stage (device, layers, MACs, predicted time), the graph inputs above and
+   * outputs below, and one edge per pair of stages that exchange tensors, labelled with the tensors and their
+   * size. Edges that skip a stage bow out to the side so they do not cross its box.
+   */
+  function stageElements(data) {
+    const els = [];
+    const k = data.stages.length;
+    const y = (i) => 40 + (i + 1) * 130;
+    els.push({
+      group: "nodes",
+      data: { id: "s-in", label: "input", kind: "io", w: 120, h: 34 },
+      position: { x: 0, y: y(-1) },
+    });
+    data.stages.forEach((s, i) => {
+      els.push({
+        group: "nodes",
+        data: {
+          id: `s${i}`,
+          stage: i,
+          kind: "stage",
+          color: R.stageColor(i),
+          w: 260,
+          h: 66,
+          label: `${R.stageLabel(data, i)}\n${s.end - s.start} layers · ${R.fmtCount(s.macs)}MACs · ${R.fmtTime(s.latency)}`,
+        },
+        position: { x: 0, y: y(i) },
+      });
+    });
+    els.push({
+      group: "nodes",
+      data: { id: "s-out", label: "output", kind: "io", w: 120, h: 34 },
+      position: { x: 0, y: y(k) },
+    });
+    // Tensors between stages (each once per receiving stage), graph inputs and outputs.
+    const groups = new Map();
+    const add = (from, to, name, bytes) => {
+      const key = `${from}>${to}`;
+      const g = groups.get(key) ?? { from, to, tensors: new Map() };
+      g.tensors.set(name, bytes);
+      groups.set(key, g);
+    };
+    for (const e of data.edges)
+      if (e.cut) add(data.nodes[e.from].stage, data.nodes[e.to].stage, e.tensor, e.bytes);
+    for (const t of data.inputs) for (const p of t.nodes ?? []) add(-1, data.nodes[p].stage, t.name, t.bytes);
+    for (const t of data.outputs) add(data.nodes[t.nodes[0]].stage, k, t.name, t.bytes);
+    let side = 1;
+    for (const g of groups.values()) {
+      const names = [...g.tensors.keys()];
+      const bytes = [...g.tensors.values()].reduce((a, b) => a + b, 0);
+      const span = g.to - g.from;
+      side = -side;
+      els.push({
+        group: "edges",
+        data: {
+          id: `se${g.from}_${g.to}`,
+          source: g.from < 0 ? "s-in" : `s${g.from}`,
+          target: g.to >= k ? "s-out" : `s${g.to}`,
+          cut: g.from >= 0 && g.to < k,
+          fromStage: g.from,
+          toStage: g.to,
+          label: `${names.length === 1 ? names[0] : `${names.length} tensors`} · ${R.fmtBytes(bytes)}`,
+          bow: span > 1 ? side * 170 * (span - 1) : 0,
+        },
+      });
+    }
+    return els;
+  }
+
+  const STAGE_STYLE = () => [
+    {
+      selector: "node",
+      style: {
+        shape: "round-rectangle",
+        width: "data(w)",
+        height: "data(h)",
+        label: "data(label)",
+        "text-wrap": "wrap",
+        "text-valign": "center",
+        "text-halign": "center",
+        "font-size": 12,
+        "background-color": "#ffffff",
+        color: "#475467",
+        "border-width": 1.5,
+        "border-style": "dashed",
+        "border-color": R.IO_COLOR,
+      },
+    },
+    {
+      selector: "node[kind = 'stage']",
+      style: { "background-color": "data(color)", color: "#fff", "font-weight": 600, "border-width": 0 },
+    },
+    {
+      selector: "edge",
+      style: {
+        width: 1.5,
+        "curve-style": "unbundled-bezier",
+        "control-point-distances": (e) => e.data("bow"),
+        "control-point-weights": 0.5,
+        "line-color": "#98a2b3",
+        "target-arrow-color": "#98a2b3",
+        "target-arrow-shape": "triangle",
+        label: "data(label)",
+        "font-size": 11,
+        color: "#475467",
+        "text-background-color": "#ffffff",
+        "text-background-opacity": 1,
+        "text-background-padding": 2,
+      },
+    },
+    {
+      selector: "edge[?cut]",
+      style: {
+        width: 3,
+        "line-style": "dashed",
+        "line-color": R.CUT_COLOR,
+        "target-arrow-color": R.CUT_COLOR,
+        color: R.CUT_COLOR,
+        "font-weight": 700,
+      },
+    },
+  ];
+
+  /**
    * Renders the graph into #cy and wires hover/tap details. Calls `done(cy)` once the layout has run.
    */
   R.renderGraph = (data, graph, done) => {
@@ -218,6 +341,71 @@ window.CleaveReport = window.CleaveReport || {};
       tip.style.display = "none";
     });
 
+    // The layers opened on a cut: the nodes on both sides of the tensors crossing into stage `to` (default:
+    // the first cut), with a few neighbours, at a legible zoom.
+    const cutView = (to) => {
+      const target = to ?? 1;
+      const cut = data.edges.filter((e) => e.cut && data.nodes[e.to].stage === target);
+      if (cut.length === 0) return readableView();
+      const near = new Set();
+      for (const e of cut) {
+        for (let p = Math.max(0, e.from - 3); p <= Math.min(data.nodes.length - 1, e.from + 3); p++)
+          near.add(p);
+        for (let p = Math.max(0, e.to - 3); p <= Math.min(data.nodes.length - 1, e.to + 3); p++) near.add(p);
+      }
+      const eles = cy.nodes().filter((n) => n.data("kind") === "op" && near.has(n.data("pos")));
+      cy.fit(eles, 40);
+      if (cy.zoom() < 0.6) {
+        cy.zoom(0.6);
+        cy.center(
+          cy.nodes().filter((n) => n.data("kind") === "op" && cut.some((e) => e.from === n.data("pos"))),
+        );
+      }
+      if (cy.zoom() > 1.2) {
+        cy.zoom(1.2);
+        cy.center(eles);
+      }
+    };
+    const view = document.getElementById("graph-view");
+    const stagesContainer = document.getElementById("cy-stages");
+    const stages = window.cytoscape({
+      container: stagesContainer,
+      elements: stageElements(data),
+      layout: { name: "preset" },
+      style: STAGE_STYLE(),
+      minZoom: 0.1,
+      maxZoom: 2,
+      boxSelectionEnabled: false,
+      autoungrabify: true,
+    });
+    R.cyStages = stages;
+    /** Switches the view: "stages" (condensed) or "layers", the latter opened on `focus` (a function). */
+    R.showGraph = (which, focus) => {
+      view.dataset.view = which;
+      if (which === "layers") {
+        cy.resize();
+        (focus ?? (() => cutView()))();
+      } else {
+        stages.resize();
+        stages.fit(undefined, 30);
+        if (stages.zoom() > 1.1) {
+          stages.zoom(1.1);
+          stages.center();
+        }
+      }
+    };
+    const fitStage = (i) =>
+      cy.fit(
+        cy.nodes().filter((n) => n.data("kind") === "op" && data.nodes[n.data("pos")].stage === i),
+        30,
+      );
+    stages.on("tap", "node[kind = 'stage']", (ev) =>
+      R.showGraph("layers", () => fitStage(ev.target.data("stage"))),
+    );
+    stages.on("tap", "edge[?cut]", (ev) => R.showGraph("layers", () => cutView(ev.target.data("toStage"))));
+    document.getElementById("graph-stages").addEventListener("click", () => R.showGraph("stages"));
+    document.getElementById("graph-layers").addEventListener("click", () => R.showGraph("layers"));
+
     const readableView = () => {
       cy.fit(undefined, 24);
       if (cy.zoom() >= 0.6) return;
@@ -253,6 +441,7 @@ window.CleaveReport = window.CleaveReport || {};
     legend.querySelectorAll(".item").forEach((el) => {
       el.addEventListener("click", () => {
         const i = Number(el.dataset.stage);
+        if (view.dataset.view !== "layers") return R.showGraph("layers", () => fitStage(i));
         cy.animate(
           {
             fit: {
@@ -269,7 +458,9 @@ window.CleaveReport = window.CleaveReport || {};
 
     cy.ready(() => {
       R.timings.layout = performance.now();
-      readableView();
+      // The layers stay laid out at the cut behind the condensed view, which a plan of one stage skips.
+      cutView();
+      R.showGraph(data.stages.length > 1 ? "stages" : "layers");
       done(cy);
     });
   };
