@@ -18,7 +18,8 @@ import { measuredTimes } from "../src/cost/cost-measured.js";
 import { calibrateRatio, scaleTimesByClass } from "../src/cost/cost-scaled.js";
 import { measureLatency } from "../src/cost/measure.js";
 import { type NodeTimes, scaleTimes, segmentTime } from "../src/cost/node-times.js";
-import { type Profile, profileModel, randomFeeds } from "../src/cost/profile.js";
+import { type Profile, profileModel } from "../src/cost/profile.js";
+import { inputFeeds } from "../src/ir/input-values.js";
 import { median, quantile } from "../src/cost/stats.js";
 import { assignByBoundaries } from "../src/export/assign.js";
 import { buildStages, type StageModel } from "../src/export/stage.js";
@@ -126,7 +127,7 @@ async function accuracy(name: string, seed: number) {
   const cost = costModelFor(model, cluster, { profiles: { local: profile } });
   const all = model.graph.nodes.filter((n) => !n.isConstant).map((n) => n.index);
   const wholePredicted = cost.segmentLatency(device, all);
-  const wholeMeasured = await measureLatency(model.graph.model, randomFeeds(model), {
+  const wholeMeasured = await measureLatency(model.graph.model, inputFeeds(model), {
     threads: THREADS,
     runs: RUNS,
   });
@@ -232,7 +233,7 @@ async function scaling() {
       const nodes = stage?.nodes ?? model.graph.nodes.filter((x) => !x.isConstant).map((x) => x.index);
       const measured = await measureLatency(
         stage?.model ?? model.graph.model,
-        stage ? stageFeeds(model, stage) : randomFeeds(model),
+        stage ? stageFeeds(model, stage) : inputFeeds(model),
         {
           threads: 2,
           runs: RUNS,

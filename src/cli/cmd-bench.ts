@@ -14,7 +14,8 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
   str,
 } from "./command.js";
 import { clusterFromFlags } from "./cluster-flag.js";
@@ -75,7 +76,7 @@ export const benchCommand: Command = {
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
       baselines: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
@@ -91,7 +92,7 @@ export const benchCommand: Command = {
     const remote = remoteWorkers(values, tb.stateFile, declared);
     const rerun = rerunInTestbed("bench", argv, remote, io);
     if (rerun) return rerun;
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const json = bool(values, "json");
     const bar = progress(io, !json);
     const profiles: Record<string, Profile> = {};

@@ -1,6 +1,14 @@
 import { enumerateCuts } from "../partition/cuts.js";
 import { choosePartitionOrder } from "../partition/order.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes } from "./command.js";
+import {
+  bool,
+  type Command,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+} from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
@@ -20,10 +28,10 @@ export const cutsCommand: Command = {
     const { values, positionals } = parseFlags("cuts", argv, {
       clean: { type: "boolean" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("cuts", positionals, "model file");
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const order = choosePartitionOrder(model);
     let cuts = enumerateCuts(model, order);
     if (bool(values, "clean")) cuts = cuts.filter((c) => c.tensors.length === 1);

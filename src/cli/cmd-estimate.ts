@@ -13,7 +13,8 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
   str,
 } from "./command.js";
 import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
@@ -46,15 +47,16 @@ export const estimateCommand: Command = {
       devices: { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("estimate", positionals, "model file");
     const clusterPath = str(values, "cluster");
     if (clusterPath === undefined)
       throw new ArgumentError("cleave estimate: missing --cluster c.yaml", { field: "cluster" });
     const cluster = loadCluster(clusterPath);
-    const inputShapes = parseInputShapes(list(values, "input-shape"));
-    const model = await loadForCli(path, inputShapes);
+    const inputs = modelInputs(values);
+    const { inputShapes } = inputs;
+    const model = await loadForCli(path, inputs, io);
 
     const cutsFlag = str(values, "cuts");
     const stagesFlag = str(values, "stages");

@@ -1,7 +1,15 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import { numel } from "../onnx/tensor.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes } from "./command.js";
+import {
+  bool,
+  type Command,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+} from "./command.js";
 import { fmtBytes, fmtCount, fmtShape, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
@@ -56,12 +64,12 @@ export const inspectCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseFlags("inspect", argv, {
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       layers: { type: "boolean" },
       json: { type: "boolean" },
     });
     const path = onePositional("inspect", positionals, "model file");
-    const m = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const m = await loadForCli(path, modelInputs(values), io);
     const j = inspectJson(m);
     if (bool(values, "json")) {
       io.out(JSON.stringify(j));

@@ -13,7 +13,16 @@ import {
 import { type Plan, writePlan } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
 import { clusterFromFlags } from "./cluster-flag.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  bool,
+  type Command,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtTime, type Style, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
@@ -61,7 +70,7 @@ export const planCommand: Command = {
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
       output: { type: "string", short: "o" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("plan", positionals, "model file");
     const clusterPath = str(values, "cluster");
@@ -78,8 +87,9 @@ export const planCommand: Command = {
       ? parseConstraints(cluster.constraints, cluster.source ?? clusterPath)
       : {};
     const constraints = mergeConstraints(fromFile, constraintFlags(values));
-    const inputShapes = parseInputShapes(list(values, "input-shape"));
-    const model = await loadForCli(path, inputShapes);
+    const inputs = modelInputs(values);
+    const { inputShapes } = inputs;
+    const model = await loadForCli(path, inputs, io);
     const profiles: Record<string, Profile> = {};
     for (const spec of list(values, "profile") ?? []) {
       const m = /^([^=]+)=(.+)$/.exec(spec);
@@ -97,7 +107,7 @@ export const planCommand: Command = {
     const outcome = makePlan({
       model,
       modelPath: path,
-      ...(inputShapes ? { inputShapes } : {}),
+      ...inputs,
       cluster,
       cost,
       objective,

@@ -7,7 +7,8 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
   str,
 } from "./command.js";
 import { style, table, fmtTime } from "./format.js";
@@ -37,7 +38,7 @@ export const profileCommand: Command = {
       runs: { type: "string" },
       warmup: { type: "string" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("profile", positionals, "model file");
     const json = bool(values, "json");
@@ -49,7 +50,7 @@ export const profileCommand: Command = {
     const threads = intFlag("threads", str(values, "threads"), 1);
     const runs = intFlag("runs", str(values, "runs"), 10);
     const warmup = intFlag("warmup", str(values, "warmup"), 5, 0);
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const bar = progress(io, !json);
     const label: Record<ProfileProgress["phase"], string> = {
       fused: "profiling",

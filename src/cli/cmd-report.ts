@@ -7,7 +7,16 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { readPlan } from "../partition/plan.js";
-import { bool, type Command, list, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  bool,
+  type Command,
+  list,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+  planInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtTime, style } from "./format.js";
 import { loadForCli } from "./load.js";
 
@@ -39,7 +48,7 @@ export const reportCommand: Command = {
       profile: { type: "string" },
       model: { type: "string" },
       cluster: { type: "string" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       json: { type: "boolean" },
     });
     if (positionals.length > 0)
@@ -55,7 +64,8 @@ export const reportCommand: Command = {
     const plan = planPath !== undefined ? readPlan(planPath) : benchFile!.plan!;
     const from = dirname(resolve(planPath ?? benchPath!));
     const output = str(values, "output") ?? "report.html";
-    const inputShapes = parseInputShapes(list(values, "input-shape")) ?? plan.inputShapes;
+    const inputs = modelInputs(values, planInputs(plan));
+    const { inputShapes } = inputs;
     const modelSpec = str(values, "model") ?? located(plan.model, from);
     const clusterArg = str(values, "cluster");
     const clusterFile = clusterArg ?? located(plan.cluster, from);
@@ -65,7 +75,7 @@ export const reportCommand: Command = {
         { field: "cluster" },
       );
     }
-    const model = await loadForCli(modelSpec, inputShapes);
+    const model = await loadForCli(modelSpec, inputs, io);
     const profilePath = str(values, "profile");
     const input = reportInputFrom({
       model,

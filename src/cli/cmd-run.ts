@@ -13,7 +13,9 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+  planInputs,
   str,
 } from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
@@ -94,14 +96,16 @@ export const runCommand: Command = {
       requests: { type: "string" },
       "in-flight": { type: "string" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("run", positionals, "model file");
     const cluster = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, cluster);
     const rerun = rerunInTestbed("run", argv, remote, io);
     if (rerun) return rerun;
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const planPath = str(values, "plan");
+    const fromPlan = planPath === undefined ? {} : planInputs(readPlan(planPath), planPath);
+    const model = await loadForCli(path, modelInputs(values, fromPlan), io);
     const { assignment, devices } = splitFromFlags(model, values, cluster);
     const json = bool(values, "json");
     const bar = progress(io, !json);

@@ -1,7 +1,17 @@
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
-import { type Command, intFlag, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  type Command,
+  intFlag,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  modelInputs,
+  planInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtCount, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
@@ -25,7 +35,7 @@ export const splitCommand: Command = {
       plan: { type: "string" },
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("split", positionals, "model file");
     const out = str(values, "output");
@@ -39,7 +49,7 @@ export const splitCommand: Command = {
       });
     }
     const plan = planPath === undefined ? undefined : readPlan(planPath);
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")) ?? plan?.inputShapes);
+    const model = await loadForCli(path, modelInputs(values, plan ? planInputs(plan) : {}), io);
     const spec: SplitSpec = plan
       ? { assignment: planToAssignment(model, plan) }
       : cuts
