@@ -1,14 +1,6 @@
 import { enumerateCuts } from "../partition/cuts.js";
 import { choosePartitionOrder } from "../partition/order.js";
-import {
-  bool,
-  type Command,
-  list,
-  onePositional,
-  parseFlags,
-  MODEL_INPUT_FLAGS,
-  modelInputs,
-} from "./command.js";
+import { bool, type Command, onePositional, parseFlags, MODEL_INPUT_FLAGS, modelInputs } from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 

@@ -1,15 +1,7 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import { numel } from "../onnx/tensor.js";
-import {
-  bool,
-  type Command,
-  list,
-  onePositional,
-  parseFlags,
-  MODEL_INPUT_FLAGS,
-  modelInputs,
-} from "./command.js";
+import { bool, type Command, onePositional, parseFlags, MODEL_INPUT_FLAGS, modelInputs } from "./command.js";
 import { fmtBytes, fmtCount, fmtShape, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 

@@ -4,7 +4,6 @@ import {
   bool,
   type Command,
   intFlag,
-  list,
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,

@@ -10,7 +10,6 @@ import { readPlan } from "../partition/plan.js";
 import {
   bool,
   type Command,
-  list,
   parseFlags,
   MODEL_INPUT_FLAGS,
   modelInputs,

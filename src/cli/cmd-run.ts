@@ -10,7 +10,6 @@ import {
   type CliIO,
   type Command,
   intFlag,
-  list,
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
