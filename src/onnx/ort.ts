@@ -21,12 +21,36 @@ export interface SessionOptions {
   source?: string;
 }
 
-/** Opens an onnxruntime-node CPU session on a model (bytes or proto). */
+const SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const;
+type OrtLogLevel = keyof typeof SEVERITY;
+
+/**
+ * The onnxruntime log level cleave runs with: `CLEAVE_ORT_LOG` (verbose, info, warning, error, fatal), else
+ * fatal, so onnxruntime's own lines (its warnings about unused initializers, its errors, which cleave
+ * reports itself as one line) stay off the user's terminal unless asked for.
+ */
+export function ortLogLevel(): OrtLogLevel {
+  const v = process.env.CLEAVE_ORT_LOG?.trim().toLowerCase();
+  return v !== undefined && v in SEVERITY ? (v as OrtLogLevel) : "fatal";
+}
+
+/** Sets onnxruntime's process-wide log level (before its environment starts) from {@link ortLogLevel}. */
+function quietOrt(): number {
+  const level = ortLogLevel();
+  ort.env.logLevel = level;
+  return SEVERITY[level];
+}
+
+/**
+ * Opens an onnxruntime-node CPU session on a model (bytes or proto). Every session cleave opens goes through
+ * here, so onnxruntime logs at {@link ortLogLevel} everywhere.
+ */
 export async function createSession(
   model: ModelProto | Uint8Array,
   opts: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  const logSeverityLevel = quietOrt();
   try {
     return await ort.InferenceSession.create(bytes, {
       executionProviders: ["cpu"],
@@ -36,7 +60,7 @@ export async function createSession(
       enableProfiling: opts.profilePrefix !== undefined,
       profileFilePrefix: opts.profilePrefix,
       ...(opts.optimizedModelPath !== undefined ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
-      logSeverityLevel: 3,
+      logSeverityLevel: logSeverityLevel as 0 | 1 | 2 | 3 | 4,
     });
   } catch (err) {
     throw new RuntimeFault(
