@@ -21,7 +21,14 @@ interface Built {
 }
 
 /** Conv + per-channel scale and shift, all three built at run time; returns the Relu output. */
-function convUnit(b: GraphBuilder, x: string, cin: number, cout: number, k: number, seen: { n: number }): string {
+function convUnit(
+  b: GraphBuilder,
+  x: string,
+  cin: number,
+  cout: number,
+  k: number,
+  seen: { n: number },
+): string {
   const w = runtimeWeight(b, [cout, cin, k, k], seen.n++);
   const conv = b.node("Conv", [x, w], { pads: [k >> 1, k >> 1, k >> 1, k >> 1] });
   const scaled = b.node("Mul", [conv, runtimeChannelConst(b, cout, 0.9)]);

@@ -20,7 +20,13 @@ import { assertOutputsClose } from "./helpers/compare.js";
 const SHAPE = [1, 4, 8, 8];
 
 /** A branch of convs reading the outer `x`; with `ownWeights` its weights are the branch's initializers. */
-function branch(name: string, x: string, layers: number, outer: GraphBuilder, ownWeights: boolean): GraphProto {
+function branch(
+  name: string,
+  x: string,
+  layers: number,
+  outer: GraphBuilder,
+  ownWeights: boolean,
+): GraphProto {
   const b = new GraphBuilder(name, { seed: layers });
   let h = x;
   for (let i = 0; i < layers; i++) {
@@ -117,11 +123,13 @@ test("cleave inspect, split and run take --input-value; without it inspect warns
   }
 
   const inputs = join(dir, "inputs.json");
-  writeFileSync(inputs, JSON.stringify({ sr: [16000], x: Array.from({ length: 256 }, (_, i) => (i % 7) / 7) }));
-  const run = cleave(
-    ["run", file, "--stages", "2", "--inputs", inputs, "--requests", "20", "--json"],
-    { timeoutMs: 120_000 },
+  writeFileSync(
+    inputs,
+    JSON.stringify({ sr: [16000], x: Array.from({ length: 256 }, (_, i) => (i % 7) / 7) }),
   );
+  const run = cleave(["run", file, "--stages", "2", "--inputs", inputs, "--requests", "20", "--json"], {
+    timeoutMs: 120_000,
+  });
   assert.equal(run.code, 0, run.stderr);
   const r = JSON.parse(run.stdout);
   assert.equal(r.report.failed, 0);
@@ -144,7 +152,11 @@ const BAD: Array<[string, string[], RegExp]> = [
     ["--input-value", "sr=[16000,8000]"],
     /^error: --input-value sr: input 'sr' is int64 \[1\] \(1 value\), got 2 values$/,
   ],
-  ["a value that is not a literal", ["--input-value", "sr=fast"], /^error: --input-value sr: 'fast' is not a number/],
+  [
+    "a value that is not a literal",
+    ["--input-value", "sr=fast"],
+    /^error: --input-value sr: 'fast' is not a number/,
+  ],
 ];
 
 for (const [label, args, re] of BAD) {
@@ -162,6 +174,9 @@ test("bad input values give one line: an --inputs file with a missing input", ()
   writeFileSync(inputs, JSON.stringify({ sr: 16000 }));
   const r = cleave(["inspect", file, "--inputs", inputs]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr.trimEnd(), /^error: --inputs .*only-sr\.json: no value for input 'x' \(the file must give every input: x, sr\)$/);
+  assert.match(
+    r.stderr.trimEnd(),
+    /^error: --inputs .*only-sr\.json: no value for input 'x' \(the file must give every input: x, sr\)$/,
+  );
   assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
 });
