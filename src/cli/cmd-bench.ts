@@ -15,6 +15,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   str,
 } from "./command.js";
@@ -23,7 +24,7 @@ import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } from "./testbed-flag.js";
 
-const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
+const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy] [model input flags]
                     [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
@@ -41,7 +42,10 @@ its device: the pipeline efficiency is the pipeline's throughput over the slowes
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
-${WORKER_FLAGS_USAGE}`;
+${WORKER_FLAGS_USAGE}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /**
  * The profile a device emulated here gets from `measured`, a profile of this machine at `threads` onnxruntime

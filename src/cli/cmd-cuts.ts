@@ -1,15 +1,26 @@
 import { enumerateCuts } from "../partition/cuts.js";
 import { choosePartitionOrder } from "../partition/order.js";
-import { bool, type Command, onePositional, parseFlags, MODEL_INPUT_FLAGS, modelInputs } from "./command.js";
+import {
+  bool,
+  type Command,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+} from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave cuts <model.onnx | zoo:NAME> [--clean] [--json] [--input-shape name=1x3x224x224]
+const USAGE = `usage: cleave cuts <model.onnx | zoo:NAME> [--clean] [--json] [model input flags]
 
 Lists every cut point of the model's partition order: the tensors crossing it and their bytes.
 A cut index is what 'cleave split --cuts' takes.
   --clean   only cuts crossed by a single tensor
-  --json    one JSON object: {order, nodes, cuts: [{index, after, tensors, bytes, macsBefore}]}`;
+  --json    one JSON object: {order, nodes, cuts: [{index, after, tensors, bytes, macsBefore}]}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave cuts`. */
 export const cutsCommand: Command = {

@@ -14,6 +14,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   str,
 } from "./command.js";
@@ -22,7 +23,7 @@ import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
                        [--devices d1,d2,...] [--profile device=profile.json ...]
-                       [--input-shape name=1x3x224x224] [--json]
+                       [model input flags] [--json]
 
 Predicts, for a split of the model over the cluster's devices, each stage's latency, peak memory and energy,
 the transfers between devices, the end-to-end latency and the pipelined throughput.
@@ -32,7 +33,10 @@ the transfers between devices, the end-to-end latency and the pipelined throughp
   --profile     a measured profile for a device (overrides the cluster file's profile:)
   --json        one JSON object instead of tables
 Devices with a profile are priced from it (measured); others from a profiled CPU scaled by MAC rates, or by
-the roofline (analytic) calibrated from a profile when there is one.`;
+the roofline (analytic) calibrated from a profile when there is one.
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave estimate`. */
 export const estimateCommand: Command = {

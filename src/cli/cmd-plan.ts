@@ -20,6 +20,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   str,
 } from "./command.js";
@@ -29,7 +30,7 @@ import { loadForCli } from "./load.js";
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> --cluster c.yaml [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--time-limit ms]
-                   [--profile device=profile.json ...] [--input-shape name=1x3x224x224] [--json] [-o plan.json]
+                   [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
 latency) under the constraints: memory per device always; the limits below, from flags or the cluster
@@ -47,7 +48,10 @@ file's constraints: section (flags win). Prints the stages, transfers and totals
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
-Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.`;
+Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave plan`. */
 export const planCommand: Command = {

@@ -7,6 +7,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   str,
 } from "./command.js";
@@ -15,7 +16,7 @@ import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 
 const USAGE = `usage: cleave profile <model.onnx | zoo:NAME> -o profile.json [--threads n] [--runs r] [--warmup w]
-                      [--input-shape name=1x3x224x224] [--json]
+                      [model input flags] [--json]
 
 Measures every node's latency on this machine with onnxruntime's profiler (warm-up runs, then the median
 of --runs runs), maps fused kernels (Conv+BatchNormalization+Relu run as one) back to the original nodes, and
@@ -23,7 +24,10 @@ writes the profile that 'cleave estimate' and the planners use.
   -o, --output   profile file to write (with --json and no -o, the profile goes to stdout)
   --threads      onnxruntime intra-op threads (default 1)
   --runs         measured runs (default 10); --warmup: runs before measuring (default 5)
-  --json         no table and no progress bar: a JSON summary (or the profile itself without -o)`;
+  --json         no table and no progress bar: a JSON summary (or the profile itself without -o)
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave profile`. */
 export const profileCommand: Command = {

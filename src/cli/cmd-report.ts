@@ -12,6 +12,7 @@ import {
   type Command,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   planInputs,
   str,
@@ -20,7 +21,7 @@ import { fmtBytes, fmtTime, style } from "./format.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave report --plan plan.json [-o report.html] [--bench bench.json] [--profile profile.json]
-                     [--model m.onnx] [--cluster cluster.yaml] [--input-shape name=1x3x224x224] [--json]
+                     [--model m.onnx] [--cluster cluster.yaml] [model input flags] [--json]
 
 Writes one self-contained HTML page (opens offline) showing a plan: the network laid out top to bottom and
 coloured by stage with the cut tensors and their sizes, per-layer cost with the bytes crossing each boundary,
@@ -32,7 +33,10 @@ memory per device.
               the predicted ones; a 'cleave bench' file carries its plan, so --plan may then be left out
   --profile   a profile of the model ('cleave profile'): measured per-node latency in the layer chart
   --model, --cluster   use these instead of the ones the plan names
-  --json      print {output, bytes, nodes, stages} instead of a sentence`;
+  --json      print {output, bytes, nodes, stages} instead of a sentence
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave report`. */
 export const reportCommand: Command = {

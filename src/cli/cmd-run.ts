@@ -13,6 +13,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   planInputs,
   str,
@@ -25,7 +26,7 @@ import { remoteWorkers, rerunInTestbed, takeTestbedFlag, WORKER_FLAGS_USAGE } fr
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
-                  [--requests N] [--in-flight K] [--json] [--input-shape ...]
+                  [--requests N] [--in-flight K] [--json] [model input flags]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
@@ -35,7 +36,10 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
   --stages/--cuts  split without a plan; stages go to the cluster's devices in order
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
-${WORKER_FLAGS_USAGE}`;
+${WORKER_FLAGS_USAGE}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** Resolves the split and device list of `run`/`bench` from --plan, or --stages/--cuts over the cluster's devices. */
 export function splitFromFlags(

@@ -8,6 +8,7 @@ import {
   onePositional,
   parseFlags,
   MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
   modelInputs,
   planInputs,
   str,
@@ -15,13 +16,16 @@ import {
 import { fmtBytes, fmtCount, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [--input-shape ...]
+const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [model input flags]
 
 Writes one ONNX model per stage and manifest.json into outdir/.
   --cuts    cut indices from 'cleave cuts', or tensor names (everything needed for a tensor runs before its cut)
   --stages  k stages of about equal MACs
   --plan    the stages of a plan from 'cleave plan'; each stage's device goes into the manifest
-  -o        output folder (stage files of an earlier split there are replaced)`;
+  -o        output folder (stage files of an earlier split there are replaced)
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave split`. */
 export const splitCommand: Command = {
