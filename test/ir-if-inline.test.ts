@@ -180,3 +180,43 @@ test("bad input values give one line: an --inputs file with a missing input", ()
   );
   assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
 });
+
+/** A `.npy` file (format 1.0) of an int64 array, written byte by byte as NumPy does. */
+function writeNpyInt64(path: string, shape: number[], data: number[]): void {
+  let header = `{'descr': '<i8', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";
+  const head = Buffer.alloc(10);
+  head.write("\x93NUMPY", 0, "latin1");
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(header.length, 8);
+  const body = Buffer.from(BigInt64Array.from(data, (x) => BigInt(x)).buffer);
+  writeFileSync(path, Buffer.concat([head, Buffer.from(header, "latin1"), body]));
+}
+
+test("--inputs name=file.npy gives an input's value", () => {
+  const npy = join(dir, "sr.npy");
+  writeNpyInt64(npy, [1], [16000]);
+  const r = cleave(["inspect", file, "--inputs", `sr=${npy}`, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).folded.inlinedIfs, ["body"]);
+});
+
+test("an If on a bool input is decided by its given value", async () => {
+  const b = new GraphBuilder("flagged", { seed: 1 });
+  const x = b.input("x", "float32", SHAPE);
+  const flag = b.input("flag", "bool", []);
+  const y = b.node("If", [flag], {
+    then_branch: branch("t", x, 1, b, true),
+    else_branch: branch("e", x, 3, b, true),
+  });
+  b.output(y, "float32", SHAPE);
+  const model = b.toModel();
+  for (const [v, convs] of [
+    [true, 1],
+    [false, 3],
+  ] as const) {
+    const m = await analyzeModel(model, { inputValues: { flag: nestedValue(v, "test") } });
+    assert.equal(m.graph.nodes.filter((n) => n.op === "Conv").length, convs, `flag=${v}`);
+  }
+});

@@ -62,9 +62,9 @@ export async function analyzeModel(
   const inputTypes = resolveInputTypes(raw, inputShapes);
   const inputValues = checkInputValues(raw, inputTypes, given);
   const fold = opts.noFold
-    ? { model: proto, folded: 0, foldedBytes: 0, inlined: [], undecided: [] }
+    ? { graph: raw, folded: 0, foldedBytes: 0, inlined: [], undecided: [] }
     : await foldModel(raw, { inputTypes, inputValues });
-  const graph = fold.model === proto ? raw : new Graph(fold.model, { source });
+  const { graph } = fold;
   const types = await inferShapes(graph, { inputShapes, inputValues });
   const costs = nodeCosts(graph, types);
   const warnings = fold.undecided.map((u) =>

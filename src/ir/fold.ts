@@ -34,6 +34,8 @@ export interface UndecidedIf {
 export interface FoldResult {
   /** The model with constant subgraphs replaced by initializers and decided `If`s by their branch. */
   model: ModelProto;
+  /** Its graph (the input graph itself when nothing changed). */
+  graph: Graph;
   /** Nodes evaluated once and replaced by the tensors they compute. */
   folded: number;
   /** Bytes of the initializers folding added. */
@@ -77,7 +79,9 @@ export async function foldModel(graph: Graph, opts: FoldOptions): Promise<FoldRe
   for (let round = 0; round < 64; round++) {
     const c = classify(g, values, keep);
     if (c.fold.size === 0 && c.ifs.length === 0) break;
-    const conds = c.ifs.map((n) => n.inputs[0]).filter((name) => g.constantTensor(name) === undefined);
+    const conds = c.ifs
+      .map((n) => n.inputs[0])
+      .filter((name) => g.constantTensor(name) === undefined && g.value(name).kind === "node");
     const wanted = [...new Set([...c.targets, ...conds])];
     const results = wanted.length > 0 ? await evaluate(g, wanted, opts.inputTypes, values) : new Map();
     const unfit = c.targets.filter((name) => results.get(name) === undefined);
@@ -87,8 +91,13 @@ export async function foldModel(graph: Graph, opts: FoldOptions): Promise<FoldRe
       continue;
     }
     const condOf = (n: Node): boolean => {
+      const given = values.get(n.inputs[0]);
       const t = g.constantTensor(n.inputs[0]) ?? results.get(n.inputs[0]);
-      const v = t ? tensorToNumbers(t) : [];
+      const v = given
+        ? Array.from(given.data as ArrayLike<number | bigint>, Number)
+        : t
+          ? tensorToNumbers(t)
+          : [];
       if (v.length !== 1)
         throw new ModelError(
           "INVALID_GRAPH",
@@ -107,7 +116,7 @@ export async function foldModel(graph: Graph, opts: FoldOptions): Promise<FoldRe
     inlined.push(...c.ifs.map((n) => n.name));
     g = rebuild(g, c, added, decided);
   }
-  return { model: g.model, folded, foldedBytes, inlined, undecided: undecidedIfs(g, values) };
+  return { model: g.model, graph: g, folded, foldedBytes, inlined, undecided: undecidedIfs(g, values) };
 }
 
 interface Classified {
