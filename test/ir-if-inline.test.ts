@@ -184,7 +184,7 @@ test("bad input values give one line: an --inputs file with a missing input", ()
 /** A `.npy` file (format 1.0) of an int64 array, written byte by byte as NumPy does. */
 function writeNpyInt64(path: string, shape: number[], data: number[]): void {
   let header = `{'descr': '<i8', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
-  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";
+  header += `${" ".repeat(63 - ((10 + header.length) % 64))}\n`;
   const head = Buffer.alloc(10);
   head.write("\x93NUMPY", 0, "latin1");
   head[6] = 1;
