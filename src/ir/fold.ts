@@ -265,7 +265,11 @@ function rebuild(g: Graph, c: Classified, added: TensorProto[], decided: Readonl
   }
   const before = readNames(gp.node, gp);
   const after = readNames(nodes, gp);
-  const dropped = new Set(inits.filter((t) => before.has(t.name) && !after.has(t.name)).map((t) => t.name));
+  // Weights only removed nodes read go (a folded condition, say); unused initializers of the file stay.
+  const fresh = new Set(added);
+  const dropped = new Set(
+    inits.filter((t) => (before.has(t.name) || fresh.has(t)) && !after.has(t.name)).map((t) => t.name),
+  );
   const graph: GraphProto = create(GraphProtoSchema, {
     ...gp,
     node: nodes,

@@ -123,8 +123,13 @@ export function shapesFromValues(
     const v = values[vi.name];
     if (!v || out[vi.name] !== undefined) continue;
     const tt = vi.type?.value.case === "tensorType" ? vi.type.value.value : undefined;
-    const dims = tt?.shape?.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : undefined));
-    if (!dims || dims.length !== v.shape.length || dims.every((d) => d !== undefined)) continue;
+    if (!tt) continue;
+    if (!tt.shape) {
+      out[vi.name] = [...v.shape]; // no declared shape: the value's is the only one
+      continue;
+    }
+    const dims = tt.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : undefined));
+    if (dims.length !== v.shape.length || dims.every((d) => d !== undefined)) continue;
     if (dims.every((d, i) => d === undefined || d === v.shape[i])) out[vi.name] = [...v.shape];
   }
   return out;
