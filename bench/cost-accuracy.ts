@@ -25,7 +25,8 @@ import { measuredTimes } from "../src/cost/cost-measured.js";
 import { calibrateRatio, scaleTimesByClass } from "../src/cost/cost-scaled.js";
 import { measureKernelTime, measureLatency, measurePaired } from "../src/cost/measure.js";
 import { type NodeTimes, scaleTimes, segmentKernelTime, segmentTime } from "../src/cost/node-times.js";
-import { type Profile, profileModel, randomFeeds } from "../src/cost/profile.js";
+import { type Profile, profileModel } from "../src/cost/profile.js";
+import { inputFeeds } from "../src/ir/input-values.js";
 import { median, quantile } from "../src/cost/stats.js";
 import { assignByBoundaries } from "../src/export/assign.js";
 import { buildStages, type StageModel } from "../src/export/stage.js";
@@ -160,7 +161,7 @@ async function accuracy(name: string, seed: number) {
   const kernelTimes = measuredTimes(model, { ...profile, scale: 1 });
   const all = model.graph.nodes.filter((n) => !n.isConstant).map((n) => n.index);
   const wholePredicted = cost.segmentLatency(device, all);
-  const wholeFeeds = randomFeeds(model);
+  const wholeFeeds = inputFeeds(model);
   const wholeMeasured = await measureLatency(model.graph.model, wholeFeeds, {
     threads: THREADS,
     runs: RUNS,
@@ -283,7 +284,7 @@ async function scaling() {
       const nodes = stage?.nodes ?? model.graph.nodes.filter((x) => !x.isConstant).map((x) => x.index);
       const measured = await measureLatency(
         stage?.model ?? model.graph.model,
-        stage ? stageFeeds(model, stage) : randomFeeds(model),
+        stage ? stageFeeds(model, stage) : inputFeeds(model),
         {
           threads: 2,
           runs: RUNS,

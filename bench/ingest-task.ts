@@ -26,6 +26,8 @@ if (task === "split") {
 }
 result.totalMs = performance.now() - t0;
 result.nodes = model.graph.nodes.length;
+result.folded = model.folding.folded;
+result.foldedMiB = model.folding.foldedBytes / 2 ** 20;
 result.baseRssMiB = rssBefore / 2 ** 20;
 result.peakRssMiB = process.resourceUsage().maxRSS / 1024;
 process.stdout.write(`${JSON.stringify(result)}\n`);

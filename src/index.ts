@@ -28,11 +28,29 @@ export {
   type SaveOptions,
   saveModel,
 } from "./onnx/model-io.js";
-export { createSession, maxSessionThreads, randomTensor, type SessionOptions } from "./onnx/ort.js";
+export {
+  createSession,
+  maxSessionThreads,
+  ortLogLevel,
+  randomTensor,
+  type SessionOptions,
+} from "./onnx/ort.js";
+export { type NpyArray, readNpy } from "./onnx/npy.js";
 
 // Graph IR, shapes, costs
 export { Graph, type Node, type TensorType, type Value } from "./ir/graph.js";
 export { type AnalyzedModel, type AnalyzeOptions, analyzeModel } from "./ir/analyze.js";
+export { type FoldOptions, type FoldResult, foldModel, type UndecidedIf } from "./ir/fold.js";
+export {
+  checkInputValues,
+  type FeedSource,
+  type GivenInput,
+  type InputValue,
+  inputFeeds,
+  nestedValue,
+  parseInputValue,
+  readInputsFiles,
+} from "./ir/input-values.js";
 export { inferShapes, type InferOptions, inferStatic, staticOps } from "./ir/shape-infer.js";
 export { checkShapesWithOrt } from "./ir/shape-check.js";
 export { type NodeCost, nodeCosts, sumCosts } from "./ir/cost.js";

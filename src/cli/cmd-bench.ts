@@ -13,7 +13,9 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
   str,
 } from "./command.js";
 import { clusterFromFlags } from "./cluster-flag.js";
@@ -28,7 +30,7 @@ import {
   WORKER_FLAGS_USAGE,
 } from "./testbed-flag.js";
 
-const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy]
+const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy] [model input flags]
                     [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
@@ -48,7 +50,10 @@ share of the time the busiest device spent in onnxruntime; each stage of the pla
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
-${WORKER_FLAGS_USAGE}`;
+${WORKER_FLAGS_USAGE}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 export { emulatedProfile } from "./local-profiles.js";
 
@@ -68,7 +73,7 @@ export const benchCommand: Command = {
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
       baselines: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
@@ -91,7 +96,7 @@ export const benchCommand: Command = {
     );
     const rerun = rerunInTestbed("bench", argv, remote, io);
     if (rerun) return rerun;
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const json = bool(values, "json");
     const bar = progress(io, !json);
     const profiles: Record<string, Profile> = {};

@@ -1,15 +1,26 @@
 import { enumerateCuts } from "../partition/cuts.js";
 import { choosePartitionOrder } from "../partition/order.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes } from "./command.js";
+import {
+  bool,
+  type Command,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+} from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave cuts <model.onnx | zoo:NAME> [--clean] [--json] [--input-shape name=1x3x224x224]
+const USAGE = `usage: cleave cuts <model.onnx | zoo:NAME> [--clean] [--json] [model input flags]
 
 Lists every cut point of the model's partition order: the tensors crossing it and their bytes.
 A cut index is what 'cleave split --cuts' takes.
   --clean   only cuts crossed by a single tensor
-  --json    one JSON object: {order, nodes, cuts: [{index, after, tensors, bytes, macsBefore}]}`;
+  --json    one JSON object: {order, nodes, cuts: [{index, after, tensors, bytes, macsBefore}]}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave cuts`. */
 export const cutsCommand: Command = {
@@ -20,10 +31,10 @@ export const cutsCommand: Command = {
     const { values, positionals } = parseFlags("cuts", argv, {
       clean: { type: "boolean" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("cuts", positionals, "model file");
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const order = choosePartitionOrder(model);
     let cuts = enumerateCuts(model, order);
     if (bool(values, "clean")) cuts = cuts.filter((c) => c.tensors.length === 1);

@@ -13,7 +13,9 @@ import {
   list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
   str,
 } from "./command.js";
 import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
@@ -23,7 +25,7 @@ import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
                        [--devices d1,d2,...] [--profile device=profile.json ...]
-                       [--input-shape name=1x3x224x224] [--json]
+                       [model input flags] [--json]
 
 Predicts, for a split of the model over the cluster's devices, each stage's latency, peak memory and energy,
 the transfers between devices, the end-to-end latency and the pipelined throughput.
@@ -34,7 +36,10 @@ the transfers between devices, the end-to-end latency and the pipelined throughp
   --json        one JSON object instead of tables
 Devices with a profile are priced from it (measured); devices emulated on this machine (cpus:) without one
 are profiled here once per model and cached (see cleave bench --help); others from a profiled CPU scaled by
-MAC rates, or by the roofline (analytic) calibrated from a profile when there is one.`;
+MAC rates, or by the roofline (analytic) calibrated from a profile when there is one.
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave estimate`. */
 export const estimateCommand: Command = {
@@ -49,15 +54,16 @@ export const estimateCommand: Command = {
       devices: { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("estimate", positionals, "model file");
     const clusterPath = str(values, "cluster");
     if (clusterPath === undefined)
       throw new ArgumentError("cleave estimate: missing --cluster c.yaml", { field: "cluster" });
     const cluster = loadClusterSpec(clusterPath);
-    const inputShapes = parseInputShapes(list(values, "input-shape"));
-    const model = await loadForCli(path, inputShapes);
+    const inputs = modelInputs(values);
+    const { inputShapes } = inputs;
+    const model = await loadForCli(path, inputs, io);
 
     const cutsFlag = str(values, "cuts");
     const stagesFlag = str(values, "stages");

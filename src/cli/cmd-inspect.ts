@@ -1,16 +1,26 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import { numel } from "../onnx/tensor.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes } from "./command.js";
+import {
+  bool,
+  type Command,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+} from "./command.js";
 import { fmtBytes, fmtCount, fmtShape, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave inspect <model.onnx | zoo:NAME> [--input-shape name=1x3x224x224] [--layers] [--json]
+const USAGE = `usage: cleave inspect <model.onnx | zoo:NAME> [model input flags] [--layers] [--json]
 
 Reads a model, checks its graph, infers every tensor's shape and prices every layer.
-  --input-shape  fix symbolic input dimensions (repeatable); a lone batch dimension defaults to 1
   --layers       add the per-layer table
-  --json         print one JSON object (always includes layers)`;
+  --json         print one JSON object (always includes layers)
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** Summary of an analysed model as plain data (what `inspect --json` prints). */
 export function inspectJson(m: AnalyzedModel) {
@@ -30,6 +40,8 @@ export function inspectJson(m: AnalyzedModel) {
     paramBytes: totals.paramBytes,
     macs: totals.macs,
     flops: totals.flops,
+    /** Constant-subgraph nodes folded into weights, the bytes they became, and the Ifs inlined. */
+    folded: { nodes: m.folding.folded, bytes: m.folding.foldedBytes, inlinedIfs: [...m.folding.inlined] },
     inputs: graph.inputs.map((v) => spec(v.name)),
     outputs: graph.outputs.map((v) => spec(v.name)),
     operators,
@@ -56,12 +68,12 @@ export const inspectCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseFlags("inspect", argv, {
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       layers: { type: "boolean" },
       json: { type: "boolean" },
     });
     const path = onePositional("inspect", positionals, "model file");
-    const m = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const m = await loadForCli(path, modelInputs(values), io);
     const j = inspectJson(m);
     if (bool(values, "json")) {
       io.out(JSON.stringify(j));
@@ -85,6 +97,11 @@ export const inspectCommand: Command = {
     lines.push(
       `parameters ${st.cyan(fmtCount(j.params))} (${fmtBytes(j.paramBytes)})   MACs ${st.cyan(fmtCount(j.macs))}   FLOPs ${fmtCount(j.flops)}`,
     );
+    if (j.folded.nodes > 0 || j.folded.inlinedIfs.length > 0)
+      lines.push(
+        `folded     ${j.folded.nodes} constant nodes into ${fmtBytes(j.folded.bytes)} of weights` +
+          (j.folded.inlinedIfs.length > 0 ? `; inlined If ${j.folded.inlinedIfs.join(", ")}` : ""),
+      );
     const ops = Object.entries(j.operators).sort((a, b) => b[1] - a[1]);
     lines.push(`operators  ${ops.map(([op, n]) => `${op} ${n}`).join(", ")}`);
     const acts = j.layers

@@ -14,7 +14,17 @@ import {
 import { type Plan, writePlan } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
 import { clusterFromFlags } from "./cluster-flag.js";
-import { bool, type Command, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  bool,
+  type Command,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtTime, type Style, style, table } from "./format.js";
 import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
@@ -23,7 +33,7 @@ import { loadForCli } from "./load.js";
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> --cluster c.yaml [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--time-limit ms]
-                   [--profile device=profile.json ...] [--input-shape name=1x3x224x224] [--json] [-o plan.json]
+                   [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
 latency) under the constraints: memory per device always; the limits below, from flags or the cluster
@@ -42,7 +52,10 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
-Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.`;
+Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave plan`. */
 export const planCommand: Command = {
@@ -65,7 +78,7 @@ export const planCommand: Command = {
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
       output: { type: "string", short: "o" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("plan", positionals, "model file");
     const output = str(values, "output");
@@ -84,8 +97,9 @@ export const planCommand: Command = {
       ? parseConstraints(cluster.constraints, cluster.source ?? clusterPath)
       : {};
     const constraints = mergeConstraints(fromFile, constraintFlags(values));
-    const inputShapes = parseInputShapes(list(values, "input-shape"));
-    const model = await loadForCli(path, inputShapes);
+    const inputs = modelInputs(values);
+    const { inputShapes } = inputs;
+    const model = await loadForCli(path, inputs, io);
     const profiles: Record<string, Profile> = {};
     for (const spec of list(values, "profile") ?? []) {
       const m = /^([^=]+)=(.+)$/.exec(spec);
@@ -106,7 +120,7 @@ export const planCommand: Command = {
     const outcome = makePlan({
       model,
       modelPath: path,
-      ...(inputShapes ? { inputShapes } : {}),
+      ...inputs,
       cluster,
       cost,
       objective,

@@ -5,10 +5,11 @@ import {
   bool,
   type Command,
   intFlag,
-  list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
   str,
   threadsFlag,
 } from "./command.js";
@@ -17,7 +18,7 @@ import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 
 const USAGE = `usage: cleave profile <model.onnx | zoo:NAME> -o profile.json [--threads n] [--runs r] [--warmup w]
-                      [--input-shape name=1x3x224x224] [--json]
+                      [model input flags] [--json]
 
 Measures every node's latency on this machine with onnxruntime's profiler (warm-up runs, then the median
 of --runs runs), maps fused kernels (Conv+BatchNormalization+Relu run as one) back to the original nodes, and
@@ -25,7 +26,10 @@ writes the profile that 'cleave estimate' and the planners use.
   -o, --output   profile file to write (with --json and no -o, the profile goes to stdout)
   --threads      onnxruntime intra-op threads (default 1, at most this machine's CPUs)
   --runs         measured runs (default 10); --warmup: runs before measuring (default 5)
-  --json         no table and no progress bar: a JSON summary (or the profile itself without -o)`;
+  --json         no table and no progress bar: a JSON summary (or the profile itself without -o)
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave profile`. */
 export const profileCommand: Command = {
@@ -39,7 +43,7 @@ export const profileCommand: Command = {
       runs: { type: "string" },
       warmup: { type: "string" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("profile", positionals, "model file");
     const json = bool(values, "json");
@@ -52,7 +56,7 @@ export const profileCommand: Command = {
     const threads = threadsFlag(str(values, "threads"));
     const runs = intFlag("runs", str(values, "runs"), 10);
     const warmup = intFlag("warmup", str(values, "warmup"), 5, 0);
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const model = await loadForCli(path, modelInputs(values), io);
     const bar = progress(io, !json);
     const label: Record<ProfileProgress["phase"], string> = {
       fused: "profiling",

@@ -9,12 +9,21 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { readPlan } from "../partition/plan.js";
-import { bool, type Command, list, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  bool,
+  type Command,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+  planInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtTime, style } from "./format.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave report --plan plan.json [-o report.html] [--bench bench.json] [--profile profile.json]
-                     [--model m.onnx] [--cluster cluster.yaml] [--input-shape name=1x3x224x224] [--json]
+                     [--model m.onnx] [--cluster cluster.yaml] [model input flags] [--json]
 
 Writes one self-contained HTML page (opens offline) showing a plan: the network laid out top to bottom and
 coloured by stage with the cut tensors and their sizes, per-layer cost with the bytes crossing each boundary,
@@ -26,7 +35,10 @@ memory per device.
               the predicted ones; a 'cleave bench' file carries its plan, so --plan may then be left out
   --profile   a profile of the model ('cleave profile'): measured per-node latency in the layer chart
   --model, --cluster   use these instead of the ones the plan names
-  --json      print {output, bytes, nodes, stages} instead of a sentence`;
+  --json      print {output, bytes, nodes, stages} instead of a sentence
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave report`. */
 export const reportCommand: Command = {
@@ -41,7 +53,7 @@ export const reportCommand: Command = {
       profile: { type: "string" },
       model: { type: "string" },
       cluster: { type: "string" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
       json: { type: "boolean" },
     });
     if (positionals.length > 0)
@@ -58,7 +70,8 @@ export const reportCommand: Command = {
     const from = dirname(resolve(planPath ?? benchPath!));
     const output = str(values, "output") ?? "report.html";
     checkOutputFile(output);
-    const inputShapes = parseInputShapes(list(values, "input-shape")) ?? plan.inputShapes;
+    const inputs = modelInputs(values, planInputs(plan));
+    const { inputShapes } = inputs;
     const modelSpec = str(values, "model") ?? located(plan.model, from);
     const clusterArg = str(values, "cluster");
     const clusterFile =
@@ -69,7 +82,7 @@ export const reportCommand: Command = {
         { field: "cluster" },
       );
     }
-    const model = await loadForCli(modelSpec, inputShapes);
+    const model = await loadForCli(modelSpec, inputs, io);
     const profilePath = str(values, "profile");
     const input = reportInputFrom({
       model,

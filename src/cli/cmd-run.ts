@@ -10,10 +10,12 @@ import {
   type CliIO,
   type Command,
   intFlag,
-  list,
   onePositional,
   parseFlags,
-  parseInputShapes,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+  planInputs,
   str,
 } from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
@@ -30,7 +32,7 @@ import {
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
-                  [--requests N] [--in-flight K] [--json] [--input-shape ...]
+                  [--requests N] [--in-flight K] [--json] [model input flags]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
@@ -41,7 +43,10 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
                stages share a device when there are more stages than devices)
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
-${WORKER_FLAGS_USAGE}`;
+${WORKER_FLAGS_USAGE}
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** Resolves the split and device list of `run`/`bench` from --plan, or --stages/--cuts over the cluster's devices. */
 export function splitFromFlags(
@@ -102,14 +107,16 @@ export const runCommand: Command = {
       requests: { type: "string" },
       "in-flight": { type: "string" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("run", positionals, "model file");
     const cluster = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, cluster);
     const rerun = rerunInTestbed("run", argv, remote, io);
     if (rerun) return rerun;
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")));
+    const planPath = str(values, "plan");
+    const fromPlan = planPath === undefined ? {} : planInputs(readPlan(planPath), planPath);
+    const model = await loadForCli(path, modelInputs(values, fromPlan), io);
     const { assignment, devices } = splitFromFlags(model, values, cluster);
     checkWorkerNames(
       remote.workers,

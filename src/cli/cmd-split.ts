@@ -2,17 +2,31 @@ import { checkOutputFolder } from "../output-file.js";
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
-import { type Command, intFlag, list, onePositional, parseFlags, parseInputShapes, str } from "./command.js";
+import {
+  type Command,
+  intFlag,
+  list,
+  onePositional,
+  parseFlags,
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_USAGE,
+  modelInputs,
+  planInputs,
+  str,
+} from "./command.js";
 import { fmtBytes, fmtCount, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [--input-shape ...]
+const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [model input flags]
 
 Writes one ONNX model per stage and manifest.json into outdir/.
   --cuts    cut indices from 'cleave cuts', or tensor names (everything needed for a tensor runs before its cut)
   --stages  k stages of about equal MACs
   --plan    the stages of a plan from 'cleave plan'; each stage's device goes into the manifest
-  -o        output folder (stage files of an earlier split there are replaced)`;
+  -o        output folder (stage files of an earlier split there are replaced)
+
+Model input flags:
+${MODEL_INPUT_USAGE}`;
 
 /** `cleave split`. */
 export const splitCommand: Command = {
@@ -26,7 +40,7 @@ export const splitCommand: Command = {
       plan: { type: "string" },
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
-      "input-shape": { type: "string", multiple: true },
+      ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("split", positionals, "model file");
     const out = str(values, "output");
@@ -41,7 +55,7 @@ export const splitCommand: Command = {
       });
     }
     const plan = planPath === undefined ? undefined : readPlan(planPath);
-    const model = await loadForCli(path, parseInputShapes(list(values, "input-shape")) ?? plan?.inputShapes);
+    const model = await loadForCli(path, modelInputs(values, plan ? planInputs(plan) : {}), io);
     const spec: SplitSpec = plan
       ? { assignment: planToAssignment(model, plan) }
       : cuts

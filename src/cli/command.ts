@@ -1,6 +1,8 @@
 import { availableParallelism } from "node:os";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { ArgumentError } from "../errors.js";
+import { type InputValue, parseInputValue, readInputsFiles } from "../ir/input-values.js";
+import type { Plan } from "../partition/plan.js";
 
 /** One `cleave <name>` subcommand. */
 export interface Command {
@@ -122,6 +124,63 @@ export function parseInputShapes(values: string[] | undefined): Record<string, n
     out[m[1]] = dims;
   }
   return out;
+}
+
+/** Flags of every command that loads a model: shapes and values of its inputs. */
+export const MODEL_INPUT_FLAGS = {
+  "input-shape": { type: "string", multiple: true },
+  "input-value": { type: "string", multiple: true },
+  inputs: { type: "string", multiple: true },
+} as const satisfies Options;
+
+/** Usage lines of {@link MODEL_INPUT_FLAGS}, kept beside them. */
+export const MODEL_INPUT_USAGE = `  --input-shape name=1x3x224x224   fix symbolic input dimensions (repeatable); a lone batch dimension defaults to 1
+  --input-value name=16000         an input's value: a number or a list like [1,2,3] (repeatable); decides If
+                                   conditions and is fed wherever the model runs (integer inputs default to zeros)
+  --inputs file.json | name=x.npy  values of every input from a JSON object of name to nested lists, or one
+                                   .npy file per input`;
+
+/** Shapes and values of a model's inputs, as the model-input flags give them. */
+export interface ModelInputs {
+  inputShapes?: Record<string, number[]>;
+  inputValues?: Record<string, InputValue>;
+}
+
+/**
+ * Parses `--input-shape`, `--input-value` and `--inputs`; values from `--input-value` win over `--inputs`
+ * files. `fallback` (a plan's recorded inputs) fills what the flags leave out.
+ */
+export function modelInputs(values: ParsedFlags["values"], fallback: ModelInputs = {}): ModelInputs {
+  const inputShapes = parseInputShapes(list(values, "input-shape")) ?? fallback.inputShapes;
+  const files = list(values, "inputs");
+  const items = list(values, "input-value");
+  const given: Record<string, InputValue> = files ? readInputsFiles(files) : {};
+  for (const item of items ?? []) {
+    const [name, v] = parseInputValue(item);
+    given[name] = v;
+  }
+  const inputValues = files || items ? given : fallback.inputValues;
+  return {
+    ...(inputShapes ? { inputShapes } : {}),
+    ...(inputValues ? { inputValues } : {}),
+  };
+}
+
+/** The input shapes and values a plan was made with, as {@link modelInputs} takes them. */
+export function planInputs(plan: Plan, file = "plan"): ModelInputs {
+  return {
+    ...(plan.inputShapes ? { inputShapes: plan.inputShapes } : {}),
+    ...(plan.inputValues
+      ? {
+          inputValues: Object.fromEntries(
+            Object.entries(plan.inputValues).map(([k, v]) => [
+              k,
+              { ...v, origin: `${file}: input value '${k}'` },
+            ]),
+          ),
+        }
+      : {}),
+  };
 }
 
 /** The one positional argument a command needs, or an ArgumentError saying which. */

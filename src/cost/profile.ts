@@ -8,9 +8,10 @@ import { z } from "zod";
 import { ArgumentError, errorMessage } from "../errors.js";
 import { writeOutputFile } from "../output-file.js";
 import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
+import { inputFeeds } from "../ir/input-values.js";
 import type { Graph } from "../ir/graph.js";
 import { loadModel } from "../onnx/model-io.js";
-import { createSession, ort, randomTensor } from "../onnx/ort.js";
+import { createSession, ort } from "../onnx/ort.js";
 import { typeBytes } from "../ir/graph.js";
 import { mapKernels, type OptimizedNode } from "./kernel-map.js";
 import { takeTrace } from "./ort-trace.js";
@@ -146,22 +147,6 @@ export function namedModel(graph: Graph): ModelProto {
   });
 }
 
-/** Seeded random feeds for every graph input, at the analysed shapes. */
-export function randomFeeds(model: AnalyzedModel): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = {};
-  model.graph.inputs.forEach((v, i) => {
-    const t = model.types.get(v.name);
-    if (!t) {
-      throw new ArgumentError(
-        `${model.graph.source}: input '${v.name}' has no known shape; give it with --input-shape ${v.name}=1x3x224x224`,
-        { tensor: v.name },
-      );
-    }
-    feeds[v.name] = randomTensor(t.dtype, t.shape, i + 1);
-  });
-  return feeds;
-}
-
 /**
  * Measures the per-node latency of a model on this machine with onnxruntime's own profiler: warm-up runs,
  * then `runs` profiled runs (median per node), kernels mapped back to the original nodes (see mapKernels), a
@@ -181,7 +166,7 @@ export async function profileModel(model: string | ModelProto, opts: ProfileOpti
   const runs = opts.runs ?? 10;
   const warmup = opts.warmup ?? 5;
   const unfusedRuns = Math.max(3, Math.ceil(runs / 2));
-  const feeds = randomFeeds(analyzed);
+  const feeds = inputFeeds(analyzed);
   const proto = namedModel(graph);
   const dir = mkdtempSync(join(tmpdir(), "cleave-profile-"));
   const progress = (phase: ProfileProgress["phase"], done: number, total: number) =>

@@ -12,6 +12,7 @@ import {
   ShapeError,
   ShapeUnknown,
 } from "./shape-context.js";
+import type { GivenInput } from "./input-values.js";
 import { resolveInputTypes } from "./shape-inputs.js";
 import { type ObservedTensor, observeWithOrt } from "./shape-observe.js";
 import { CONSTANT_FOLDS, CONSTANT_RULES } from "./shape-ops-constant.js";
@@ -25,6 +26,8 @@ import { REDUCE_FOLDS, REDUCE_RULES } from "./shape-ops-reduce.js";
 export interface InferOptions {
   /** Fixed shapes for graph inputs by name; a lone symbolic batch dimension defaults to 1. */
   inputShapes?: Record<string, number[]>;
+  /** Given input values, fed to the onnxruntime fallback. */
+  inputValues?: ReadonlyMap<string, GivenInput>;
 }
 
 /** Static shape rules of the default ("ai.onnx") domain, by op type. */
@@ -80,7 +83,7 @@ export function inferStatic(graph: Graph, opts: InferOptions = {}): StaticInfere
 /**
  * Type of every tensor of the main graph (inputs, initializers, Constant outputs, node outputs). Shapes are
  * inferred statically; tensors it cannot determine (If/Loop, custom domains, data-dependent shapes) are
- * observed in one onnxruntime run on seeded random inputs, and static inference continues downstream from
+ * observed in one onnxruntime run on the feeds of `inputFeeds` (given values, zeros, seeded random floats), and static inference continues downstream from
  * them. Input mistakes are ArgumentErrors; inconsistent graphs are ModelErrors (SHAPE_INFERENCE) naming
  * the node. Values that are not tensors (sequences, maps) are left out.
  */
@@ -92,7 +95,7 @@ export async function inferShapes(graph: Graph, opts: InferOptions = {}): Promis
   if (missing.length === 0) return st.types;
   let observed: Map<string, ObservedTensor | undefined>;
   try {
-    observed = await observeWithOrt(graph, inputTypes, missing);
+    observed = await observeWithOrt(graph, inputTypes, missing, { inputValues: opts.inputValues });
   } catch (err) {
     const first = st.unresolved[0];
     const what = first

@@ -2,8 +2,9 @@ import { create } from "@bufbuild/protobuf";
 import { type GraphProto, type ModelProto, ValueInfoProtoSchema } from "onnx-buf";
 import { errorMessage, RuntimeFault } from "../errors.js";
 import { isDType } from "../onnx/dtype.js";
-import { createSession, type ort, randomTensor } from "../onnx/ort.js";
+import { createSession, type ort } from "../onnx/ort.js";
 import type { Graph, TensorType } from "./graph.js";
+import { type GivenInput, inputTensor } from "./input-values.js";
 import { MAX_CONST_ELEMENTS } from "./shape-context.js";
 import { isIntegral } from "./shape-fold.js";
 
@@ -18,6 +19,8 @@ export interface ObservedTensor {
 export interface ObserveOptions {
   /** Seed of the random inputs (input k gets seed + k). Default 1. */
   seed?: number;
+  /** Given values of inputs (others get the feeds {@link inputTensor} makes). */
+  inputValues?: ReadonlyMap<string, GivenInput>;
 }
 
 /**
@@ -34,7 +37,7 @@ export function withExtraOutputs(model: ModelProto, names: readonly string[]): M
 
 /**
  * Runs the model once in onnxruntime (CPU, graph optimizations off so every tensor exists as written) on
- * seeded random inputs of the given types, and returns the actual type of each requested tensor. Requested
+ * the given input values, else zeros for integer inputs and seeded random floats, of the given types, and returns the actual type of each requested tensor. Requested
  * names must be node outputs of the main graph; a name whose value is not a tensor (a sequence, say) maps to
  * undefined. Throws a RuntimeFault when onnxruntime cannot load or run the model.
  */
@@ -53,7 +56,7 @@ export async function observeWithOrt(
     const t = inputTypes.get(v.name);
     if (!t)
       throw new RuntimeFault("RUNTIME", `${graph.source}: no type for input '${v.name}'`, { tensor: v.name });
-    feeds[v.name] = randomTensor(t.dtype, t.shape, seed + k);
+    feeds[v.name] = inputTensor(v.name, t, opts.inputValues, seed + k);
   });
   const result = new Map<string, ObservedTensor | undefined>();
   try {

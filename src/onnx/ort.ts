@@ -52,9 +52,30 @@ export interface SessionOptions {
   source?: string;
 }
 
+const SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const;
+type OrtLogLevel = keyof typeof SEVERITY;
+
+/**
+ * The onnxruntime log level cleave runs with: `CLEAVE_ORT_LOG` (verbose, info, warning, error, fatal), else
+ * fatal, so onnxruntime's own lines (its warnings about unused initializers, its errors, which cleave
+ * reports itself as one line) stay off the user's terminal unless asked for.
+ */
+export function ortLogLevel(): OrtLogLevel {
+  const v = process.env.CLEAVE_ORT_LOG?.trim().toLowerCase();
+  return v !== undefined && v in SEVERITY ? (v as OrtLogLevel) : "fatal";
+}
+
+/** Sets onnxruntime's process-wide log level (before its environment starts) from {@link ortLogLevel}. */
+function quietOrt(): number {
+  const level = ortLogLevel();
+  ort.env.logLevel = level;
+  return SEVERITY[level];
+}
+
 /**
  * Opens an onnxruntime-node CPU session on a model: bytes, a proto, or a file path (needed when the model
- * keeps tensors in external data files beside it). A thread count out of range is an ArgumentError.
+ * keeps tensors in external data files beside it). A thread count out of range is an ArgumentError. Every
+ * session cleave opens goes through here, so onnxruntime logs at {@link ortLogLevel} everywhere.
  */
 export async function createSession(
   model: ModelProto | Uint8Array | string,
@@ -62,6 +83,7 @@ export async function createSession(
 ): Promise<ort.InferenceSession> {
   const threads = checkThreads(opts.threads ?? 1);
   const source = typeof model === "string" || model instanceof Uint8Array ? model : encodeModel(model);
+  const logSeverityLevel = quietOrt();
   try {
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
@@ -71,7 +93,7 @@ export async function createSession(
       enableProfiling: opts.profilePrefix !== undefined,
       profileFilePrefix: opts.profilePrefix,
       ...(opts.optimizedModelPath !== undefined ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
-      logSeverityLevel: 3,
+      logSeverityLevel: logSeverityLevel as 0 | 1 | 2 | 3 | 4,
     };
     // Two overloads (a path, bytes), hence two calls.
     return await (typeof source === "string"

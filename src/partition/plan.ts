@@ -89,6 +89,8 @@ export interface Plan {
   /** Model path (relative to the current folder when written) or `zoo:NAME`. */
   model: string;
   inputShapes?: Record<string, number[]>;
+  /** Input values the plan was made with (`--input-value`): they decide the model's `If`s, so splitting needs them. */
+  inputValues?: Record<string, { shape: number[]; data: number[] }>;
   /** Cluster file path (or the cluster's name when it came from no file). */
   cluster: string;
   clusterName: string;
@@ -111,6 +113,9 @@ const PLAN = z.object({
   version: z.literal(1),
   model: z.string().min(1),
   inputShapes: z.record(z.string(), z.array(z.int())).optional(),
+  inputValues: z
+    .record(z.string(), z.object({ shape: z.array(z.int().nonnegative()), data: z.array(z.number()) }))
+    .optional(),
   cluster: z.string(),
   clusterName: z.string(),
   order: z.enum(["file", "depth-first", "least-live"]),

@@ -20,6 +20,8 @@ export interface PlanRequest {
   /** Model path as the user gave it (or `zoo:NAME`), recorded in the plan. */
   modelPath: string;
   inputShapes?: Record<string, number[]>;
+  /** Input values the model was analysed with, recorded in the plan (shape and elements). */
+  inputValues?: Record<string, { shape: number[]; data: number[] }>;
   cluster: Cluster;
   cost: CostModel;
   objective: Objective;
@@ -187,6 +189,13 @@ function toPlanFile(
     version: 1,
     model: req.modelPath,
     ...(req.inputShapes ? { inputShapes: req.inputShapes } : {}),
+    ...(req.inputValues
+      ? {
+          inputValues: Object.fromEntries(
+            Object.entries(req.inputValues).map(([k, v]) => [k, { shape: v.shape, data: v.data }]),
+          ),
+        }
+      : {}),
     cluster: req.cluster.source ?? req.cluster.name,
     clusterName: req.cluster.name,
     order: order.strategy,

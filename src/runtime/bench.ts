@@ -154,13 +154,22 @@ interface Measured {
 }
 
 /**
- * Each stage of `c` as a one-stage split of its own model on its device, fed by the coordinator with seeded
- * inputs of the stage's input types.
+ * Each stage of `c` as a one-stage split of its own model on its device, fed by the coordinator with the
+ * model's given input values and seeded inputs of the stage's other input types.
  */
 async function standaloneStages(model: AnalyzedModel, c: RunnableSplit): Promise<Measured[]> {
   const out: Measured[] = [];
   for (const stage of buildStages(model, c.assignment)) {
-    const sm = await analyzeModel(stage.model, { source: `stage-${stage.index}` });
+    // Model inputs with given values (a mask, token ids) keep them when the stage runs alone.
+    const inputValues = Object.fromEntries(
+      [...model.inputValues]
+        .filter(([name]) => stage.inputs.includes(name))
+        .map(([name, v]) => [
+          name,
+          { shape: v.shape, data: Array.from(v.data as ArrayLike<number | bigint>, Number), origin: name },
+        ]),
+    );
+    const sm = await analyzeModel(stage.model, { source: `stage-${stage.index}`, inputValues });
     out.push({
       name: `stage ${stage.index} alone`,
       model: sm,

@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster, Device } from "../cluster/types.js";
-import { randomFeeds } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import type { StageAssignment } from "../export/assign.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
+import { inputFeeds } from "../ir/input-values.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
@@ -198,7 +198,7 @@ export async function deploySplit(
       linkDelayMs: opts.linkDelayMs,
     });
     pipeline = p;
-    const feeds = opts.feeds ?? randomFeeds(model);
+    const feeds = opts.feeds ?? inputFeeds(model);
     const first = await p.infer(feeds);
     const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
     const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
