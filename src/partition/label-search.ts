@@ -173,7 +173,9 @@ export function search(
   const T = tracked.length;
   const slotDevices = tracked.map((l) => p.links[l].devices);
   const slotSets = new Int32Array(T * W);
-  slotDevices.forEach((ds, l) => slotSets.set(deviceSet(ds, W), l * W));
+  slotDevices.forEach((ds, l) => {
+    slotSets.set(deviceSet(ds, W), l * W);
+  });
 
   const { Rlat, Ren, Rbn, cap, lp } = bounds ?? prepareBounds(p, mode, rc);
   const sufMin = suffixMinEnd(p);

@@ -1,6 +1,7 @@
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import { deviceSet, setWords } from "./device-set.js";
-import { type Candidate, evaluate } from "./evaluate.js";
+import { runBaselines } from "./baselines.js";
+import { type Candidate, evaluate, objectiveValue } from "./evaluate.js";
 import { greedyBottleneck } from "./greedy-bottleneck.js";
 import { hasPipelineCosts, type PlanProblem, pipelinedProblem } from "./problem.js";
 import { type Budget, prepareBounds, type SearchBounds, type SearchStats, search } from "./label-search.js";
@@ -104,12 +105,15 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   };
   const done = (r: ExactResult): ExactResult => ({ ...r, stats: { ...r.stats, ms: performance.now() - t0 } });
   const rc = opts.constraints;
+  // The best baseline seeds the search: it prunes from the start, and a search cut short by its budget
+  // still returns no worse a plan than every baseline.
+  const incumbent = opts.incumbent ?? bestBaseline(p, rc, opts.objective);
   let first =
     opts.objective === "throughput"
-      ? throughputSearch(p, rc, budget, opts.incumbent)
-      : search(p, opts.objective, rc, { incumbent: opts.incumbent, budget });
-  if (!first.exact && !first.candidate) {
-    // Past the deadline, one more second at most for a plan to return.
+      ? throughputSearch(p, rc, budget, incumbent)
+      : search(p, opts.objective, rc, { incumbent, budget });
+  if (!first.exact) {
+    // Past the deadline, one more second at most for a better plan than the search's.
     const h = beamPlan(
       p,
       opts.objective,
@@ -120,7 +124,7 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
     );
     first = {
       ...first,
-      ...(h.candidate ? { candidate: h.candidate, value: h.value } : {}),
+      ...(h.candidate && !(h.value >= first.value) ? { candidate: h.candidate, value: h.value } : {}),
       stats: addStats(first.stats, h.stats),
     };
   }
@@ -141,6 +145,22 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   const second = search(p, "latency", rc2, { budget: tieBudget, incumbent: inc, bounds: bounds2 });
   const stats = addStats(first.stats, second.stats);
   return done({ ...first, candidate: second.candidate ?? inc.candidate, tieBreakExact: second.exact, stats });
+}
+
+/** The feasible baseline plan (contiguous ones) of least objective value, if any. */
+function bestBaseline(
+  p: PlanProblem,
+  rc: ResolvedConstraints,
+  objective: Objective,
+): { candidate: Candidate; value: number } | undefined {
+  let best: { candidate: Candidate; value: number } | undefined;
+  for (const b of runBaselines(p, rc, objective)) {
+    if (!b.feasible || !b.candidate) continue;
+    const ev = evaluate(p, b.candidate, rc);
+    const v = objectiveValue(ev, objective);
+    if (ev.feasible && (!best || v < best.value)) best = { candidate: b.candidate, value: v };
+  }
+  return best;
 }
 
 function addStats(a: ExactStats, b: ExactStats): ExactStats {
