@@ -1,4 +1,5 @@
 import type { ResolvedConstraints } from "./constraints.js";
+import { forEachDevice, setWords } from "./device-set.js";
 import { linkOf, type PlanProblem } from "./problem.js";
 
 /** Which completion cost a bound table holds. */
@@ -49,9 +50,11 @@ export function boundaryTransfer(
 }
 
 /**
- * The relaxed completion bound by backward dynamic programming over (boundary, device): O(n^2 D^2) worst case,
- * with early exits once a stage alone costs more than the best completion found. With a device order
- * (ranks strictly increasing) no device can repeat, so the bound is exact up to shared-link loads.
+ * The relaxed completion bound by backward dynamic programming over (boundary, device): O(n^2 K^2) worst case
+ * for K groups of interchangeable devices (same type, both allowed or not: the swap symmetry makes their rows
+ * equal, so one member stands for its group), with early exits once a stage alone costs more than the best
+ * completion found. With a device order (ranks strictly increasing) no device can repeat, so each device is
+ * its own group and the bound is exact up to shared-link loads.
  */
 export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: BoundKind): BoundTable {
   const { n } = p;
@@ -67,12 +70,21 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
     const t = boundaryTransfer(p, d, p.outputDevice, n);
     R[n * D + d] = t ? tCost(t) : inf;
   }
+  const groupOf = new Map<string, number[]>();
+  for (let d = 0; d < D; d++) {
+    const key = rc.rank ? `d${d}` : `${p.devices[d].type}:${rc.allowed[d]}`;
+    groupOf.set(key, [...(groupOf.get(key) ?? []), d]);
+  }
+  const groups = [...groupOf.values()];
+  // Per group, the allowed members a stage can run on: the first, or the second when the first is `from`.
+  const runners = groups.filter((g) => rc.allowed[g[0]]);
   // best completion from boundary b given the previous device `from` (-1 at the start: the input device)
   const complete = (b: number, from: number): number => {
     const src = from < 0 ? p.inputDevice : from;
     let best = inf;
-    for (let e = 0; e < D; e++) {
-      if (e === from || !rc.allowed[e]) continue;
+    for (const g of runners) {
+      const e = g[0] === from ? g[1] : g[0];
+      if (e === undefined) continue;
       if (rc.rank && from >= 0 && rc.rank[e] <= rc.rank[from]) continue;
       const t = boundaryTransfer(p, src, e, b);
       if (!t) continue;
@@ -91,7 +103,12 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
     }
     return best;
   };
-  for (let b = n - 1; b >= 1; b--) for (let d = 0; d < D; d++) R[b * D + d] = complete(b, d);
+  for (let b = n - 1; b >= 1; b--) {
+    for (const g of groups) {
+      const v = complete(b, g[0]);
+      for (const d of g) R[b * D + d] = v;
+    }
+  }
   const start = complete(0, -1);
   return { kind, start, at: (b, d) => R[b * D + d] };
 }
@@ -102,15 +119,15 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
  * b needs T >= work / (sum of kappa over the devices still free). One row per reference device.
  */
 export interface CapacityBound {
-  /** Lower bound on the bottleneck for positions [b, n) run by the devices in `free` (bitmask). */
-  at(b: number, free: number): number;
+  /** Lower bound on the bottleneck for positions [b, n) run by the devices in `free` (a device set, device-set.ts). */
+  at(b: number, free: Int32Array): number;
 }
 
 /** Builds a capacity bound with up to `refs` reference devices (the distinct device types first). */
 export function capacityBound(p: PlanProblem, rc: ResolvedConstraints, refs = 3): CapacityBound | undefined {
   const { n } = p;
   const D = p.devices.length;
-  if (D > 30) return undefined;
+  const W = setWords(D);
   // Valid only when a stage never costs less than its node latencies.
   const sufMin = suffixMinEnd(p);
   for (let d = 0; d < D; d++) {
@@ -142,7 +159,8 @@ export function capacityBound(p: PlanProblem, rc: ResolvedConstraints, refs = 3)
       let lb = 0;
       for (const row of rows) {
         let cap = 0;
-        for (let m = free; m !== 0; m &= m - 1) cap += row.kappa[31 - Math.clz32(m & -m)];
+        for (let w = 0; w < W; w++)
+          for (let m = free[w]; m !== 0; m &= m - 1) cap += row.kappa[(w << 5) + 31 - Math.clz32(m & -m)];
         const w = row.work[n] - row.work[b];
         if (w <= 0) continue;
         const v = cap > 0 ? w / cap : Number.POSITIVE_INFINITY;
@@ -158,12 +176,13 @@ export function capacityBound(p: PlanProblem, rc: ResolvedConstraints, refs = 3)
  * free devices U (ignoring contiguity, transfers and stage overheads), the least makespan is the linear
  * programme max over weights mu of `sum_p min_{e in U} mu_e lat[e][p] / sum_{e in U} mu_e` (its dual); any
  * fixed mu gives a valid bound. mu_e = 1 / (device e's latency for the whole model) makes it tight when
- * latencies are proportional across devices. O(n) per query, memoised by (b, U).
+ * latencies are proportional across devices. O(n) per query, memoised by (b, U) (U's first word in the key,
+ * the whole set checked).
  */
 export function assignmentBound(p: PlanProblem, rc: ResolvedConstraints): CapacityBound | undefined {
   const { n } = p;
   const D = p.devices.length;
-  if (D > 30) return undefined;
+  const W = setWords(D);
   const sufMin = suffixMinEnd(p);
   for (let d = 0; d < D; d++) {
     let minStart = Number.POSITIVE_INFINITY;
@@ -186,26 +205,46 @@ export function assignmentBound(p: PlanProblem, rc: ResolvedConstraints): Capaci
     sorted.push(Int32Array.from(devs));
     weighted.push(Float64Array.from(devs, w));
   }
+  // One word: the key is the set itself. More: entries sharing the first word are told apart by the rest.
   const memo = new Map<number, number>();
+  const wide = new Map<number, Array<{ rest: Int32Array; v: number }>>();
+  const sameRest = (a: Int32Array, free: Int32Array) => {
+    for (let w = 1; w < W; w++) if (a[w - 1] !== free[w]) return false;
+    return true;
+  };
   return {
     at(b, free) {
-      const key = b * 2 ** 30 + free;
-      const hit = memo.get(key);
-      if (hit !== undefined) return hit;
+      const key = b * 2 ** 32 + (free[0] >>> 0);
+      if (W === 1) {
+        const hit = memo.get(key);
+        if (hit !== undefined) return hit;
+      } else {
+        const hit = wide.get(key)?.find((x) => sameRest(x.rest, free));
+        if (hit) return hit.v;
+      }
       let den = 0;
-      for (let m = free; m !== 0; m &= m - 1) den += mu[31 - Math.clz32(m & -m)];
+      forEachDevice(free, 0, W, (e) => {
+        den += mu[e];
+      });
       let num = 0;
       let ok = den > 0;
       for (let q = b; q < n && ok; q++) {
         const s = sorted[q];
         let k = 0;
-        while (k < s.length && !(free & (1 << s[k]))) k++;
+        while (k < s.length && !((free[s[k] >>> 5] >>> (s[k] & 31)) & 1)) k++;
         if (k === s.length) ok = false;
         else num += weighted[q][k];
       }
       const v = ok ? num / den : b < n ? Number.POSITIVE_INFINITY : 0;
-      if (memo.size > 2e6) memo.clear();
-      memo.set(key, v);
+      if (W === 1) {
+        if (memo.size > 2e6) memo.clear();
+        memo.set(key, v);
+      } else {
+        if (wide.size > 2e6) wide.clear();
+        const list = wide.get(key) ?? [];
+        list.push({ rest: free.slice(1), v });
+        wide.set(key, list);
+      }
       return v;
     },
   };

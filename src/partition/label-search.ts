@@ -10,6 +10,7 @@ import {
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import type { Candidate } from "./evaluate.js";
 import { deviceDominance } from "./device-dominance.js";
+import { DeviceSetPool, deviceSet, hasDevice, setWords } from "./device-set.js";
 import type { PlanProblem } from "./problem.js";
 
 /** Counters of a search. */
@@ -47,7 +48,12 @@ export interface Budget {
 }
 
 interface Label {
+  /**
+   * Devices used: devices 0-31 as bits of `used` (kept in the label, where the dominance test reads it most),
+   * devices 32 and up in the search's {@link DeviceSetPool} at offset `more` (-1 with at most 32 devices).
+   */
   used: number;
+  more: number;
   lat: number;
   en: number;
   bn: number;
@@ -89,12 +95,6 @@ export function prepareBounds(p: PlanProblem, mode: SearchMode, rc: ResolvedCons
   };
 }
 
-function popcount(x: number): number {
-  let c = 0;
-  for (let m = x; m !== 0; m &= m - 1) c++;
-  return c;
-}
-
 /** Options of {@link search}. */
 export interface SearchOptions {
   incumbent?: { candidate: Candidate; value: number };
@@ -117,7 +117,8 @@ export interface SearchOptions {
  * dropped when another at the same node used a subset of its devices and is no worse in every tracked cost
  * (no completion of it can then do better), or when its costs plus relaxed completion bounds cannot beat the
  * incumbent (one objective) or are weakly dominated by the front (Pareto mode). Interchangeable devices (same
- * `type`) are tried in index order only, which their symmetry makes exact. Supports up to 30 devices.
+ * `type`) are tried in index order only, which their symmetry makes exact. Any number of devices: sets of
+ * devices are multi-word bitsets (device-set.ts).
  */
 export function search(
   p: PlanProblem,
@@ -132,7 +133,7 @@ export function search(
   const floor = so.floor ?? 0;
   const { n } = p;
   const D = p.devices.length;
-  if (D > 30) throw new RangeError(`the exact planner handles up to 30 devices, got ${D}`);
+  const W = setWords(D);
   const L = p.links.length;
   const outDev = p.outputDevice;
   const inf = Number.POSITIVE_INFINITY;
@@ -148,10 +149,16 @@ export function search(
     const key = rc.rank ? `d${d}` : `t${p.devices[d].type}`;
     classMembers.set(key, [...(classMembers.get(key) ?? []), d]);
   }
+  // Members of a class are used in index order, so a label's used members of class c are its first ones.
   const classes = [...classMembers.values()];
-  const classMask = classes.map((m) => m.reduce((a, d) => a | (1 << d), 0));
-  let allowedMask = 0;
-  for (let d = 0; d < D; d++) if (rc.allowed[d]) allowedMask |= 1 << d;
+  const allowedSet = deviceSet(
+    p.devices.map((_, d) => d).filter((d) => rc.allowed[d]),
+    W,
+  );
+  const pool = new DeviceSetPool(W - 1);
+  /** Word w of a label's set of used devices. */
+  const wordOf = (lab: Label, w: number): number => (w === 0 ? lab.used : pool.words[lab.more + w - 1]);
+  const uses = (lab: Label, d: number): boolean => ((wordOf(lab, d >>> 5) >>> (d & 31)) & 1) === 1;
   // Only links that can carry more than one transfer of a plan need their busy time tracked: shared media
   // and links touching the input or output device (each device runs one stage, so any other link joins two
   // adjacent stages at most once).
@@ -164,7 +171,11 @@ export function search(
     }
   });
   const T = tracked.length;
-  const slotMask = tracked.map((l) => p.links[l].devices.reduce((a, d) => a | (1 << d), 0));
+  const slotDevices = tracked.map((l) => p.links[l].devices);
+  const slotSets = new Int32Array(T * W);
+  slotDevices.forEach((ds, l) => {
+    slotSets.set(deviceSet(ds, W), l * W);
+  });
 
   const { Rlat, Ren, Rbn, cap, lp } = bounds ?? prepareBounds(p, mode, rc);
   const sufMin = suffixMinEnd(p);
@@ -212,6 +223,7 @@ export function search(
   const buckets: Label[][] = Array.from({ length: (n + 1) * D }, () => []);
   const root: Label = {
     used: 0,
+    more: W > 1 ? pool.add(-1, -1) : -1,
     lat: 0,
     en: 0,
     bn: 0,
@@ -225,19 +237,22 @@ export function search(
     dead: false,
   };
 
-  // better[y]: devices that can stand in for y in any completion at no extra cost (see deviceDominance).
-  const better = rc.rank ? new Int32Array(D) : deviceDominance(p, rc, trackEn);
+  // better (W words per device y): devices that can stand in for y in any completion at no extra cost.
+  const better = rc.rank ? new Int32Array(D * W) : deviceDominance(p, rc, trackEn);
   const substitutes = better.some((m) => m !== 0);
   // Tracked links a stand-in swap maps onto another link (they hold one of the two devices, not both).
-  const moved = slotMask.map((mask) => {
+  const moved = slotDevices.map((ds) => {
     for (let y = 0; y < D; y++) {
-      for (let m = better[y]; m !== 0; m &= m - 1) {
-        const z = 31 - Math.clz32(m & -m);
-        if (((mask >> y) & 1) !== ((mask >> z) & 1)) return true;
+      for (let z = 0; z < D; z++) {
+        if (hasDevice(better, y * W, z) && ds.includes(y) !== ds.includes(z)) return true;
       }
     }
     return false;
   });
+  // Scratch sets: devices a dominance test can still match; devices free after the stage being extended.
+  const spare = new Int32Array(W);
+  const freeE = new Int32Array(W);
+  const avail = new Int32Array(W);
 
   /**
    * a dominates b (same boundary and last device e): every completion of b has one of a that is no worse in
@@ -249,30 +264,55 @@ export function search(
     if (trackEn && a.en > b.en) return false;
     // Under a throughput constraint (not objective) only future link loads matter: past stages already fit.
     if ((pareto || objective === "throughput") && a.bn > b.bn) return false;
-    const extra = a.used & ~b.used & allowedMask;
-    let freeA = 0;
-    if (extra !== 0) {
-      if (!substitutes) return false;
-      let spare = b.used & ~a.used & allowedMask;
-      for (let m = extra; m !== 0; m &= m - 1) {
-        const y = 31 - Math.clz32(m & -m);
-        const cand = better[y] & spare;
-        if (cand === 0) return false;
-        spare &= ~(cand & -cand);
+    let extra = false;
+    for (let w = 0; w < W; w++) {
+      if ((wordOf(a, w) & ~wordOf(b, w) & allowedSet[w]) !== 0) {
+        if (!substitutes) return false;
+        extra = true;
       }
-      freeA = ~a.used & allowedMask;
+    }
+    if (extra) {
+      for (let w = 0; w < W; w++) spare[w] = wordOf(b, w) & ~wordOf(a, w) & allowedSet[w];
+      for (let w = 0; w < W; w++) {
+        for (let m = wordOf(a, w) & ~wordOf(b, w) & allowedSet[w]; m !== 0; m &= m - 1) {
+          const y = (w << 5) + 31 - Math.clz32(m & -m);
+          let found = false;
+          for (let v = 0; v < W && !found; v++) {
+            const cand = better[y * W + v] & spare[v];
+            if (cand !== 0) {
+              spare[v] &= ~(cand & -cand);
+              found = true;
+            }
+          }
+          if (!found) return false;
+        }
+      }
     }
     if (!a.loads && !a.lbytes) return true;
     // Only links a completion of b could still use matter; with stand-ins, a's links to its free devices that
     // a swap moves must be idle (a stand-in's link is the twin of the original's only from zero).
-    const avail = (~b.used & allowedMask) | (1 << e) | (1 << outDev);
+    // Devices b can still reach: its free ones, its last device and the output device.
+    for (let w = 0; w < W; w++) avail[w] = ~wordOf(b, w) & allowedSet[w];
+    avail[e >>> 5] |= 1 << (e & 31);
+    avail[outDev >>> 5] |= 1 << (outDev & 31);
+    // Up to 32 devices (the common case) the test is one word: kept apart, it runs 1.4x faster.
+    const avail0 = avail[0];
     for (let l = 0; l < T; l++) {
-      if (moved[l] && slotMask[l] & freeA) {
+      if (extra && moved[l] && slotDevices[l].some((d) => rc.allowed[d] && !uses(a, d))) {
         if ((a.loads && a.loads[l] > 0) || (a.lbytes && a.lbytes[l] > 0)) return false;
         continue;
       }
-      const m = slotMask[l] & avail;
-      if ((m & (m - 1)) === 0) continue;
+      if (W === 1) {
+        const m = slotSets[l] & avail0;
+        if ((m & (m - 1)) === 0) continue;
+      } else {
+        let reach = 0;
+        for (let w = 0; w < W && reach < 2; w++) {
+          const m = slotSets[l * W + w] & avail[w];
+          if (m !== 0) reach += (m & (m - 1)) === 0 ? 1 : 2;
+        }
+        if (reach < 2) continue;
+      }
       if (a.loads && a.loads[l] > b.loads![l]) return false;
       if (a.lbytes && a.lbytes[l] > b.lbytes![l]) return false;
     }
@@ -317,10 +357,11 @@ export function search(
   const extend = (lab: Label, b: number): void => {
     const from = lab.device < 0 ? p.inputDevice : lab.device;
     for (let c = 0; c < classes.length; c++) {
-      const used = lab.used & classMask[c];
-      const cnt = popcount(used);
-      if (cnt >= classes[c].length) continue;
-      const e = classes[c][cnt];
+      const members = classes[c];
+      let cnt = 0;
+      while (cnt < members.length && uses(lab, members[cnt])) cnt++;
+      if (cnt >= members.length) continue;
+      const e = members[cnt];
       if (rc.rank && lab.device >= 0 && rc.rank[e] <= rc.rank[lab.device]) continue;
       const tr = boundaryTransfer(p, from, e, b);
       if (!tr) continue;
@@ -340,7 +381,11 @@ export function search(
       const base0 = p.startCost[e][b] - pre[b];
       const endC = p.endCost[e];
       const sm = sufMin[e];
-      const usedE = lab.used | (1 << e);
+      // Devices still free after this stage, for the capacity bounds.
+      for (let w = 0; w < W; w++) freeE[w] = allowedSet[w] & ~wordOf(lab, w);
+      freeE[e >>> 5] &= ~(1 << (e & 31));
+      const usedE = e < 32 ? lab.used | (1 << e) : lab.used;
+      let moreE = W > 1 && e < 32 ? lab.more : -1;
       const jmax = p.memEnd[e][b];
       for (let j = b + 1; j <= jmax; j++) {
         const base = pre[j] + base0;
@@ -371,7 +416,7 @@ export function search(
         const lbLat = trackLat ? lat2 + Rlat!.at(j, e) : 0;
         const lbEn = trackEn ? en2 + Ren!.at(j, e) : 0;
         let lbBn = trackBn ? Math.max(bn2, Rbn!.at(j, e)) : 0;
-        if (cap) lbBn = Math.max(lbBn, cap.at(j, allowedMask & ~usedE));
+        if (cap) lbBn = Math.max(lbBn, cap.at(j, freeE));
         if (
           lbLat > rc.maxLatency ||
           lbEn > rc.maxEnergy ||
@@ -382,7 +427,7 @@ export function search(
           continue;
         }
         if (lp && beam === undefined) {
-          lbBn = Math.max(lbBn, lp.at(j, allowedMask & ~usedE));
+          lbBn = Math.max(lbBn, lp.at(j, freeE));
           if (lbBn > rc.maxBottleneck || hopeless(lbLat, lbEn, lbBn)) {
             stats.pruned++;
             continue;
@@ -398,8 +443,10 @@ export function search(
           lbytes = sl >= 0 ? lab.lbytes!.slice() : lab.lbytes;
           if (sl >= 0) lbytes![sl] = bytesT;
         }
+        if (W > 1 && moreE < 0) moreE = pool.add(lab.more, e - 32);
         const next: Label = {
           used: usedE,
+          more: moreE,
           lat: lat2,
           en: en2,
           bn: bn2,

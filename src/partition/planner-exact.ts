@@ -1,5 +1,8 @@
 import type { Objective, ResolvedConstraints } from "./constraints.js";
-import { type Candidate, evaluate } from "./evaluate.js";
+import { deviceSet, setWords } from "./device-set.js";
+import { runBaselines } from "./baselines.js";
+import { type Candidate, evaluate, objectiveValue } from "./evaluate.js";
+import { greedyBottleneck } from "./greedy-bottleneck.js";
 import { hasPipelineCosts, type PlanProblem, pipelinedProblem } from "./problem.js";
 import { type Budget, prepareBounds, type SearchBounds, type SearchStats, search } from "./label-search.js";
 
@@ -50,7 +53,7 @@ export interface ExactResult {
  * tracked cost (so no completion of it can do better), or when its cost plus a relaxed completion bound
  * reaches the best complete plan. Interchangeable devices (same `type`) are tried in index order only, which
  * the symmetry makes exact. Memory, links, device order, allowed devices, maximum latency/energy/link bytes
- * and minimum throughput are enforced exactly. Supports up to 30 devices.
+ * and minimum throughput are enforced exactly. Any number of devices.
  */
 export function planExact(p: PlanProblem, opts: ExactOptions): ExactResult {
   if (opts.objective !== "throughput" || !hasPipelineCosts(p)) return planExactOn(p, opts);
@@ -102,15 +105,26 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   };
   const done = (r: ExactResult): ExactResult => ({ ...r, stats: { ...r.stats, ms: performance.now() - t0 } });
   const rc = opts.constraints;
+  // The best baseline seeds the search: it prunes from the start, and a search cut short by its budget
+  // still returns no worse a plan than every baseline.
+  const incumbent = opts.incumbent ?? bestBaseline(p, rc, opts.objective);
   let first =
     opts.objective === "throughput"
-      ? throughputSearch(p, rc, budget, opts.incumbent)
-      : search(p, opts.objective, rc, { incumbent: opts.incumbent, budget });
-  if (!first.exact && !first.candidate) {
-    const h = beamPlan(p, opts.objective, rc, prepareBounds(p, opts.objective, rc), first.lowerBound);
+      ? throughputSearch(p, rc, budget, incumbent)
+      : search(p, opts.objective, rc, { incumbent, budget });
+  if (!first.exact) {
+    // Past the deadline, one more second at most for a better plan than the search's.
+    const h = beamPlan(
+      p,
+      opts.objective,
+      rc,
+      prepareBounds(p, opts.objective, rc),
+      first.lowerBound,
+      Math.max(budget.deadline, performance.now()) + 1000,
+    );
     first = {
       ...first,
-      ...(h.candidate ? { candidate: h.candidate, value: h.value } : {}),
+      ...(h.candidate && !(h.value >= first.value) ? { candidate: h.candidate, value: h.value } : {}),
       stats: addStats(first.stats, h.stats),
     };
   }
@@ -133,6 +147,22 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   return done({ ...first, candidate: second.candidate ?? inc.candidate, tieBreakExact: second.exact, stats });
 }
 
+/** The feasible baseline plan (contiguous ones) of least objective value, if any. */
+function bestBaseline(
+  p: PlanProblem,
+  rc: ResolvedConstraints,
+  objective: Objective,
+): { candidate: Candidate; value: number } | undefined {
+  let best: { candidate: Candidate; value: number } | undefined;
+  for (const b of runBaselines(p, rc, objective)) {
+    if (!b.feasible || !b.candidate) continue;
+    const ev = evaluate(p, b.candidate, rc);
+    const v = objectiveValue(ev, objective);
+    if (ev.feasible && (!best || v < best.value)) best = { candidate: b.candidate, value: v };
+  }
+  return best;
+}
+
 function addStats(a: ExactStats, b: ExactStats): ExactStats {
   return {
     labels: a.labels + b.labels,
@@ -145,6 +175,7 @@ function addStats(a: ExactStats, b: ExactStats): ExactStats {
 /**
  * A good plan fast, not proven: beam searches (at each node only the few labels of least bound are kept)
  * against rising targets above `floor` (a proven lower bound), so that stages stay short and the searches cheap.
+ * Stops at `deadline` (performance.now() ms) with what it found.
  */
 function beamPlan(
   p: PlanProblem,
@@ -152,14 +183,16 @@ function beamPlan(
   rc: ResolvedConstraints,
   bounds: SearchBounds,
   floor: number,
+  deadline = Number.POSITIVE_INFINITY,
 ): { candidate?: Candidate; value: number; stats: ExactStats } {
-  const free = { labels: Number.POSITIVE_INFINITY, deadline: Number.POSITIVE_INFINITY };
+  const free = { labels: Number.POSITIVE_INFINITY, deadline };
   let stats: ExactStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
   for (let delta = 0.02; ; delta *= 2) {
     const target = delta > 1 || !(floor > 0 && Number.isFinite(floor)) ? undefined : floor * (1 + delta);
     const r = search(p, objective, rc, { budget: free, beam: 8, target, bounds, floor });
     stats = addStats(stats, r.stats);
-    if (r.candidate || target === undefined) return { candidate: r.candidate, value: r.value, stats };
+    if (r.candidate || target === undefined || !r.exact)
+      return { candidate: r.candidate, value: r.value, stats };
   }
 }
 
@@ -178,20 +211,23 @@ function throughputSearch(
   given?: { candidate: Candidate; value: number },
 ): ExactResult {
   const bounds = prepareBounds(p, "throughput", rc);
-  let allowedMask = 0;
-  for (let d = 0; d < p.devices.length; d++) if (rc.allowed[d]) allowedMask |= 1 << d;
+  const allowed = deviceSet(
+    p.devices.map((_, d) => d).filter((d) => rc.allowed[d]),
+    setWords(p.devices.length),
+  );
   const root = Math.max(
     bounds.Rbn?.start ?? 0,
-    bounds.cap?.at(0, allowedMask) ?? 0,
-    bounds.lp?.at(0, allowedMask) ?? 0,
+    bounds.cap?.at(0, allowed) ?? 0,
+    bounds.lp?.at(0, allowed) ?? 0,
   );
   const inf = Number.POSITIVE_INFINITY;
   let total: ExactStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
   if (!Number.isFinite(root) || root > rc.maxBottleneck)
     return { value: inf, exact: true, lowerBound: inf, stats: total };
-  let inc = given;
+  // An incumbent: the greedy bisection (milliseconds), else the beam search (seconds on large problems).
+  let inc = given ?? greedyBottleneck(p, rc, root);
   if (!inc) {
-    const h = beamPlan(p, "throughput", rc, bounds, root);
+    const h = beamPlan(p, "throughput", rc, bounds, root, budget.deadline);
     total = addStats(total, h.stats);
     if (h.candidate) inc = { candidate: h.candidate, value: h.value };
   }

@@ -457,23 +457,46 @@ function interchangeable(p: PlanProblem, u: number, v: number, signatures?: read
   return linkSymmetric(p, u, v);
 }
 
+/** Per problem: each link's sorted device key, links by key, and the links touching each device. */
+interface LinkIndex {
+  byKey: Map<number | string, number[]>;
+  touching: number[][];
+}
+const linkIndexes = new WeakMap<PlanProblem, LinkIndex>();
+
+/** A key for a link's set of devices: a number for a pair, the sorted list otherwise. */
+function devicesKey(p: PlanProblem, ds: readonly number[]): number | string {
+  if (ds.length === 2) return Math.min(ds[0], ds[1]) * p.devices.length + Math.max(ds[0], ds[1]);
+  return [...ds].sort((x, y) => x - y).join(",");
+}
+
+function linkIndexOf(p: PlanProblem): LinkIndex {
+  let ix = linkIndexes.get(p);
+  if (ix) return ix;
+  const byKey = new Map<number | string, number[]>();
+  const touching: number[][] = p.devices.map(() => []);
+  p.links.forEach((l, i) => {
+    const k = devicesKey(p, l.devices);
+    byKey.set(k, [...(byKey.get(k) ?? []), i]);
+    for (const d of l.devices) touching[d].push(i);
+  });
+  ix = { byKey, touching };
+  linkIndexes.set(p, ix);
+  return ix;
+}
+
 /**
  * Whether swapping devices u and v maps the links onto themselves: every link onto a link with the same
- * figures, consistently with `linkIndex` (so any plan and its swapped twin pay the same transfers).
+ * figures, consistently with `linkIndex` (so any plan and its swapped twin pay the same transfers). Only links
+ * and device pairs that touch u or v can change under the swap: O(links and devices at u and v) per call.
  */
 export function linkSymmetric(p: PlanProblem, u: number, v: number): boolean {
-  // The swap must map each link onto a link with the same figures (sigma), consistently with linkIndex.
   const swap = (x: number) => (x === u ? v : x === v ? u : x);
-  const key = (ds: readonly number[]) => [...ds].sort((x, y) => x - y).join(",");
-  const byDevices = new Map<string, number[]>();
-  p.links.forEach((l, i) => {
-    const k = key(l.devices);
-    byDevices.set(k, [...(byDevices.get(k) ?? []), i]);
-  });
-  const sigma = new Int32Array(p.links.length).fill(-1);
-  for (let i = 0; i < p.links.length; i++) {
+  const { byKey, touching } = linkIndexOf(p);
+  const sigma = new Map<number, number>();
+  for (const i of new Set([...touching[u], ...touching[v]])) {
     const l = p.links[i];
-    const cands = byDevices.get(key(l.devices.map(swap))) ?? [];
+    const cands = byKey.get(devicesKey(p, l.devices.map(swap))) ?? [];
     const m = cands.find(
       (c) =>
         p.links[c].latency === l.latency &&
@@ -481,16 +504,17 @@ export function linkSymmetric(p: PlanProblem, u: number, v: number): boolean {
         p.links[c].joulesPerByte === l.joulesPerByte,
     );
     if (m === undefined) return false;
-    sigma[i] = m;
+    sigma.set(i, m);
   }
   const D = p.devices.length;
+  const check = (x: number, y: number): boolean => {
+    if (x === y) return true;
+    const l = p.linkIndex[x * D + y];
+    const img = p.linkIndex[swap(x) * D + swap(y)];
+    return l < 0 ? img < 0 : img === (sigma.get(l) ?? l);
+  };
   for (let x = 0; x < D; x++) {
-    for (let y = 0; y < D; y++) {
-      if (x === y) continue;
-      const l = p.linkIndex[x * D + y];
-      const img = p.linkIndex[swap(x) * D + swap(y)];
-      if (l < 0 ? img >= 0 : img !== sigma[l]) return false;
-    }
+    for (const y of [u, v]) if (!check(x, y) || !check(y, x)) return false;
   }
   return true;
 }
