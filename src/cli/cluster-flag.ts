@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { extname, join } from "node:path";
+import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadCluster } from "../cluster/load.js";
 import type { Cluster } from "../cluster/types.js";
@@ -53,4 +53,33 @@ export function loadClusterSpec(spec: string): Cluster {
 /** The cluster of --cluster, or the shipped local cluster (two pinned one-core devices) by default. */
 export function clusterFromFlags(spec: string | undefined): Cluster {
   return loadClusterSpec(spec ?? "local");
+}
+
+/**
+ * A path a plan file records (its model or cluster), as given when it exists or is absolute, else resolved
+ * beside the plan file when it exists there, else as given.
+ */
+export function locatedBesidePlan(path: string, planPath: string): string {
+  if (path.startsWith("zoo:") || isAbsolute(path) || existsSync(path)) return path;
+  const beside = resolve(dirname(resolve(planPath)), path);
+  return existsSync(beside) ? beside : path;
+}
+
+/**
+ * The cluster a command runs a plan on: --cluster when given; else the cluster the plan was made for (the
+ * file it records, or the shipped cluster of its name); else, with no plan, the shipped local cluster.
+ */
+export function clusterForPlan(
+  spec: string | undefined,
+  plan: { cluster: string; clusterName: string } | undefined,
+  planPath: string | undefined,
+): Cluster {
+  if (spec !== undefined || plan === undefined || planPath === undefined) return clusterFromFlags(spec);
+  const file = locatedBesidePlan(plan.cluster, planPath);
+  if (existsSync(file)) return loadCluster(file);
+  if (shippedClusterNames().includes(plan.clusterName)) return loadClusterSpec(plan.clusterName);
+  throw new ArgumentError(
+    `${planPath}: its cluster '${plan.cluster}' is not a file here: give it with --cluster cluster.yaml`,
+    { file: planPath, field: "cluster" },
+  );
 }

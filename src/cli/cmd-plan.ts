@@ -30,7 +30,7 @@ import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
 
-const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> --cluster c.yaml [--objective latency|throughput|energy]
+const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--time-limit ms]
                    [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
@@ -40,6 +40,7 @@ latency) under the constraints: memory per device always; the limits below, from
 file's constraints: section (flags win). Prints the stages, transfers and totals, and the baselines
 (best single device, Neurosurgeon, DADS, equal layers, memory- and compute-proportional) beside it.
 Devices emulated on this machine (cpus:) without a profile are profiled here once per model and cached.
+  --cluster         a cluster file or a shipped cluster's name (default local: this machine's cores)
   --objective       latency (one inference end to end), throughput (pipelined), or energy per inference
   --max-latency     end-to-end limit (a number is ms; or "20ms", "1s")
   --min-fps         pipelined inferences per second at least
@@ -83,9 +84,7 @@ export const planCommand: Command = {
     const path = onePositional("plan", positionals, "model file");
     const output = str(values, "output");
     if (output !== undefined) checkOutputFile(output);
-    const clusterPath = str(values, "cluster");
-    if (clusterPath === undefined)
-      throw new ArgumentError("cleave plan: missing --cluster c.yaml", { field: "cluster" });
+    const clusterPath = str(values, "cluster") ?? "local";
     const objective = (str(values, "objective") ?? "latency") as Objective;
     if (!OBJECTIVES.includes(objective)) {
       throw new ArgumentError(`--objective: expected one of ${OBJECTIVES.join(", ")}, got '${objective}'`, {

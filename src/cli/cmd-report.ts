@@ -1,8 +1,8 @@
 import { existsSync, statSync } from "node:fs";
-import { basename, dirname, isAbsolute, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { loadCluster } from "../cluster/load.js";
 import { checkOutputFile, writeOutputFile } from "../output-file.js";
-import { resolveClusterSpec } from "./cluster-flag.js";
+import { locatedBesidePlan, resolveClusterSpec } from "./cluster-flag.js";
 import { loadProfile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import { readBenchFile } from "../report/report-bench.js";
@@ -67,15 +67,15 @@ export const reportCommand: Command = {
       });
     }
     const plan = planPath !== undefined ? readPlan(planPath) : benchFile!.plan!;
-    const from = dirname(resolve(planPath ?? benchPath!));
+    const planFile = planPath ?? benchPath!;
     const output = str(values, "output") ?? "report.html";
     checkOutputFile(output);
     const inputs = modelInputs(values, planInputs(plan));
     const { inputShapes } = inputs;
-    const modelSpec = str(values, "model") ?? located(plan.model, from);
+    const modelSpec = str(values, "model") ?? locatedBesidePlan(plan.model, planFile);
     const clusterArg = str(values, "cluster");
     const clusterFile =
-      clusterArg !== undefined ? resolveClusterSpec(clusterArg) : located(plan.cluster, from);
+      clusterArg !== undefined ? resolveClusterSpec(clusterArg) : locatedBesidePlan(plan.cluster, planFile);
     if (!existsSync(clusterFile)) {
       throw new ArgumentError(
         `the plan's cluster '${plan.cluster}' is not a file here: give it with --cluster cluster.yaml`,
@@ -120,8 +120,3 @@ export const reportCommand: Command = {
 };
 
 /** A path recorded in a plan (relative to where `cleave plan` ran): as given when it exists, else beside the plan. */
-function located(path: string, planDir: string): string {
-  if (path.startsWith("zoo:") || isAbsolute(path) || existsSync(path)) return path;
-  const beside = resolve(planDir, path);
-  return existsSync(beside) ? beside : path;
-}

@@ -19,7 +19,7 @@ import {
   str,
 } from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
-import { clusterFromFlags } from "./cluster-flag.js";
+import { clusterForPlan } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 import {
@@ -110,12 +110,13 @@ export const runCommand: Command = {
       ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("run", positionals, "model file");
-    const cluster = clusterFromFlags(str(values, "cluster"));
+    const planPath = str(values, "plan");
+    const plan = planPath === undefined ? undefined : readPlan(planPath);
+    const cluster = clusterForPlan(str(values, "cluster"), plan, planPath);
     const remote = remoteWorkers(values, tb.stateFile, cluster);
     const rerun = rerunInTestbed("run", argv, remote, io);
     if (rerun) return rerun;
-    const planPath = str(values, "plan");
-    const fromPlan = planPath === undefined ? {} : planInputs(readPlan(planPath), planPath);
+    const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
     const model = await loadForCli(path, modelInputs(values, fromPlan), io);
     const { assignment, devices } = splitFromFlags(model, values, cluster);
     checkWorkerNames(
