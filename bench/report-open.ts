@@ -18,8 +18,8 @@ import { makePlan } from "../src/partition/planner.js";
 import { renderReportHtml } from "../src/report/report-html.js";
 import { reportInputFrom } from "../src/report/report-input.js";
 import { buildZooModel } from "../src/zoo/index.js";
+import { CHROMIUM, CHROMIUM_ARGS } from "../test/helpers/browser.js";
 
-const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
 const TARGET_MS = 2000;
 
 const args = process.argv.slice(2);
@@ -95,16 +95,7 @@ async function main() {
       const browser = await chromium.launchPersistentContext(join(dir, `profile-${name}`), {
         executablePath: CHROMIUM,
         headless: true,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          "--disable-quic",
-        ],
+        args: CHROMIUM_ARGS,
         viewport: { width: 1400, height: 900 },
       });
       const launchMs = performance.now() - tLaunch;

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 /** Chromium used by the report tests (Debian's, or CLEAVE_CHROMIUM). */
 export const CHROMIUM = process.env.CLEAVE_CHROMIUM ?? "/usr/bin/chromium";
 /** Flags that keep the browser off the network and out of first-run work. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",
