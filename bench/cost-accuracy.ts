@@ -28,7 +28,7 @@ import { type NodeTimes, scaleTimes, segmentKernelTime, segmentTime } from "../s
 import { type Profile, profileModel } from "../src/cost/profile.js";
 import { inputFeeds } from "../src/ir/input-values.js";
 import { median, quantile } from "../src/cost/stats.js";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { buildStages, type StageModel } from "../src/export/stage.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { randomTensor } from "../src/onnx/ort.js";

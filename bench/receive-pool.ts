@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { loadCluster } from "../src/cluster/load.js";
 import { localClusterPath } from "../src/cli/load.js";
-import { assignByTensors } from "../src/export/assign.js";
+import { assignByTensors } from "../src/partition/assign.js";
 import { buildStages } from "../src/export/stage.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { startLocalWorkers } from "../src/runtime/local-cluster.js";

@@ -66,7 +66,7 @@ export {
   assignByTensors,
   type StageAssignment,
   validateAssignment,
-} from "./export/assign.js";
+} from "./partition/assign.js";
 export { buildStages, type StageModel } from "./export/stage.js";
 export { resolveSplit, type SplitSpec, splitModel } from "./export/split.js";
 export type { Manifest, ManifestStage, StageDataFile, TensorSpec } from "./export/manifest.js";

@@ -7,7 +7,7 @@ import { measureKernelTime, measureLatency } from "../src/cost/measure.js";
 import { segmentKernelTime } from "../src/cost/node-times.js";
 import { profileModel } from "../src/cost/profile.js";
 import { median } from "../src/cost/stats.js";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { buildStages } from "../src/export/stage.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { randomTensor } from "../src/onnx/ort.js";

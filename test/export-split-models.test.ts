@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";

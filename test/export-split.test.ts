@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ArgumentError } from "../src/errors.js";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { readManifest } from "../src/export/manifest-io.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { type resolveSplit, splitModel } from "../src/export/split.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ModelProto } from "onnx-buf";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { GraphProto, ModelProto } from "onnx-buf";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
 import { analyzeModel } from "../src/ir/analyze.js";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseCluster } from "../src/cluster/load.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
-import { validateAssignment } from "../src/export/assign.js";
+import { validateAssignment } from "../src/partition/assign.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { dadsCut } from "../src/partition/baseline-dads.js";
 import { proportionalCuts } from "../src/partition/baseline.js";

@@ -9,7 +9,7 @@ import { parseCluster } from "../src/cluster/load.js";
 import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { CleaveError } from "../src/errors.js";
-import { assignByBoundaries } from "../src/export/assign.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import type { PlanConstraints } from "../src/partition/constraints.js";
 import { type Plan, planToAssignment, readPlan, writePlan } from "../src/partition/plan.js";

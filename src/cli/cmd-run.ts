@@ -1,6 +1,6 @@
 import type { Cluster } from "../cluster/types.js";
 import { ArgumentError } from "../errors.js";
-import type { StageAssignment } from "../export/assign.js";
+import type { StageAssignment } from "../partition/assign.js";
 import { resolveSplit } from "../export/split.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";

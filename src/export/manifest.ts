@@ -35,8 +35,10 @@ export interface ManifestStage {
   bytesOut: number;
   /** Number of original nodes the stage runs. */
   nodes: number;
-  /** Device that runs the stage, when a plan assigned one. */
+  /** Device that runs the stage, when a plan assigned one (the first of its replica group). */
   device?: string;
+  /** Every device that runs the stage when the plan replicates it (each loads this same file). */
+  devices?: string[];
   /** SHA-256 of the stage file (hex), so a worker can verify what it was sent. */
   sha256: string;
   /** Length of the stage file, bytes (absent in manifests written before it was recorded). */

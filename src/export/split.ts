@@ -2,7 +2,7 @@ import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { balancedCuts } from "../partition/cuts.js";
 import { choosePartitionOrder, type PartitionOrder } from "../partition/order.js";
-import { assignByBoundaries, assignByTensors, type StageAssignment } from "./assign.js";
+import { assignByBoundaries, assignByTensors, type StageAssignment } from "../partition/assign.js";
 import type { Manifest } from "./manifest.js";
 import { buildStages, type StageModel } from "./stage.js";
 import { type WriteOptions, writeSplit } from "./write.js";

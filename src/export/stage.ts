@@ -13,7 +13,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { valueInfo } from "../onnx/builder.js";
 import { tensorDims, numel } from "../onnx/tensor.js";
 import { typeBytes } from "../ir/graph.js";
-import { type StageAssignment, validateAssignment } from "./assign.js";
+import { type StageAssignment, validateAssignment } from "../partition/assign.js";
 
 /** One stage of a split model, in memory. */
 export interface StageModel {

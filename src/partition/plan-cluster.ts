@@ -1,7 +1,7 @@
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
-import type { StageAssignment } from "../export/assign.js";
-import { assignByBoundaries } from "../export/assign.js";
+import type { StageAssignment } from "./assign.js";
+import { assignByBoundaries } from "./assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
 import type { AssignmentCandidate, Candidate, Evaluation } from "./evaluate.js";

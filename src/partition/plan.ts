@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { ArgumentError, errorMessage } from "../errors.js";
 import { writeOutputFile } from "../output-file.js";
-import { type StageAssignment, validateAssignment } from "../export/assign.js";
+import { type StageAssignment, validateAssignment } from "./assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
 import type { PartitionOrder } from "./order.js";
@@ -19,11 +19,36 @@ export interface PlanLocalStage {
   latency: number;
 }
 
-/** One stage of a plan. Predicted figures: latency s, memory bytes, energy J. */
+/**
+ * One device of a replicated stage's group: it holds the stage's weights and runs a share of the requests
+ * (in proportion to its speed, so a slow replica does not hold the others back).
+ */
+export interface PlanReplica {
+  device: string;
+  /** Fraction of the requests it runs; the shares of a stage sum to 1. */
+  share: number;
+  /** Predicted time of one request on it, s. */
+  latency: number;
+  /** Time between its requests while the pipeline is full (co-running and transfer CPU included), s. */
+  period: number;
+  memory: number;
+  energy: number;
+  coRun?: number;
+}
+
+/**
+ * One stage of a plan. Predicted figures: latency s, memory bytes, energy J. A stage is run by one device, or
+ * by a replica group (`replicas`): then `device` is the group's first device, `latency` and `energy` are the
+ * share-weighted means over the replicas, `memory` the largest, and `period` the group's (1 / the sum of the
+ * replicas' rates). Stages read tensors by name (`inputs`), so they form a graph: today each stage's inputs come
+ * from earlier stages; use {@link stageDevices} to read a stage's devices.
+ */
 export interface PlanStage {
   index: number;
-  /** Device name. */
+  /** Device name (the first of the group when the stage is replicated). */
   device: string;
+  /** The replica group, when more than one device runs the stage (absent: `device` alone). */
+  replicas?: PlanReplica[];
   /** Positions [start, end) in the partition order. */
   start: number;
   end: number;
@@ -136,6 +161,20 @@ const PLAN = z.object({
         energy: NUM,
         period: NUM.optional(),
         coRun: NUM.optional(),
+        replicas: z
+          .array(
+            z.object({
+              device: z.string().min(1),
+              share: NUM.min(0).max(1),
+              latency: NUM,
+              period: NUM,
+              memory: NUM,
+              energy: NUM,
+              coRun: NUM.optional(),
+            }),
+          )
+          .min(2)
+          .optional(),
         local: z
           .array(
             z.object({ coreCluster: z.string(), start: z.int(), end: z.int(), nodes: z.int(), latency: NUM }),
@@ -206,7 +245,26 @@ export function parsePlan(obj: unknown, source = "plan"): Plan {
     );
   }
   const plan = r.data as Plan;
+  const used = new Map<string, number>();
   plan.stages.forEach((s, k) => {
+    if (s.replicas && s.replicas[0].device !== s.device) {
+      throw new ArgumentError(
+        `${source}: stages[${k}]: 'device' must be the first device of 'replicas'`,
+        { file: source, field: `stages[${k}].device` },
+        "BAD_CONFIG",
+      );
+    }
+    for (const d of stageDevices(s)) {
+      const other = used.get(d);
+      if (other !== undefined) {
+        throw new ArgumentError(
+          `${source}: stages[${k}]: device '${d}' already runs stage ${other} (a device runs one stage)`,
+          { file: source, field: `stages[${k}]`, device: d },
+          "BAD_CONFIG",
+        );
+      }
+      used.set(d, k);
+    }
     if (s.index !== k || s.end <= s.start || (k > 0 && s.start !== plan.stages[k - 1].end)) {
       throw new ArgumentError(
         `${source}: stages[${k}]: stages must be numbered in order and cover contiguous positions`,
@@ -216,6 +274,11 @@ export function parsePlan(obj: unknown, source = "plan"): Plan {
     }
   });
   return plan;
+}
+
+/** The devices that run a stage: its replica group, or its one device. */
+export function stageDevices(stage: Pick<PlanStage, "device" | "replicas">): string[] {
+  return stage.replicas ? stage.replicas.map((r) => r.device) : [stage.device];
 }
 
 /** Reads and checks a plan file. */

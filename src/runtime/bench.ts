@@ -1,6 +1,6 @@
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
-import type { StageAssignment } from "../export/assign.js";
+import type { StageAssignment } from "../partition/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster, Device } from "../cluster/types.js";
 import { ArgumentError } from "../errors.js";
-import type { StageAssignment } from "../export/assign.js";
+import type { StageAssignment } from "../partition/assign.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
 import { inputFeeds } from "../ir/input-values.js";

@@ -1,6 +1,6 @@
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import type { PartitionOrder } from "../partition/order.js";
+import type { PartitionOrder } from "./order.js";
 
 /**
  * Stage of every graph node (indexed like `graph.nodes`); -1 for Constant nodes, which go to every stage
