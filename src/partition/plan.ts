@@ -245,7 +245,6 @@ export function parsePlan(obj: unknown, source = "plan"): Plan {
     );
   }
   const plan = r.data as Plan;
-  const used = new Map<string, number>();
   plan.stages.forEach((s, k) => {
     if (s.replicas && s.replicas[0].device !== s.device) {
       throw new ArgumentError(
@@ -254,16 +253,14 @@ export function parsePlan(obj: unknown, source = "plan"): Plan {
         "BAD_CONFIG",
       );
     }
-    for (const d of stageDevices(s)) {
-      const other = used.get(d);
-      if (other !== undefined) {
-        throw new ArgumentError(
-          `${source}: stages[${k}]: device '${d}' already runs stage ${other} (a device runs one stage)`,
-          { file: source, field: `stages[${k}]`, device: d },
-          "BAD_CONFIG",
-        );
-      }
-      used.set(d, k);
+    const group = stageDevices(s);
+    const twice = group.find((d, i) => group.indexOf(d) !== i);
+    if (twice !== undefined) {
+      throw new ArgumentError(
+        `${source}: stages[${k}].replicas: device '${twice}' is listed twice`,
+        { file: source, field: `stages[${k}].replicas`, device: twice },
+        "BAD_CONFIG",
+      );
     }
     if (s.index !== k || s.end <= s.start || (k > 0 && s.start !== plan.stages[k - 1].end)) {
       throw new ArgumentError(
