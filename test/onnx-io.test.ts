@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { create, equals, toBinary } from "@bufbuild/protobuf";
+import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import { ModelError } from "../src/errors.js";
 import { attribute, GraphBuilder } from "../src/onnx/builder.js";
@@ -96,6 +96,47 @@ test("external data: large tensors go to a sidecar file and load back identicall
     const s = await ort.InferenceSession.create(path);
     const b = await s.run(feeds);
     assert.deepEqual(Array.from(a[out].data as Float32Array), Array.from(b[out].data as Float32Array));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("external data outside the model's folder is refused, as onnxruntime does", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-ext-"));
+  try {
+    const m = richModel();
+    const inner = join(dir, "models");
+    const path = join(inner, "m.onnx");
+    mkdirSync(inner);
+    saveModel(m, path, { externalDataThreshold: 32 });
+    writeFileSync(join(dir, "secret.data"), readFileSync(`${path}.data`));
+    const bytes = readFileSync(path);
+    for (const [location, offset] of [
+      ["../secret.data", "0"],
+      [join(dir, "secret.data"), "0"],
+      ["sub/../../secret.data", "0"],
+      ["m.onnx.data", "-4"],
+      ["m.onnx.data", "abc"],
+    ]) {
+      // The file as written, with every external entry pointed elsewhere (decoded without resolving it).
+      const raw = fromBinary(ModelProtoSchema, bytes);
+      for (const t of raw.graph!.initializer)
+        for (const e of t.externalData) {
+          if (e.key === "location") e.value = location;
+          if (e.key === "offset") e.value = offset;
+        }
+      const swapped = toBinary(ModelProtoSchema, raw);
+      assert.throws(
+        () => decodeModel(swapped, { baseDir: inner, source: "evil.onnx" }),
+        (e: unknown) =>
+          e instanceof ModelError &&
+          e.message.startsWith("evil.onnx: tensor '") &&
+          /outside the model's folder|not a byte count/.test(e.message),
+        location,
+      );
+    }
+    // The model's own sidecar still loads.
+    assert.doesNotThrow(() => loadModel(path));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import {
 } from "onnx-buf";
 import { ModelError } from "../errors.js";
 import { type DType, dtypeSize } from "../onnx/dtype.js";
-import { numel } from "../onnx/tensor.js";
+import { numel, tensorProblem } from "../onnx/tensor.js";
 
 /** A tensor's element type and fully known shape (every dimension fixed). */
 export interface TensorType {
@@ -99,6 +99,8 @@ export class Graph {
     const inits = new Map<string, TensorProto>();
     for (const t of g.initializer) {
       if (inits.has(t.name)) fail(`initializer '${t.name}' is defined twice`, { tensor: t.name });
+      const problem = tensorProblem(t);
+      if (problem) fail(`initializer '${t.name}' ${problem}`, { tensor: t.name });
       inits.set(t.name, t);
     }
     const producer = new Map<string, number>(); // value name -> node position in file
@@ -182,6 +184,11 @@ export class Graph {
         proto: p,
         isConstant: p.opType === "Constant" && (p.domain === "" || p.domain === "ai.onnx"),
       };
+      if (node.isConstant) {
+        const t = constantNodeValue(p);
+        const problem = t ? tensorProblem(t) : undefined;
+        if (problem) fail(`Constant node '${node.name}' ${problem}`, { node: node.name });
+      }
       for (const o of p.output) if (o !== "") mk(o, "node", node);
       return node;
     });

@@ -4,7 +4,7 @@ import type { DType } from "../onnx/dtype.js";
 import { readNpy } from "../onnx/npy.js";
 import { ort, randomTensor } from "../onnx/ort.js";
 import { numel, type TypedArray } from "../onnx/tensor.js";
-import type { Graph, TensorType } from "./graph.js";
+import { type Graph, type TensorType, typeBytes } from "./graph.js";
 import { isIntegral } from "./shape-fold.js";
 
 /** A value given for a graph input, as the user wrote it: its nested shape and elements (row-major). */
@@ -248,6 +248,9 @@ export function inputFeeds(model: FeedSource, seed = 1): Record<string, ort.Tens
   return feeds;
 }
 
+/** Largest sample input cleave makes up to run a model, bytes: a shape beyond it is a mistake in the file or the flags. */
+export const MAX_SAMPLE_INPUT_BYTES = 2 * 2 ** 30;
+
 /** The feed of one input (see {@link inputFeeds}). */
 export function inputTensor(
   name: string,
@@ -258,6 +261,13 @@ export function inputTensor(
   const given = values?.get(name);
   if (given)
     return new ort.Tensor(given.dtype as ort.Tensor.Type, given.data as ort.Tensor.DataType, given.shape);
+  const bytes = typeBytes(t);
+  if (bytes > MAX_SAMPLE_INPUT_BYTES) {
+    throw new ArgumentError(
+      `input '${name}' of shape [${t.shape.join(", ")}] would take ${(bytes / 2 ** 30).toFixed(1)} GiB as a sample input (the limit is ${MAX_SAMPLE_INPUT_BYTES / 2 ** 30} GiB); give a smaller shape with --input-shape ${name}=...`,
+      { tensor: name, field: "input-shape" },
+    );
+  }
   if (isIntegral(t.dtype) || t.dtype === "bool") {
     const n = numel(t.shape);
     const data =

@@ -87,7 +87,15 @@ function resolveExternalData(graph: GraphProto, baseDir: string, source: string)
         tensor: t.name,
       });
     }
-    const path = isAbsolute(location) ? location : join(baseDir, location);
+    // As onnxruntime does: a model may only read data files inside its own folder.
+    if (isAbsolute(location) || location.split(/[\\/]/).includes("..")) {
+      throw new ModelError(
+        "NOT_ONNX",
+        `${source}: tensor '${t.name}': external data location '${location}' is outside the model's folder (absolute paths and '..' are refused)`,
+        { file: source, tensor: t.name },
+      );
+    }
+    const path = join(baseDir, location);
     let data = files.get(path);
     if (!data) {
       if (!existsSync(path)) {
@@ -102,6 +110,13 @@ function resolveExternalData(graph: GraphProto, baseDir: string, source: string)
     }
     const offset = Number(kv.get("offset") ?? 0);
     const length = kv.has("length") ? Number(kv.get("length")) : data.length - offset;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new ModelError(
+        "NOT_ONNX",
+        `${source}: tensor '${t.name}': external data offset '${kv.get("offset")}' or length '${kv.get("length")}' is not a byte count`,
+        { file: path, tensor: t.name },
+      );
+    }
     if (offset + length > data.length) {
       throw new ModelError(
         "NOT_ONNX",

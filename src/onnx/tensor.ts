@@ -1,5 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { type TensorProto, TensorProto_DataType as DT, TensorProtoSchema } from "onnx-buf";
+import {
+  type TensorProto,
+  TensorProto_DataLocation,
+  TensorProto_DataType as DT,
+  TensorProtoSchema,
+} from "onnx-buf";
 import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx } from "./dtype.js";
 
 /** Typed arrays a tensor's data can be viewed as. */
@@ -32,6 +37,49 @@ export function tensorDType(t: TensorProto): DType {
   const d = dtypeFromOnnx(t.dataType);
   if (d === undefined) throw new Error(`tensor '${t.name}' has unsupported data type ${t.dataType}`);
   return d;
+}
+
+/**
+ * What is wrong with a stored tensor, in a few words, or undefined when nothing is: an unknown element type,
+ * a dimension that is negative or not an integer, or data whose length does not match its dimensions.
+ */
+export function tensorProblem(t: TensorProto): string | undefined {
+  const dtype = dtypeFromOnnx(t.dataType);
+  if (dtype === undefined) return `unsupported data type ${t.dataType}`;
+  const dims = tensorDims(t);
+  const bad = dims.find((d) => !Number.isSafeInteger(d) || d < 0);
+  if (bad !== undefined) return `dimension ${bad} is not a size`;
+  if (dtype === "string") return undefined;
+  const n = numel(dims);
+  if (t.rawData.length > 0) {
+    const want = n * dtypeSize(dtype);
+    return t.rawData.length === want
+      ? undefined
+      : `holds ${t.rawData.length} bytes of data, its shape [${dims.join(", ")}] needs ${want}`;
+  }
+  const count = typedFieldLength(t);
+  // External data not attached yet is checked when it is.
+  if (count === 0 && t.dataLocation === TensorProto_DataLocation.EXTERNAL) return undefined;
+  return count === n ? undefined : `holds ${count} values, its shape [${dims.join(", ")}] needs ${n}`;
+}
+
+/** Number of values in the typed repeated field a tensor of its type stores its data in. */
+function typedFieldLength(t: TensorProto): number {
+  switch (t.dataType) {
+    case DT.FLOAT:
+    case DT.COMPLEX64:
+      return t.floatData.length;
+    case DT.DOUBLE:
+    case DT.COMPLEX128:
+      return t.doubleData.length;
+    case DT.INT64:
+      return t.int64Data.length;
+    case DT.UINT64:
+    case DT.UINT32:
+      return t.uint64Data.length;
+    default:
+      return t.int32Data.length;
+  }
 }
 
 /** Stored size of a tensor's data in bytes (what it costs in a model file). */
