@@ -81,9 +81,10 @@ export function checkOutputFolder(dir: string, named = dir): void {
  * renamed over `path` only when complete, so a full disk or an interrupted write leaves `path` as it was and
  * no temporary file behind. Missing parent folders are created. A target that exists and is not a regular
  * file (`/dev/stdout`, a pipe) is written in place. Failures are one-line CleaveErrors (code
- * FILE_UNWRITABLE) naming the file.
+ * FILE_UNWRITABLE) naming the file. `mode` sets the permissions of a new file (e.g. 0o600 for one holding a
+ * secret).
  */
-export function writeOutputFile(path: string, data: OutputData): void {
+export function writeOutputFile(path: string, data: OutputData, opts: { mode?: number } = {}): void {
   const chunks = typeof data === "string" ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data;
   const special = existsSync(path) && !statSync(path).isFile();
   if (special && statSync(path).isDirectory()) throw unwritable(path, "is a folder");
@@ -99,7 +100,7 @@ export function writeOutputFile(path: string, data: OutputData): void {
   }
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   try {
-    writeChunksTo(tmp, chunks, "wx", path);
+    writeChunksTo(tmp, chunks, "wx", path, opts.mode);
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
@@ -108,10 +109,16 @@ export function writeOutputFile(path: string, data: OutputData): void {
 }
 
 /** Writes chunks to `file` (opened with `flags`) and flushes it; errors name `shown`. */
-function writeChunksTo(file: string, chunks: readonly Uint8Array[], flags: string, shown = file): void {
+function writeChunksTo(
+  file: string,
+  chunks: readonly Uint8Array[],
+  flags: string,
+  shown = file,
+  mode?: number,
+): void {
   let fd: number;
   try {
-    fd = openSync(file, flags);
+    fd = openSync(file, flags, mode);
   } catch (err) {
     throw outputError(shown, err);
   }

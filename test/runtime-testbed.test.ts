@@ -1,10 +1,21 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { Cluster, Device } from "../src/cluster/types.js";
+import { ArgumentError } from "../src/errors.js";
 import { cliCommand } from "../src/runtime/local-cluster.js";
 import { probeWorker } from "../src/runtime/probe.js";
 import { netnsUnavailable, readTestbedState, testbedDown, testbedUp } from "../src/runtime/testbed.js";
@@ -153,4 +164,75 @@ test("a failed up removes what it made", { skip: noNetns }, async () => {
   assert.equal(existsSync("/sys/fs/cgroup/cpu/cltf-0"), false);
   assert.equal(existsSync(stateFile), false);
   assert.deepEqual(await testbedDown(stateFile), []);
+});
+
+test("the state lives in a folder of this user's own, readable by no one else, and is never followed through a link", async () => {
+  const base = tempDir();
+  const open = join(base, "open");
+  mkdirSync(open, { mode: 0o755 });
+  chmodSync(open, 0o755);
+  const linked = join(base, "linked");
+  symlinkSync(tempDir(), linked);
+  for (const dir of [open, linked]) {
+    await assert.rejects(
+      testbedUp(cluster([device("a")], 12.5e6, 0), { stateFile: join(dir, "state.json"), loopback: true }),
+      (e: unknown) =>
+        e instanceof ArgumentError &&
+        e.message.startsWith(`${dir}: `) &&
+        /symbolic link|opened by other users/.test(e.message),
+    );
+  }
+  const stateFile = join(base, "own", "state.json");
+  const tb = await testbedUp(cluster([device("a")], 12.5e6, 0), {
+    stateFile,
+    loopback: true,
+    prefix: "cltp",
+  });
+  try {
+    assert.equal(statSync(join(base, "own")).mode & 0o777, 0o700);
+    assert.equal(statSync(stateFile).mode & 0o777, 0o600);
+    assert.equal(tb.state.processes?.length, 1);
+    assert.equal(tb.state.processes?.[0].pid, tb.state.pids[0]);
+  } finally {
+    await tb.down();
+  }
+});
+
+test("down signals only processes it can prove it started", async () => {
+  const dir = tempDir();
+  const stateFile = join(dir, "state.json");
+  const other = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const pid = other.pid!;
+    // A state whose worker id now belongs to another process (here: one started at another time).
+    const state = {
+      version: 1,
+      prefix: "cltx",
+      mode: "loopback",
+      namespaces: [],
+      cgroups: [],
+      pids: [pid],
+      processes: [{ pid, start: "1", cmd: "node cleave worker" }],
+      workers: [],
+      token: "t",
+      linkDelayMs: {},
+      notes: [],
+      detached: true,
+    };
+    writeFileSync(stateFile, JSON.stringify(state), { mode: 0o600 });
+    const done = await testbedDown(stateFile);
+    assert.ok(
+      done.includes(`left process ${pid} alone (not the worker the testbed started)`),
+      done.join("; "),
+    );
+    assert.equal(alive(pid), true);
+    // A state file that is a link is not followed.
+    const target = join(tempDir(), "state.json");
+    writeFileSync(target, JSON.stringify(state), { mode: 0o600 });
+    const link = join(dir, "link.json");
+    symlinkSync(target, link);
+    assert.throws(() => readTestbedState(link), /symbolic link/);
+  } finally {
+    other.kill("SIGKILL");
+  }
 });

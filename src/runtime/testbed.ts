@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import type { Cluster, Device } from "../cluster/types.js";
 import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
@@ -49,6 +49,11 @@ export interface TestbedState {
   namespaces: string[];
   cgroups: string[];
   pids: number[];
+  /**
+   * Each worker process as `up` found it once listening: its id, its start time (in clock ticks since boot,
+   * from /proc) and its command line, so `down` signals only a process it can prove it started.
+   */
+  processes?: ProcessIdentity[];
   workers: WorkerAddress[];
   token: string;
   /** User-space one-way delay per directed link `from>to` (worker names), ms. */
@@ -74,9 +79,63 @@ export interface Testbed {
 
 const CGROUP_CPU = "/sys/fs/cgroup/cpu";
 
-/** Default state file path. */
+/** Default state file path: in a folder of this user's own (`<tmp>/cleave-testbed-<uid>`), unless $CLEAVE_TESTBED_STATE. */
 export function defaultStateFile(): string {
-  return process.env.CLEAVE_TESTBED_STATE ?? join(tmpdir(), "cleave-testbed", "state.json");
+  return (
+    process.env.CLEAVE_TESTBED_STATE ??
+    join(tmpdir(), `cleave-testbed-${process.getuid?.() ?? "user"}`, "state.json")
+  );
+}
+
+/** A process as /proc shows it: enough to tell it from a later process that got the same id. */
+export interface ProcessIdentity {
+  pid: number;
+  /** Start time, clock ticks after boot (field 22 of /proc/PID/stat). */
+  start: string;
+  /** Command line, arguments joined by spaces. */
+  cmd: string;
+}
+
+/** The identity of a running process, or undefined when there is none with that id (or no /proc). */
+export function processIdentity(pid: number): ProcessIdentity | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which is in parentheses and may itself hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+    return { pid, start: fields[19], cmd };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes sure `dir` is a folder only this user can enter: created with mode 0700 when missing; refused when it
+ * is a symbolic link, belongs to another user or is open to others (the state holds the workers' token).
+ */
+export function privateFolder(dir: string): void {
+  if (!existsSync(dir)) {
+    mkdirSync(dirname(dir), { recursive: true });
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
+  const st = lstatSync(dir);
+  const refuse = (why: string) =>
+    new ArgumentError(
+      `${dir}: ${why}; the testbed keeps its token there, so it needs a folder of its own (remove it, or set CLEAVE_TESTBED_STATE to a file in a private folder)`,
+      { file: dir },
+      "BAD_CONFIG",
+    );
+  if (st.isSymbolicLink()) throw refuse("is a symbolic link");
+  if (!st.isDirectory()) throw refuse("is not a folder");
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid)
+    throw refuse(`belongs to uid ${st.uid}, not to this user (${uid})`);
+  if ((st.mode & 0o077) !== 0)
+    throw refuse(`can be opened by other users (mode ${(st.mode & 0o777).toString(8)})`);
 }
 
 function sh(cmd: string[], okFail = false): { ok: boolean; out: string; err: string } {
@@ -92,7 +151,8 @@ function sh(cmd: string[], okFail = false): { ok: boolean; out: string; err: str
 }
 
 function save(file: string, state: TestbedState): void {
-  writeOutputFile(file, JSON.stringify(state, null, 2));
+  privateFolder(dirname(resolve(file)));
+  writeOutputFile(file, JSON.stringify(state, null, 2), { mode: 0o600 });
 }
 
 /** Why namespaces cannot be used here, or undefined when they can. */
@@ -223,6 +283,7 @@ export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Pr
       },
     });
     state.pids = local.pids;
+    state.processes = local.pids.flatMap((pid) => processIdentity(pid) ?? []);
     state.workers = local.workers;
     save(file, state);
     return handle(state, file, local.stop);
@@ -354,6 +415,11 @@ export function readTestbedState(stateFile = defaultStateFile()): TestbedState |
       { file: stateFile },
       "BAD_CONFIG",
     );
+  const st = lstatSync(stateFile);
+  if (st.isSymbolicLink() || !st.isFile())
+    throw corrupt("it is a symbolic link or not a file, and is not followed");
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) throw corrupt(`it belongs to uid ${st.uid}, not to this user`);
   let obj: unknown;
   try {
     obj = JSON.parse(readFileSync(stateFile, "utf8"));
@@ -377,6 +443,7 @@ const STATE = z.object({
   namespaces: z.array(z.string()),
   cgroups: z.array(z.string()),
   pids: z.array(z.int()),
+  processes: z.array(z.object({ pid: z.int(), start: z.string(), cmd: z.string() })).optional(),
   workers: z.array(z.object({ name: z.string(), endpoint: z.string() })),
   token: z.string(),
   linkDelayMs: z.record(z.string(), z.number()),
@@ -401,16 +468,25 @@ export async function testbedDown(stateFile = defaultStateFile()): Promise<strin
   const state = readTestbedState(stateFile);
   const done: string[] = [];
   if (!state) return done;
-  for (const pid of state.pids) if (pid > 0 && alive(pid)) process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 60 && state.pids.some((p) => p > 0 && alive(p)); i++)
-    await new Promise((r) => setTimeout(r, 50));
-  for (const pid of state.pids)
-    if (pid > 0 && alive(pid)) {
+  // Only processes whose start time and command line are still those recorded: an id the kernel gave to
+  // another process since is left alone.
+  const ours = (pid: number) => {
+    const was = state.processes?.find((p) => p.pid === pid);
+    const now = processIdentity(pid);
+    return was !== undefined && now !== undefined && now.start === was.start && now.cmd === was.cmd;
+  };
+  const pids = state.pids.filter((pid) => pid > 0 && alive(pid));
+  const mine = pids.filter(ours);
+  for (const pid of pids)
+    if (!mine.includes(pid)) done.push(`left process ${pid} alone (not the worker the testbed started)`);
+  for (const pid of mine) process.kill(pid, "SIGTERM");
+  for (let i = 0; i < 60 && mine.some(ours); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of mine)
+    if (ours(pid)) {
       process.kill(pid, "SIGKILL");
       done.push(`killed worker ${pid}`);
-    } else if (pid > 0) done.push(`stopped worker ${pid}`);
-  for (let i = 0; i < 40 && state.pids.some((p) => p > 0 && alive(p)); i++)
-    await new Promise((r) => setTimeout(r, 50));
+    } else done.push(`stopped worker ${pid}`);
+  for (let i = 0; i < 40 && mine.some(ours); i++) await new Promise((r) => setTimeout(r, 50));
   const listed = sh(["ip", "netns", "list"], true)
     .out.split("\n")
     .map((l) => l.split(" ")[0]);
