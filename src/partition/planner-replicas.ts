@@ -161,7 +161,7 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
   }
   const exact = complete && limits.length === 0;
   const value = best?.value ?? inf;
-  const root = rootBound(p, rc, objective, allowed);
+  const root = rootBound(p, objective, allowed);
   return finish({
     ...(best ? { candidate: best.candidate, evaluation: best.evaluation } : {}),
     value,
@@ -172,7 +172,7 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
 }
 
 /** A lower bound on any plan's objective from the fluid relaxation at the root (co-run factors taken as 1). */
-function rootBound(p: PlanProblem, rc: ResolvedConstraints, objective: Objective, allowed: number[]): number {
+function rootBound(p: PlanProblem, objective: Objective, allowed: number[]): number {
   const ones = new Float64Array(p.devices.length).fill(1);
   const b = new RemainderBounds(p, ones);
   const mask = allowed.reduce((m, d) => m | (1 << d), 0);
@@ -547,7 +547,7 @@ function searchOne(
   }
   if (!bestLabel) return { complete };
   const stages: ReplicaStageSpec[] = [];
-  for (let x: Label | null = bestLabel; x && x.prev; x = x.prev)
+  for (let x: Label | null = bestLabel; x?.prev; x = x.prev)
     stages.push({ devices: [...x.group.devices], start: x.start, end: x.b });
   return { candidate: { stages: stages.reverse() }, complete };
 }
