@@ -6,6 +6,7 @@ import { loadClusterSpec } from "./cluster-flag.js";
 import { ArgumentError } from "../errors.js";
 import { resolveSplit } from "../export/split.js";
 import { choosePartitionOrder } from "../partition/order.js";
+import { estimateReplicaSplit, type ReplicaEstimate } from "../partition/replica-estimate.js";
 import {
   bool,
   type Command,
@@ -18,20 +19,21 @@ import {
   modelInputs,
   str,
 } from "./command.js";
-import { fmtBytes, fmtCount, fmtTime, style, table } from "./format.js";
+import { fmtBytes, fmtCount, fmtGroup, fmtTime, type Style, style, table } from "./format.js";
 import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
-                       [--devices d1,d2,...] [--profile device=profile.json ...]
+                       [--devices d1,d2+d3,...] [--profile device=profile.json ...]
                        [model input flags] [--json]
 
 Predicts, for a split of the model over the cluster's devices, each stage's latency, peak memory and energy,
 the transfers between devices, the end-to-end latency and the pipelined throughput.
   --stages k    k stages of about equal MACs (default: one per device)
   --cuts        cut indices (as 'cleave cuts' lists them) or tensor names
-  --devices     device of each stage, in order (default: the input device first, then the others in file order)
+  --devices     device of each stage, in order (default: the input device first, then the others in file order);
+                a+b runs the stage on a replica group (each holds the stage, requests shared by speed)
   --profile     a measured profile for a device (overrides the cluster file's profile:)
   --json        one JSON object instead of tables
 Devices with a profile are priced from it (measured); devices emulated on this machine (cpus:) without one
@@ -73,6 +75,7 @@ export const estimateCommand: Command = {
       ?.split(",")
       .map((d) => d.trim())
       .filter((d) => d !== "");
+    const groups = deviceList?.map((g) => g.split("+").map((d) => d.trim()));
     const k =
       stagesFlag !== undefined
         ? intFlag("stages", stagesFlag, 1)
@@ -84,13 +87,19 @@ export const estimateCommand: Command = {
       order,
     );
     const devices = deviceList ?? defaultDevices(cluster, assignment.count);
+    if (devices.length < assignment.count && groups?.some((g) => g.length > 1)) {
+      throw new ArgumentError(
+        `--devices: stage ${devices.length} has no device (the split has ${assignment.count} stages; ${devices.length} given)`,
+        { field: "devices" },
+      );
+    }
     if (devices.length !== assignment.count) {
       throw new ArgumentError(
         `--devices: the split has ${assignment.count} stages but ${devices.length} devices were given`,
         { field: "devices" },
       );
     }
-    for (const d of devices) {
+    for (const d of groups ? groups.flat() : devices) {
       if (!cluster.devices.some((x) => x.name === d))
         throw new ArgumentError(
           `--devices: unknown device '${d}' (devices: ${cluster.devices.map((x) => x.name).join(", ")})`,
@@ -110,6 +119,12 @@ export const estimateCommand: Command = {
       profiles: await withLocalProfiles(model, cluster, profiles, io, progress(io, values.json !== true)),
       inputShapes,
     });
+    if (groups?.some((g) => g.length > 1)) {
+      const est = estimateReplicaSplit(model, order, cluster, cost, assignment, groups);
+      if (bool(values, "json")) io.out(JSON.stringify({ model: path, cluster: cluster.name, ...est }));
+      else io.out(renderReplicaEstimate(est, style(io.isTTY)));
+      return 0;
+    }
     const est = estimateSplit(model, cluster, cost, assignment.stageOf, devices);
     const sources = Object.fromEntries(
       [...new Set(devices)].map((d) => [d, cost.describe(cluster.devices.find((x) => x.name === d)!)]),
@@ -195,4 +210,57 @@ function defaultDevices(cluster: Cluster, k: number): string[] {
     );
   }
   return names.slice(0, k);
+}
+
+/** A replicated split's estimate as tables: stages with one row per replica, transfers, totals. */
+function renderReplicaEstimate(est: ReplicaEstimate, st: Style): string {
+  const mj = (j: number) => `${(j * 1e3).toPrecision(3)} mJ`;
+  const rows = est.stages.flatMap((s) => [
+    [
+      String(s.index),
+      fmtGroup(
+        s.devices,
+        s.replicas.map((r) => r.share),
+      ),
+      String(s.nodes),
+      `${fmtTime(s.latency)} (every ${fmtTime(s.period)})`,
+      "",
+      mj(s.energy),
+    ],
+    ...(s.replicas.length > 1
+      ? s.replicas.map((r) => [
+          "",
+          st.dim(`  ${r.device}`),
+          "",
+          r.period !== r.latency ? `${fmtTime(r.latency)} (every ${fmtTime(r.period)})` : fmtTime(r.latency),
+          `${fmtBytes(r.memory)} / ${fmtBytes(r.memoryLimit)}`,
+          mj(r.energy),
+        ])
+      : [["", "", "", "", `${fmtBytes(s.replicas[0].memory)} / ${fmtBytes(s.replicas[0].memoryLimit)}`, ""]]),
+  ]);
+  const out = [table([["stage", "devices", "nodes", "latency", "memory", "energy"], ...rows], st)];
+  if (est.transfers.length > 0) {
+    out.push(
+      table(
+        [
+          ["from", "to", "carries", "requests", "bytes", "time", "energy"],
+          ...est.transfers.map((t) => [
+            t.from,
+            t.to,
+            t.what,
+            `${(100 * t.share).toFixed(0)}%`,
+            fmtBytes(t.bytes),
+            fmtTime(t.time),
+            mj(t.energy),
+          ]),
+        ],
+        st,
+      ),
+    );
+  }
+  out.push(
+    `end-to-end ${st.bold(fmtTime(est.endToEnd))} (mean over requests), pipelined ${st.bold(`${est.throughput.toPrecision(3)} inf/s`)} ` +
+      `(bottleneck: ${est.bottleneck}), ${mj(est.energy)} per inference`,
+  );
+  return out.join("\n");
 }

@@ -11,7 +11,7 @@ import {
   parseConstraints,
   parseEnergy,
 } from "../partition/constraints.js";
-import { type Plan, writePlan } from "../partition/plan.js";
+import { type Plan, stageDevices, writePlan } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import {
@@ -25,20 +25,23 @@ import {
   modelInputs,
   str,
 } from "./command.js";
-import { fmtBytes, fmtTime, type Style, style, table } from "./format.js";
+import { fmtBytes, fmtGroup, fmtTime, type Style, style, table } from "./format.js";
 import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
 
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
-                   [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--time-limit ms]
+                   [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--no-replicas]
+                   [--time-limit ms]
                    [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
 latency) under the constraints: memory per device always; the limits below, from flags or the cluster
-file's constraints: section (flags win). Prints the stages, transfers and totals, and the baselines
-(best single device, Neurosurgeon, DADS, equal layers, memory- and compute-proportional) beside it.
+file's constraints: section (flags win). A stage runs on one device or on a replica group (several devices
+each holding the stage, requests shared by speed: core0+core1). Prints the stages, transfers and totals, and
+the baselines (best single device, Neurosurgeon, DADS, equal layers, memory- and compute-proportional, data
+parallelism over all devices) beside it.
 Devices emulated on this machine (cpus:) without a profile are profiled here once per model and cached.
   --cluster         a cluster file or a shipped cluster's name (default local: this machine's cores)
   --objective       latency (one inference end to end), throughput (pipelined), or energy per inference
@@ -50,6 +53,7 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --device-order    stages must use devices in this order
   --pareto          also the Pareto front over latency, throughput and energy
   --no-local        do not split stages over a device's core clusters
+  --no-replicas     one device per stage (a pipeline): no replica groups
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
@@ -75,6 +79,7 @@ export const planCommand: Command = {
       "device-order": { type: "string" },
       pareto: { type: "boolean" },
       "no-local": { type: "boolean" },
+      "no-replicas": { type: "boolean" },
       "time-limit": { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
@@ -126,6 +131,7 @@ export const planCommand: Command = {
       constraints,
       pareto: bool(values, "pareto"),
       hierarchical: !bool(values, "no-local"),
+      replicas: !bool(values, "no-replicas"),
       ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
     });
     if (output !== undefined) writePlan(output, outcome.plan);
@@ -217,6 +223,7 @@ export function renderPlan(plan: Plan, st: Style): string {
     ([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`,
   );
   if (limits.length > 0) out.push(st.dim(`constraints: ${limits.join(" ")}`));
+  if (plan.planner.limited) out.push(st.dim(`search limited: ${plan.planner.limited}`));
   out.push(
     table(
       [
@@ -226,7 +233,10 @@ export function renderPlan(plan: Plan, st: Style): string {
             s.inputs.length === 0 ? "-" : s.inputs.length === 1 ? s.inputs[0] : `${s.inputs.length} tensors`;
           const row = [
             String(s.index),
-            s.device,
+            fmtGroup(
+              stageDevices(s),
+              s.replicas?.map((r) => r.share),
+            ),
             String(s.nodes.length),
             cut.length > 32 ? `${cut.slice(0, 29)}...` : cut,
             fmtTime(s.latency) + (s.period !== undefined ? ` (every ${fmtTime(s.period)})` : ""),
@@ -242,7 +252,16 @@ export function renderPlan(plan: Plan, st: Style): string {
             "",
             "",
           ]);
-          return [row, ...local];
+          const replicas = (s.replicas ?? []).map((r) => [
+            "",
+            st.dim(`  ${r.device}`),
+            "",
+            "",
+            fmtTime(r.latency) + (r.period !== r.latency ? ` (every ${fmtTime(r.period)})` : ""),
+            fmtBytes(r.memory),
+            mj(r.energy),
+          ]);
+          return [row, ...replicas, ...local];
         }),
       ],
       st,
@@ -257,7 +276,7 @@ export function renderPlan(plan: Plan, st: Style): string {
           ...plan.links.map((l) => [
             l.fromStage < 0 ? `${l.from} (input)` : `${l.from} (${l.fromStage})`,
             l.toStage >= plan.stages.length ? `${l.to} (output)` : `${l.to} (${l.toStage})`,
-            l.link,
+            l.share !== undefined ? `${l.link} (${(100 * l.share).toFixed(0)}% of requests)` : l.link,
             fmtBytes(l.bytes),
             fmtTime(l.time),
             mj(l.energy),
@@ -279,7 +298,7 @@ export function renderPlan(plan: Plan, st: Style): string {
           ["baseline", "devices", "latency", "throughput", "energy", `vs plan (${plan.objective})`],
           ...plan.baselines.map((b) => [
             b.name,
-            b.stages.map((s) => `${s.device}:${s.nodes}`).join(" "),
+            b.stages.map((s) => `${fmtGroup(s.replicas ?? [s.device])}:${s.nodes}`).join(" "),
             b.totals.latency === null ? "inf" : fmtTime(b.totals.latency),
             fps(b.totals.throughput),
             mj(b.totals.energy),

@@ -9,7 +9,9 @@ export function fmtBytes(b: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${v} B` : `${v.toPrecision(3)} ${units[u]}`;
+  // Per-inference bytes over a share of the requests need not be whole.
+  if (u === 0) return `${Number.isInteger(v) ? v : Number(v.toPrecision(3))} B`;
+  return `${v.toPrecision(3)} ${units[u]}`;
 }
 
 /** A count with k/M/G suffix (1,234,567 -> 1.23M). */
@@ -83,4 +85,11 @@ export function table(rows: readonly (readonly string[])[], st: Style = style(fa
       .join("  ")
       .trimEnd();
   return [st.bold(fmt(rows[0])), ...rows.slice(1).map(fmt)].join("\n");
+}
+
+/** A replica group as `a+b`, with each device's share of the requests when there are several: `a+b (shares 50%/50%)`. */
+export function fmtGroup(devices: readonly string[], shares?: readonly number[]): string {
+  const names = devices.join("+");
+  if (devices.length < 2 || !shares) return names;
+  return `${names} (shares ${shares.map((s) => `${(100 * s).toFixed(0)}%`).join("/")})`;
 }

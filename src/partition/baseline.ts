@@ -7,6 +7,7 @@ import {
   evaluateAssignment,
   objectiveValue,
 } from "./evaluate.js";
+import type { ReplicaCandidate, ReplicaEvaluation } from "./evaluate-replicas.js";
 import type { PlanProblem } from "./problem.js";
 
 /** A baseline split, priced by the same evaluator as plans. */
@@ -19,6 +20,9 @@ export interface BaselineResult {
   candidate?: Candidate;
   assignment?: AssignmentCandidate;
   evaluation?: Evaluation;
+  /** A split with replicated stages (data parallelism), priced by the replica evaluator into `replicaEvaluation`. */
+  replicas?: ReplicaCandidate;
+  replicaEvaluation?: ReplicaEvaluation;
   feasible: boolean;
   /** Why it is infeasible (or does not apply). */
   reason?: string;

@@ -1,5 +1,6 @@
 import type { BaselineResult } from "./baseline.js";
 import { dadsBaseline } from "./baseline-dads.js";
+import { dataParallelBaseline } from "./baseline-data-parallel.js";
 import {
   computeProportionalBaseline,
   equalLayersBaseline,
@@ -28,4 +29,12 @@ export function runBaselines(
     memoryProportionalBaseline(p, rc),
     computeProportionalBaseline(p, rc),
   ];
+}
+
+/**
+ * The baselines with replicated stages, priced by the replica evaluator: data parallelism over every allowed
+ * device. Apart from {@link runBaselines}, whose splits are one device per stage.
+ */
+export function runReplicaBaselines(p: PlanProblem, rc: ResolvedConstraints): BaselineResult[] {
+  return [dataParallelBaseline(p, rc)];
 }

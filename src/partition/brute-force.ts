@@ -1,5 +1,6 @@
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import { type Candidate, type Evaluation, evaluate, objectiveValue } from "./evaluate.js";
+import { evaluateReplicas, type ReplicaCandidate, type ReplicaEvaluation } from "./evaluate-replicas.js";
 import type { PlanProblem } from "./problem.js";
 
 /** A candidate with its price. */
@@ -52,6 +53,66 @@ export function bruteForce(
 ): Priced | undefined {
   let best: Priced | undefined;
   for (const c of allCandidates(p, rc)) {
+    if (!c.evaluation.feasible) continue;
+    if (!best || objectiveValue(c.evaluation, objective) < objectiveValue(best.evaluation, objective))
+      best = c;
+  }
+  return best;
+}
+
+/** A replicated candidate with its price. */
+export interface PricedReplicas {
+  candidate: ReplicaCandidate;
+  evaluation: ReplicaEvaluation;
+}
+
+/**
+ * Every replicated candidate of a problem: every ordered sequence of disjoint non-empty groups of allowed
+ * devices times every set of cuts, priced by {@link evaluateReplicas}. Exponential: tests only (n <= 10, a few
+ * devices).
+ */
+export function* allReplicaCandidates(p: PlanProblem, rc: ResolvedConstraints): Generator<PricedReplicas> {
+  const { n } = p;
+  if (n > 12) throw new RangeError(`brute force is for small problems (n <= 12), got n = ${n}`);
+  const devices = p.devices.map((_, d) => d).filter((d) => rc.allowed[d]);
+  if (devices.length > 6)
+    throw new RangeError(`brute force is for a few devices (<= 6), got ${devices.length}`);
+  const sequences: number[][][] = [];
+  const grow = (free: number[], seq: number[][]) => {
+    if (seq.length > 0) sequences.push(seq.map((g) => [...g]));
+    for (let m = 1; m < 1 << free.length; m++) {
+      const group = free.filter((_, i) => m & (1 << i));
+      seq.push(group);
+      grow(
+        free.filter((_, i) => !(m & (1 << i))),
+        seq,
+      );
+      seq.pop();
+    }
+  };
+  grow(devices, []);
+  for (let mask = 0; mask < 1 << (n - 1); mask++) {
+    const cuts: number[] = [];
+    for (let b = 1; b < n; b++) if (mask & (1 << (b - 1))) cuts.push(b);
+    const bounds = [0, ...cuts, n];
+    for (const seq of sequences) {
+      if (seq.length !== cuts.length + 1) continue;
+      const candidate: ReplicaCandidate = {
+        stages: seq.map((group, s) => ({ devices: group, start: bounds[s], end: bounds[s + 1] })),
+      };
+      yield { candidate, evaluation: evaluateReplicas(p, candidate, rc) };
+    }
+  }
+}
+
+/** The best feasible replicated candidate by brute force, or undefined when none is feasible. */
+export function bruteForceReplicas(
+  p: PlanProblem,
+  rc: ResolvedConstraints,
+  objective: Objective,
+): PricedReplicas | undefined {
+  let best: PricedReplicas | undefined;
+  for (const c of allReplicaCandidates(p, rc)) {
     if (!c.evaluation.feasible) continue;
     if (!best || objectiveValue(c.evaluation, objective) < objectiveValue(best.evaluation, objective))
       best = c;

@@ -87,8 +87,12 @@ export function planForCluster(
     objective: opts.objective,
     constraints: opts.constraints,
     pareto: opts.pareto,
+    // The runnable splits here are pipelines; replicated plans run once the runtime dispatches replicas.
+    replicas: false,
   });
-  const { problem, order, candidate, evaluation } = out;
+  const { problem, order } = out;
+  const candidate = out.candidate!;
+  const evaluation = out.evaluation!;
   const baselines: RunnableSplit[] = [];
   for (const b of out.baselines) {
     if (!b.feasible || !b.evaluation) continue;

@@ -77,9 +77,12 @@ export interface PlanLink {
   toStage: number;
   /** Link name. */
   link: string;
+  /** Bytes, time and energy per inference (for a pair of replicas: over the requests that take this pair). */
   bytes: number;
   time: number;
   energy: number;
+  /** Fraction of the requests that take this pair of devices, when below 1 (replica groups at either end). */
+  share?: number;
 }
 
 /** End-to-end figures: latency s, throughput inferences/s, energy J per inference. */
@@ -96,7 +99,8 @@ export interface PlanBaseline {
   feasible: boolean;
   reason?: string;
   singleDevice?: string;
-  stages: Array<{ device: string; nodes: number }>;
+  /** Stages: `device` is the first of the group when `replicas` lists a replica group. */
+  stages: Array<{ device: string; nodes: number; replicas?: string[] }>;
   totals: { latency: number | null; throughput: number; energy: number | null };
   /** How many times better the plan is on its objective (>1: the plan wins); null when not comparable. */
   ratio: number | null;
@@ -123,7 +127,15 @@ export interface Plan {
   objective: Objective;
   constraints: PlanConstraints;
   /** How the plan was found: exact (proven optimal) or not, its lower bound, effort. */
-  planner: { method: string; exact: boolean; lowerBound: number | null; labels: number; ms: number };
+  planner: {
+    method: string;
+    exact: boolean;
+    lowerBound: number | null;
+    labels: number;
+    ms: number;
+    /** What kept a search from covering every plan (budget, time limit, replica group size), when something did. */
+    limited?: string;
+  };
   stages: PlanStage[];
   links: PlanLink[];
   totals: PlanTotals;
@@ -146,7 +158,14 @@ const PLAN = z.object({
   order: z.enum(["file", "depth-first", "least-live"]),
   objective: z.enum(["latency", "throughput", "energy"]),
   constraints: z.record(z.string(), z.unknown()),
-  planner: z.object({ method: z.string(), exact: z.boolean(), lowerBound: NULLNUM, labels: NUM, ms: NUM }),
+  planner: z.object({
+    method: z.string(),
+    exact: z.boolean(),
+    lowerBound: NULLNUM,
+    labels: NUM,
+    ms: NUM,
+    limited: z.string().optional(),
+  }),
   stages: z
     .array(
       z.object({
@@ -193,6 +212,7 @@ const PLAN = z.object({
       bytes: NUM,
       time: NUM,
       energy: NUM,
+      share: NUM.min(0).max(1).optional(),
     }),
   ),
   totals: z.object({ latency: NUM, throughput: NUM, energy: NUM }),
@@ -203,7 +223,9 @@ const PLAN = z.object({
       feasible: z.boolean(),
       reason: z.string().optional(),
       singleDevice: z.string().optional(),
-      stages: z.array(z.object({ device: z.string(), nodes: z.int() })),
+      stages: z.array(
+        z.object({ device: z.string(), nodes: z.int(), replicas: z.array(z.string()).min(2).optional() }),
+      ),
       totals: z.object({ latency: NULLNUM, throughput: NUM, energy: NULLNUM }),
       ratio: NULLNUM,
     }),

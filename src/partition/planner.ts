@@ -3,15 +3,17 @@ import type { CostModel } from "../cost/cost-model.js";
 import { CleaveError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { BaselineResult } from "./baseline.js";
-import { runBaselines } from "./baselines.js";
+import { runBaselines, runReplicaBaselines } from "./baselines.js";
 import { type Objective, type PlanConstraints, resolveConstraints } from "./constraints.js";
 import { type Candidate, type Evaluation, evaluate, objectiveValue } from "./evaluate.js";
+import { asReplicaCandidate, type ReplicaCandidate, type ReplicaEvaluation } from "./evaluate-replicas.js";
 import { explainInfeasible } from "./infeasible.js";
 import { choosePartitionOrder, type PartitionOrder } from "./order.js";
 import type { Plan, PlanBaseline, PlanLink, PlanStage } from "./plan.js";
 import { type ExactResult, planExact } from "./planner-exact.js";
 import { applyLocal, type LocalSplit, localSplits } from "./planner-local.js";
 import { type ParetoResult, paretoFront } from "./planner-pareto.js";
+import { planReplicas, type ReplicaPlanResult } from "./planner-replicas.js";
 import { buildProblem, type PlanProblem } from "./problem.js";
 
 /** What to plan. */
@@ -34,6 +36,11 @@ export interface PlanRequest {
   order?: PartitionOrder;
   /** Time limit of the exact search, ms (default none); past it the best plan found is returned, marked not exact. */
   timeLimitMs?: number;
+  /**
+   * Also plan replica groups (a stage run by several devices, requests shared by speed; default true). False:
+   * one device per stage.
+   */
+  replicas?: boolean;
 }
 
 /** A plan with everything behind it. */
@@ -41,31 +48,62 @@ export interface PlanOutcome {
   plan: Plan;
   problem: PlanProblem;
   order: PartitionOrder;
-  candidate: Candidate;
-  /** Priced plan (local splits applied). */
-  evaluation: Evaluation;
+  /**
+   * The best plan of one device per stage (undefined when only a replicated plan is feasible). It is the plan
+   * chosen unless `replicated` is set.
+   */
+  candidate?: Candidate;
+  /** That pipeline priced (local splits applied). */
+  evaluation?: Evaluation;
+  /** The plan chosen, when it replicates a stage: `plan` then describes it. */
+  replicated?: { candidate: ReplicaCandidate; evaluation: ReplicaEvaluation };
   exact: ExactResult;
+  /** The search over replica groups (absent with `replicas: false`). */
+  replicaSearch?: ReplicaPlanResult;
   local: LocalSplit[];
   baselines: BaselineResult[];
   pareto?: ParetoResult;
 }
 
 /**
- * Plans a model on a cluster: the exact planner for the objective under the constraints, then local splits
- * over core clusters, the baselines priced beside it, and (on request) the Pareto front. Throws a CleaveError
- * with code INFEASIBLE explaining which constraint binds when nothing fits.
+ * Plans a model on a cluster: the exact planner for pipelines (one device per stage), then (unless
+ * `replicas: false`) the exact search over cut points and replica groups seeded with that pipeline, keeping a
+ * replicated plan only when it is strictly better on the objective; local splits over core clusters for a
+ * pipeline, the baselines priced beside it, and (on request) the Pareto front of pipelines. Throws a
+ * CleaveError with code INFEASIBLE explaining which constraint binds when nothing fits.
  */
 export function makePlan(req: PlanRequest): PlanOutcome {
   const order = req.order ?? choosePartitionOrder(req.model);
   const problem = buildProblem(req.model, order, req.cluster, req.cost);
   const constraints = req.constraints ?? {};
   const rc = resolveConstraints(problem, constraints);
+  const t0 = performance.now();
   const exact = planExact(problem, {
     objective: req.objective,
     constraints: rc,
     timeLimitMs: req.timeLimitMs,
   });
-  if (!exact.candidate) {
+  let replicaSearch: ReplicaPlanResult | undefined;
+  let replicated: PlanOutcome["replicated"];
+  if (req.replicas !== false) {
+    const left =
+      req.timeLimitMs !== undefined ? Math.max(0, req.timeLimitMs - (performance.now() - t0)) : undefined;
+    replicaSearch = planReplicas(problem, {
+      objective: req.objective,
+      constraints: rc,
+      ...(exact.candidate ? { incumbent: asReplicaCandidate(exact.candidate) } : {}),
+      ...(left !== undefined ? { timeLimitMs: left } : {}),
+    });
+    const r = replicaSearch;
+    const pipelineValue = exact.candidate
+      ? objectiveValue(evaluate(problem, exact.candidate, rc), req.objective)
+      : Number.POSITIVE_INFINITY;
+    // Strictly better only: a pipeline keeps its latency tie-break and local splits.
+    if (r.candidate && r.evaluation && r.value < pipelineValue * (1 - 1e-9)) {
+      replicated = { candidate: r.candidate, evaluation: r.evaluation };
+    }
+  }
+  if (!exact.candidate && !replicated) {
     const why = explainInfeasible(problem, constraints);
     throw new CleaveError(
       "INFEASIBLE",
@@ -74,22 +112,49 @@ export function makePlan(req: PlanRequest): PlanOutcome {
     );
   }
   const candidate = exact.candidate;
-  const flat = evaluate(problem, candidate, rc);
-  const local = req.hierarchical === false ? [] : localSplits(problem, candidate, flat, req.objective, rc);
-  const evaluation = applyLocal(flat, local);
-  const baselines = runBaselines(problem, rc, req.objective);
+  let evaluation: Evaluation | undefined;
+  let local: LocalSplit[] = [];
+  if (candidate) {
+    const flat = evaluate(problem, candidate, rc);
+    local =
+      req.hierarchical === false || replicated
+        ? []
+        : localSplits(problem, candidate, flat, req.objective, rc);
+    evaluation = applyLocal(flat, local);
+  }
+  const baselines = [...runBaselines(problem, rc, req.objective), ...runReplicaBaselines(problem, rc)];
   let pareto: ParetoResult | undefined;
   if (req.pareto) {
     const seeds = baselines.filter((b) => b.feasible && b.candidate).map((b) => b.candidate!);
     pareto = paretoFront(problem, {
       constraints: rc,
       seeds,
-      ...(exact.exact ? { known: { [req.objective]: candidate } } : {}),
+      ...(exact.exact && candidate && !replicated ? { known: { [req.objective]: candidate } } : {}),
     });
   }
-  const plan = toPlanFile(req, problem, order, candidate, evaluation, exact, local, baselines, pareto);
-  return { plan, problem, order, candidate, evaluation, exact, local, baselines, pareto };
+  const chosen: Chosen = replicated
+    ? { kind: "replicas", ...replicated }
+    : { kind: "pipeline", candidate: candidate!, evaluation: evaluation! };
+  const plan = toPlanFile(req, problem, order, chosen, exact, replicaSearch, local, baselines, pareto);
+  return {
+    plan,
+    problem,
+    order,
+    ...(candidate ? { candidate } : {}),
+    ...(evaluation ? { evaluation } : {}),
+    ...(replicated ? { replicated } : {}),
+    exact,
+    ...(replicaSearch ? { replicaSearch } : {}),
+    local,
+    baselines,
+    pareto,
+  };
 }
+
+/** The plan written: a pipeline (local splits applied) or a replicated plan. */
+type Chosen =
+  | { kind: "pipeline"; candidate: Candidate; evaluation: Evaluation }
+  | { kind: "replicas"; candidate: ReplicaCandidate; evaluation: ReplicaEvaluation };
 
 /** How many times better `plan` is than `other` on an objective (>1: the plan wins). */
 export function ratioOf(
@@ -104,9 +169,9 @@ function toPlanFile(
   req: PlanRequest,
   p: PlanProblem,
   order: PartitionOrder,
-  candidate: Candidate,
-  ev: Evaluation,
+  chosen: Chosen,
   exact: ExactResult,
+  replicaSearch: ReplicaPlanResult | undefined,
   local: LocalSplit[],
   baselines: BaselineResult[],
   pareto: ParetoResult | undefined,
@@ -118,49 +183,39 @@ function toPlanFile(
       .filter((t) => t.def < b && b <= t.lastUse && t.uses.some((u) => u >= b))
       .map((t) => t.name)
       .sort();
-  const stages: PlanStage[] = candidate.stages.map((s, k) => {
-    const st: PlanStage = {
-      index: k,
-      device: name(s.device),
-      start: s.start,
-      end: s.end,
-      nodes: order.nodes.slice(s.start, s.end).map((i) => graph.nodes[i].name),
-      inputs: crossing(s.start),
-      latency: ev.stages[k].time,
-      memory: ev.stages[k].memory,
-      energy: ev.stages[k].energy,
-    };
-    if (ev.stages[k].period !== undefined) st.period = ev.stages[k].period;
-    if (ev.stages[k].coRun !== undefined) st.coRun = ev.stages[k].coRun;
-    const l = local.find((x) => x.stage === k);
-    if (l) {
-      st.local = l.stages.map((x) => ({
-        coreCluster: x.coreCluster,
-        start: x.start,
-        end: x.end,
-        nodes: x.end - x.start,
-        latency: x.time,
-      }));
-    }
-    return st;
-  });
+  const nodesOf = (start: number, end: number) =>
+    order.nodes.slice(start, end).map((i) => graph.nodes[i].name);
+  const stages: PlanStage[] =
+    chosen.kind === "pipeline"
+      ? pipelineStages(chosen.candidate, chosen.evaluation, local, name, nodesOf, crossing)
+      : replicaStages(chosen.candidate, chosen.evaluation, name, nodesOf, crossing);
   const S = stages.length;
-  const links: PlanLink[] = ev.transfers
-    .filter((t) => t.from !== t.to && t.bytes > 0)
-    .map((t) => ({
-      from: name(t.from),
-      to: name(t.to),
-      fromStage: t.boundary - 1,
-      toStage: t.boundary === S ? S : t.boundary,
-      link: t.link >= 0 ? p.links[t.link].name : "none",
-      bytes: t.bytes,
-      time: t.time,
-      energy: t.energy,
-    }));
+  const transfers =
+    chosen.kind === "pipeline"
+      ? chosen.evaluation.transfers.filter((t) => t.from !== t.to && t.bytes > 0)
+      : chosen.evaluation.transfers;
+  const links: PlanLink[] = transfers.map((t) => ({
+    from: name(t.from),
+    to: name(t.to),
+    fromStage: t.boundary - 1,
+    toStage: t.boundary === S ? S : t.boundary,
+    link: t.link >= 0 ? p.links[t.link].name : "none",
+    bytes: t.bytes,
+    time: t.time,
+    energy: t.energy,
+    ...("fraction" in t && typeof t.fraction === "number" && t.fraction !== 1 ? { share: t.fraction } : {}),
+  }));
+  const ev = chosen.evaluation;
   const planBaselines: PlanBaseline[] = baselines.map((b) => {
-    const e = b.evaluation;
+    const e = b.evaluation ?? b.replicaEvaluation;
     let stagesOf: PlanBaseline["stages"] = [];
-    if (b.candidate)
+    if (b.replicas)
+      stagesOf = b.replicas.stages.map((s) => ({
+        device: name(s.devices[0]),
+        nodes: s.end - s.start,
+        ...(s.devices.length > 1 ? { replicas: s.devices.map(name) } : {}),
+      }));
+    else if (b.candidate)
       stagesOf = b.candidate.stages.map((s) => ({ device: name(s.device), nodes: s.end - s.start }));
     else if (b.assignment) {
       const a = b.assignment;
@@ -182,7 +237,7 @@ function toPlanFile(
       ratio: e && Number.isFinite(objectiveValue(e, req.objective)) ? ratioOf(req.objective, ev, e) : null,
     };
     if (b.reason !== undefined) out.reason = b.reason;
-    if (stagesOf.length === 1) out.singleDevice = stagesOf[0].device;
+    if (stagesOf.length === 1 && !stagesOf[0].replicas) out.singleDevice = stagesOf[0].device;
     return out;
   });
   const plan: Plan = {
@@ -201,13 +256,7 @@ function toPlanFile(
     order: order.strategy,
     objective: req.objective,
     constraints: req.constraints ?? {},
-    planner: {
-      method: exact.exact ? "exact" : "best found (budget reached)",
-      exact: exact.exact,
-      lowerBound: Number.isFinite(exact.lowerBound) ? exact.lowerBound : null,
-      labels: exact.stats.labels,
-      ms: exact.stats.ms,
-    },
+    planner: plannerSummary(chosen, exact, replicaSearch),
     stages,
     links,
     totals: { latency: ev.latency, throughput: ev.throughput, energy: ev.energy },
@@ -236,4 +285,119 @@ function toPlanFile(
     });
   }
   return plan;
+}
+
+/** How the plan was found: which search, whether it is proven optimal over the space searched, its effort. */
+function plannerSummary(
+  chosen: Chosen,
+  exact: ExactResult,
+  r: ReplicaPlanResult | undefined,
+): Plan["planner"] {
+  const finite = (x: number) => (Number.isFinite(x) ? x : null);
+  const labels = exact.stats.labels + (r?.stats.labels ?? 0);
+  const ms = exact.stats.ms + (r?.stats.ms ?? 0);
+  if (!r) {
+    return {
+      method: exact.exact ? "exact (one device per stage)" : "best found (budget reached)",
+      exact: exact.exact,
+      lowerBound: finite(exact.lowerBound),
+      labels,
+      ms,
+    };
+  }
+  // The replica search covers pipelines too, seeded with the pipeline planner's plan: when it completes, the
+  // plan is optimal over every cut and replica group, whichever search found it.
+  const found = chosen.kind === "replicas" ? "replica-group search" : "pipeline search";
+  if (r.exact)
+    return {
+      method: `exact over replica groups (found by the ${found})`,
+      exact: true,
+      lowerBound: finite(r.value),
+      labels,
+      ms,
+    };
+  return {
+    method: `best found by the ${found} (replica search limited)`,
+    exact: false,
+    lowerBound: finite(r.lowerBound),
+    labels,
+    ms,
+    ...(r.limited ? { limited: r.limited } : {}),
+  };
+}
+
+function pipelineStages(
+  candidate: Candidate,
+  ev: Evaluation,
+  local: LocalSplit[],
+  name: (d: number) => string,
+  nodesOf: (start: number, end: number) => string[],
+  crossing: (b: number) => string[],
+): PlanStage[] {
+  return candidate.stages.map((s, k) => {
+    const st: PlanStage = {
+      index: k,
+      device: name(s.device),
+      start: s.start,
+      end: s.end,
+      nodes: nodesOf(s.start, s.end),
+      inputs: crossing(s.start),
+      latency: ev.stages[k].time,
+      memory: ev.stages[k].memory,
+      energy: ev.stages[k].energy,
+    };
+    if (ev.stages[k].period !== undefined) st.period = ev.stages[k].period;
+    if (ev.stages[k].coRun !== undefined) st.coRun = ev.stages[k].coRun;
+    const l = local.find((x) => x.stage === k);
+    if (l) {
+      st.local = l.stages.map((x) => ({
+        coreCluster: x.coreCluster,
+        start: x.start,
+        end: x.end,
+        nodes: x.end - x.start,
+        latency: x.time,
+      }));
+    }
+    return st;
+  });
+}
+
+function replicaStages(
+  candidate: ReplicaCandidate,
+  ev: ReplicaEvaluation,
+  name: (d: number) => string,
+  nodesOf: (start: number, end: number) => string[],
+  crossing: (b: number) => string[],
+): PlanStage[] {
+  return candidate.stages.map((s, k) => {
+    const g = ev.stages[k];
+    const st: PlanStage = {
+      index: k,
+      device: name(s.devices[0]),
+      start: s.start,
+      end: s.end,
+      nodes: nodesOf(s.start, s.end),
+      inputs: crossing(s.start),
+      latency: g.time,
+      memory: g.memory,
+      energy: g.energy,
+    };
+    if (g.replicas.length > 1) {
+      st.period = g.period;
+      st.replicas = g.replicas.map((r) => ({
+        device: name(r.device),
+        share: r.share,
+        latency: r.time,
+        period: r.period,
+        memory: r.memory,
+        energy: r.energy,
+        ...(r.coRun !== undefined ? { coRun: r.coRun } : {}),
+      }));
+    } else {
+      const r = g.replicas[0];
+      if (r.period !== r.time) st.period = r.period;
+      if (r.coRun !== undefined) st.coRun = r.coRun;
+    }
+    return st;
+  });
 }

@@ -26,6 +26,13 @@ export interface RandomProblemOptions {
   splitMedia?: boolean;
   /** Probability that a device's memory is tight (some segments do not fit). Default 0.5. */
   tightMemory?: number;
+  /**
+   * Probability that the devices share hosts (two hosts, devices assigned by index parity), each device then
+   * slowed by a co-run factor in [1, 2) beside another of its host and charged coordinator CPU. Default 0.
+   */
+  hosts?: number;
+  /** Probability that the devices spend CPU time per byte they send or receive. Default 0. */
+  transferCpu?: number;
 }
 
 /**
@@ -191,5 +198,21 @@ export function randomProblem(seed: number, opts: RandomProblemOptions = {}): Pl
     },
   };
   assignDeviceTypes(p);
-  return p;
+  let devs: readonly ProblemDevice[] = p.devices;
+  if (rnd() < (opts.hosts ?? 0)) {
+    // Per device type, so interchangeable devices stay interchangeable.
+    const byType = new Map<number, { coRun: number; coord: number }>();
+    devs.forEach((d) => {
+      if (!byType.has(d.type)) byType.set(d.type, { coRun: 1 + rnd(), coord: rnd() < 0.5 ? rnd() * 0.3 : 0 });
+    });
+    devs = devs.map((d, i) => {
+      const t = byType.get(d.type)!;
+      return { ...d, host: i % 2, coRun: t.coRun, ...(t.coord > 0 ? { coordinatorCpu: t.coord } : {}) };
+    });
+  }
+  if (rnd() < (opts.transferCpu ?? 0)) {
+    const io = rnd() * 0.002;
+    devs = devs.map((d) => ({ ...d, transferCpu: io }));
+  }
+  return devs === p.devices ? p : { ...p, devices: devs };
 }
