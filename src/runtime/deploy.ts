@@ -64,7 +64,11 @@ export type DeploySource = string | { manifest: Manifest; dir: string };
 
 /** The devices a manifest stage names: its replica group (`devices`), else its `device`, else none. */
 function namedDevices(s: ManifestStage): string[] {
-  return s.devices !== undefined && s.devices.length > 0 ? s.devices : s.device !== undefined ? [s.device] : [];
+  return s.devices !== undefined && s.devices.length > 0
+    ? s.devices
+    : s.device !== undefined
+      ? [s.device]
+      : [];
 }
 
 /**
@@ -132,16 +136,21 @@ export async function deploy(
       const stage = manifest.stages[i].index ?? i;
       const x = opts.replicaWeights?.(stage, w.name) ?? 1;
       if (!(x > 0) || !Number.isFinite(x))
-        throw new ArgumentError(`replica weight of stage ${stage} on ${w.name}: ${x} is not a positive number`, {
-          device: w.name,
-          stage,
-        });
+        throw new ArgumentError(
+          `replica weight of stage ${stage} on ${w.name}: ${x} is not a positive number`,
+          {
+            device: w.name,
+            stage,
+          },
+        );
       return x;
     }),
   );
   const stageNo = manifest.stages.map((s, i) => s.index ?? i);
   if (assigned.some((g) => g.length > 1) && Math.max(...stageNo) >= MAX_PATH)
-    throw new ArgumentError(`manifest: a replicated split has at most ${MAX_PATH} stages (stage ${Math.max(...stageNo)})`);
+    throw new ArgumentError(
+      `manifest: a replicated split has at most ${MAX_PATH} stages (stage ${Math.max(...stageNo)})`,
+    );
   const settled = await Promise.allSettled(
     distinct.map((w) =>
       connectWorker(transport, w.endpoint, {
@@ -188,7 +197,9 @@ export async function deploy(
         g.map((l, k) => new Replica(l, stageNo[i], k, l.name, l.endpoint, weights[i][k])),
       ),
   );
-  const loads = manifest.stages.flatMap((stage, i) => stageLinks[i].map((link, k) => ({ stage, i, link, k })));
+  const loads = manifest.stages.flatMap((stage, i) =>
+    stageLinks[i].map((link, k) => ({ stage, i, link, k })),
+  );
   const maxInFlight = opts.maxInFlight ?? 2 * distinct.length;
   const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs);
   for (const l of links.values()) l.conn.delayMs = delay("coordinator", l.name);

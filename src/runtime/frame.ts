@@ -149,7 +149,9 @@ export function decodeFrame(buf: Uint8Array): Frame {
       throw malformed(
         `tensor '${name}' has ${data.byteLength} data bytes, shape [${shape}] needs ${expected}`,
       );
-    return path ? { type: "tensor", requestId, name, dtype, shape, data, path } : { type: "tensor", requestId, name, dtype, shape, data };
+    return path
+      ? { type: "tensor", requestId, name, dtype, shape, data, path }
+      : { type: "tensor", requestId, name, dtype, shape, data };
   }
   if (buf[0] === TYPE_CONTROL) {
     const jsonLen = dv.getUint32(5, true);

@@ -5,7 +5,7 @@ import { type Frame, frameTensor, tensorFrame } from "./frame.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import { logger } from "./log.js";
 import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "./protocol.js";
-import { type Replica, type ReplicaGroup, type ReplicaStats } from "./replicas.js";
+import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
 import type { Connection } from "./transport.js";
 
 const log = logger("runtime:pipeline");
@@ -545,7 +545,9 @@ export class Pipeline {
       atMs: performance.now(),
     };
     this.events.push(event);
-    log(`lost replica ${link.name} (stage ${event.stages.join(",")}): ${why}; ${hit.length} request(s) sent again`);
+    log(
+      `lost replica ${link.name} (stage ${event.stages.join(",")}): ${why}; ${hit.length} request(s) sent again`,
+    );
   }
 
   private deadlineError(req: Req, ms: number): RuntimeFault {
@@ -619,6 +621,8 @@ export class Pipeline {
 
   /** True when every stage `link` runs has another live replica. */
   private replaceable(link: PipelineLink): boolean {
-    return this.groups.every((g) => !g.replicas.some((r) => r.link === link) || g.alive.some((r) => r.link !== link));
+    return this.groups.every(
+      (g) => !g.replicas.some((r) => r.link === link) || g.alive.some((r) => r.link !== link),
+    );
   }
 }

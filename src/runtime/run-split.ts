@@ -11,14 +11,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
-import type {
-  Pipeline,
-  ReplicaLossEvent,
-  RunReport,
-  StageLoad,
-  Tensors,
-  WorkerAddress,
-} from "./pipeline.js";
+import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "./protocol.js";
 
 /** Options of {@link runSplit}. */

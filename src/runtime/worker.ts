@@ -687,7 +687,12 @@ export class Worker {
         const k = job.path?.[r.stage] ?? 0;
         const t = r.replicas[k];
         if (!t) {
-          this.requestError(d, requestId, s.load.stage, `path names replica ${k} of stage ${r.stage}, which has ${r.replicas.length}`);
+          this.requestError(
+            d,
+            requestId,
+            s.load.stage,
+            `path names replica ${k} of stage ${r.stage}, which has ${r.replicas.length}`,
+          );
           continue;
         }
         if (sent.has(t.worker)) continue;
