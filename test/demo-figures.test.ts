@@ -51,7 +51,7 @@ test("demo: the speed-up on screen, in bench.json and in the report is one numbe
     // Prediction errors: the table's, the JSON's and the report's are one number too.
     const esc = (x: string) => x.replace(/[.+]/g, "\\$&");
     const plan = bench.rows[0];
-    const tableRow = r.stdout.split("\n").find((l) => l.startsWith("pipeline (plan)")) ?? "";
+    const tableRow = r.stdout.split("\n").find((l) => l.startsWith("plan ")) ?? "";
     for (const e of [plan.throughputError, plan.latencyError])
       assert.ok(tableRow.includes(fmtPercent(e)), tableRow);
     const tput = (await page.locator('[data-kpi="throughput"]').textContent()) ?? "";

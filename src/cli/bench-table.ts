@@ -6,7 +6,9 @@ import { style, table } from "./format.js";
 
 /** Name of a bench row as every output shows it. */
 export function rowLabel(name: string): string {
-  return name === "plan" ? "pipeline (plan)" : name === "single" ? "whole model" : `baseline ${name}`;
+  if (name === "plan") return "plan";
+  if (name === "pipeline") return "best pipeline";
+  return name === "single" ? "whole model" : `baseline ${name}`;
 }
 
 /**
@@ -92,6 +94,17 @@ export function printBench(io: CliIO, r: BenchResult): void {
         .join(", ")}, coordinator ${plan.coordinatorCpuMs.toFixed(2)} ms`,
     ),
   );
+  const replicated = plan.replicas?.filter((x) => plan.devices[x.stage]?.includes("+"));
+  if (replicated && replicated.length > 0)
+    io.out(
+      st.dim(
+        `replicas of the plan: ${replicated
+          .map(
+            (x) => `stage ${x.stage} on ${x.device} ${x.throughput.toFixed(1)}/s (${x.completed} requests)`,
+          )
+          .join(", ")}`,
+      ),
+    );
   if (r.coRun) io.out(st.dim(coRunLine(r.coRun)));
 }
 

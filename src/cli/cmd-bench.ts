@@ -31,7 +31,7 @@ import {
 } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy] [model input flags]
-                    [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-corun] [-o bench.json] [--json]
+                    [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-replicas] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
@@ -42,7 +42,9 @@ are profiled on this machine once per model and cached (in $CLEAVE_CACHE_DIR, el
 ~/.cache/cleave); one whose cpuShare is below its thread count gets that profile with its
 times multiplied by threads / cpuShare. When two or more devices are emulated here, how much they slow each
 other down and what their workers spend per byte moved are measured first and priced into the plan
-(--no-corun skips that). --baselines also runs every baseline split of the planner for real. The
+(--no-corun skips that). The plan may replicate stages (a stage run by several devices, requests shared by
+speed); it is then also measured against the best plan of one device per stage, and --no-replicas plans
+pipelines only. --baselines also runs every baseline split of the planner for real. The
 configurations take turns in R rounds (default 3) of N / R requests, so a machine whose speed drifts slows
 all of them alike; the speed-up is the ratio of the pooled throughputs shown. Latency is measured twice: for
 requests sent one at a time (what the prediction describes) and with the pipeline full. The efficiency is the
@@ -73,6 +75,7 @@ export const benchCommand: Command = {
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
       baselines: { type: "boolean" },
+      "no-replicas": { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
@@ -120,6 +123,7 @@ export const benchCommand: Command = {
       rounds: intFlag("rounds", str(values, "rounds"), 3),
       modelPath: path,
       baselines: bool(values, "baselines"),
+      replicas: !bool(values, "no-replicas"),
       workers: remote.workers,
       token: remote.token,
       linkDelayMs: remote.linkDelayMs,

@@ -3,7 +3,8 @@ import { ArgumentError } from "../errors.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { resolveSplit } from "../export/split.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { planToAssignment, readPlan } from "../partition/plan.js";
+import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
+import { stageLabel } from "../partition/plan-cluster.js";
 import { type RunSplitResult, runSplit } from "../runtime/run-split.js";
 import {
   bool,
@@ -53,11 +54,20 @@ export function splitFromFlags(
   model: AnalyzedModel,
   values: Record<string, unknown>,
   cluster: Cluster,
-): { assignment: StageAssignment; devices: string[] } {
+): {
+  assignment: StageAssignment;
+  devices: string[][];
+  /** The plan's share of each replica, by stage and device (replicated stages only). */
+  weights?: (stage: number, device: string) => number | undefined;
+} {
   const planPath = values.plan as string | undefined;
   if (planPath !== undefined) {
     const plan = readPlan(planPath);
-    return { assignment: planToAssignment(model, plan), devices: plan.stages.map((s) => s.device) };
+    return {
+      assignment: planToAssignment(model, plan),
+      devices: plan.stages.map(stageDevices),
+      weights: (stage, device) => plan.stages[stage]?.replicas?.find((r) => r.device === device)?.share,
+    };
   }
   const cuts = (values.cuts as string[] | undefined)?.flatMap((c) => c.split(","));
   const stages = values.stages as string | undefined;
@@ -69,10 +79,9 @@ export function splitFromFlags(
   const order = [cluster.inputDevice, ...rest];
   // More stages than devices: consecutive stages share a device, spread as evenly as possible.
   const used = Math.min(order.length, assignment.count);
-  const devices = Array.from(
-    { length: assignment.count },
-    (_, i) => order[Math.floor((i * used) / assignment.count)],
-  );
+  const devices = Array.from({ length: assignment.count }, (_, i) => [
+    order[Math.floor((i * used) / assignment.count)],
+  ]);
   return { assignment, devices };
 }
 
@@ -81,7 +90,7 @@ export function runRows(label: string, r: RunSplitResult): string[] {
   const l = r.report.latencyMs;
   return [
     label,
-    r.devices.join(" > "),
+    r.replicaGroups.map(stageLabel).join(" > "),
     `${r.report.throughput.toFixed(1)}/s`,
     `${l.p50.toFixed(1)} ms`,
     `${l.p95.toFixed(1)} ms`,
@@ -118,10 +127,10 @@ export const runCommand: Command = {
     if (rerun) return rerun;
     const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
     const model = await loadForCli(path, modelInputs(values, fromPlan), io);
-    const { assignment, devices } = splitFromFlags(model, values, cluster);
+    const { assignment, devices, weights } = splitFromFlags(model, values, cluster);
     checkWorkerNames(
       remote.workers,
-      devices,
+      devices.flat(),
       str(values, "plan") ?? `the split over cluster ${cluster.name}`,
     );
     const json = bool(values, "json");
@@ -134,6 +143,7 @@ export const runCommand: Command = {
       token: remote.token,
       linkDelayMs: remote.linkDelayMs,
       modelPath: path,
+      replicaWeights: weights,
       onStep: (s) => bar.step(s),
     });
     bar.done();
@@ -143,10 +153,7 @@ export const runCommand: Command = {
     }
     const st = style(io.isTTY);
     io.out(
-      table(
-        [["run", "devices", "throughput", "p50", "p95", "p99", "failed"], runRows("pipeline", result)],
-        st,
-      ),
+      table([["run", "devices", "throughput", "p50", "p95", "p99", "failed"], runRows("plan", result)], st),
     );
     io.out(
       st.dim(
@@ -156,6 +163,19 @@ export const runCommand: Command = {
           `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`,
       ),
     );
+    const replicated = result.replicas.filter((r) => (result.replicaGroups[r.stage]?.length ?? 0) > 1);
+    if (replicated.length > 0)
+      io.out(
+        st.dim(
+          `replicas: ${replicated.map((r) => `stage ${r.stage} on ${r.device} ${r.completed} requests (${r.throughput.toFixed(1)}/s)`).join(", ")}`,
+        ),
+      );
+    for (const e of result.losses)
+      io.out(
+        st.yellow(
+          `lost replica ${e.device} (stage ${e.stages.join(", ")}): ${e.message}; ${e.replayed} request(s) replayed on the others`,
+        ),
+      );
     return result.report.failed > 0 ? 1 : 0;
   },
 };

@@ -1,7 +1,7 @@
 import { checkOutputFolder } from "../output-file.js";
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
-import { planToAssignment, readPlan } from "../partition/plan.js";
+import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import {
   type Command,
   intFlag,
@@ -63,7 +63,7 @@ export const splitCommand: Command = {
         : { stages: intFlag("stages", stages, 2) };
     const { manifest } = splitModel(model, spec, out, {
       modelPath: path,
-      devices: plan?.stages.map((s) => s.device),
+      devices: plan?.stages.map(stageDevices),
     });
     if (values.json === true) {
       io.out(JSON.stringify(manifest));
@@ -76,7 +76,7 @@ export const splitCommand: Command = {
           ...manifest.stages.map((s) => [
             String(s.index),
             s.data ? `${s.file} + ${s.data.file}` : s.file,
-            s.device ?? "-",
+            s.devices ? s.devices.join("+") : (s.device ?? "-"),
             String(s.nodes),
             fmtCount(s.macs),
             fmtCount(s.params),

@@ -5,16 +5,21 @@ import { assignByBoundaries } from "./assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
 import type { AssignmentCandidate, Candidate, Evaluation } from "./evaluate.js";
+import type { ReplicaCandidate } from "./evaluate-replicas.js";
 import type { PartitionOrder } from "./order.js";
 import type { Plan } from "./plan.js";
 import { makePlan } from "./planner.js";
 import type { PlanProblem } from "./problem.js";
 
-/** A split that can be exported and run: stage of every node, device of every stage, and its prediction. */
+/**
+ * A split that can be exported and run: stage of every node, the devices of every stage (one, or a replica
+ * group), and its prediction.
+ */
 export interface RunnableSplit {
   name: string;
   assignment: StageAssignment;
-  devices: string[];
+  /** Devices of each stage: one name, or several for a replicated stage. */
+  devices: string[][];
   /** Predicted inferences/s and end-to-end latency, s. */
   throughput: number;
   latency: number;
@@ -25,6 +30,7 @@ export interface ClusterPlan extends RunnableSplit {
   /** The plan as `cleave plan` writes it (stages, links, totals, baselines, Pareto front). */
   plan: Plan;
   order: PartitionOrder;
+  /** Stages of the plan: device (a group's devices joined by "+"), nodes, predicted time of one request, s. */
   stages: Array<{ device: string; nodes: number; time: number }>;
   /** Bytes crossing the plan's cuts per inference. */
   cutBytes: number;
@@ -32,6 +38,16 @@ export interface ClusterPlan extends RunnableSplit {
   single: RunnableSplit;
   /** Every feasible baseline, runnable. */
   baselines: RunnableSplit[];
+  /**
+   * The best plan of one device per stage, when the plan chosen replicates a stage (so a bench can set the two
+   * side by side).
+   */
+  pipeline?: RunnableSplit;
+}
+
+/** A stage's devices as shown: the device, or a replica group's devices joined by "+". */
+export function stageLabel(group: readonly string[]): string {
+  return group.join("+");
 }
 
 /** The graph-level stage assignment of a contiguous candidate. */
@@ -56,16 +72,25 @@ function runnable(
   name: string,
   problem: PlanProblem,
   assignment: StageAssignment,
-  devices: readonly number[],
-  ev: Evaluation,
+  devices: ReadonlyArray<number | readonly number[]>,
+  ev: { throughput: number; latency: number },
 ): RunnableSplit {
   return {
     name,
     assignment,
-    devices: devices.map((d) => problem.devices[d].name),
+    devices: devices.map((g) => (typeof g === "number" ? [g] : [...g]).map((d) => problem.devices[d].name)),
     throughput: ev.throughput,
     latency: ev.latency,
   };
+}
+
+/** The graph-level stage assignment of a replicated candidate (its stages are contiguous). */
+function fromReplicas(model: AnalyzedModel, order: PartitionOrder, c: ReplicaCandidate): StageAssignment {
+  return assignByBoundaries(
+    model,
+    order,
+    c.stages.slice(1).map((s) => s.start),
+  );
 }
 
 /**
@@ -77,7 +102,14 @@ export function planForCluster(
   model: AnalyzedModel,
   cluster: Cluster,
   cost: CostModel,
-  opts: { objective: Objective; constraints?: PlanConstraints; modelPath?: string; pareto?: boolean },
+  opts: {
+    objective: Objective;
+    constraints?: PlanConstraints;
+    modelPath?: string;
+    pareto?: boolean;
+    /** Also plan replica groups (default true; see makePlan). */
+    replicas?: boolean;
+  },
 ): ClusterPlan {
   const out = makePlan({
     model,
@@ -87,16 +119,24 @@ export function planForCluster(
     objective: opts.objective,
     constraints: opts.constraints,
     pareto: opts.pareto,
-    // The runnable splits here are pipelines; replicated plans run once the runtime dispatches replicas.
-    replicas: false,
+    replicas: opts.replicas,
   });
   const { problem, order } = out;
-  const candidate = out.candidate!;
-  const evaluation = out.evaluation!;
   const baselines: RunnableSplit[] = [];
   for (const b of out.baselines) {
-    if (!b.feasible || !b.evaluation) continue;
-    if (b.candidate) {
+    if (!b.feasible) continue;
+    if (b.replicas && b.replicaEvaluation) {
+      baselines.push(
+        runnable(
+          b.name,
+          problem,
+          fromReplicas(model, order, b.replicas),
+          b.replicas.stages.map((s) => s.devices),
+          b.replicaEvaluation,
+        ),
+      );
+    } else if (!b.evaluation) continue;
+    else if (b.candidate) {
       baselines.push(
         runnable(
           b.name,
@@ -119,6 +159,39 @@ export function planForCluster(
     }
   }
   const single = baselines.find((b) => b.name === "single")!;
+  const pipeline =
+    out.candidate && out.evaluation
+      ? runnable(
+          "pipeline",
+          problem,
+          fromCandidate(model, order, out.candidate),
+          out.candidate.stages.map((s) => s.device),
+          out.evaluation,
+        )
+      : undefined;
+  const shared = { plan: out.plan, order, single, baselines };
+  if (out.replicated) {
+    const { candidate, evaluation } = out.replicated;
+    return {
+      ...runnable(
+        "plan",
+        problem,
+        fromReplicas(model, order, candidate),
+        candidate.stages.map((s) => s.devices),
+        evaluation,
+      ),
+      ...shared,
+      stages: candidate.stages.map((s, k) => ({
+        device: stageLabel(s.devices.map((d) => problem.devices[d].name)),
+        nodes: s.end - s.start,
+        time: evaluation.stages[k].time,
+      })),
+      cutBytes: candidate.stages.slice(1).reduce((sum, s) => sum + problem.cutBytes[s.start], 0),
+      pipeline,
+    };
+  }
+  const candidate = out.candidate!;
+  const evaluation = out.evaluation!;
   return {
     ...runnable(
       "plan",
@@ -127,15 +200,12 @@ export function planForCluster(
       candidate.stages.map((s) => s.device),
       evaluation,
     ),
-    plan: out.plan,
-    order,
+    ...shared,
     stages: candidate.stages.map((s, k) => ({
       device: problem.devices[s.device].name,
       nodes: s.end - s.start,
       time: evaluation.stages[k].time,
     })),
     cutBytes: candidate.stages.slice(1).reduce((sum, s) => sum + problem.cutBytes[s.start], 0),
-    single,
-    baselines,
   };
 }

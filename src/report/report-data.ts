@@ -110,9 +110,12 @@ export interface ReportEdge {
   cut: boolean;
 }
 
-/** One stage of the plan: a contiguous run of positions on one device. */
+/** One stage of the plan: a contiguous run of positions on one device, or on a replica group. */
 export interface ReportStage {
+  /** The device (the group's first device when the stage is replicated). */
   device: string;
+  /** The replica group, when several devices run the stage: each device and its share of the requests. */
+  replicas?: Array<{ device: string; share: number }>;
   /** First position and one past the last. */
   start: number;
   end: number;
@@ -217,6 +220,8 @@ export interface Timeline {
 export interface ReportPlanInput {
   stages: Array<{
     device: string;
+    /** The replica group of a replicated stage, with each device's share of the requests. */
+    replicas?: Array<{ device: string; share: number }>;
     start: number;
     end: number;
     latency: number;
@@ -312,6 +317,7 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
   const boundaryTensors = [0, ...cuts.map((c) => c.tensors.length)];
   const stages: ReportStage[] = plan.stages.map((s, i) => ({
     device: s.device,
+    ...(s.replicas ? { replicas: s.replicas.map((r) => ({ device: r.device, share: r.share })) } : {}),
     start: s.start,
     end: s.end,
     macs: nodes.slice(s.start, s.end).reduce((a, x) => a + x.macs, 0),
@@ -456,11 +462,13 @@ function checkStages(plan: ReportPlanInput, n: number, cluster: Cluster): void {
         { field: `stages.${i}`, stage: i },
       );
     }
-    if (!cluster.devices.some((d) => d.name === s.device)) {
-      throw new ArgumentError(
-        `plan: stage ${i} runs on unknown device '${s.device}' (devices: ${cluster.devices.map((d) => d.name).join(", ")})`,
-        { field: `stages.${i}.device`, device: s.device, stage: i },
-      );
+    for (const d of s.replicas ? s.replicas.map((r) => r.device) : [s.device]) {
+      if (!cluster.devices.some((x) => x.name === d)) {
+        throw new ArgumentError(
+          `plan: stage ${i} runs on unknown device '${d}' (devices: ${cluster.devices.map((x) => x.name).join(", ")})`,
+          { field: `stages.${i}.device`, device: d, stage: i },
+        );
+      }
     }
     next = s.end;
   });

@@ -53,6 +53,7 @@ export function reportPlanFromPlan(plan: Plan): ReportPlanInput {
   return {
     stages: plan.stages.map((s) => ({
       device: s.device,
+      ...(s.replicas ? { replicas: s.replicas.map((r) => ({ device: r.device, share: r.share })) } : {}),
       start: s.start,
       end: s.end,
       latency: s.latency,

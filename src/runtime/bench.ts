@@ -3,7 +3,12 @@ import type { CostModel } from "../cost/cost-model.js";
 import type { StageAssignment } from "../partition/assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
-import { type ClusterPlan, planForCluster, type RunnableSplit } from "../partition/plan-cluster.js";
+import {
+  type ClusterPlan,
+  planForCluster,
+  type RunnableSplit,
+  stageLabel,
+} from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
 import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
@@ -16,12 +21,22 @@ import {
 } from "./bench-figures.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import type { RunReport, WorkerAddress } from "./pipeline.js";
-import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
+import {
+  type DeployedSplit,
+  deploySplit,
+  type ReplicaMeasurement,
+  type SplitMeasurement,
+  wholeModel,
+} from "./run-split.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {
-  /** "plan" for the planned pipeline, "single" for the whole model on the best single device, else a baseline's name. */
+  /**
+   * "plan" for the planned split, "single" for the whole model on the best single device, "pipeline" for the best
+   * plan of one device per stage (when the plan replicates a stage), else a baseline's name.
+   */
   name: string;
+  /** Devices of each stage: the device, or a replica group's devices joined by "+". */
   devices: string[];
   predicted: { throughput: number; latencyMs: number };
   /**
@@ -55,6 +70,8 @@ export interface BenchRow {
   standalone?: Array<{ stage: number; device: string; throughput: number; cpuMs: number }>;
   /** Largest difference of the outputs against the whole model, relative to the largest output. */
   maxRelativeDiff: number;
+  /** Each replica's share of the measured requests, pooled over the rounds (one entry per stage when none is replicated). */
+  replicas?: ReplicaMeasurement[];
 }
 
 /** What {@link benchCluster} returns. */
@@ -104,6 +121,8 @@ export interface BenchOptions {
   baselines?: boolean;
   /** Also compute the Pareto front (recorded in the plan, for the report). */
   pareto?: boolean;
+  /** Also plan replica groups (default true; false: one device per stage). */
+  replicas?: boolean;
   /** Workers already running, by device name (e.g. a testbed's); devices not listed get a local worker. */
   workers?: readonly WorkerAddress[];
   /** Token of the given workers. */
@@ -159,7 +178,8 @@ interface Measured {
   name: string;
   model: AnalyzedModel;
   assignment: StageAssignment;
-  devices: string[];
+  /** Devices of each stage (a replica group for a replicated stage). */
+  devices: string[][];
   /** Set for a stage of the plan run alone: its index. */
   stage?: number;
 }
@@ -211,12 +231,15 @@ export async function benchCluster(
     constraints: opts.constraints,
     modelPath: opts.modelPath,
     pareto: opts.pareto,
+    replicas: opts.replicas,
   });
   const requests = opts.requests ?? 200;
   const rounds = Math.max(1, Math.min(opts.rounds ?? 3, requests));
-  const configs: RunnableSplit[] = [plan, plan.single];
+  // A replicated plan is set beside the best pipeline, so the bench shows what replicas add.
+  const configs: RunnableSplit[] = [plan, plan.single, ...(plan.pipeline ? [plan.pipeline] : [])];
   if (opts.baselines) {
-    const key = (r: RunnableSplit) => `${r.devices.join(",")}|${Array.from(r.assignment.stageOf).join(",")}`;
+    const key = (r: RunnableSplit) =>
+      `${r.devices.map(stageLabel).join(",")}|${Array.from(r.assignment.stageOf).join(",")}`;
     const seen = new Set(configs.map(key));
     for (const b of plan.baselines) {
       if (!seen.has(key(b))) {
@@ -232,7 +255,7 @@ export async function benchCluster(
     ...alone,
   ];
   const given = new Set((opts.workers ?? []).map((w) => w.name));
-  const keepDeployed = !runs.some((c) => c.devices.some((d) => given.has(d)));
+  const keepDeployed = !runs.some((c) => c.devices.some((g) => g.some((d) => given.has(d))));
   const deployOf = (c: Measured) =>
     deploySplit(c.model, c.assignment, c.devices, cluster, {
       requests,
@@ -273,9 +296,9 @@ export async function benchCluster(
           const p = pool(measured[configs.length + j]);
           return {
             stage: a.stage!,
-            device: a.devices[0],
+            device: stageLabel(a.devices[0]),
             throughput: p.report.throughput,
-            cpuMs: p.stageCpuMs[a.devices[0]] ?? 0,
+            cpuMs: a.devices[0].reduce((sum, d) => sum + (p.stageCpuMs[d] ?? 0), 0),
           };
         })
       : undefined;
@@ -284,7 +307,7 @@ export async function benchCluster(
     const a = pool(single[i]);
     return {
       name: c.name,
-      devices: c.devices,
+      devices: c.devices.map(stageLabel),
       predicted: { throughput: c.throughput, latencyMs: c.latency * 1e3 },
       measured: { throughput: p.report.throughput, latencyMs: p.report.latencyMs, failed: p.report.failed },
       alone: {
@@ -302,6 +325,7 @@ export async function benchCluster(
       pipelineEfficiency: pipelineEfficiency(p.report.throughput, p.stageBusyMs),
       standalone: i === 0 ? standalone : undefined,
       maxRelativeDiff: diffs[i],
+      replicas: p.replicas,
     };
   });
   const roundSpeedups = rows[0].roundThroughputs.map((t, r) => speedupOf(t, rows[1].roundThroughputs[r]));

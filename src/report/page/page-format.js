@@ -101,7 +101,17 @@ window.CleaveReport = window.CleaveReport || {};
     );
 
   /** Stage label "S1 · device". */
-  R.stageLabel = (data, i) => `S${i + 1} · ${data.stages[i].device}`;
+  R.stageLabel = (data, i) => {
+    const s = data.stages[i];
+    return `S${i + 1} · ${s.replicas ? s.replicas.map((r) => r.device).join("+") : s.device}`;
+  };
+  /** A stage's device, or its replica group with each replica's share of the requests (HTML). */
+  R.stageDevices = (s) =>
+    s.replicas
+      ? s.replicas
+          .map((r) => `${R.esc(r.device)} <span class="tensor">${(100 * r.share).toFixed(0)}%</span>`)
+          .join(" + ")
+      : R.esc(s.device);
 
   /** Index of a device by name. */
   R.deviceIndex = (data, name) => data.devices.findIndex((d) => d.name === name);

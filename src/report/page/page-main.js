@@ -110,7 +110,7 @@ window.CleaveReport = window.CleaveReport || {};
       const meas = measuredSteps?.find((st) => st.kind === "compute" && st.stage === i);
       return (
         `<tr data-stage="${i}"><td><span class="swatch" style="background:${R.stageColor(i)}"></span> S${i + 1}</td>` +
-        `<td>${R.esc(s.device)}</td>` +
+        `<td>${R.stageDevices(s)}</td>` +
         `<td><div>${s.start + 1}–${s.end} <span class="tensor">(${s.end - s.start})</span></div>` +
         `<div class="tensor">${R.esc(first)} … ${R.esc(last)}</div></td>` +
         `<td class="num">${R.fmtCount(s.macs)} <span class="tensor">${((100 * s.macs) / (data.model.macs || 1)).toFixed(1)}%</span></td>` +
