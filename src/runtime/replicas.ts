@@ -46,7 +46,7 @@ export class Replica<L> {
   /** Smoothed time per request, ms. */
   serviceMs?: number;
   /** performance.now() of its latest completion. */
-  private lastDone = Number.NEGATIVE_INFINITY;
+  lastDone = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly link: L,
@@ -75,10 +75,15 @@ export class Replica<L> {
       return;
     }
     this.completed++;
+    // A request that queued behind the previous one measures the service time itself; one that found the
+    // replica idle also carries the trip there and back, so it may only lower the estimate (otherwise a replica
+    // that is sent little looks slow and is sent less).
+    const queued = startedAt < this.lastDone;
     const sample = now - Math.max(startedAt, this.lastDone);
     this.lastDone = now;
-    this.serviceMs =
-      this.serviceMs === undefined ? sample : this.serviceMs + SERVICE_SMOOTHING * (sample - this.serviceMs);
+    if (this.serviceMs === undefined) this.serviceMs = sample;
+    else if (queued || sample < this.serviceMs)
+      this.serviceMs += SERVICE_SMOOTHING * (sample - this.serviceMs);
   }
 
   stats(): ReplicaStats {
@@ -112,15 +117,23 @@ export class ReplicaGroup<L> {
 
   /**
    * Expected time per request on `r`, ms or relative units: its measured service time; before it has one,
-   * the group's measured replicas scaled by weight (service x weight is the same for replicas that match
-   * their weights); with nothing measured, 1 / weight.
+   * the group's other measured replicas scaled by weight (service x weight is the same for replicas that match
+   * their weights); with nothing measured, 1 / weight. An idle replica whose estimate is older than the time it
+   * claims a request takes gets the smaller of its estimate and that prior: a slow early sample (a cold session,
+   * a busy moment) must not keep from it the requests whose times would correct it.
    */
-  estimate(r: Replica<L>): number {
-    if (r.serviceMs !== undefined) return r.serviceMs;
+  estimate(r: Replica<L>, now = performance.now()): number {
+    if (r.serviceMs === undefined) return this.prior(r);
+    if (r.outstanding === 0 && now - r.lastDone > r.serviceMs) return Math.min(r.serviceMs, this.prior(r));
+    return r.serviceMs;
+  }
+
+  /** What the other replicas' measured times and the weights say `r` should take per request. */
+  private prior(r: Replica<L>): number {
     let sum = 0;
     let n = 0;
     for (const o of this.replicas)
-      if (o.serviceMs !== undefined) {
+      if (o !== r && o.serviceMs !== undefined) {
         sum += o.serviceMs * o.weight;
         n++;
       }
@@ -134,10 +147,11 @@ export class ReplicaGroup<L> {
   pick(): Replica<L> | undefined {
     let best: Replica<L> | undefined;
     let bestCost = Number.POSITIVE_INFINITY;
+    const now = performance.now();
     for (const r of this.replicas) {
       if (!r.alive) continue;
       if (this.replicas.length === 1) return r;
-      const cost = (r.outstanding + 1) * this.estimate(r);
+      const cost = (r.outstanding + 1) * this.estimate(r, now);
       if (cost < bestCost || (cost === bestCost && best !== undefined && r.outstanding < best.outstanding)) {
         best = r;
         bestCost = cost;
