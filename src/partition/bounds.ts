@@ -66,9 +66,13 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
   const inf = Number.POSITIVE_INFINITY;
   const tCost = (t: { time: number; energy: number }) => (kind === "energy" ? t.energy : t.time);
   const sCost = (e: number, st: number) => (kind === "energy" ? p.devices[e].power * st : st);
+  // Every stage and transfer of a plan within a maximum bottleneck takes at most that long (a stage's time,
+  // a transfer's load on its link): the relaxation keeps to that too, which tightens the latency and energy
+  // tables under a throughput limit (the throughput tie-break searches under one).
+  const maxBn = rc.maxBottleneck;
   for (let d = 0; d < D; d++) {
     const t = boundaryTransfer(p, d, p.outputDevice, n);
-    R[n * D + d] = t ? tCost(t) : inf;
+    R[n * D + d] = t && t.time <= maxBn ? tCost(t) : inf;
   }
   const groupOf = new Map<string, number[]>();
   for (let d = 0; d < D; d++) {
@@ -87,7 +91,7 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
       if (e === undefined) continue;
       if (rc.rank && from >= 0 && rc.rank[e] <= rc.rank[from]) continue;
       const t = boundaryTransfer(p, src, e, b);
-      if (!t) continue;
+      if (!t || t.time > maxBn) continue;
       const tc = tCost(t);
       if (tc >= best) continue;
       const pre = p.prefix[e];
@@ -95,8 +99,10 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
       const jmax = p.memEnd[e][b];
       for (let j = b + 1; j <= jmax; j++) {
         const base = pre[j] + base0;
-        if (combine(tc, sCost(e, base + sufMin[e][j])) >= best) break;
+        const stLB = base + sufMin[e][j];
+        if (stLB > maxBn || combine(tc, sCost(e, stLB)) >= best) break;
         const st = base + p.endCost[e][j];
+        if (st > maxBn) continue;
         const v = combine(combine(tc, sCost(e, st)), R[j * D + e]);
         if (v < best) best = v;
       }

@@ -1,5 +1,6 @@
 import type { Objective, ResolvedConstraints } from "./constraints.js";
 import { deviceSet, setWords } from "./device-set.js";
+import type { BaselineResult } from "./baseline.js";
 import { runBaselines } from "./baselines.js";
 import { type Candidate, evaluate, objectiveValue } from "./evaluate.js";
 import { greedyBottleneck } from "./greedy-bottleneck.js";
@@ -147,14 +148,18 @@ function planExactOn(p: PlanProblem, opts: ExactOptions): ExactResult {
   return done({ ...first, candidate: second.candidate ?? inc.candidate, tieBreakExact: second.exact, stats });
 }
 
-/** The feasible baseline plan (contiguous ones) of least objective value, if any. */
-function bestBaseline(
+/**
+ * The feasible baseline plan (contiguous ones) of least objective value, if any: of `results` when given
+ * (baselines already run on this problem), else of a fresh run. Use it as {@link ExactOptions.incumbent}.
+ */
+export function bestBaseline(
   p: PlanProblem,
   rc: ResolvedConstraints,
   objective: Objective,
+  results: readonly BaselineResult[] = runBaselines(p, rc, objective),
 ): { candidate: Candidate; value: number } | undefined {
   let best: { candidate: Candidate; value: number } | undefined;
-  for (const b of runBaselines(p, rc, objective)) {
+  for (const b of results) {
     if (!b.feasible || !b.candidate) continue;
     const ev = evaluate(p, b.candidate, rc);
     const v = objectiveValue(ev, objective);
@@ -224,8 +229,10 @@ function throughputSearch(
   let total: ExactStats = { labels: 0, dominated: 0, pruned: 0, ms: 0 };
   if (!Number.isFinite(root) || root > rc.maxBottleneck)
     return { value: inf, exact: true, lowerBound: inf, stats: total };
-  // An incumbent: the greedy bisection (milliseconds), else the beam search (seconds on large problems).
-  let inc = given ?? greedyBottleneck(p, rc, root);
+  // An incumbent: the better of the given plan and the greedy bisection (milliseconds; often optimal, and
+  // then proven so by the root bound at once), else the beam search (seconds on large problems).
+  const greedy = greedyBottleneck(p, rc, root);
+  let inc = given && !(greedy && greedy.value < given.value) ? given : greedy;
   if (!inc) {
     const h = beamPlan(p, "throughput", rc, bounds, root, budget.deadline);
     total = addStats(total, h.stats);

@@ -9,7 +9,7 @@ import { type Candidate, type Evaluation, evaluate, objectiveValue } from "./eva
 import { explainInfeasible } from "./infeasible.js";
 import { choosePartitionOrder, type PartitionOrder } from "./order.js";
 import type { Plan, PlanBaseline, PlanLink, PlanStage } from "./plan.js";
-import { type ExactResult, planExact } from "./planner-exact.js";
+import { bestBaseline, type ExactResult, planExact } from "./planner-exact.js";
 import { applyLocal, type LocalSplit, localSplits } from "./planner-local.js";
 import { type ParetoResult, paretoFront } from "./planner-pareto.js";
 import { buildProblem, type PlanProblem } from "./problem.js";
@@ -60,10 +60,13 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   const problem = buildProblem(req.model, order, req.cluster, req.cost);
   const constraints = req.constraints ?? {};
   const rc = resolveConstraints(problem, constraints);
+  // The baselines are priced beside the plan anyway; the best of them seeds the exact search.
+  const baselines = runBaselines(problem, rc, req.objective);
   const exact = planExact(problem, {
     objective: req.objective,
     constraints: rc,
     timeLimitMs: req.timeLimitMs,
+    incumbent: bestBaseline(problem, rc, req.objective, baselines),
   });
   if (!exact.candidate) {
     const why = explainInfeasible(problem, constraints);
@@ -77,7 +80,6 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   const flat = evaluate(problem, candidate, rc);
   const local = req.hierarchical === false ? [] : localSplits(problem, candidate, flat, req.objective, rc);
   const evaluation = applyLocal(flat, local);
-  const baselines = runBaselines(problem, rc, req.objective);
   let pareto: ParetoResult | undefined;
   if (req.pareto) {
     const seeds = baselines.filter((b) => b.feasible && b.candidate).map((b) => b.candidate!);
