@@ -5,8 +5,10 @@ import { analyticTimes } from "../src/cost/cost-analytic.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import type { CostModel } from "../src/cost/cost-model.js";
 import { segmentTime } from "../src/cost/node-times.js";
+import { nodeMask, type SegmentMemory, segmentMemory } from "../src/cost/segment.js";
 import { segmentTimeSweeps } from "../src/cost/segment-sweep.js";
-import { analyzeModel } from "../src/ir/analyze.js";
+import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
+import { typeBytes } from "../src/ir/graph.js";
 import { seededRandom } from "../src/onnx/prng.js";
 import { choosePartitionOrder } from "../src/partition/order.js";
 import { buildProblem } from "../src/partition/problem.js";
@@ -116,6 +118,90 @@ test("buildProblem's fast path gives the straightforward path's problem on zoo m
       const i = Math.floor(rnd() * fast.n);
       const j = i + 1 + Math.floor(rnd() * (fast.n - i));
       assert.equal(fast.memory(d, i, j), slow.memory(d, i, j), `${where}: memory of [${i}, ${j}) on d${d}`);
+    }
+  }
+});
+
+/** segmentMemory as it was written first, over sets of tensor names: the oracle for the indexed one. */
+function referenceMemory(model: AnalyzedModel, nodes: readonly number[]): SegmentMemory {
+  const { graph, types } = model;
+  const order = [...nodes].sort((a, b) => a - b);
+  const mask = nodeMask(model, order);
+  const uses = new Map<string, number>();
+  const weightSeen = new Set<string>();
+  let weights = 0;
+  let live = 0;
+  for (const i of order) {
+    const node = graph.nodes[i];
+    if (node.isConstant) {
+      for (const t of node.outputs) {
+        if (t !== "" && !weightSeen.has(t)) {
+          weightSeen.add(t);
+          weights += typeBytes(types.get(t));
+        }
+      }
+      continue;
+    }
+    for (const t of new Set([...node.inputs, ...node.implicitInputs])) {
+      if (t === "") continue;
+      if (graph.isWeight(t)) {
+        if (!weightSeen.has(t)) {
+          weightSeen.add(t);
+          weights += typeBytes(types.get(t));
+        }
+        continue;
+      }
+      if (!uses.has(t)) {
+        const p = graph.values.get(t)?.producer;
+        if (!p || !mask[p.index]) live += typeBytes(types.get(t)); // read from outside: live from the start
+      }
+      uses.set(t, (uses.get(t) ?? 0) + 1);
+    }
+  }
+  // Produced here and handed on (to a later stage or the caller): live to the end.
+  const keep = (t: string) => {
+    const v = graph.values.get(t);
+    if (!v?.producer || !mask[v.producer.index]) return false;
+    return v.isOutput || v.consumers.some((c) => !mask[c.index]);
+  };
+  let peak = live;
+  for (const i of order) {
+    const node = graph.nodes[i];
+    if (node.isConstant) continue;
+    for (const t of node.outputs) if (t !== "") live += typeBytes(types.get(t));
+    peak = Math.max(peak, live);
+    for (const t of new Set([...node.inputs, ...node.implicitInputs])) {
+      const left = uses.get(t);
+      if (left === undefined) continue;
+      uses.set(t, left - 1);
+      if (left === 1 && !keep(t)) live -= typeBytes(types.get(t));
+    }
+    // Outputs nobody in the segment reads and nobody outside needs die at once.
+    for (const t of node.outputs) if (t !== "" && !uses.has(t) && !keep(t)) live -= typeBytes(types.get(t));
+  }
+  return { weights, activations: peak };
+}
+
+test("segmentMemory over the integer index equals the set-based reference on zoo models", async () => {
+  for (const name of ["googlenet", "ssdlite_fpn", "bert_mini", "unet"]) {
+    const model = await analyzeModel(buildZooModel(name), { source: name });
+    const order = choosePartitionOrder(model).nodes;
+    const rnd = seededRandom(name.length * 7);
+    const all = model.graph.nodes.map((nd) => nd.index);
+    const cases: number[][] = [all, order.slice(0, 1), order.slice(-1)];
+    for (let k = 0; k < 60; k++) {
+      const i = Math.floor(rnd() * order.length);
+      const j = i + 1 + Math.floor(rnd() * (order.length - i));
+      cases.push(order.slice(i, j));
+      // Any set of nodes, Constant nodes included (setCost prices non-contiguous stages).
+      cases.push(all.filter(() => rnd() < 0.3));
+    }
+    for (const nodes of cases) {
+      assert.deepEqual(
+        segmentMemory(model, nodes),
+        referenceMemory(model, nodes),
+        `${name}: ${nodes.length} nodes`,
+      );
     }
   }
 });
