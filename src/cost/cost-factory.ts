@@ -8,6 +8,7 @@ import { type DeviceRatio, scaleTimesByClass } from "./cost-scaled.js";
 import { type NodeTimes, scaleTimes, segmentTime } from "./node-times.js";
 import { loadProfile, type Profile } from "./profile.js";
 import { segmentMemory } from "./segment.js";
+import { type SegmentSweeps, segmentTimeSweeps } from "./segment-sweep.js";
 
 /** How a device's times were obtained. */
 export type CostSource =
@@ -93,6 +94,10 @@ export class ClusterCostModel implements CostModel {
     return segmentTime(this.model, this.costs(device).times, nodes);
   }
 
+  segmentLatencySweeps(device: Device, nodes: readonly number[]): SegmentSweeps {
+    return segmentTimeSweeps(this.model, this.costs(device).times, nodes);
+  }
+
   segmentEnergy(device: Device, nodes: readonly number[]): number {
     return device.activePower * this.segmentLatency(device, nodes);
   }
@@ -100,6 +105,11 @@ export class ClusterCostModel implements CostModel {
   segmentMemory(device: Device, nodes: readonly number[]): number {
     const m = segmentMemory(this.model, nodes);
     return m.weights + m.activations + RUNTIME_MEMORY[device.kind];
+  }
+
+  /** Segment memory depends on the device only through its runtime overhead. */
+  memoryKey(device: Device): string {
+    return `runtime:${RUNTIME_MEMORY[device.kind]}`;
   }
 
   transfer(link: Link, bytes: number): { time: number; energy: number } {

@@ -16,4 +16,18 @@ export interface CostModel {
   segmentMemory(device: Device, nodes: readonly number[]): number;
   /** Time (s) and energy (J) to send `bytes` over a link: latency + bytes / bandwidth. */
   transfer(link: Link, bytes: number): { time: number; energy: number };
+  /**
+   * Optional fast path: `segmentLatency` of every suffix `nodes[i..n)` (`suffix[i]`, 0 at n) and every prefix
+   * `nodes[0..j)` (`prefix[j]`, 0 at 0) of a node list, s, equal to calling it on each up to float rounding.
+   * Planners need exactly these to fit stage costs; without it they make 2n calls.
+   */
+  segmentLatencySweeps?(
+    device: Device,
+    nodes: readonly number[],
+  ): { suffix: Float64Array; prefix: Float64Array };
+  /**
+   * Optional: a key such that devices with equal keys get equal `segmentMemory` for every segment, so callers
+   * can share memory figures between them.
+   */
+  memoryKey?(device: Device): string;
 }

@@ -1,5 +1,6 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { typeBytes } from "../ir/graph.js";
+import { type ModelIndex, modelIndex } from "./model-index.js";
 
 /** Activation bytes a segment reads from outside (graph inputs or other stages) and hands on. */
 export interface SegmentIO {
@@ -72,66 +73,86 @@ export interface SegmentMemory {
   activations: number;
 }
 
+/** Per model: scratch marks reused across calls (a call's marks are those equal to its generation). */
+interface Scratch {
+  gen: number;
+  inSeg: Uint32Array;
+  seen: Uint32Array;
+  usesGen: Uint32Array;
+  uses: Int32Array;
+}
+const scratches = new WeakMap<ModelIndex, Scratch>();
+
+function scratchOf(ix: ModelIndex): Scratch {
+  let s = scratches.get(ix);
+  if (!s || s.gen >= 0xfffffffe) {
+    const T = ix.bytes.length;
+    s = {
+      gen: 0,
+      inSeg: new Uint32Array(ix.reads.length),
+      seen: new Uint32Array(T),
+      usesGen: new Uint32Array(T),
+      uses: new Int32Array(T),
+    };
+    scratches.set(ix, s);
+  }
+  s.gen++;
+  return s;
+}
+
 /**
  * Weights and peak live activations of running `nodes` in graph order. A tensor is live from its producer
  * (or from the start, for tensors read from outside) until its last reader in the segment; tensors handed
  * on to other stages or returned stay live to the end. While a node runs, its inputs and outputs are live.
+ * O(nodes + their edges) over the model's integer index.
  */
 export function segmentMemory(model: AnalyzedModel, nodes: readonly number[]): SegmentMemory {
-  const { graph, types } = model;
-  const order = [...nodes].sort((a, b) => a - b);
-  const mask = nodeMask(model, order);
-  const uses = new Map<string, number>();
-  const weightSeen = new Set<string>();
+  const ix = modelIndex(model);
+  const order = Int32Array.from(nodes).sort();
+  const sc = scratchOf(ix);
+  const { gen, inSeg, seen, usesGen, uses } = sc;
+  const { bytes, producer } = ix;
+  for (const i of order) inSeg[i] = gen;
   let weights = 0;
   let live = 0;
+  const weight = (t: number) => {
+    if (seen[t] !== gen) {
+      seen[t] = gen;
+      weights += bytes[t];
+    }
+  };
   for (const i of order) {
-    const node = graph.nodes[i];
-    if (node.isConstant) {
-      for (const t of node.outputs) {
-        if (t !== "" && !weightSeen.has(t)) {
-          weightSeen.add(t);
-          weights += typeBytes(types.get(t));
-        }
-      }
+    if (ix.isConstant[i]) {
+      for (const t of ix.writes[i]) weight(t);
       continue;
     }
-    for (const t of new Set([...node.inputs, ...node.implicitInputs])) {
-      if (t === "") continue;
-      if (graph.isWeight(t)) {
-        if (!weightSeen.has(t)) {
-          weightSeen.add(t);
-          weights += typeBytes(types.get(t));
-        }
-        continue;
+    for (const t of ix.weightReads[i]) weight(t);
+    for (const t of ix.reads[i]) {
+      if (usesGen[t] !== gen) {
+        usesGen[t] = gen;
+        uses[t] = 0;
+        const p = producer[t];
+        if (p < 0 || inSeg[p] !== gen) live += bytes[t]; // read from outside: live from the start
       }
-      if (!uses.has(t)) {
-        const p = graph.values.get(t)?.producer;
-        if (!p || !mask[p.index]) live += typeBytes(types.get(t)); // read from outside: live from the start
-      }
-      uses.set(t, (uses.get(t) ?? 0) + 1);
+      uses[t]++;
     }
   }
   // Produced here and handed on (to a later stage or the caller): live to the end.
-  const keep = (t: string) => {
-    const v = graph.values.get(t);
-    if (!v?.producer || !mask[v.producer.index]) return false;
-    return v.isOutput || v.consumers.some((c) => !mask[c.index]);
+  const keep = (t: number) => {
+    const p = producer[t];
+    if (p < 0 || inSeg[p] !== gen) return false;
+    if (ix.isOutput[t]) return true;
+    for (const c of ix.consumers[t]) if (inSeg[c] !== gen) return true;
+    return false;
   };
   let peak = live;
   for (const i of order) {
-    const node = graph.nodes[i];
-    if (node.isConstant) continue;
-    for (const t of node.outputs) if (t !== "") live += typeBytes(types.get(t));
+    if (ix.isConstant[i]) continue;
+    for (const t of ix.writes[i]) live += bytes[t];
     peak = Math.max(peak, live);
-    for (const t of new Set([...node.inputs, ...node.implicitInputs])) {
-      const left = uses.get(t);
-      if (left === undefined) continue;
-      uses.set(t, left - 1);
-      if (left === 1 && !keep(t)) live -= typeBytes(types.get(t));
-    }
+    for (const t of ix.reads[i]) if (--uses[t] === 0 && !keep(t)) live -= bytes[t];
     // Outputs nobody in the segment reads and nobody outside needs die at once.
-    for (const t of node.outputs) if (t !== "" && !uses.has(t) && !keep(t)) live -= typeBytes(types.get(t));
+    for (const t of ix.writes[i]) if (usesGen[t] !== gen && !keep(t)) live -= bytes[t];
   }
   return { weights, activations: peak };
 }

@@ -10,7 +10,7 @@ import { asReplicaCandidate, type ReplicaCandidate, type ReplicaEvaluation } fro
 import { explainInfeasible } from "./infeasible.js";
 import { choosePartitionOrder, type PartitionOrder } from "./order.js";
 import type { Plan, PlanBaseline, PlanLink, PlanStage } from "./plan.js";
-import { type ExactResult, planExact } from "./planner-exact.js";
+import { bestBaseline, type ExactResult, planExact } from "./planner-exact.js";
 import { applyLocal, type LocalSplit, localSplits } from "./planner-local.js";
 import { type ParetoResult, paretoFront } from "./planner-pareto.js";
 import { planReplicas, type ReplicaPlanResult } from "./planner-replicas.js";
@@ -78,10 +78,13 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   const constraints = req.constraints ?? {};
   const rc = resolveConstraints(problem, constraints);
   const t0 = performance.now();
+  // The baselines are priced beside the plan anyway; the best of them seeds the exact search.
+  const pipelineBaselines = runBaselines(problem, rc, req.objective);
   const exact = planExact(problem, {
     objective: req.objective,
     constraints: rc,
     timeLimitMs: req.timeLimitMs,
+    incumbent: bestBaseline(problem, rc, req.objective, pipelineBaselines),
   });
   let replicaSearch: ReplicaPlanResult | undefined;
   let replicated: PlanOutcome["replicated"];
@@ -122,7 +125,7 @@ export function makePlan(req: PlanRequest): PlanOutcome {
         : localSplits(problem, candidate, flat, req.objective, rc);
     evaluation = applyLocal(flat, local);
   }
-  const baselines = [...runBaselines(problem, rc, req.objective), ...runReplicaBaselines(problem, rc)];
+  const baselines = [...pipelineBaselines, ...runReplicaBaselines(problem, rc)];
   let pareto: ParetoResult | undefined;
   if (req.pareto) {
     const seeds = baselines.filter((b) => b.feasible && b.candidate).map((b) => b.candidate!);

@@ -158,9 +158,20 @@ export function buildProblem(
   const startCost: Float64Array[] = [];
   const endCost: Float64Array[] = [];
   const memEnd: Int32Array[] = [];
-  const memCache = new Map<string, number>();
+  // Segment memory is shared by devices the cost model says price memory alike (else by signature).
+  const memClassOf = new Map<string, number>();
+  const memClass = cluster.devices.map((dev, d) => {
+    const key = cost.memoryKey ? `key:${cost.memoryKey(dev)}` : `sig:${sig[d]}`;
+    let c = memClassOf.get(key);
+    if (c === undefined) {
+      c = memClassOf.size;
+      memClassOf.set(key, c);
+    }
+    return c;
+  });
+  const memCache = new Map<number, number>();
   const memoryOf = (d: number, start: number, end: number): number => {
-    const key = `${sig[d]}|${start}|${end}`;
+    const key = (memClass[d] * (n + 1) + start) * (n + 1) + end;
     let m = memCache.get(key);
     if (m === undefined) {
       m = cost.segmentMemory(cluster.devices[d], nodesOf(start, end));
@@ -187,11 +198,7 @@ export function buildProblem(
     firstWithSig.set(sig[d], d);
     const pre = new Float64Array(n + 1);
     for (let p = 0; p < n; p++) pre[p + 1] = pre[p] + lat[order.nodes[p]];
-    // Fit start/end costs: A[i] from segments [i, n) with B[n] = 0, then B[j] from segments [0, j).
-    const A = new Float64Array(n + 1);
-    const B = new Float64Array(n + 1);
-    for (let i = 0; i < n; i++) A[i] = cost.segmentLatency(dev, nodesOf(i, n)) - (pre[n] - pre[i]);
-    for (let j = 1; j < n; j++) B[j] = cost.segmentLatency(dev, nodesOf(0, j)) - (pre[j] - pre[0]) - A[0];
+    const { A, B } = fitStageCosts(cost, dev, order.nodes, pre);
     prefix.push(pre);
     startCost.push(A);
     endCost.push(B);
@@ -292,6 +299,28 @@ export function boundaryBytes(n: number, tensors: readonly ProblemTensor[]): Flo
     out[b] = acc;
   }
   return out;
+}
+
+/**
+ * Start and end costs of stages on a device, s: `A[i]` from the segments [i, n) (with `B[n]` = 0), then
+ * `B[j]` from the segments [0, j), each the segment's latency less its node latencies (`pre`, prefix sums).
+ * Uses the cost model's sweeps when it has them (O(n) in all), else 2n `segmentLatency` calls.
+ */
+function fitStageCosts(
+  cost: CostModel,
+  dev: Device,
+  nodes: readonly number[],
+  pre: Float64Array,
+): { A: Float64Array; B: Float64Array } {
+  const n = nodes.length;
+  const A = new Float64Array(n + 1);
+  const B = new Float64Array(n + 1);
+  const sweeps = cost.segmentLatencySweeps?.(dev, nodes);
+  const suffix = (i: number) => (sweeps ? sweeps.suffix[i] : cost.segmentLatency(dev, nodes.slice(i, n)));
+  const prefix = (j: number) => (sweeps ? sweeps.prefix[j] : cost.segmentLatency(dev, nodes.slice(0, j)));
+  for (let i = 0; i < n; i++) A[i] = suffix(i) - (pre[n] - pre[i]);
+  for (let j = 1; j < n; j++) B[j] = prefix(j) - (pre[j] - pre[0]) - A[0];
+  return { A, B };
 }
 
 /** Index of every host named by at least two devices of the cluster. */
