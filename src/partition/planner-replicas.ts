@@ -26,6 +26,11 @@ export interface ReplicaPlanOptions {
   maxGroup?: number;
 }
 
+/** Labels per boundary of the heuristic pass that finds an incumbent. */
+const BEAM = 4;
+/** Devices beyond which the heuristic pass runs (on fewer, the exact search is fast without it). */
+const BEAM_DEVICES = 4;
+
 /** Devices up to which every replica group is searched by default. */
 export const FULL_GROUP_DEVICES = 10;
 
@@ -140,10 +145,47 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
     )
     .map(([, ds]) => ds.reduce((m, d) => m | (1 << d), 0));
 
+  const consider = (c: ReplicaCandidate | undefined) => {
+    if (!c) return;
+    const ev = evaluateReplicas(p, c, rc);
+    const v = objectiveValue(ev, objective);
+    if (ev.feasible && (!best || v < best.value)) best = { candidate: c, evaluation: ev, value: v };
+  };
+  // Incumbents first: data parallelism over all devices, then a beam search (a few labels per boundary) per
+  // co-run assignment. Without a good incumbent the exact search prunes little.
+  consider({ stages: [{ devices: allowed, start: 0, end: p.n }] });
+  for (let act = 0; act < 1 << hosts.length && allowed.length > BEAM_DEVICES; act++) {
+    const r = searchOne(
+      p,
+      rc,
+      objective,
+      allowed,
+      hosts,
+      act,
+      maxGroup,
+      best?.value ?? inf,
+      budget,
+      stats,
+      BEAM,
+    );
+    consider(r.candidate);
+  }
   let complete = true;
   for (let act = 0; act < 1 << hosts.length && complete; act++) {
     stats.searches++;
-    const r = searchOne(p, rc, objective, allowed, hosts, act, maxGroup, best?.value ?? inf, budget, stats);
+    const r = searchOne(
+      p,
+      rc,
+      objective,
+      allowed,
+      hosts,
+      act,
+      maxGroup,
+      best?.value ?? inf,
+      budget,
+      stats,
+      0,
+    );
     if (r.candidate) {
       const ev = evaluateReplicas(p, r.candidate, rc);
       const v = objectiveValue(ev, objective);
@@ -267,6 +309,7 @@ function searchOne(
   incumbentValue: number,
   budget: { labels: number; deadline: number },
   stats: ReplicaSearchStats,
+  beam: number,
 ): { candidate?: ReplicaCandidate; complete: boolean } {
   const { n } = p;
   const D = p.devices.length;
@@ -345,6 +388,8 @@ function searchOne(
 
   // Group prices for stages starting at the boundary being expanded, by group mask (index e - b - 1).
   let priceMemo = new Map<number, Array<GroupStageEval | null>>();
+  // Lower bounds on the group period for each entry of `priceMemo` and every later end (non-decreasing).
+  let lbMemo = new Map<number, number[]>();
   const sufMinEnd = p.devices.map((_, d) => {
     const out = new Float64Array(n + 2).fill(inf);
     for (let j = n; j >= 0; j--) out[j] = Math.min(out[j + 1], p.endCost[d][j]);
@@ -357,7 +402,10 @@ function searchOne(
     let eMax = n;
     for (const d of ds) eMax = Math.min(eMax, p.memEnd[d][b]);
     arr = [];
+    const lbs: number[] = [];
+    lbMemo.set(mask, lbs);
     for (let e = b + 1; e <= eMax; e++) {
+      let groupLb = 0;
       // A lower bound on the group's period for this end and any later one: stop when it reaches the cutoff.
       if (trackBn) {
         let rate = 0;
@@ -367,8 +415,10 @@ function searchOne(
             coordinator[d];
           rate += lb > 0 ? 1 / lb : inf;
         }
-        if (1 / rate >= cutoffBn()) break;
+        groupLb = 1 / rate;
+        if (groupLb >= cutoffBn()) break;
       }
+      lbs.push(groupLb);
       arr.push(priceGroup(p, ds, b, e, coRun, coordinator, () => 0));
     }
     priceMemo.set(mask, arr);
@@ -402,6 +452,13 @@ function searchOne(
     let bn = x.period;
     if (x.loads) for (let l = 0; l < L; l++) bn = Math.max(bn, x.loads[l]);
     return { bn, lat: x.lat, en: x.en };
+  };
+  /** The objective's lower bound over a partial plan's completions. */
+  const boundOf = (x: Label, free: number): number => {
+    const v = partialValue(x);
+    if (objective === "throughput") return free ? Math.max(v.bn, bounds.at(free, x.b, 0)) : v.bn;
+    if (objective === "latency") return v.lat + (free ? bounds.at(free, x.b, 1) : 0);
+    return v.en + (free ? bounds.at(free, x.b, 2) : 0);
   };
   /** Whether a partial plan (with `free` devices left after it) can still beat the incumbent and meet the limits. */
   const hopeful = (x: Label, free: number): boolean => {
@@ -479,12 +536,26 @@ function searchOne(
   let complete = true;
   outer: for (let b = 0; b < n; b++) {
     priceMemo = new Map();
-    for (const list of buckets[b].values()) {
+    lbMemo = new Map();
+    let lists: Iterable<Label[]> = buckets[b].values();
+    if (beam > 0) {
+      // Heuristic pass: only the `beam` labels of least bound go on.
+      const all = [...buckets[b].values()].flat().filter((x) => !x.dead);
+      const key = all.map((x) => boundOf(x, freeMask(x.used)));
+      lists = [
+        all
+          .map((x, i) => [key[i], x] as const)
+          .sort((u, v) => u[0] - v[0])
+          .slice(0, beam)
+          .map((u) => u[1]),
+      ];
+    }
+    for (const list of lists) {
       for (const x of list) {
         if (x.dead) continue;
         if (
           stats.labels >= budget.labels ||
-          (stats.labels % 256 === 0 && performance.now() > budget.deadline)
+          (stats.labels % 16 === 0 && performance.now() > budget.deadline)
         ) {
           complete = false;
           break outer;
@@ -500,10 +571,16 @@ function searchOne(
           const used = x.used | g;
           const free = freeMask(used);
           const prices = pricesOf(b, g);
+          const lbs = lbMemo.get(g)!;
           for (let i = 0; i < prices.length; i++) {
             const e = b + 1 + i;
             if (e < n && free === 0) continue;
             const grp = prices[i]!;
+            if (trackBn) {
+              const cut = cutoffBn();
+              if (lbs[i] >= cut) break;
+              if (grp.period >= cut || (free && bounds.at(free, e, 0) >= cut)) continue;
+            }
             const y: Label = {
               b: e,
               start: b,

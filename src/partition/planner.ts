@@ -43,6 +43,12 @@ export interface PlanRequest {
   replicas?: boolean;
 }
 
+/**
+ * Time the replica-group search gets without a time limit, ms: the clusters users have (up to a few devices)
+ * finish in well under a second; on large fleets the search stops here and the plan says it was limited.
+ */
+export const REPLICA_TIME_LIMIT_MS = 5000;
+
 /** A plan with everything behind it. */
 export interface PlanOutcome {
   plan: Plan;
@@ -87,12 +93,14 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   let replicated: PlanOutcome["replicated"];
   if (req.replicas !== false) {
     const left =
-      req.timeLimitMs !== undefined ? Math.max(0, req.timeLimitMs - (performance.now() - t0)) : undefined;
+      req.timeLimitMs !== undefined
+        ? Math.max(0, req.timeLimitMs - (performance.now() - t0))
+        : REPLICA_TIME_LIMIT_MS;
     replicaSearch = planReplicas(problem, {
       objective: req.objective,
       constraints: rc,
       ...(exact.candidate ? { incumbent: asReplicaCandidate(exact.candidate) } : {}),
-      ...(left !== undefined ? { timeLimitMs: left } : {}),
+      timeLimitMs: left,
     });
     const r = replicaSearch;
     const pipelineValue = exact.candidate
