@@ -387,42 +387,58 @@ function searchOne(
   const minRank = (mask: number) => (rank ? Math.min(...bits(mask).map((d) => rank[d])) : 0);
 
   // Group prices for stages starting at the boundary being expanded, by group mask (index e - b - 1).
-  let priceMemo = new Map<number, Array<GroupStageEval | null>>();
-  // Lower bounds on the group period for each entry of `priceMemo` and every later end (non-decreasing).
-  let lbMemo = new Map<number, number[]>();
+  let priceMemo = new Map<number, GroupRow>();
   const sufMinEnd = p.devices.map((_, d) => {
     const out = new Float64Array(n + 2).fill(inf);
     for (let j = n; j >= 0; j--) out[j] = Math.min(out[j + 1], p.endCost[d][j]);
     return out;
   });
-  const pricesOf = (b: number, mask: number): Array<GroupStageEval | null> => {
-    let arr = priceMemo.get(mask);
-    if (arr) return arr;
+  /** A group's stage prices from boundary `b`, by end, computed as the search reaches them. */
+  interface GroupRow {
+    ds: number[];
+    eMax: number;
+    /** By e - b - 1; holes where the search has not looked. */
+    prices: Array<GroupStageEval | undefined>;
+  }
+  const rowOf = (b: number, mask: number): GroupRow => {
+    let row = priceMemo.get(mask);
+    if (row) return row;
     const ds = bits(mask);
     let eMax = n;
     for (const d of ds) eMax = Math.min(eMax, p.memEnd[d][b]);
-    arr = [];
-    const lbs: number[] = [];
-    lbMemo.set(mask, lbs);
-    for (let e = b + 1; e <= eMax; e++) {
-      let groupLb = 0;
-      // A lower bound on the group's period for this end and any later one: stop when it reaches the cutoff.
-      if (trackBn) {
-        let rate = 0;
-        for (const d of ds) {
-          const lb =
-            (p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e]) * coRun[d] +
-            coordinator[d];
-          rate += lb > 0 ? 1 / lb : inf;
-        }
-        groupLb = 1 / rate;
-        if (groupLb >= cutoffBn()) break;
-      }
-      lbs.push(groupLb);
-      arr.push(priceGroup(p, ds, b, e, coRun, coordinator, () => 0));
+    row = { ds, eMax, prices: [] };
+    priceMemo.set(mask, row);
+    return row;
+  };
+  const priceAt = (row: GroupRow, b: number, e: number): GroupStageEval => {
+    let g = row.prices[e - b - 1];
+    if (!g) {
+      g = priceGroup(p, row.ds, b, e, coRun, coordinator, () => 0);
+      row.prices[e - b - 1] = g;
     }
-    priceMemo.set(mask, arr);
-    return arr;
+    return g;
+  };
+  /**
+   * Lower bounds, non-decreasing in e, on a group's period, mean time and mean energy for a stage [b, e) or
+   * any longer one: whether the search can stop extending it.
+   */
+  const stopAt = (x: Label, ds: readonly number[], b: number, e: number): boolean => {
+    let rate = 0;
+    let time = inf;
+    let energy = inf;
+    for (const d of ds) {
+      const t = p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e];
+      const lb = t * coRun[d] + coordinator[d];
+      rate += lb > 0 ? 1 / lb : inf;
+      time = Math.min(time, t);
+      energy = Math.min(energy, p.devices[d].power * t);
+    }
+    if (trackBn && 1 / rate >= cutoffBn()) return true;
+    if (trackLat && x.lat + time > rc.maxLatency * (1 + 1e-12)) return true;
+    if (trackEn && x.en + energy > rc.maxEnergy * (1 + 1e-12)) return true;
+    if (objective === "latency" && x.lat + time >= bestValue) return true;
+    if (objective === "energy" && x.en + energy >= bestValue) return true;
+    return false;
   };
 
   let bestValue = incumbentValue;
@@ -536,7 +552,6 @@ function searchOne(
   let complete = true;
   outer: for (let b = 0; b < n; b++) {
     priceMemo = new Map();
-    lbMemo = new Map();
     let lists: Iterable<Label[]> = buckets[b].values();
     if (beam > 0) {
       // Heuristic pass: only the `beam` labels of least bound go on.
@@ -570,17 +585,19 @@ function searchOne(
           if (rank && x.groupMask && minRank(g) <= lastMax) continue;
           const used = x.used | g;
           const free = freeMask(used);
-          const prices = pricesOf(b, g);
-          const lbs = lbMemo.get(g)!;
-          for (let i = 0; i < prices.length; i++) {
-            const e = b + 1 + i;
-            if (e < n && free === 0) continue;
-            const grp = prices[i]!;
+          const row = rowOf(b, g);
+          for (let e = free === 0 ? n : b + 1; e <= row.eMax; e++) {
+            if (stopAt(x, row.ds, b, e)) break;
+            const grp = priceAt(row, b, e);
             if (trackBn) {
               const cut = cutoffBn();
-              if (lbs[i] >= cut) break;
               if (grp.period >= cut || (free && bounds.at(free, e, 0) >= cut)) continue;
             }
+            // Before the transfers are priced (they only add): the stage and a completion bound.
+            if (objective === "latency" && x.lat + grp.time + (free ? bounds.at(free, e, 1) : 0) >= bestValue)
+              continue;
+            if (objective === "energy" && x.en + grp.energy + (free ? bounds.at(free, e, 2) : 0) >= bestValue)
+              continue;
             const y: Label = {
               b: e,
               start: b,
