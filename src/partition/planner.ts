@@ -6,7 +6,12 @@ import type { BaselineResult } from "./baseline.js";
 import { runBaselines, runReplicaBaselines } from "./baselines.js";
 import { type Objective, type PlanConstraints, resolveConstraints } from "./constraints.js";
 import { type Candidate, type Evaluation, evaluate, objectiveValue } from "./evaluate.js";
-import { asReplicaCandidate, type ReplicaCandidate, type ReplicaEvaluation } from "./evaluate-replicas.js";
+import {
+  asPipelineCandidate,
+  asReplicaCandidate,
+  type ReplicaCandidate,
+  type ReplicaEvaluation,
+} from "./evaluate-replicas.js";
 import { explainInfeasible } from "./infeasible.js";
 import { choosePartitionOrder, type PartitionOrder } from "./order.js";
 import type { Plan, PlanBaseline, PlanLink, PlanStage } from "./plan.js";
@@ -91,6 +96,8 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   });
   let replicaSearch: ReplicaPlanResult | undefined;
   let replicated: PlanOutcome["replicated"];
+  // A better pipeline from the replica search (it prices co-run hosts exactly), kept as a pipeline.
+  let betterPipeline: Candidate | undefined;
   if (req.replicas !== false) {
     const left =
       req.timeLimitMs !== undefined
@@ -108,10 +115,11 @@ export function makePlan(req: PlanRequest): PlanOutcome {
       : Number.POSITIVE_INFINITY;
     // Strictly better only: a pipeline keeps its latency tie-break and local splits.
     if (r.candidate && r.evaluation && r.value < pipelineValue * (1 - 1e-9)) {
-      replicated = { candidate: r.candidate, evaluation: r.evaluation };
+      betterPipeline = asPipelineCandidate(r.candidate);
+      if (!betterPipeline) replicated = { candidate: r.candidate, evaluation: r.evaluation };
     }
   }
-  if (!exact.candidate && !replicated) {
+  if (!exact.candidate && !replicated && !betterPipeline) {
     const why = explainInfeasible(problem, constraints);
     throw new CleaveError(
       "INFEASIBLE",
@@ -119,7 +127,7 @@ export function makePlan(req: PlanRequest): PlanOutcome {
       { file: req.cluster.source },
     );
   }
-  const candidate = exact.candidate;
+  const candidate = betterPipeline ?? exact.candidate;
   let evaluation: Evaluation | undefined;
   let local: LocalSplit[] = [];
   if (candidate) {
@@ -143,7 +151,18 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   const chosen: Chosen = replicated
     ? { kind: "replicas", ...replicated }
     : { kind: "pipeline", candidate: candidate!, evaluation: evaluation! };
-  const plan = toPlanFile(req, problem, order, chosen, exact, replicaSearch, local, baselines, pareto);
+  const plan = toPlanFile(
+    req,
+    problem,
+    order,
+    chosen,
+    exact,
+    replicaSearch,
+    betterPipeline !== undefined,
+    local,
+    baselines,
+    pareto,
+  );
   return {
     plan,
     problem,
@@ -180,6 +199,7 @@ function toPlanFile(
   chosen: Chosen,
   exact: ExactResult,
   replicaSearch: ReplicaPlanResult | undefined,
+  fromReplicaSearch: boolean,
   local: LocalSplit[],
   baselines: BaselineResult[],
   pareto: ParetoResult | undefined,
@@ -264,7 +284,7 @@ function toPlanFile(
     order: order.strategy,
     objective: req.objective,
     constraints: req.constraints ?? {},
-    planner: plannerSummary(chosen, exact, replicaSearch),
+    planner: plannerSummary(chosen.kind === "replicas" || fromReplicaSearch, exact, replicaSearch),
     stages,
     links,
     totals: { latency: ev.latency, throughput: ev.throughput, energy: ev.energy },
@@ -297,7 +317,7 @@ function toPlanFile(
 
 /** How the plan was found: which search, whether it is proven optimal over the space searched, its effort. */
 function plannerSummary(
-  chosen: Chosen,
+  fromReplicaSearch: boolean,
   exact: ExactResult,
   r: ReplicaPlanResult | undefined,
 ): Plan["planner"] {
@@ -315,7 +335,7 @@ function plannerSummary(
   }
   // The replica search covers pipelines too, seeded with the pipeline planner's plan: when it completes, the
   // plan is optimal over every cut and replica group, whichever search found it.
-  const found = chosen.kind === "replicas" ? "replica-group search" : "pipeline search";
+  const found = fromReplicaSearch ? "replica-group search" : "pipeline search";
   if (r.exact)
     return {
       method: `exact over replica groups (found by the ${found})`,
