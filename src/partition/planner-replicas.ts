@@ -103,16 +103,6 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
     stats: { ...stats, ms: performance.now() - t0 },
   });
   if (allowed.length === 0) return finish({ value: inf, exact: true, lowerBound: inf });
-  if (D > 30) {
-    const inc = opts.incumbent ? evaluateReplicas(p, opts.incumbent, rc) : undefined;
-    return finish({
-      ...(inc?.feasible ? { candidate: opts.incumbent, evaluation: inc } : {}),
-      value: inc?.feasible ? objectiveValue(inc, objective) : inf,
-      exact: false,
-      lowerBound: 0,
-      limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D})`,
-    });
-  }
   const maxGroup = opts.maxGroup ?? (allowed.length <= FULL_GROUP_DEVICES ? allowed.length : 2);
   const limits: string[] = [];
   if (maxGroup < allowed.length)
@@ -154,6 +144,16 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
   // Incumbents first: data parallelism over all devices, then a beam search (a few labels per boundary) per
   // co-run assignment. Without a good incumbent the exact search prunes little.
   consider({ stages: [{ devices: allowed, start: 0, end: p.n }] });
+  if (D > 30) {
+    // Device sets are one number of bits in this search: beyond 30 devices only the incumbents are compared.
+    return finish({
+      ...(best ? { candidate: best.candidate, evaluation: best.evaluation } : {}),
+      value: best?.value ?? inf,
+      exact: false,
+      lowerBound: 0,
+      limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D}): the plan is the best of the pipeline and data parallelism`,
+    });
+  }
   for (let act = 0; act < 1 << hosts.length && allowed.length > BEAM_DEVICES; act++) {
     const r = searchOne(
       p,
