@@ -196,7 +196,7 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
       complete = false;
       limits.push(
         performance.now() >= budget.deadline
-          ? `time limit of ${opts.timeLimitMs} ms reached`
+          ? `time limit reached after ${(performance.now() - t0).toFixed(0)} ms`
           : `label budget of ${opts.maxLabels ?? 2e6} reached`,
       );
     }
