@@ -91,12 +91,19 @@ export {
 // Planning
 export { OBJECTIVES, type Objective, type PlanConstraints } from "./partition/constraints.js";
 export { makePlan, type PlanOutcome, type PlanRequest } from "./partition/planner.js";
-export { type Plan, planToAssignment, readPlan, writePlan } from "./partition/plan.js";
+export { type Plan, planToAssignment, readPlan, stageDevices, writePlan } from "./partition/plan.js";
 export { type ClusterPlan, planForCluster, type RunnableSplit } from "./partition/plan-cluster.js";
 export { buildProblem, type PlanProblem } from "./partition/problem.js";
 export { planExact } from "./partition/planner-exact.js";
 export { paretoFront } from "./partition/planner-pareto.js";
-export { runBaselines } from "./partition/baselines.js";
+export { runBaselines, runReplicaBaselines } from "./partition/baselines.js";
+export {
+  evaluateReplicas,
+  type ReplicaCandidate,
+  type ReplicaEvaluation,
+} from "./partition/evaluate-replicas.js";
+export { planReplicas, type ReplicaPlanResult } from "./partition/planner-replicas.js";
+export { estimateReplicaSplit, type ReplicaEstimate } from "./partition/replica-estimate.js";
 
 // Runtime
 export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/deploy.js";

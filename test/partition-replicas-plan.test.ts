@@ -157,6 +157,7 @@ test("cleave plan prints replica groups; cleave estimate prices a+b groups and r
   };
   oneLine(est("a+b", "tight.yaml"), /stage 0 needs .* on b, which has 1\.00 KiB/);
   oneLine(est("a+b", "pair.yaml", ["--stages", "3"]), /stage 1 has no device/);
+  oneLine(est("a,b", "pair.yaml", ["--stages", "3"]), /stage 2 has no device/);
   oneLine(est("a+x"), /unknown device 'x'/);
   oneLine(est("a+b,b"), /'b' is in two groups/);
 });

@@ -219,3 +219,19 @@ test("replicas: a search cut short says so and keeps a valid bound", () => {
   assert.match(small.limited ?? "", /at most 1 devices/);
   assert.ok(small.value >= full.value - 1e-12);
 });
+
+test("replicas: on a large fleet the group size is bounded and the result says so", () => {
+  const p = randomProblem(11, { n: 4, devices: 12, tightMemory: 0 });
+  const rc = resolveConstraints(p, {});
+  const r = planReplicas(p, { objective: "throughput", constraints: rc });
+  assert.equal(r.exact, false);
+  assert.match(r.limited ?? "", /groups of at most 2 devices searched \(12 devices/);
+  // Never worse than data parallelism over every device, which it is seeded with.
+  const dp = evaluateReplicas(
+    p,
+    { stages: [{ devices: p.devices.map((_, d) => d), start: 0, end: p.n }] },
+    rc,
+  );
+  if (dp.feasible) assert.ok(r.value <= dp.bottleneck);
+  assert.ok(r.lowerBound <= r.value);
+});

@@ -87,7 +87,7 @@ export const estimateCommand: Command = {
       order,
     );
     const devices = deviceList ?? defaultDevices(cluster, assignment.count);
-    if (devices.length < assignment.count && groups?.some((g) => g.length > 1)) {
+    if (devices.length < assignment.count) {
       throw new ArgumentError(
         `--devices: stage ${devices.length} has no device (the split has ${assignment.count} stages; ${devices.length} given)`,
         { field: "devices" },

@@ -254,7 +254,7 @@ export function renderPlan(plan: Plan, st: Style): string {
           ]);
           const replicas = (s.replicas ?? []).map((r) => [
             "",
-            st.dim(`  ${r.device}`),
+            st.dim(`  ${r.device} ${(100 * r.share).toFixed(0)}%`),
             "",
             "",
             fmtTime(r.latency) + (r.period !== r.latency ? ` (every ${fmtTime(r.period)})` : ""),

@@ -87,8 +87,12 @@ export function table(rows: readonly (readonly string[])[], st: Style = style(fa
   return [st.bold(fmt(rows[0])), ...rows.slice(1).map(fmt)].join("\n");
 }
 
-/** A replica group as `a+b`, with each device's share of the requests when there are several: `a+b (shares 50%/50%)`. */
+/**
+ * A replica group as `a+b`, with each device's share of the requests when there are several: `a+b (shares
+ * 50%/50%)`; past four devices the first three and the count (`a+b+c+... (9 replicas)`).
+ */
 export function fmtGroup(devices: readonly string[], shares?: readonly number[]): string {
+  if (devices.length > 4) return `${devices.slice(0, 3).join("+")}+... (${devices.length} replicas)`;
   const names = devices.join("+");
   if (devices.length < 2 || !shares) return names;
   return `${names} (shares ${shares.map((s) => `${(100 * s).toFixed(0)}%`).join("/")})`;

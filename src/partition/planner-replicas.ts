@@ -26,6 +26,11 @@ export interface ReplicaPlanOptions {
   maxGroup?: number;
 }
 
+/** Labels per boundary of the heuristic pass that finds an incumbent. */
+const BEAM = 4;
+/** Devices beyond which the heuristic pass runs (on fewer, the exact search is fast without it). */
+const BEAM_DEVICES = 4;
+
 /** Devices up to which every replica group is searched by default. */
 export const FULL_GROUP_DEVICES = 10;
 
@@ -98,16 +103,6 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
     stats: { ...stats, ms: performance.now() - t0 },
   });
   if (allowed.length === 0) return finish({ value: inf, exact: true, lowerBound: inf });
-  if (D > 30) {
-    const inc = opts.incumbent ? evaluateReplicas(p, opts.incumbent, rc) : undefined;
-    return finish({
-      ...(inc?.feasible ? { candidate: opts.incumbent, evaluation: inc } : {}),
-      value: inc?.feasible ? objectiveValue(inc, objective) : inf,
-      exact: false,
-      lowerBound: 0,
-      limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D})`,
-    });
-  }
   const maxGroup = opts.maxGroup ?? (allowed.length <= FULL_GROUP_DEVICES ? allowed.length : 2);
   const limits: string[] = [];
   if (maxGroup < allowed.length)
@@ -140,10 +135,57 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
     )
     .map(([, ds]) => ds.reduce((m, d) => m | (1 << d), 0));
 
+  const consider = (c: ReplicaCandidate | undefined) => {
+    if (!c) return;
+    const ev = evaluateReplicas(p, c, rc);
+    const v = objectiveValue(ev, objective);
+    if (ev.feasible && (!best || v < best.value)) best = { candidate: c, evaluation: ev, value: v };
+  };
+  // Incumbents first: data parallelism over all devices, then a beam search (a few labels per boundary) per
+  // co-run assignment. Without a good incumbent the exact search prunes little.
+  consider({ stages: [{ devices: allowed, start: 0, end: p.n }] });
+  if (D > 30) {
+    // Device sets are one number of bits in this search: beyond 30 devices only the incumbents are compared.
+    return finish({
+      ...(best ? { candidate: best.candidate, evaluation: best.evaluation } : {}),
+      value: best?.value ?? inf,
+      exact: false,
+      lowerBound: 0,
+      limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D}): the plan is the best of the pipeline and data parallelism`,
+    });
+  }
+  for (let act = 0; act < 1 << hosts.length && allowed.length > BEAM_DEVICES; act++) {
+    const r = searchOne(
+      p,
+      rc,
+      objective,
+      allowed,
+      hosts,
+      act,
+      maxGroup,
+      best?.value ?? inf,
+      budget,
+      stats,
+      BEAM,
+    );
+    consider(r.candidate);
+  }
   let complete = true;
   for (let act = 0; act < 1 << hosts.length && complete; act++) {
     stats.searches++;
-    const r = searchOne(p, rc, objective, allowed, hosts, act, maxGroup, best?.value ?? inf, budget, stats);
+    const r = searchOne(
+      p,
+      rc,
+      objective,
+      allowed,
+      hosts,
+      act,
+      maxGroup,
+      best?.value ?? inf,
+      budget,
+      stats,
+      0,
+    );
     if (r.candidate) {
       const ev = evaluateReplicas(p, r.candidate, rc);
       const v = objectiveValue(ev, objective);
@@ -154,7 +196,7 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
       complete = false;
       limits.push(
         performance.now() >= budget.deadline
-          ? `time limit of ${opts.timeLimitMs} ms reached`
+          ? `time limit reached after ${(performance.now() - t0).toFixed(0)} ms`
           : `label budget of ${opts.maxLabels ?? 2e6} reached`,
       );
     }
@@ -267,6 +309,7 @@ function searchOne(
   incumbentValue: number,
   budget: { labels: number; deadline: number },
   stats: ReplicaSearchStats,
+  beam: number,
 ): { candidate?: ReplicaCandidate; complete: boolean } {
   const { n } = p;
   const D = p.devices.length;
@@ -344,35 +387,58 @@ function searchOne(
   const minRank = (mask: number) => (rank ? Math.min(...bits(mask).map((d) => rank[d])) : 0);
 
   // Group prices for stages starting at the boundary being expanded, by group mask (index e - b - 1).
-  let priceMemo = new Map<number, Array<GroupStageEval | null>>();
+  let priceMemo = new Map<number, GroupRow>();
   const sufMinEnd = p.devices.map((_, d) => {
     const out = new Float64Array(n + 2).fill(inf);
     for (let j = n; j >= 0; j--) out[j] = Math.min(out[j + 1], p.endCost[d][j]);
     return out;
   });
-  const pricesOf = (b: number, mask: number): Array<GroupStageEval | null> => {
-    let arr = priceMemo.get(mask);
-    if (arr) return arr;
+  /** A group's stage prices from boundary `b`, by end, computed as the search reaches them. */
+  interface GroupRow {
+    ds: number[];
+    eMax: number;
+    /** By e - b - 1; holes where the search has not looked. */
+    prices: Array<GroupStageEval | undefined>;
+  }
+  const rowOf = (b: number, mask: number): GroupRow => {
+    let row = priceMemo.get(mask);
+    if (row) return row;
     const ds = bits(mask);
     let eMax = n;
     for (const d of ds) eMax = Math.min(eMax, p.memEnd[d][b]);
-    arr = [];
-    for (let e = b + 1; e <= eMax; e++) {
-      // A lower bound on the group's period for this end and any later one: stop when it reaches the cutoff.
-      if (trackBn) {
-        let rate = 0;
-        for (const d of ds) {
-          const lb =
-            (p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e]) * coRun[d] +
-            coordinator[d];
-          rate += lb > 0 ? 1 / lb : inf;
-        }
-        if (1 / rate >= cutoffBn()) break;
-      }
-      arr.push(priceGroup(p, ds, b, e, coRun, coordinator, () => 0));
+    row = { ds, eMax, prices: [] };
+    priceMemo.set(mask, row);
+    return row;
+  };
+  const priceAt = (row: GroupRow, b: number, e: number): GroupStageEval => {
+    let g = row.prices[e - b - 1];
+    if (!g) {
+      g = priceGroup(p, row.ds, b, e, coRun, coordinator, () => 0);
+      row.prices[e - b - 1] = g;
     }
-    priceMemo.set(mask, arr);
-    return arr;
+    return g;
+  };
+  /**
+   * Lower bounds, non-decreasing in e, on a group's period, mean time and mean energy for a stage [b, e) or
+   * any longer one: whether the search can stop extending it.
+   */
+  const stopAt = (x: Label, ds: readonly number[], b: number, e: number): boolean => {
+    let rate = 0;
+    let time = inf;
+    let energy = inf;
+    for (const d of ds) {
+      const t = p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e];
+      const lb = t * coRun[d] + coordinator[d];
+      rate += lb > 0 ? 1 / lb : inf;
+      time = Math.min(time, t);
+      energy = Math.min(energy, p.devices[d].power * t);
+    }
+    if (trackBn && 1 / rate >= cutoffBn()) return true;
+    if (trackLat && x.lat + time > rc.maxLatency * (1 + 1e-12)) return true;
+    if (trackEn && x.en + energy > rc.maxEnergy * (1 + 1e-12)) return true;
+    if (objective === "latency" && x.lat + time >= bestValue) return true;
+    if (objective === "energy" && x.en + energy >= bestValue) return true;
+    return false;
   };
 
   let bestValue = incumbentValue;
@@ -402,6 +468,13 @@ function searchOne(
     let bn = x.period;
     if (x.loads) for (let l = 0; l < L; l++) bn = Math.max(bn, x.loads[l]);
     return { bn, lat: x.lat, en: x.en };
+  };
+  /** The objective's lower bound over a partial plan's completions. */
+  const boundOf = (x: Label, free: number): number => {
+    const v = partialValue(x);
+    if (objective === "throughput") return free ? Math.max(v.bn, bounds.at(free, x.b, 0)) : v.bn;
+    if (objective === "latency") return v.lat + (free ? bounds.at(free, x.b, 1) : 0);
+    return v.en + (free ? bounds.at(free, x.b, 2) : 0);
   };
   /** Whether a partial plan (with `free` devices left after it) can still beat the incumbent and meet the limits. */
   const hopeful = (x: Label, free: number): boolean => {
@@ -479,12 +552,25 @@ function searchOne(
   let complete = true;
   outer: for (let b = 0; b < n; b++) {
     priceMemo = new Map();
-    for (const list of buckets[b].values()) {
+    let lists: Iterable<Label[]> = buckets[b].values();
+    if (beam > 0) {
+      // Heuristic pass: only the `beam` labels of least bound go on.
+      const all = [...buckets[b].values()].flat().filter((x) => !x.dead);
+      const key = all.map((x) => boundOf(x, freeMask(x.used)));
+      lists = [
+        all
+          .map((x, i) => [key[i], x] as const)
+          .sort((u, v) => u[0] - v[0])
+          .slice(0, beam)
+          .map((u) => u[1]),
+      ];
+    }
+    for (const list of lists) {
       for (const x of list) {
         if (x.dead) continue;
         if (
           stats.labels >= budget.labels ||
-          (stats.labels % 256 === 0 && performance.now() > budget.deadline)
+          (stats.labels % 16 === 0 && performance.now() > budget.deadline)
         ) {
           complete = false;
           break outer;
@@ -499,11 +585,19 @@ function searchOne(
           if (rank && x.groupMask && minRank(g) <= lastMax) continue;
           const used = x.used | g;
           const free = freeMask(used);
-          const prices = pricesOf(b, g);
-          for (let i = 0; i < prices.length; i++) {
-            const e = b + 1 + i;
-            if (e < n && free === 0) continue;
-            const grp = prices[i]!;
+          const row = rowOf(b, g);
+          for (let e = free === 0 ? n : b + 1; e <= row.eMax; e++) {
+            if (stopAt(x, row.ds, b, e)) break;
+            const grp = priceAt(row, b, e);
+            if (trackBn) {
+              const cut = cutoffBn();
+              if (grp.period >= cut || (free && bounds.at(free, e, 0) >= cut)) continue;
+            }
+            // Before the transfers are priced (they only add): the stage and a completion bound.
+            if (objective === "latency" && x.lat + grp.time + (free ? bounds.at(free, e, 1) : 0) >= bestValue)
+              continue;
+            if (objective === "energy" && x.en + grp.energy + (free ? bounds.at(free, e, 2) : 0) >= bestValue)
+              continue;
             const y: Label = {
               b: e,
               start: b,

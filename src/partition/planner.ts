@@ -6,7 +6,12 @@ import type { BaselineResult } from "./baseline.js";
 import { runBaselines, runReplicaBaselines } from "./baselines.js";
 import { type Objective, type PlanConstraints, resolveConstraints } from "./constraints.js";
 import { type Candidate, type Evaluation, evaluate, objectiveValue } from "./evaluate.js";
-import { asReplicaCandidate, type ReplicaCandidate, type ReplicaEvaluation } from "./evaluate-replicas.js";
+import {
+  asPipelineCandidate,
+  asReplicaCandidate,
+  type ReplicaCandidate,
+  type ReplicaEvaluation,
+} from "./evaluate-replicas.js";
 import { explainInfeasible } from "./infeasible.js";
 import { choosePartitionOrder, type PartitionOrder } from "./order.js";
 import type { Plan, PlanBaseline, PlanLink, PlanStage } from "./plan.js";
@@ -42,6 +47,12 @@ export interface PlanRequest {
    */
   replicas?: boolean;
 }
+
+/**
+ * Time the replica-group search gets without a time limit, ms: the clusters users have (up to a few devices)
+ * finish in well under a second; on large fleets the search stops here and the plan says it was limited.
+ */
+export const REPLICA_TIME_LIMIT_MS = 5000;
 
 /** A plan with everything behind it. */
 export interface PlanOutcome {
@@ -88,14 +99,18 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   });
   let replicaSearch: ReplicaPlanResult | undefined;
   let replicated: PlanOutcome["replicated"];
+  // A better pipeline from the replica search (it prices co-run hosts exactly), kept as a pipeline.
+  let betterPipeline: Candidate | undefined;
   if (req.replicas !== false) {
     const left =
-      req.timeLimitMs !== undefined ? Math.max(0, req.timeLimitMs - (performance.now() - t0)) : undefined;
+      req.timeLimitMs !== undefined
+        ? Math.max(0, req.timeLimitMs - (performance.now() - t0))
+        : REPLICA_TIME_LIMIT_MS;
     replicaSearch = planReplicas(problem, {
       objective: req.objective,
       constraints: rc,
       ...(exact.candidate ? { incumbent: asReplicaCandidate(exact.candidate) } : {}),
-      ...(left !== undefined ? { timeLimitMs: left } : {}),
+      timeLimitMs: left,
     });
     const r = replicaSearch;
     const pipelineValue = exact.candidate
@@ -103,10 +118,11 @@ export function makePlan(req: PlanRequest): PlanOutcome {
       : Number.POSITIVE_INFINITY;
     // Strictly better only: a pipeline keeps its latency tie-break and local splits.
     if (r.candidate && r.evaluation && r.value < pipelineValue * (1 - 1e-9)) {
-      replicated = { candidate: r.candidate, evaluation: r.evaluation };
+      betterPipeline = asPipelineCandidate(r.candidate);
+      if (!betterPipeline) replicated = { candidate: r.candidate, evaluation: r.evaluation };
     }
   }
-  if (!exact.candidate && !replicated) {
+  if (!exact.candidate && !replicated && !betterPipeline) {
     const why = explainInfeasible(problem, constraints);
     throw new CleaveError(
       "INFEASIBLE",
@@ -114,7 +130,7 @@ export function makePlan(req: PlanRequest): PlanOutcome {
       { file: req.cluster.source },
     );
   }
-  const candidate = exact.candidate;
+  const candidate = betterPipeline ?? exact.candidate;
   let evaluation: Evaluation | undefined;
   let local: LocalSplit[] = [];
   if (candidate) {
@@ -138,7 +154,18 @@ export function makePlan(req: PlanRequest): PlanOutcome {
   const chosen: Chosen = replicated
     ? { kind: "replicas", ...replicated }
     : { kind: "pipeline", candidate: candidate!, evaluation: evaluation! };
-  const plan = toPlanFile(req, problem, order, chosen, exact, replicaSearch, local, baselines, pareto);
+  const plan = toPlanFile(
+    req,
+    problem,
+    order,
+    chosen,
+    exact,
+    replicaSearch,
+    betterPipeline !== undefined,
+    local,
+    baselines,
+    pareto,
+  );
   return {
     plan,
     problem,
@@ -175,6 +202,7 @@ function toPlanFile(
   chosen: Chosen,
   exact: ExactResult,
   replicaSearch: ReplicaPlanResult | undefined,
+  fromReplicaSearch: boolean,
   local: LocalSplit[],
   baselines: BaselineResult[],
   pareto: ParetoResult | undefined,
@@ -259,7 +287,7 @@ function toPlanFile(
     order: order.strategy,
     objective: req.objective,
     constraints: req.constraints ?? {},
-    planner: plannerSummary(chosen, exact, replicaSearch),
+    planner: plannerSummary(chosen.kind === "replicas" || fromReplicaSearch, exact, replicaSearch),
     stages,
     links,
     totals: { latency: ev.latency, throughput: ev.throughput, energy: ev.energy },
@@ -292,7 +320,7 @@ function toPlanFile(
 
 /** How the plan was found: which search, whether it is proven optimal over the space searched, its effort. */
 function plannerSummary(
-  chosen: Chosen,
+  fromReplicaSearch: boolean,
   exact: ExactResult,
   r: ReplicaPlanResult | undefined,
 ): Plan["planner"] {
@@ -310,7 +338,7 @@ function plannerSummary(
   }
   // The replica search covers pipelines too, seeded with the pipeline planner's plan: when it completes, the
   // plan is optimal over every cut and replica group, whichever search found it.
-  const found = chosen.kind === "replicas" ? "replica-group search" : "pipeline search";
+  const found = fromReplicaSearch ? "replica-group search" : "pipeline search";
   if (r.exact)
     return {
       method: `exact over replica groups (found by the ${found})`,
