@@ -4,7 +4,7 @@ import type { StageAssignment } from "./assign.js";
 import { assignByBoundaries } from "./assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
-import type { AssignmentCandidate, Candidate, Evaluation } from "./evaluate.js";
+import type { AssignmentCandidate, Candidate } from "./evaluate.js";
 import type { ReplicaCandidate } from "./evaluate-replicas.js";
 import type { PartitionOrder } from "./order.js";
 import type { Plan } from "./plan.js";

@@ -150,7 +150,7 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
       ...(best ? { candidate: best.candidate, evaluation: best.evaluation } : {}),
       value: best?.value ?? inf,
       exact: false,
-      lowerBound: 0,
+      lowerBound: objective === "throughput" ? Math.min(best?.value ?? inf, capacityBound(p, allowed)) : 0,
       limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D}): the plan is the best of the pipeline and data parallelism`,
     });
   }
@@ -203,7 +203,10 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
   }
   const exact = complete && limits.length === 0;
   const value = best?.value ?? inf;
-  const root = rootBound(p, objective, allowed);
+  const root = Math.max(
+    rootBound(p, objective, allowed),
+    objective === "throughput" ? capacityBound(p, allowed) : 0,
+  );
   return finish({
     ...(best ? { candidate: best.candidate, evaluation: best.evaluation } : {}),
     value,
@@ -214,6 +217,57 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
 }
 
 /** A lower bound on any plan's objective from the fluid relaxation at the root (co-run factors taken as 1). */
+/**
+ * A lower bound on the time between inferences of any plan on `allowed`, by LP duality. Whatever the cuts and
+ * replica groups, each position runs on some device for every request, and no device is busy more than the
+ * period: for device weights lambda on the simplex, sum over positions of min over devices of lambda_d x its
+ * time is at most the period (the dual of assigning positions fractionally to devices). Weights start
+ * inversely proportional to each device's whole-model time (exact for devices whose speeds are proportional)
+ * and move towards the devices the minimum overloads; every weight vector tried gives a valid bound, the
+ * largest is returned. Negative start/end costs are charged to every position, so the bound stays valid.
+ */
+export function capacityBound(p: PlanProblem, allowed: readonly number[]): number {
+  if (allowed.length === 0) return Number.POSITIVE_INFINITY;
+  const n = p.n;
+  const t = allowed.map((d) => {
+    let neg = 0;
+    for (const x of p.startCost[d]) neg = Math.min(neg, x);
+    let negEnd = 0;
+    for (const x of p.endCost[d]) negEnd = Math.min(negEnd, x);
+    const off = neg + negEnd;
+    return Float64Array.from({ length: n }, (_, q) => Math.max(0, p.prefix[d][q + 1] - p.prefix[d][q] + off));
+  });
+  const whole = t.map((row) => row.reduce((a, x) => a + x, 0));
+  let lambda = whole.map((w) => (w > 0 ? 1 / w : 0));
+  let best = 0;
+  for (let it = 0; it < 30; it++) {
+    const sum = lambda.reduce((a, x) => a + x, 0);
+    if (!(sum > 0)) break;
+    lambda = lambda.map((x) => x / sum);
+    const load = new Float64Array(allowed.length);
+    let g = 0;
+    for (let q = 0; q < n; q++) {
+      let m = Number.POSITIVE_INFINITY;
+      let arg = 0;
+      for (let k = 0; k < allowed.length; k++) {
+        const v = lambda[k] * t[k][q];
+        if (v < m) {
+          m = v;
+          arg = k;
+        }
+      }
+      g += m;
+      load[arg] += t[arg][q];
+    }
+    best = Math.max(best, g);
+    // Devices the minimum loads beyond the mean get more weight, idle ones less.
+    const mean = load.reduce((a, x) => a + x, 0) / allowed.length;
+    if (!(mean > 0)) break;
+    lambda = lambda.map((x, k) => x * Math.sqrt(Math.max(load[k], mean * 1e-3) / mean));
+  }
+  return best;
+}
+
 function rootBound(p: PlanProblem, objective: Objective, allowed: number[]): number {
   const ones = new Float64Array(p.devices.length).fill(1);
   const b = new RemainderBounds(p, ones);

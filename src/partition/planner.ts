@@ -287,7 +287,12 @@ function toPlanFile(
     order: order.strategy,
     objective: req.objective,
     constraints: req.constraints ?? {},
-    planner: plannerSummary(chosen.kind === "replicas" || fromReplicaSearch, exact, replicaSearch),
+    planner: plannerSummary(
+      chosen.kind === "replicas" || fromReplicaSearch,
+      exact,
+      replicaSearch,
+      req.objective,
+    ),
     stages,
     links,
     totals: { latency: ev.latency, throughput: ev.throughput, energy: ev.energy },
@@ -323,6 +328,7 @@ function plannerSummary(
   fromReplicaSearch: boolean,
   exact: ExactResult,
   r: ReplicaPlanResult | undefined,
+  objective: Objective,
 ): Plan["planner"] {
   const finite = (x: number) => (Number.isFinite(x) ? x : null);
   const labels = exact.stats.labels + (r?.stats.labels ?? 0);
@@ -347,10 +353,22 @@ function plannerSummary(
       labels,
       ms,
     };
+  // For latency and energy a replicated plan is a mixture of pipelines (each request takes one device per
+  // stage, and its figures are the share-weighted mean of those paths), so the pipeline search's proven bound
+  // holds over replica groups too; when the plan meets it, the plan is optimal.
+  const bound = objective === "throughput" ? r.lowerBound : Math.max(r.lowerBound, exact.lowerBound);
+  if (Number.isFinite(bound) && bound >= r.value * (1 - 1e-9))
+    return {
+      method: `exact over replica groups (found by the ${found}; proven by the pipeline bound)`,
+      exact: true,
+      lowerBound: finite(r.value),
+      labels,
+      ms,
+    };
   return {
     method: `best found by the ${found} (replica search limited)`,
     exact: false,
-    lowerBound: finite(r.lowerBound),
+    lowerBound: finite(Math.min(bound, r.value)),
     labels,
     ms,
     ...(r.limited ? { limited: r.limited } : {}),
