@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Manifest } from "../src/export/manifest.js";
+import { readManifest } from "../src/export/manifest-io.js";
+import { splitModel } from "../src/export/split.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { decodeModel } from "../src/onnx/model-io.js";
 import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
 import { deploy } from "../src/runtime/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
@@ -222,4 +229,34 @@ test("a split naming a replica group needs a worker for each of its devices", ()
     message:
       "workers: stage 1 is replicated on b, zz; give a worker for each of its devices by name (missing: zz)",
   });
+});
+
+test("writeSplit records a replica group and writes its stage once; deploy runs it by device names", async () => {
+  const model = await analyzeModel(decodeModel(branchy.whole), { source: "branchy" });
+  const tmp = mkdtempSync(join(tmpdir(), "cleave-replicas-"));
+  const out = join(tmp, "split");
+  const { manifest } = splitModel(model, { stages: 2 }, out, {
+    modelPath: "branchy.onnx",
+    devices: ["a", ["c", "b"]],
+  });
+  assert.equal(manifest.stages[0].device, "a");
+  assert.equal(manifest.stages[0].devices, undefined);
+  assert.equal(manifest.stages[1].device, "c");
+  assert.deepEqual(manifest.stages[1].devices, ["c", "b"]);
+  assert.deepEqual(readdirSync(out).sort(), ["manifest.json", "stage-0.onnx", "stage-1.onnx"]);
+  assert.deepEqual(readManifest(out).manifest.stages[1].devices, ["c", "b"]);
+  const p = await deploy(out, cluster.workers, { token: cluster.token });
+  try {
+    const r = await p.runMany({ count: 20, feeds: feedsOf }, { keepOutputs: true });
+    assert.equal(r.completed, 20, JSON.stringify(r.errors));
+    await checkOutputs(r.outputs ?? []);
+    assert.deepEqual(
+      p.stats().stages[1].replicas.map((x) => x.device),
+      ["c", "b"],
+    );
+    assert.equal(p.stats().workers.length, 3);
+  } finally {
+    await p.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
