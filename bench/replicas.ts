@@ -61,12 +61,20 @@ try {
     const ms = rows[i];
     const done = ms.reduce((s, m) => s + m.report.completed, 0);
     const wall = ms.reduce((s, m) => s + m.report.wallMs, 0);
-    const replicas = ms[0].replicas.map((rep, k) => ({
-      stage: rep.stage,
-      device: rep.device,
-      completed: ms.reduce((s, m) => s + m.replicas[k].completed, 0),
-      throughput: r3((ms.reduce((s, m) => s + m.replicas[k].completed, 0) * 1000) / wall),
-    }));
+    const replicas = ms[0].replicas.map((rep, k) => {
+      const completed = ms.reduce((s, m) => s + m.replicas[k].completed, 0);
+      // The workers' own onnxruntime time (per request of the round, by device) summed over the rounds.
+      const busyMs = ms.reduce((s, m) => s + (m.stageBusyMs[rep.device] ?? 0) * m.report.completed, 0);
+      return {
+        stage: rep.stage,
+        device: rep.device,
+        completed,
+        throughput: r3((completed * 1000) / wall),
+        onnxruntimeMsPerRun: r3(busyMs / Math.max(1, completed)),
+        // Share of the wall time the device spent in onnxruntime: near 1, it was never left waiting.
+        busyShare: r3(busyMs / wall),
+      };
+    });
     return {
       config: c.name,
       devices: c.devices,

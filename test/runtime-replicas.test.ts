@@ -108,8 +108,10 @@ test("a replicated middle stage: every output equals the whole model's, both rep
   }
 });
 
-test("a worker runs a stage and one replica of the next; each tensor reaches only the chosen replica", async () => {
-  const p = await deploy(withGroups(branchy, [["a"], ["a", "b"], ["c"]]), cluster.workers, {
+test("a worker runs a stage and a replica of each later one; a tensor feeds only the chosen replicas", async () => {
+  // Worker a runs all three stages (replica 0 of stages 1 and 2); `x` reaches it for stage 0 on every
+  // request, and must not start stage 2 there when the request's stage 2 runs on c.
+  const p = await deploy(withGroups(branchy, [["a"], ["a", "b"], ["a", "c"]]), cluster.workers, {
     token: cluster.token,
     maxInFlight: 6,
   });
@@ -118,9 +120,15 @@ test("a worker runs a stage and one replica of the next; each tensor reaches onl
     const r = await p.runMany({ count: n, feeds: feedsOf }, { keepOutputs: true });
     assert.equal(r.completed, n, JSON.stringify(r.errors));
     await checkOutputs(r.outputs ?? []);
-    const runs = await runsOf(p, 1);
-    assert.ok(runs.a > 0 && runs.b > 0, JSON.stringify(runs));
-    assert.equal(runs.a + runs.b, n);
+    for (const stage of [1, 2]) {
+      const runs = await runsOf(p, stage);
+      const [x, y] = Object.values(runs);
+      assert.ok(x > 0 && y > 0, `stage ${stage}: ${JSON.stringify(runs)}`);
+      assert.equal(x + y, n, `stage ${stage}: ${JSON.stringify(runs)}`);
+    }
+    // Nothing is left waiting for inputs that will never come.
+    for (const w of await p.workerStats())
+      for (const st of w.stages) assert.equal(st.pending, 0, `worker ${w.worker} stage ${st.stage}`);
   } finally {
     await p.close();
   }
