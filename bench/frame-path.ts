@@ -3,12 +3,15 @@
  * decodes tensor frames (every hop does both) without a path (what an unreplicated pipeline sends) and with a
  * 3-stage path (a replicated one), alternating in rounds, for a small and an EfficientNet-B0-input-sized
  * tensor. With `--base DIR` the same is timed against another build's `dist/src/runtime/frame.js` (e.g. the
- * commit before paths), side by side in this run. Prints JSON: ns per encode+decode and the ratios.
+ * commit before paths), side by side in this run. Each timing runs in a fresh process, so one variant's frame
+ * shapes do not make the encoder's property reads polymorphic for the next; the order rotates every round.
+ * Prints JSON: ns per encode+decode (median over rounds) and the ratios.
  *
  * Usage: node dist/bench/frame-path.js [--iterations N] [--rounds R] [--base DIR]
  */
+import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import * as current from "../src/runtime/frame.js";
 
@@ -17,6 +20,8 @@ const { values } = parseArgs({
     iterations: { type: "string", default: "200000" },
     rounds: { type: "string", default: "5" },
     base: { type: "string" },
+    variant: { type: "string" },
+    size: { type: "string" },
   },
 });
 const iterations = Number(values.iterations);
@@ -51,39 +56,52 @@ const sizes = [
   { name: "4 KiB", shape: [1, 1024] },
   { name: "588 KiB", shape: [1, 3, 224, 224] },
 ];
-const results = sizes.map(({ name, shape }) => {
+
+/** One timing in this process: `variant` on `sizes[size]`, ns per hop, printed. */
+function child(variant: string, size: number): void {
+  const { shape } = sizes[size];
   const bytes = shape.reduce((a, b) => a * b, 1) * 4;
-  const plain: current.TensorFrame = {
+  const frame: current.TensorFrame = {
     type: "tensor",
     requestId: 1,
     name: "features.4.1.add",
     dtype: "float32",
     shape,
     data: new Uint8Array(bytes),
+    ...(variant === "path" ? { path: Uint8Array.of(0, 1, 0) } : {}),
   };
-  const pathed: current.TensorFrame = { ...plain, path: Uint8Array.of(0, 1, 0) };
-  const n = iterations;
-  const rows: Record<string, number[]> = { noPath: [], path: [], ...(base ? { base: [] } : {}) };
-  time(current, plain, n); // warm up
-  const runs: Array<[string, () => number]> = [
-    ["noPath", () => time(current, plain, n)],
-    ["path", () => time(current, pathed, n)],
-    ...(base ? [["base", () => time(base, plain, n)] as [string, () => number]] : []),
-  ];
-  // The order rotates every round, so none always runs first or last.
-  for (let r = 0; r < rounds; r++)
-    for (let k = 0; k < runs.length; k++) {
-      const [key, run] = runs[(k + r) % runs.length];
-      rows[key].push(run());
-    }
+  const m = variant === "base" ? base : current;
+  if (!m) throw new Error("--variant base needs --base DIR");
+  time(m, frame, Math.max(1000, iterations / 10)); // warm up
+  process.stdout.write(`${time(m, frame, iterations)}\n`);
+}
+
+if (values.variant !== undefined) {
+  child(values.variant, Number(values.size ?? 0));
+} else {
+  const self = fileURLToPath(import.meta.url);
+  const node = self.endsWith(".ts") ? ["--import", "tsx", self] : [self];
+  const variants = ["noPath", "path", ...(base ? ["base"] : [])];
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const r1 = (x: number) => Math.round(x * 10) / 10;
-  return {
-    tensor: name,
-    iterations: n,
-    nsPerHop: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, r1(med(v))])),
-    pathOverNoPath: Math.round((med(rows.path) / med(rows.noPath)) * 1000) / 1000,
-    ...(base ? { noPathOverBase: Math.round((med(rows.noPath) / med(rows.base)) * 1000) / 1000 } : {}),
-  };
-});
-console.log(JSON.stringify({ bench: "frame-path", rounds, results }, null, 2));
+  const results = sizes.map(({ name }, size) => {
+    const rows: Record<string, number[]> = Object.fromEntries(variants.map((v) => [v, []]));
+    for (let r = 0; r < rounds; r++)
+      for (let k = 0; k < variants.length; k++) {
+        const v = variants[(k + r) % variants.length];
+        const args = [...node, "--variant", v, "--size", String(size), "--iterations", String(iterations)];
+        if (values.base) args.push("--base", values.base);
+        const out = spawnSync(process.execPath, args, { encoding: "utf8" });
+        if (out.status !== 0) throw new Error(`frame-path child failed: ${out.stderr}`);
+        rows[v].push(Number(out.stdout.trim()));
+      }
+    return {
+      tensor: name,
+      iterations,
+      nsPerHop: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, r1(med(v))])),
+      pathOverNoPath: Math.round((med(rows.path) / med(rows.noPath)) * 1000) / 1000,
+      ...(base ? { noPathOverBase: Math.round((med(rows.noPath) / med(rows.base)) * 1000) / 1000 } : {}),
+    };
+  });
+  console.log(JSON.stringify({ bench: "frame-path", rounds, results }, null, 2));
+}
