@@ -12,6 +12,8 @@ import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
 import { deploy } from "../src/runtime/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
 import type { Pipeline, Tensors } from "../src/runtime/pipeline.js";
+import type { Connection } from "../src/runtime/transport.js";
+import { Worker } from "../src/runtime/worker.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 import { branchySpec, type Fixture, type FixtureSpec, writeFixture } from "./runtime-fixture.js";
 
@@ -266,5 +268,36 @@ test("writeSplit records a replica group and writes its stage once; deploy runs 
   } finally {
     await p.close();
     rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("a replica another worker cannot reach is dropped from its group and its requests run on the others", async () => {
+  // The upstream worker runs in this process, so its connection to replica c can be cut while c's own
+  // connection to the coordinator stays up (a one-sided partition).
+  const up = new Worker({ name: "u", token: cluster.token });
+  const addr = await up.start();
+  const workers = [{ name: "u", endpoint: `${addr.host}:${addr.port}` }, ...cluster.workers];
+  const p = await deploy(withGroups(branchy, [["u"], ["b", "c"], ["d"]]), workers, { token: cluster.token });
+  try {
+    const c = cluster.workers.find((w) => w.name === "c")!;
+    // Reaching into the worker: nothing else can sever one peer link of a running deployment.
+    const peers = (up as unknown as { deployment: { peers: Map<string, Promise<Connection>> } }).deployment
+      .peers;
+    (await peers.get(c.endpoint)!).close();
+    const n = 30;
+    const r = await p.runMany({ count: n, feeds: feedsOf }, { keepOutputs: true });
+    assert.equal(r.completed, n, JSON.stringify(r.errors));
+    await checkOutputs(r.outputs ?? []);
+    assert.equal(p.events.length, 1);
+    assert.equal(p.events[0].cause, "unreachable");
+    assert.equal(p.events[0].device, "c");
+    assert.match(p.events[0].message, /^worker u: cannot send 'b' to worker c at /);
+    const st = p.stats();
+    assert.equal(st.completed, n);
+    assert.equal(st.stages[1].replicas[1].alive, false);
+    assert.equal(st.stages[1].replicas[1].outstanding, 0);
+  } finally {
+    await p.close();
+    await up.stop();
   }
 });
