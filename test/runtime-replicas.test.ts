@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../src/export/manifest.js";
@@ -299,5 +299,23 @@ test("a replica another worker cannot reach is dropped from its group and its re
   } finally {
     await p.close();
     await up.stop();
+  }
+});
+
+test("a manifest's replica group is checked when read", () => {
+  const cases: Array<[unknown, string]> = [
+    [["b", "b"], "device 'b' is listed twice"],
+    [[], "expected a list of device names"],
+    [["c", "b"], "the first device must be 'device' (b)"],
+  ];
+  for (const [devices, why] of cases) {
+    const m = { ...branchy.manifest, stages: branchy.manifest.stages.map((s) => ({ ...s })) };
+    Object.assign(m.stages[1], { device: "b", devices });
+    const file = join(branchy.dir, "bad-manifest.json");
+    writeFileSync(file, JSON.stringify(m));
+    assert.throws(() => readManifest(file), {
+      name: "ArgumentError",
+      message: `${file}: stages[1].devices: ${why}`,
+    });
   }
 });
