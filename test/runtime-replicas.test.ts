@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Manifest } from "../src/export/manifest.js";
+import { readManifest } from "../src/export/manifest-io.js";
+import { splitModel } from "../src/export/split.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { decodeModel } from "../src/onnx/model-io.js";
 import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
 import { deploy } from "../src/runtime/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
 import type { Pipeline, Tensors } from "../src/runtime/pipeline.js";
+import type { Connection } from "../src/runtime/transport.js";
+import { Worker } from "../src/runtime/worker.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 import { branchySpec, type Fixture, type FixtureSpec, writeFixture } from "./runtime-fixture.js";
 
@@ -101,8 +110,10 @@ test("a replicated middle stage: every output equals the whole model's, both rep
   }
 });
 
-test("a worker runs a stage and one replica of the next; each tensor reaches only the chosen replica", async () => {
-  const p = await deploy(withGroups(branchy, [["a"], ["a", "b"], ["c"]]), cluster.workers, {
+test("a worker runs a stage and a replica of each later one; a tensor feeds only the chosen replicas", async () => {
+  // Worker a runs all three stages (replica 0 of stages 1 and 2); `x` reaches it for stage 0 on every
+  // request, and must not start stage 2 there when the request's stage 2 runs on c.
+  const p = await deploy(withGroups(branchy, [["a"], ["a", "b"], ["a", "c"]]), cluster.workers, {
     token: cluster.token,
     maxInFlight: 6,
   });
@@ -111,9 +122,15 @@ test("a worker runs a stage and one replica of the next; each tensor reaches onl
     const r = await p.runMany({ count: n, feeds: feedsOf }, { keepOutputs: true });
     assert.equal(r.completed, n, JSON.stringify(r.errors));
     await checkOutputs(r.outputs ?? []);
-    const runs = await runsOf(p, 1);
-    assert.ok(runs.a > 0 && runs.b > 0, JSON.stringify(runs));
-    assert.equal(runs.a + runs.b, n);
+    for (const stage of [1, 2]) {
+      const runs = await runsOf(p, stage);
+      const [x, y] = Object.values(runs);
+      assert.ok(x > 0 && y > 0, `stage ${stage}: ${JSON.stringify(runs)}`);
+      assert.equal(x + y, n, `stage ${stage}: ${JSON.stringify(runs)}`);
+    }
+    // Nothing is left waiting for inputs that will never come.
+    for (const w of await p.workerStats())
+      for (const st of w.stages) assert.equal(st.pending, 0, `worker ${w.worker} stage ${st.stage}`);
   } finally {
     await p.close();
   }
@@ -222,4 +239,83 @@ test("a split naming a replica group needs a worker for each of its devices", ()
     message:
       "workers: stage 1 is replicated on b, zz; give a worker for each of its devices by name (missing: zz)",
   });
+});
+
+test("writeSplit records a replica group and writes its stage once; deploy runs it by device names", async () => {
+  const model = await analyzeModel(decodeModel(branchy.whole), { source: "branchy" });
+  const tmp = mkdtempSync(join(tmpdir(), "cleave-replicas-"));
+  const out = join(tmp, "split");
+  const { manifest } = splitModel(model, { stages: 2 }, out, {
+    modelPath: "branchy.onnx",
+    devices: ["a", ["c", "b"]],
+  });
+  assert.equal(manifest.stages[0].device, "a");
+  assert.equal(manifest.stages[0].devices, undefined);
+  assert.equal(manifest.stages[1].device, "c");
+  assert.deepEqual(manifest.stages[1].devices, ["c", "b"]);
+  assert.deepEqual(readdirSync(out).sort(), ["manifest.json", "stage-0.onnx", "stage-1.onnx"]);
+  assert.deepEqual(readManifest(out).manifest.stages[1].devices, ["c", "b"]);
+  const p = await deploy(out, cluster.workers, { token: cluster.token });
+  try {
+    const r = await p.runMany({ count: 20, feeds: feedsOf }, { keepOutputs: true });
+    assert.equal(r.completed, 20, JSON.stringify(r.errors));
+    await checkOutputs(r.outputs ?? []);
+    assert.deepEqual(
+      p.stats().stages[1].replicas.map((x) => x.device),
+      ["c", "b"],
+    );
+    assert.equal(p.stats().workers.length, 3);
+  } finally {
+    await p.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("a replica another worker cannot reach is dropped from its group and its requests run on the others", async () => {
+  // The upstream worker runs in this process, so its connection to replica c can be cut while c's own
+  // connection to the coordinator stays up (a one-sided partition).
+  const up = new Worker({ name: "u", token: cluster.token });
+  const addr = await up.start();
+  const workers = [{ name: "u", endpoint: `${addr.host}:${addr.port}` }, ...cluster.workers];
+  const p = await deploy(withGroups(branchy, [["u"], ["b", "c"], ["d"]]), workers, { token: cluster.token });
+  try {
+    const c = cluster.workers.find((w) => w.name === "c")!;
+    // Reaching into the worker: nothing else can sever one peer link of a running deployment.
+    const peers = (up as unknown as { deployment: { peers: Map<string, Promise<Connection>> } }).deployment
+      .peers;
+    (await peers.get(c.endpoint)!).close();
+    const n = 30;
+    const r = await p.runMany({ count: n, feeds: feedsOf }, { keepOutputs: true });
+    assert.equal(r.completed, n, JSON.stringify(r.errors));
+    await checkOutputs(r.outputs ?? []);
+    assert.equal(p.events.length, 1);
+    assert.equal(p.events[0].cause, "unreachable");
+    assert.equal(p.events[0].device, "c");
+    assert.match(p.events[0].message, /^worker u: cannot send 'b' to worker c at /);
+    const st = p.stats();
+    assert.equal(st.completed, n);
+    assert.equal(st.stages[1].replicas[1].alive, false);
+    assert.equal(st.stages[1].replicas[1].outstanding, 0);
+  } finally {
+    await p.close();
+    await up.stop();
+  }
+});
+
+test("a manifest's replica group is checked when read", () => {
+  const cases: Array<[unknown, string]> = [
+    [["b", "b"], "device 'b' is listed twice"],
+    [[], "expected a list of device names"],
+    [["c", "b"], "the first device must be 'device' (b)"],
+  ];
+  for (const [devices, why] of cases) {
+    const m = { ...branchy.manifest, stages: branchy.manifest.stages.map((s) => ({ ...s })) };
+    Object.assign(m.stages[1], { device: "b", devices });
+    const file = join(branchy.dir, "bad-manifest.json");
+    writeFileSync(file, JSON.stringify(m));
+    assert.throws(() => readManifest(file), {
+      name: "ArgumentError",
+      message: `${file}: stages[1].devices: ${why}`,
+    });
+  }
 });
