@@ -107,12 +107,25 @@ export { estimateReplicaSplit, type ReplicaEstimate } from "./partition/replica-
 
 // Runtime
 export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/deploy.js";
-export { Pipeline, type RunReport, type StageLoad, type WorkerAddress } from "./runtime/pipeline.js";
+export {
+  Pipeline,
+  type ReplicaLossEvent,
+  type RunReport,
+  type StageLoad,
+  type WorkerAddress,
+} from "./runtime/pipeline.js";
+export type { ReplicaStats } from "./runtime/replicas.js";
 export { type LocalCluster, startLocalWorkers } from "./runtime/local-cluster.js";
 export { Worker } from "./runtime/worker.js";
 export { probeWorker } from "./runtime/probe.js";
 export { testbedDown, testbedUp } from "./runtime/testbed.js";
-export { type RunSplitResult, runSplit } from "./runtime/run-split.js";
+export {
+  type ReplicaMeasurement,
+  type RunSplitResult,
+  runSplit,
+  type SplitMeasurement,
+  type StageDevices,
+} from "./runtime/run-split.js";
 export { type BenchResult, type BenchRow, benchCluster } from "./runtime/bench.js";
 export {
   benchFindings,
