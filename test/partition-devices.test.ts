@@ -168,3 +168,24 @@ test("cleave plan on a generated fleet of 64 devices of 8 kinds: exact throughpu
   assert.ok(plan.totals.throughput >= single.totals.throughput * (1 - 1e-9));
   assert.ok(plan.stages.every((s: { device: string }) => /^d\d+$/.test(s.device)));
 });
+
+test("with replica groups on 64 devices: never worse than any baseline, a proven capacity bound, latency proven optimal", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-fleet-"));
+  const file = join(dir, "big.yaml");
+  writeFileSync(file, JSON.stringify(fleetFile(64, { variant: "grouped" })));
+  const plan = (objective: string) => {
+    const r = cleave(["plan", "zoo:efficientnet_b0", "--cluster", file, "--objective", objective, "--json"], {
+      timeoutMs: 180_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const t = plan("throughput");
+  for (const b of t.baselines.filter((x: { feasible: boolean }) => x.feasible))
+    assert.ok(t.totals.throughput >= b.totals.throughput * (1 - 1e-9), `baseline ${b.name} beats the plan`);
+  // The bound is on the time between inferences: positive, and never above the plan's.
+  assert.ok(t.planner.lowerBound > 0, "a real bound, not 0");
+  assert.ok(t.planner.lowerBound <= (1 / t.totals.throughput) * (1 + 1e-9));
+  const l = plan("latency");
+  assert.equal(l.planner.exact, true, l.planner.method);
+});

@@ -4,7 +4,7 @@ import { bruteForceReplicas } from "../src/partition/brute-force.js";
 import { type PlanConstraints, type Objective, resolveConstraints } from "../src/partition/constraints.js";
 import { evaluate, objectiveValue } from "../src/partition/evaluate.js";
 import { asReplicaCandidate, evaluateReplicas } from "../src/partition/evaluate-replicas.js";
-import { planReplicas } from "../src/partition/planner-replicas.js";
+import { capacityBound, planReplicas } from "../src/partition/planner-replicas.js";
 import { assignDeviceTypes, type PlanProblem, type ProblemDevice } from "../src/partition/problem.js";
 import { randomProblem } from "../src/partition/random-problem.js";
 import { seededRandom } from "../src/onnx/prng.js";
@@ -234,4 +234,20 @@ test("replicas: on a large fleet the group size is bounded and the result says s
   );
   if (dp.feasible) assert.ok(r.value <= dp.bottleneck);
   assert.ok(r.lowerBound <= r.value);
+});
+
+test("replicas: the capacity bound never exceeds the true optimum (brute force, no constraints)", () => {
+  let tight = 0;
+  for (let seed = 1; seed <= 120; seed++) {
+    const p = problemOf(seed, 1 + (seed % 4));
+    const rc = resolveConstraints(p, {});
+    const brute = bruteForceReplicas(p, rc, "throughput");
+    if (!brute) continue;
+    const all = p.devices.map((_, d) => d);
+    const bound = capacityBound(p, all);
+    const best = objectiveValue(brute.evaluation, "throughput");
+    assert.ok(bound <= best * (1 + 1e-9), `seed ${seed}: bound ${bound} above the optimum ${best}`);
+    if (bound >= best * 0.5) tight++;
+  }
+  assert.ok(tight > 0, "the bound is more than a token");
 });
