@@ -207,3 +207,26 @@ async function runInNamespace(ns: string, args: readonly string[], io: CliIO): P
     for (const s of signals) process.off(s, forward);
   }
 }
+
+/**
+ * The workers of `devices`: those given (`--workers`, a testbed), plus, for each device with neither a given
+ * worker nor `cpus:` (emulated here), the running worker at its cluster file's `endpoint:`. `fromCluster`
+ * names the devices whose worker came from the cluster file.
+ */
+export function clusterEndpointWorkers(
+  cluster: Cluster,
+  devices: readonly string[],
+  given: readonly WorkerAddress[] | undefined,
+): { workers: WorkerAddress[] | undefined; fromCluster: Set<string> } {
+  const have = new Set((given ?? []).map((w) => w.name));
+  const fromCluster = new Set<string>();
+  const extra: WorkerAddress[] = [];
+  for (const name of new Set(devices)) {
+    const d = cluster.devices.find((x) => x.name === name);
+    if (d === undefined || have.has(name) || d.cpus !== undefined || d.endpoint === undefined) continue;
+    fromCluster.add(name);
+    extra.push({ name, endpoint: d.endpoint });
+  }
+  if (given === undefined && extra.length === 0) return { workers: undefined, fromCluster };
+  return { workers: [...(given ?? []), ...extra], fromCluster };
+}
