@@ -211,13 +211,17 @@ export class InferenceServer {
       }
       const decoded = decodeInferRequest(body, headerLength, this.model.signature);
       const timeoutMs = requestTimeout(req, decoded.timeoutMs) ?? this.opts.timeoutMs ?? 30000;
-      const signal = AbortSignal.timeout(timeoutMs);
+      // A timer of our own, not AbortSignal.timeout(), which refuses fractions of a ms (a 1 us `timeout`).
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
       let outputs: Tensors;
       try {
-        outputs = await this.model.infer(decoded.feeds, { signal });
+        outputs = await this.model.infer(decoded.feeds, { signal: ac.signal });
       } catch (err) {
-        if (signal.aborted) throw new HttpError(504, `request timed out after ${timeoutMs} ms`, "timeout");
+        if (ac.signal.aborted) throw new HttpError(504, `request timed out after ${timeoutMs} ms`, "timeout");
         throw err;
+      } finally {
+        clearTimeout(timer);
       }
       const enc = encodeInferResponse(this.model.name, undefined, decoded.id, outputs, decoded.outputs);
       const headers: Record<string, string | number> = { "content-length": enc.bytes };
