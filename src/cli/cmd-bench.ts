@@ -24,6 +24,7 @@ import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
+  clusterEndpointWorkers,
   remoteWorkers,
   rerunInTestbed,
   takeTestbedFlag,
@@ -77,6 +78,7 @@ export const benchCommand: Command = {
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
+      "token-file": { type: "string" },
     });
     const path = onePositional("bench", positionals, "model file");
     const out = str(values, "output");
@@ -89,9 +91,14 @@ export const benchCommand: Command = {
     }
     const declared = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, declared);
+    const ep = clusterEndpointWorkers(
+      declared,
+      declared.devices.map((d) => d.name),
+      remote.workers,
+    );
     checkWorkerNames(
       remote.workers,
-      declared.devices.map((d) => d.name),
+      declared.devices.map((d) => d.name).filter((d) => !ep.fromCluster.has(d)),
       `cluster ${declared.name}`,
     );
     const rerun = rerunInTestbed("bench", argv, remote, io);
@@ -120,7 +127,7 @@ export const benchCommand: Command = {
       rounds: intFlag("rounds", str(values, "rounds"), 3),
       modelPath: path,
       baselines: bool(values, "baselines"),
-      workers: remote.workers,
+      workers: ep.workers,
       token: remote.token,
       linkDelayMs: remote.linkDelayMs,
       onStep: (s) => bar.step(s),

@@ -40,8 +40,8 @@ stops the workers it started and exits 0.
   --plan       a plan from 'cleave plan' (stages and their devices)
   --stages/--cuts  split without a plan, as in 'cleave run'
   --cluster    cluster file or built-in name (default: the plan's cluster, else local)
-  --workers    running workers by device name (name=host:port,...); --token their token
-               (default: $CLEAVE_TOKEN)
+  --workers    running workers by device name (name=host:port,...); --token-file (or --token) their
+               token (default: $CLEAVE_TOKEN)
   --listen     address to listen on (default 127.0.0.1:8000; port 0 picks a free one)
   --name       model name in the URLs (default: the file name without extension, NAME for zoo:NAME)
   --queue      requests admitted beyond those in flight; more get HTTP 429 at once (default 64)
@@ -72,6 +72,7 @@ export const serveCommand: Command = {
       cluster: { type: "string" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
+      "token-file": { type: "string" },
       listen: { type: "string" },
       name: { type: "string" },
       queue: { type: "string" },
@@ -128,7 +129,7 @@ export const serveCommand: Command = {
       values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);
     const served = await deployForServing(model, split.assignment, split.devices, cluster, name, {
       workers: workers.workers,
-      token: remote.token ?? process.env.CLEAVE_TOKEN,
+      token: remote.token,
       inFlight,
       modelPath: path,
       predictedThroughput: predicted,
