@@ -230,8 +230,8 @@ export class InferenceServer {
         headers["inference-header-content-length"] = enc.headerLength;
       } else headers["content-type"] = "application/json";
       res.writeHead(200, headers);
-      for (let i = 0; i < enc.parts.length - 1; i++) res.write(enc.parts[i]);
-      res.end(enc.parts[enc.parts.length - 1]);
+      // One write: a JSON header and binary data written apart left the client waiting for a second segment.
+      res.end(enc.parts.length === 1 ? enc.parts[0] : Buffer.concat(enc.parts, enc.bytes));
     } catch (err) {
       const [status, message, o] =
         err instanceof HttpError
@@ -275,17 +275,22 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       "bad_request",
     );
   }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    total += c.byteLength;
-    if (total > limit) {
-      req.resume();
-      throw new HttpError(413, `request body is over the limit of ${limit} bytes`, "bad_request");
-    }
-    chunks.push(c);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+  // Events rather than an async iterator: the iterator costs several promise turns per chunk.
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let over = false;
+    req.on("data", (c: Buffer) => {
+      total += c.byteLength;
+      if (total > limit) over = true;
+      else chunks.push(c);
+    });
+    req.once("error", reject);
+    req.once("end", () => {
+      if (over) reject(new HttpError(413, `request body is over the limit of ${limit} bytes`, "bad_request"));
+      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total));
+    });
+  });
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
