@@ -1,6 +1,12 @@
+import { existsSync } from "node:fs";
 import { basename, extname } from "node:path";
 import { costModelFor } from "../cost/cost-factory.js";
 import { ArgumentError } from "../errors.js";
+import { analyzeModel } from "../ir/analyze.js";
+import { loadModel } from "../onnx/model-io.js";
+import { parsePreprocess, prependImagePreprocess } from "../onnx/preprocess.js";
+import { withEncodedImageInput } from "../serve/image-input.js";
+import { buildZooModel } from "../zoo/index.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
 import { parseEndpoint } from "../runtime/transport.js";
@@ -48,6 +54,10 @@ stops the workers it started and exits 0.
   --in-flight  requests in the pipeline at once (default 2 per stage)
   --timeout    deadline of a request that sets none, ms (default 30000); a request sets its own with the
                Inference-Timeout-Ms header or its 'timeout' parameter (microseconds)
+  --preprocess image:HxW[,mean=a/b/c][,std=a/b/c][,layout=nchw|nhwc]  prepend Cast, Div 255, Sub mean,
+               Div std (and Transpose for nchw) to the model as ONNX layers, planned and placed like any
+               other; the model then takes 'image', one JPEG or PNG as BYTES [1], decoded and resized
+               here with sharp (not with --plan)
 
 Model input flags:
 ${MODEL_INPUT_USAGE}`;
@@ -78,6 +88,7 @@ export const serveCommand: Command = {
       queue: { type: "string" },
       "in-flight": { type: "string" },
       timeout: { type: "string" },
+      preprocess: { type: "string" },
       ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("serve", positionals, "model file");
@@ -101,7 +112,22 @@ export const serveCommand: Command = {
     const remote = remoteWorkers(values, undefined, cluster);
     const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
     const inputs = modelInputs(values, fromPlan);
-    const model = await loadForCli(path, inputs, io);
+    const pre = str(values, "preprocess");
+    const preprocess = pre === undefined ? undefined : parsePreprocess(pre);
+    if (preprocess && plan)
+      throw new ArgumentError(
+        "--preprocess adds layers to the graph, which a plan made without them does not describe: drop --plan (serve plans itself) or give --stages/--cuts",
+        { field: "preprocess" },
+      );
+    const model = preprocess
+      ? await analyzeModel(
+          prependImagePreprocess(
+            path.startsWith("zoo:") && !existsSync(path) ? buildZooModel(path.slice(4)) : loadModel(path),
+            preprocess,
+          ),
+          { ...inputs, source: path },
+        )
+      : await loadForCli(path, inputs, io);
     let split: ReturnType<typeof splitFromFlags>;
     let predicted: number | undefined = plan?.totals.throughput;
     if (plan === undefined && values.stages === undefined && values.cuts === undefined) {
@@ -135,7 +161,7 @@ export const serveCommand: Command = {
       predictedThroughput: predicted,
     });
     const metrics = new ServeMetrics();
-    const server = new InferenceServer(served, {
+    const server = new InferenceServer(preprocess ? withEncodedImageInput(served, preprocess) : served, {
       host,
       port,
       maxAdmitted: served.inFlight + queue,

@@ -5,7 +5,8 @@
  * `binary_data_size`; a BYTES element is a u32 length and its bytes. Responses put requested outputs in
  * binary the same way. Decoding checks every tensor against the model's inputs (name, datatype, shape, element
  * count, byte length) and fails with a one-line ArgumentError naming the field, which the server answers with
- * HTTP 400.
+ * HTTP 400. A BYTES element arrives as a string of one latin1 character per byte (the bytes of binary data as
+ * they are, of a JSON string its UTF-8 bytes), so encoded images pass through unchanged.
  */
 import type { TensorSpec } from "../export/manifest.js";
 import { ArgumentError } from "../errors.js";
@@ -196,7 +197,7 @@ function binaryTensor(dtype: DType, bytes: Uint8Array, dims: number[], n: number
       if (p + 4 > bytes.byteLength) break;
       const len = view.getUint32(p, true);
       if (p + 4 + len > bytes.byteLength) break;
-      out.push(Buffer.from(bytes.buffer, bytes.byteOffset + p + 4, len).toString("utf8"));
+      out.push(Buffer.from(bytes.buffer, bytes.byteOffset + p + 4, len).toString("latin1"));
       p += 4 + len;
     }
     if (p !== bytes.byteLength || out.length !== n)
@@ -253,7 +254,11 @@ function jsonTensor(dtype: DType, raw: unknown, dims: number[], n: number, at: s
         data.findIndex((v) => typeof v !== "string"),
         "a string",
       );
-    return new ort.Tensor("string", data as string[], dims);
+    return new ort.Tensor(
+      "string",
+      (data as string[]).map((v) => Buffer.from(v, "utf8").toString("latin1")),
+      dims,
+    );
   }
   if (dtype === "bool") {
     const out = new Uint8Array(n);
