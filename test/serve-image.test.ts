@@ -11,7 +11,7 @@ import { main } from "../src/cli/main.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
-import { parsePreprocess } from "../src/onnx/preprocess.js";
+import { parsePostprocess, parsePreprocess } from "../src/onnx/preprocess.js";
 import { cliCommand } from "../src/runtime/local-cluster.js";
 
 // An encoded image through `serve --preprocess`: the preprocessing runs as ONNX layers in the pipeline, and
@@ -44,6 +44,8 @@ before(async () => {
     "127.0.0.1:0",
     "--preprocess",
     `image:${H}x${W},mean=${MEAN.join("/")},std=${STD.join("/")},layout=nchw`,
+    "--postprocess",
+    "topk=2",
   ]);
   const lines = createInterface({ input: serve.stdout! })[Symbol.asyncIterator]();
   const first = await lines.next();
@@ -113,24 +115,31 @@ function imageRequest(encoded: Buffer) {
   };
 }
 
-test("the model's metadata takes one encoded image as BYTES", async () => {
+test("the model's metadata takes one encoded image as BYTES and gives the top 2", async () => {
   const meta = await (await fetch(`${base}/v2/models/tinycls`)).json();
   assert.deepEqual(meta.inputs, [{ name: "image", datatype: "BYTES", shape: [1] }]);
+  assert.deepEqual(meta.outputs, [
+    { name: "logits_topk_values", datatype: "FP32", shape: [1, 2] },
+    { name: "logits_topk_indices", datatype: "INT64", shape: [1, 2] },
+  ]);
 });
 
-test("a JPEG and a PNG through --preprocess equal decoding and normalising them by hand", async () => {
+test("a JPEG and a PNG through --preprocess and --postprocess equal decoding, normalising and ranking by hand", async () => {
   for (const format of ["jpeg", "png"] as const) {
     const img = await picture(format);
     const r = await fetch(`${base}/v2/models/tinycls/infer`, imageRequest(img));
     assert.equal(r.status, 200, await r.clone().text());
-    const got = (await r.json()).outputs[0].data as number[];
-    const want = await byHand(img);
-    assert.equal(got.length, 4);
-    for (let i = 0; i < 4; i++)
+    const [values, indices] = (await r.json()).outputs as Array<{ data: number[] }>;
+    const logits = await byHand(img);
+    const order = [0, 1, 2, 3].sort((x, y) => logits[y] - logits[x]);
+    assert.deepEqual(indices.data, order.slice(0, 2), `${format}: logits ${Array.from(logits)}`);
+    for (let i = 0; i < 2; i++) {
+      const want = logits[order[i]];
       assert.ok(
-        Math.abs(got[i] - want[i]) <= 1e-4 * (1 + Math.abs(want[i])),
-        `${format} ${i}: ${got[i]} vs ${want[i]}`,
+        Math.abs(values.data[i] - want) <= 1e-4 * (1 + Math.abs(want)),
+        `${format} ${i}: ${values.data[i]} vs ${want}`,
       );
+    }
   }
 });
 
@@ -144,7 +153,7 @@ test("bytes that are not an image get 400, and the server keeps serving", async 
   );
 });
 
-test("--preprocess is parsed strictly, and refused with --plan", async () => {
+test("--preprocess and --postprocess are parsed strictly and checked against the model", async () => {
   assert.deepEqual(parsePreprocess("image:4x6,layout=nhwc"), {
     height: 4,
     width: 6,
@@ -168,4 +177,13 @@ test("--preprocess is parsed strictly, and refused with --plan", async () => {
     2,
   );
   assert.match(err[0], /input 'pixels' is not float32 \[1,3,9,9\] \(it is \[1,3,8,8\]\)/);
+  assert.equal(
+    await main(["serve", join(dir, "wrong.onnx"), "--stages", "1", "--postprocess", "topk=5"], io),
+    2,
+  );
+  assert.match(
+    err[1],
+    /output 'logits' is not float32 with at least 5 values on its last axis \(it is \[1,4\]\)/,
+  );
+  assert.throws(() => parsePostprocess("top=3"), /expected topk=K/);
 });

@@ -2,9 +2,9 @@ import { existsSync } from "node:fs";
 import { basename, extname } from "node:path";
 import { costModelFor } from "../cost/cost-factory.js";
 import { ArgumentError } from "../errors.js";
-import { analyzeModel } from "../ir/analyze.js";
+import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import { loadModel } from "../onnx/model-io.js";
-import { parsePreprocess, prependImagePreprocess } from "../onnx/preprocess.js";
+import { appendTopK, parsePostprocess, parsePreprocess, prependImagePreprocess } from "../onnx/preprocess.js";
 import { withEncodedImageInput } from "../serve/image-input.js";
 import { buildZooModel } from "../zoo/index.js";
 import { planToAssignment, readPlan } from "../partition/plan.js";
@@ -58,6 +58,8 @@ stops the workers it started and exits 0.
                Div std (and Transpose for nchw) to the model as ONNX layers, planned and placed like any
                other; the model then takes 'image', one JPEG or PNG as BYTES [1], decoded and resized
                here with sharp (not with --plan)
+  --postprocess topk=K  append a TopK to the model's output: it returns <output>_topk_values and
+               <output>_topk_indices, K each, instead of the whole output (not with --plan)
 
 Model input flags:
 ${MODEL_INPUT_USAGE}`;
@@ -89,6 +91,7 @@ export const serveCommand: Command = {
       "in-flight": { type: "string" },
       timeout: { type: "string" },
       preprocess: { type: "string" },
+      postprocess: { type: "string" },
       ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("serve", positionals, "model file");
@@ -114,20 +117,21 @@ export const serveCommand: Command = {
     const inputs = modelInputs(values, fromPlan);
     const pre = str(values, "preprocess");
     const preprocess = pre === undefined ? undefined : parsePreprocess(pre);
-    if (preprocess && plan)
+    const post = str(values, "postprocess");
+    const postprocess = post === undefined ? undefined : parsePostprocess(post);
+    if ((preprocess || postprocess) && plan)
       throw new ArgumentError(
-        "--preprocess adds layers to the graph, which a plan made without them does not describe: drop --plan (serve plans itself) or give --stages/--cuts",
-        { field: "preprocess" },
+        "--preprocess/--postprocess add layers to the graph, which a plan made without them does not describe: drop --plan (serve plans itself) or give --stages/--cuts",
+        { field: preprocess ? "preprocess" : "postprocess" },
       );
-    const model = preprocess
-      ? await analyzeModel(
-          prependImagePreprocess(
-            path.startsWith("zoo:") && !existsSync(path) ? buildZooModel(path.slice(4)) : loadModel(path),
-            preprocess,
-          ),
-          { ...inputs, source: path },
-        )
-      : await loadForCli(path, inputs, io);
+    let model: AnalyzedModel;
+    if (preprocess || postprocess) {
+      const proto =
+        path.startsWith("zoo:") && !existsSync(path) ? buildZooModel(path.slice(4)) : loadModel(path);
+      if (preprocess) prependImagePreprocess(proto, preprocess);
+      if (postprocess) appendTopK(proto, postprocess);
+      model = await analyzeModel(proto, { ...inputs, source: path });
+    } else model = await loadForCli(path, inputs, io);
     let split: ReturnType<typeof splitFromFlags>;
     let predicted: number | undefined = plan?.totals.throughput;
     if (plan === undefined && values.stages === undefined && values.cuts === undefined) {

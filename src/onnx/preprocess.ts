@@ -120,3 +120,57 @@ export function prependImagePreprocess(model: ModelProto, p: ImagePreprocess): M
   );
   return model;
 }
+
+/** Post-processing appended to a model: what `--postprocess topk=K` gives. */
+export interface TopKPostprocess {
+  k: number;
+}
+
+/** Parses `topk=5`. */
+export function parsePostprocess(text: string): TopKPostprocess {
+  const m = /^topk=(\d+)$/.exec(text.trim());
+  if (!m || Number(m[1]) < 1)
+    throw new ArgumentError(`--postprocess: expected topk=K with K >= 1, got '${text}'`, {
+      field: "postprocess",
+    });
+  return { k: Number(m[1]) };
+}
+
+/**
+ * Appends a TopK over the last axis of the model's single float32 output (in place): the model then returns
+ * `<output>_topk_values` (float32) and `<output>_topk_indices` (int64), [..., K] each, largest first, instead
+ * of the whole output, so only K values per request leave the last stage.
+ */
+export function appendTopK(model: ModelProto, p: TopKPostprocess): ModelProto {
+  const g = model.graph;
+  if (g?.output.length !== 1)
+    throw new ArgumentError(
+      `--postprocess: the model has ${g?.output.length ?? 0} outputs; top-k needs exactly one`,
+      { field: "postprocess" },
+    );
+  const out = g.output[0];
+  const t = out.type?.value.case === "tensorType" ? out.type.value.value : undefined;
+  const dims = t?.shape?.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : -1)) ?? [];
+  const last = dims[dims.length - 1];
+  if (t?.elemType !== 1 || dims.length === 0 || !(last >= p.k))
+    throw new ArgumentError(
+      `--postprocess: output '${out.name}' is not float32 with at least ${p.k} values on its last axis (it is [${dims.map((d) => (d < 0 ? "?" : d))}])`,
+      { field: "postprocess", tensor: out.name },
+    );
+  const k = `${out.name}_topk_k`;
+  const values = `${out.name}_topk_values`;
+  const indices = `${out.name}_topk_indices`;
+  g.initializer.push(makeTensor(k, "int64", [1], new BigInt64Array([BigInt(p.k)])));
+  g.node.push(
+    create(NodeProtoSchema, {
+      opType: "TopK",
+      input: [out.name, k],
+      output: [values, indices],
+      name: "postprocess_topk",
+      attribute: [attribute("axis", -1), attribute("largest", 1), attribute("sorted", 1)],
+    }),
+  );
+  const shape = [...dims.slice(0, -1).map((d) => (d < 0 ? "batch" : d)), p.k];
+  g.output = [valueInfo(values, "float32", shape), valueInfo(indices, "int64", shape)];
+  return model;
+}
