@@ -13,6 +13,8 @@ export interface MetricsSource {
   workerStats(): Promise<StatsReplyMsg[]>;
   /** The running plan's predicted throughput, inferences/s (undefined: no prediction). */
   predictedThroughput?: number;
+  /** Recoveries from worker faults so far. */
+  recoveries?: () => number;
 }
 
 /** Seconds of the sliding window the measured throughput is taken over. */
@@ -86,6 +88,14 @@ export class ServeMetrics {
         const s = self.source?.pipelineStats();
         this.set({ direction: "sent" }, s?.bytesSent ?? 0);
         this.set({ direction: "received" }, s?.bytesReceived ?? 0);
+      },
+    });
+    new Gauge({
+      name: "cleave_serve_recoveries",
+      help: "Times the deployment recovered from a worker fault (workers restarted, stages deployed again)",
+      registers,
+      collect() {
+        this.set(self.source?.recoveries?.() ?? 0);
       },
     });
     new Gauge({

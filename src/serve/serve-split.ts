@@ -2,16 +2,39 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster, Device } from "../cluster/types.js";
-import { ArgumentError, CleaveError } from "../errors.js";
+import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { StageAssignment } from "../partition/assign.js";
+import { backoffDelay, sleep } from "../runtime/backoff.js";
 import { deploy } from "../runtime/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../runtime/local-cluster.js";
 import type { Pipeline, Tensors, WorkerAddress } from "../runtime/pipeline.js";
+import { logger } from "../runtime/log.js";
 import type { MetricsSource } from "./metrics.js";
 import type { ServedModel } from "./server.js";
+
+const log = logger("serve:deploy");
+
+/** Resolves when `p` does; rejects when `signal` aborts first. */
+function untilAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (err) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
 
 /** Options of {@link deployForServing}. */
 export interface ServeSplitOptions {
@@ -36,6 +59,8 @@ export interface ServedSplit extends ServedModel, MetricsSource {
   readonly devices: readonly string[];
   /** Requests in the pipeline at once. */
   readonly inFlight: number;
+  /** Recoveries from worker faults so far. */
+  recoveries(): number;
   /** Undeploys, stops the local workers it started and removes the stage files. */
   close(): Promise<void>;
 }
@@ -43,7 +68,9 @@ export interface ServedSplit extends ServedModel, MetricsSource {
 /**
  * Deploys a split of `model` on the devices of `cluster` for serving, under the name `name`: writes the stage
  * models, starts a pinned local worker for each emulated device (one with `cpus`) without a running worker,
- * and deploys. A worker fault (a connection lost) makes it not ready; the caller closes it.
+ * and deploys. A worker fault (a connection lost) makes it not ready while it recovers: it restarts its local
+ * workers and deploys again, with backoff, and the requests that met the fault run once more. The caller
+ * closes it.
  */
 export async function deployForServing(
   model: AnalyzedModel,
@@ -92,35 +119,82 @@ export async function deployForServing(
       );
     }
     const inFlight = opts.inFlight ?? 2 * stages.length;
+    const localDevices = toStart.map((d) => ({
+      name: d.name,
+      cpus: d.cpus,
+      threads: d.threads ?? d.cpus?.length ?? 1,
+    }));
+    const deployNow = () =>
+      deploy({ manifest, dir: split }, [...given.values(), ...(local?.workers ?? [])], {
+        token: local?.token ?? opts.token,
+        maxInFlight: inFlight,
+      });
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
-    const p = await deploy({ manifest, dir: split }, [...given.values(), ...(local?.workers ?? [])], {
-      token: local?.token ?? opts.token,
-      maxInFlight: inFlight,
-    });
-    pipeline = p;
-    let lost = false;
+    pipeline = await deployNow();
     let closed = false;
+    let recovering: Promise<void> | undefined;
+    let recoveries = 0;
+    // After a worker fault: undeploy what is left, restart the local workers (a given worker is someone
+    // else's to restart, e.g. its StatefulSet's) and deploy again, with backoff, until it works or closes.
+    const recover = (): Promise<void> => {
+      recovering ??= (async () => {
+        for (let attempt = 0; !closed; attempt++) {
+          try {
+            await pipeline?.close();
+            if (local) {
+              const token = local.token;
+              await local.stop();
+              local = undefined;
+              local = await startLocalWorkers(localDevices, { token });
+            }
+            pipeline = await deployNow();
+            recoveries++;
+            log(`recovered after ${attempt + 1} attempt(s)`);
+            return;
+          } catch (err) {
+            log(`recovery attempt ${attempt + 1} failed: ${errorMessage(err)}`);
+            await sleep(backoffDelay(attempt, { initialMs: 200, maxMs: 5000 }));
+          }
+        }
+      })().finally(() => {
+        recovering = undefined;
+      });
+      return recovering;
+    };
+    const current = () => pipeline as Pipeline;
     return {
       name,
-      signature: { inputs: p.manifest.inputs, outputs: p.manifest.outputs },
-      pipeline: p,
+      signature: { inputs: manifest.inputs, outputs: manifest.outputs },
+      get pipeline() {
+        return current();
+      },
       devices: [...devices],
       inFlight,
       predictedThroughput: opts.predictedThroughput,
-      ready: () => !lost && !closed,
+      ready: () => recovering === undefined && !closed,
+      recoveries: () => recoveries,
       async infer(feeds: Tensors, o: { signal: AbortSignal }) {
-        try {
-          return await p.infer(feeds, { signal: o.signal });
-        } catch (err) {
-          // A worker fault (its connection lost) breaks the pipeline for every later request.
-          if (err instanceof CleaveError && err.code === "WORKER") lost = true;
-          throw err;
+        // A request that meets a fault runs again (twice at most), after the recovery when a worker was lost,
+        // so an admitted request is answered rather than lost. A peer's death can first reach a request as
+        // a stage error (the stage before it could not send), and the pipeline learns of the lost
+        // connection a moment later, so any run-time fault is retried, and a lost worker starts recovery.
+        for (let attempt = 0; ; attempt++) {
+          if (recovering) await untilAborted(recovering, o.signal);
+          const p = current();
+          try {
+            return await p.infer(feeds, { signal: o.signal });
+          } catch (err) {
+            const runtime = err instanceof RuntimeFault;
+            if (!runtime || closed || o.signal.aborted || attempt >= 2) throw err;
+            if (err.code === "WORKER" && current() === p) void recover();
+          }
         }
       },
-      pipelineStats: () => p.stats(),
-      workerStats: () => p.workerStats(),
+      pipelineStats: () => current().stats(),
+      workerStats: () => current().workerStats(),
       close: async () => {
         closed = true;
+        await recovering;
         await release();
       },
     };
