@@ -32,17 +32,18 @@ import { withLocalProfiles } from "./local-profiles.js";
 import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave serve <model.onnx | zoo:NAME> [--plan plan.json | --stages k | --cuts a,b]
-                    [--cluster c.yaml] [--workers name=host:port,... --token T]
+                    [--cluster c.yaml] [--workers name=host:port,... --token-file F]
                     [--listen HOST:PORT] [--name N] [--queue N] [--in-flight K] [--timeout MS]
-                    [model input flags]
+                    [--preprocess image:HxW,...] [--postprocess topk=K] [model input flags]
 
 Deploys a split and serves it with the Open Inference Protocol (KServe v2) over HTTP/REST until SIGINT or
 SIGTERM: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, POST /v2/models/NAME/infer (JSON or
 binary tensor data), and Prometheus metrics on GET /metrics. Prints one line with the URL it listens on.
 Without --plan, --stages or --cuts it plans the model on the cluster for throughput first. Devices with
 'cpus' get a local worker; devices with 'endpoint' in the cluster file, or named in --workers, use the
-running worker there. On SIGINT/SIGTERM it stops accepting, answers the requests in flight, undeploys,
-stops the workers it started and exits 0.
+running worker there. A lost worker makes it not ready until it has restarted its local workers and
+deployed again; requests that met the fault run again. On SIGINT/SIGTERM it stops accepting, answers the
+requests in flight, undeploys, stops the workers it started and exits 0.
   --plan       a plan from 'cleave plan' (stages and their devices)
   --stages/--cuts  split without a plan, as in 'cleave run'
   --cluster    cluster file or built-in name (default: the plan's cluster, else local)
