@@ -139,6 +139,29 @@ export {
 } from "./runtime/bench-figures.js";
 export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./runtime/corun.js";
 
+// Serving: the Open Inference Protocol over HTTP, metrics, pre- and post-processing layers
+export {
+  type DecodedRequest,
+  decodeInferRequest,
+  encodeInferResponse,
+  type ModelSignature,
+  modelMetadata,
+} from "./serve/codec.js";
+export { type InferenceServerOptions, InferenceServer, type ServedModel } from "./serve/server.js";
+export { AdmissionQueue } from "./serve/queue.js";
+export { type MetricsSource, ServeMetrics, workerMetricsRegistry } from "./serve/metrics.js";
+export { type MetricsEndpoint, serveMetrics } from "./serve/metrics-http.js";
+export { deployForServing, type ServedSplit, type ServeSplitOptions } from "./serve/serve-split.js";
+export { decodeImage, withEncodedImageInput } from "./serve/image-input.js";
+export {
+  appendTopK,
+  type ImagePreprocess,
+  parsePostprocess,
+  parsePreprocess,
+  prependImagePreprocess,
+  type TopKPostprocess,
+} from "./onnx/preprocess.js";
+
 // Report
 export { reportInputFrom } from "./report/report-input.js";
 export { renderReportHtml } from "./report/report-html.js";

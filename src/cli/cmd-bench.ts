@@ -24,6 +24,7 @@ import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
+  clusterEndpointWorkers,
   remoteWorkers,
   rerunInTestbed,
   takeTestbedFlag,
@@ -80,6 +81,7 @@ export const benchCommand: Command = {
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
+      "token-file": { type: "string" },
     });
     const path = onePositional("bench", positionals, "model file");
     const out = str(values, "output");
@@ -92,9 +94,14 @@ export const benchCommand: Command = {
     }
     const declared = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, declared);
+    const ep = clusterEndpointWorkers(
+      declared,
+      declared.devices.map((d) => d.name),
+      remote.workers,
+    );
     checkWorkerNames(
       remote.workers,
-      declared.devices.map((d) => d.name),
+      declared.devices.map((d) => d.name).filter((d) => !ep.fromCluster.has(d)),
       `cluster ${declared.name}`,
     );
     const rerun = rerunInTestbed("bench", argv, remote, io);
@@ -124,7 +131,7 @@ export const benchCommand: Command = {
       modelPath: path,
       baselines: bool(values, "baselines"),
       replicas: !bool(values, "no-replicas"),
-      workers: remote.workers,
+      workers: ep.workers,
       token: remote.token,
       linkDelayMs: remote.linkDelayMs,
       onStep: (s) => bar.step(s),

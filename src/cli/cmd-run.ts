@@ -25,6 +25,7 @@ import { loadForCli } from "./load.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
+  clusterEndpointWorkers,
   remoteWorkers,
   rerunInTestbed,
   takeTestbedFlag,
@@ -113,6 +114,7 @@ export const runCommand: Command = {
       cluster: { type: "string" },
       workers: { type: "string", multiple: true },
       token: { type: "string" },
+      "token-file": { type: "string" },
       requests: { type: "string" },
       "in-flight": { type: "string" },
       json: { type: "boolean" },
@@ -128,9 +130,10 @@ export const runCommand: Command = {
     const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
     const model = await loadForCli(path, modelInputs(values, fromPlan), io);
     const { assignment, devices, weights } = splitFromFlags(model, values, cluster);
+    const ep = clusterEndpointWorkers(cluster, devices.flat(), remote.workers);
     checkWorkerNames(
       remote.workers,
-      devices.flat(),
+      devices.flat().filter((d) => !ep.fromCluster.has(d)),
       str(values, "plan") ?? `the split over cluster ${cluster.name}`,
     );
     const json = bool(values, "json");
@@ -139,7 +142,7 @@ export const runCommand: Command = {
       requests: intFlag("requests", str(values, "requests"), 200),
       inFlight:
         values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2),
-      workers: remote.workers,
+      workers: ep.workers,
       token: remote.token,
       linkDelayMs: remote.linkDelayMs,
       modelPath: path,

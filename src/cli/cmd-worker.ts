@@ -2,15 +2,21 @@ import { ArgumentError } from "../errors.js";
 import { checkThreads } from "../onnx/ort.js";
 import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
 import { Worker } from "../runtime/worker.js";
+import { workerMetricsRegistry } from "../serve/metrics.js";
+import { type MetricsEndpoint, serveMetrics } from "../serve/metrics-http.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
+import { readWorkerConfig, tokenFrom } from "./worker-config.js";
 
-const USAGE = `usage: cleave worker --listen HOST:PORT [--token T] [--threads N] [--name NAME] [--transport tcp|ws]
+const USAGE = `usage: cleave worker --listen HOST:PORT [--token-file F | --token T] [--threads N] [--name NAME]
+                     [--transport tcp|ws] [--metrics HOST:PORT] [--config worker.yaml]
 
 Runs one device's worker until SIGINT/SIGTERM. Prints one line with the address it really listens on
 (port 0 picks a free one). A coordinator (cleave run, deploy()) sends it stage models; it keeps them in
 memory only.
   --listen     address to listen on (default 127.0.0.1:0)
-  --token      shared secret peers must present (default: $CLEAVE_TOKEN; none accepts any peer)
+  --token-file file whose first line is the shared secret peers must present
+  --token      the secret itself (visible to every user in ps; prefer --token-file or $CLEAVE_TOKEN)
+               (default: $CLEAVE_TOKEN; none accepts any peer)
   --threads    onnxruntime intra-op threads (default 1; at most 4 per CPU)
   --name       name used in errors (default worker)
   --transport  tcp (default) or ws
@@ -18,6 +24,10 @@ memory only.
                arrive in chunks below it, whatever their size
   --no-receive-pool  receive every large frame into a new buffer instead of reusing stage-input buffers
                (slower; for comparison, see bench/receive-pool.ts)
+  --metrics    serve Prometheus metrics (per-stage runs, errors, onnxruntime seconds) on
+               http://HOST:PORT/metrics
+  --config     YAML or JSON file of these options by long name (listen: 0.0.0.0:7001, token-file: ...,
+               threads: 2, metrics: 0.0.0.0:9100, no-receive-pool: true); flags win over it
   --exit-on-stdin-close  exit when standard input closes (used when cleave starts workers itself)`;
 
 /** `cleave worker`. */
@@ -26,9 +36,12 @@ export const workerCommand: Command = {
   summary: "run a worker that serves pipeline stages for a coordinator",
   usage: USAGE,
   async run(argv, io) {
-    const { values, positionals } = parseFlags("worker", argv, {
+    const parsed = parseFlags("worker", argv, {
+      config: { type: "string" },
       listen: { type: "string" },
       token: { type: "string" },
+      "token-file": { type: "string" },
+      metrics: { type: "string" },
       threads: { type: "string" },
       name: { type: "string" },
       transport: { type: "string" },
@@ -36,6 +49,9 @@ export const workerCommand: Command = {
       "no-receive-pool": { type: "boolean" },
       "exit-on-stdin-close": { type: "boolean" },
     });
+    const { positionals } = parsed;
+    const configFile = str(parsed.values, "config");
+    const values = { ...(configFile === undefined ? {} : readWorkerConfig(configFile)), ...parsed.values };
     if (positionals.length > 0)
       throw new ArgumentError(`cleave worker: unexpected argument '${positionals[0]}'`);
     const listen = str(values, "listen") ?? "127.0.0.1:0";
@@ -55,17 +71,40 @@ export const workerCommand: Command = {
       name: name ?? "worker",
       host,
       port,
-      token: str(values, "token") ?? process.env.CLEAVE_TOKEN,
+      token: tokenFrom(values),
       threads,
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
       receivePool: !bool(values, "no-receive-pool"),
     });
+    const metricsAt = str(values, "metrics");
+    let metricsEndpoint: { host: string; port: number } | undefined;
+    if (metricsAt !== undefined)
+      try {
+        metricsEndpoint = parseEndpoint(metricsAt);
+      } catch (err) {
+        throw new ArgumentError(`--metrics: ${(err as Error).message}`, { field: "metrics" });
+      }
     const addr = await worker.start();
+    let metrics: MetricsEndpoint | undefined;
+    if (metricsEndpoint !== undefined) {
+      try {
+        metrics = await serveMetrics(
+          workerMetricsRegistry(() => worker.stats()),
+          metricsEndpoint.host,
+          metricsEndpoint.port,
+        );
+      } catch (err) {
+        await worker.stop();
+        throw new ArgumentError(`--metrics ${metricsAt}: ${(err as Error).message}`, { field: "metrics" });
+      }
+    }
     // Says what it is once: "cleave worker" and, when one was given, its name.
     io.out(
       `cleave worker${name === undefined ? "" : ` ${name}`} listening on ${formatEndpoint(addr.host, addr.port)}`,
     );
+    if (metrics !== undefined)
+      io.out(`cleave worker${name === undefined ? "" : ` ${name}`} metrics on ${metrics.url}`);
     await new Promise<void>((resolve) => {
       const done = () => resolve();
       process.once("SIGINT", done);
@@ -76,6 +115,7 @@ export const workerCommand: Command = {
         process.stdin.resume();
       }
     });
+    await metrics?.close();
     await worker.stop();
     // stdin was resumed to watch for its end; let go of it so the process can exit.
     process.stdin.destroy();

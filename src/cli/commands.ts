@@ -8,6 +8,7 @@ import { planCommand } from "./cmd-plan.js";
 import { probeCommand } from "./cmd-probe.js";
 import { profileCommand } from "./cmd-profile.js";
 import { runCommand } from "./cmd-run.js";
+import { serveCommand } from "./cmd-serve.js";
 import { reportCommand } from "./cmd-report.js";
 import { splitCommand } from "./cmd-split.js";
 import { testbedCommand } from "./cmd-testbed.js";
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command[] = [
   estimateCommand,
   runCommand,
   benchCommand,
+  serveCommand,
   reportCommand,
   workerCommand,
   probeCommand,

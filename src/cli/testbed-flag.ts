@@ -5,14 +5,17 @@ import { ArgumentError } from "../errors.js";
 import { cliCommand } from "../runtime/local-cluster.js";
 import type { WorkerAddress } from "../runtime/pipeline.js";
 import { defaultStateFile, readTestbedState, type TestbedState } from "../runtime/testbed.js";
-import { type CliIO, list, type ParsedFlags, processIO, str } from "./command.js";
+import { type CliIO, list, type ParsedFlags, processIO } from "./command.js";
+import { givenToken } from "./worker-config.js";
 
 /** Environment variable set on a command re-run inside a testbed's coordinator namespace (value: the namespace). */
 export const TESTBED_NS_ENV = "CLEAVE_TESTBED_NS";
 
 /** Usage lines of the flags this module reads (for `run` and `bench`). */
 export const WORKER_FLAGS_USAGE = `  --workers    running workers by device name (name=host:port,...), e.g. started with 'cleave worker'
-  --token      token the given workers were started with
+  --token-file file whose first line is the token the given workers were started with
+  --token      the token itself (default: $CLEAVE_TOKEN)
+               Devices with neither cpus: nor a --workers entry use the worker at their endpoint:
   --testbed    use the workers, token and link delays of 'cleave testbed up' (state file: --testbed FILE or
                --testbed=FILE, default ${defaultStateFile()}); when its workers are in
                namespaces, the command re-runs itself (as root) in the testbed's coordinator namespace`;
@@ -106,7 +109,7 @@ export function remoteWorkers(
   cluster: Cluster,
 ): RemoteWorkers {
   const workers = parseWorkers(list(values, "workers"));
-  const token = str(values, "token");
+  const token = givenToken(values) ?? (stateFile === undefined ? process.env.CLEAVE_TOKEN : undefined);
   if (stateFile === undefined) return { workers, token };
   if (workers !== undefined || token !== undefined)
     throw new ArgumentError(
@@ -206,4 +209,27 @@ async function runInNamespace(ns: string, args: readonly string[], io: CliIO): P
   } finally {
     for (const s of signals) process.off(s, forward);
   }
+}
+
+/**
+ * The workers of `devices`: those given (`--workers`, a testbed), plus, for each device with neither a given
+ * worker nor `cpus:` (emulated here), the running worker at its cluster file's `endpoint:`. `fromCluster`
+ * names the devices whose worker came from the cluster file.
+ */
+export function clusterEndpointWorkers(
+  cluster: Cluster,
+  devices: readonly string[],
+  given: readonly WorkerAddress[] | undefined,
+): { workers: WorkerAddress[] | undefined; fromCluster: Set<string> } {
+  const have = new Set((given ?? []).map((w) => w.name));
+  const fromCluster = new Set<string>();
+  const extra: WorkerAddress[] = [];
+  for (const name of new Set(devices)) {
+    const d = cluster.devices.find((x) => x.name === name);
+    if (d === undefined || have.has(name) || d.cpus !== undefined || d.endpoint === undefined) continue;
+    fromCluster.add(name);
+    extra.push({ name, endpoint: d.endpoint });
+  }
+  if (given === undefined && extra.length === 0) return { workers: undefined, fromCluster };
+  return { workers: [...(given ?? []), ...extra], fromCluster };
 }

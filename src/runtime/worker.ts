@@ -27,6 +27,7 @@ import type {
   LoadMsg,
   RejectMsg,
   Role,
+  StatsReplyMsg,
   StageStats,
   WelcomeMsg,
 } from "./protocol.js";
@@ -179,6 +180,20 @@ export class Worker {
     return this.listener ? { host: this.listener.host, port: this.listener.port } : undefined;
   }
 
+  /** The counters a coordinator's `stats` request gets: per stage of the deployment, and the process's CPU time. */
+  stats(): StatsReplyMsg {
+    return {
+      t: "stats-reply",
+      worker: this.deployment?.name ?? this.name,
+      stages: [...(this.deployment?.stages.values() ?? [])].map((s) => ({
+        ...s.stats,
+        pending: s.pending.size,
+      })),
+      cpuMs: cpuMs(),
+      receiveBuffersReused: this.pool.reused,
+    };
+  }
+
   /** Stops listening, closes every connection and releases the sessions. */
   async stop(): Promise<void> {
     this.teardown();
@@ -262,16 +277,7 @@ export class Worker {
         this.cancel(f.requestId);
         return;
       case "stats":
-        void reply({
-          t: "stats-reply",
-          worker: this.deployment?.name ?? this.name,
-          stages: [...(this.deployment?.stages.values() ?? [])].map((s) => ({
-            ...s.stats,
-            pending: s.pending.size,
-          })),
-          cpuMs: cpuMs(),
-          receiveBuffersReused: this.pool.reused,
-        });
+        void reply({ ...this.stats() });
         return;
       case "undeploy":
         if (this.deployment?.coordinator === conn) this.teardown();
