@@ -45,7 +45,7 @@ export const testbedCommand: Command = {
       io.out(`testbed up (${s.mode}), state in ${stateFile}`);
       for (const n of s.notes.filter((n) => !n.startsWith("no "))) io.out(`  ${n}`);
       io.out(`  workers: ${s.workers.map((w) => `${w.name}=${w.endpoint}`).join(",")}`);
-      io.out(`  token:   ${s.token} (set CLEAVE_TOKEN)`);
+      io.out(`  token:   in ${stateFile} (readable by this user only; --testbed reads it)`);
       const delays = Object.entries(s.linkDelayMs);
       if (delays.length > 0)
         io.out(`  link delays (user space): ${delays.map(([k, v]) => `${k} ${v} ms`).join(", ")}`);
