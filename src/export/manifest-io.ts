@@ -49,6 +49,17 @@ export function readManifest(pathOrDir: string): { manifest: Manifest; dir: stri
         field: `stages[${i}].data.file`,
       });
     }
+    if (st.devices !== undefined) {
+      const ds = st.devices;
+      const ok = Array.isArray(ds) && ds.length > 0 && ds.every((d) => typeof d === "string" && d !== "");
+      const twice = ok ? ds.find((d, k) => ds.indexOf(d) !== k) : undefined;
+      if (!ok || twice !== undefined || (st.device !== undefined && st.device !== ds[0])) {
+        throw new ArgumentError(
+          `${file}: stages[${i}].devices: ${!ok ? "expected a list of device names" : twice !== undefined ? `device '${twice}' is listed twice` : `the first device must be 'device' (${st.device})`}`,
+          { file, field: `stages[${i}].devices` },
+        );
+      }
+    }
     for (const name of st.outputs) available.add(name);
   });
   for (const o of manifest.outputs) {

@@ -11,8 +11,12 @@ import type { StageModel } from "./stage.js";
 export interface WriteOptions {
   /** The source model's path, recorded in the manifest. */
   modelPath: string;
-  /** Device of each stage, recorded in the manifest. */
-  devices?: readonly string[];
+  /**
+   * Device of each stage, or its replica group (every device that runs it, first one first), recorded in the
+   * manifest as `device` (the first) and, for a group of two or more, `devices`. A replicated stage has one
+   * file, which each of its replicas loads.
+   */
+  devices?: readonly (string | readonly string[])[];
   /**
    * A stage model larger than this, bytes, is written with its tensors of 1 KiB or more in external data
    * (`stage-<i>.onnx.data`); default PROTOBUF_LIMIT_BYTES, the most one ONNX protobuf can hold.
@@ -84,7 +88,7 @@ export function writeSplit(
           bytesIn: st.bytesIn,
           bytesOut: st.bytesOut,
           nodes: st.nodes.length,
-          ...(opts.devices?.[st.index] !== undefined ? { device: opts.devices[st.index] } : {}),
+          ...stageDevicesField(opts.devices?.[st.index], st.index),
           sha256: saved.sha256,
           fileBytes: saved.bytes,
           ...(saved.data
@@ -109,4 +113,26 @@ export function writeSplit(
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The manifest's `device`/`devices` fields for a stage's device or replica group. */
+function stageDevicesField(
+  given: string | readonly string[] | undefined,
+  stage: number,
+): { device?: string; devices?: string[] } {
+  if (given === undefined) return {};
+  if (typeof given === "string") return { device: given };
+  if (given.length === 0)
+    throw new ArgumentError(`devices[${stage}]: a replica group needs at least one device`, {
+      field: `devices[${stage}]`,
+      stage,
+    });
+  const twice = given.find((d, i) => given.indexOf(d) !== i);
+  if (twice !== undefined)
+    throw new ArgumentError(`devices[${stage}]: device '${twice}' is listed twice in the replica group`, {
+      field: `devices[${stage}]`,
+      stage,
+      device: twice,
+    });
+  return given.length === 1 ? { device: given[0] } : { device: given[0], devices: [...given] };
 }

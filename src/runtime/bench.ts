@@ -140,6 +140,17 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
     stageCpuMs: byDevice((m) => m.stageCpuMs),
     stageOrtCpuMs: byDevice((m) => m.stageOrtCpuMs),
     coordinatorCpuMs: perRequest((m) => m.coordinatorCpuMs),
+    replicas: ms[0].replicas.map((r, k) => {
+      const done = sum((m) => m.replicas[k]?.completed ?? 0);
+      const last = ms[ms.length - 1].replicas[k] ?? r;
+      return {
+        ...last,
+        completed: done,
+        failed: sum((m) => m.replicas[k]?.failed ?? 0),
+        throughput: wallMs > 0 ? (done * 1000) / wallMs : 0,
+      };
+    }),
+    losses: ms.flatMap((m) => m.losses),
   };
 }
 

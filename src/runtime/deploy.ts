@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Manifest, TensorSpec } from "../export/manifest.js";
+import type { Manifest, ManifestStage, TensorSpec } from "../export/manifest.js";
 import { readManifest } from "../export/manifest-io.js";
 import { ArgumentError, CleaveError, errorMessage, RuntimeFault } from "../errors.js";
 import { connectWorker } from "./handshake.js";
@@ -9,6 +9,8 @@ import { logger } from "./log.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "./frame.js";
 import { Pipeline, type PipelineLink, type StageLoad, type WorkerAddress } from "./pipeline.js";
 import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "./protocol.js";
+import { MAX_PATH } from "./frame.js";
+import { Replica, ReplicaGroup } from "./replicas.js";
 import type { TransportName } from "./transport.js";
 import { makeTransport } from "./transports.js";
 
@@ -23,8 +25,16 @@ export interface DeployOptions {
    * load once its bytes are sent, and the default deadline of each request, ms (default 30000).
    */
   timeoutMs?: number;
-  /** Most requests in flight at once; further infer() calls wait for a slot (default 2 x stages). */
+  /**
+   * Most requests in flight at once; further infer() calls wait for a slot (default 2 x the number of distinct
+   * workers, so every replica can have one request running and one waiting).
+   */
   maxInFlight?: number;
+  /**
+   * Relative speed of each replica of a replicated stage (e.g. the plan's share), by stage number and device;
+   * the dispatcher's first estimate of its time per request is 1 / weight, until measured. Default 1.
+   */
+  replicaWeights?: (stage: number, device: string) => number | undefined;
   /** Transport the workers listen with (default "tcp"). */
   transport?: TransportName;
   /** Largest frame sent or accepted, bytes. */
@@ -52,8 +62,21 @@ const CHUNK_HEADER_ROOM = 1024;
 /** A split model on disk: a folder with manifest.json, or the manifest and the folder its files are in. */
 export type DeploySource = string | { manifest: Manifest; dir: string };
 
-/** Assigns stages to workers: by `stage.device` when every stage names a given worker, else one worker per stage in order. */
-export function assignStages(manifest: Manifest, workers: readonly WorkerAddress[]): WorkerAddress[] {
+/** The devices a manifest stage names: its replica group (`devices`), else its `device`, else none. */
+function namedDevices(s: ManifestStage): string[] {
+  return s.devices !== undefined && s.devices.length > 0
+    ? s.devices
+    : s.device !== undefined
+      ? [s.device]
+      : [];
+}
+
+/**
+ * Assigns stages to workers, a group per stage (its replicas, in order): by each stage's `devices` (or
+ * `device`) when every stage names given workers, else one worker per stage in order. A worker may run
+ * several stages; a stage's group lists a worker once.
+ */
+export function assignStages(manifest: Manifest, workers: readonly WorkerAddress[]): WorkerAddress[][] {
   const names = new Set<string>();
   for (const w of workers) {
     if (names.has(w.name))
@@ -61,13 +84,31 @@ export function assignStages(manifest: Manifest, workers: readonly WorkerAddress
     names.add(w.name);
   }
   const byName = new Map(workers.map((w) => [w.name, w]));
-  if (manifest.stages.every((s) => s.device !== undefined && byName.has(s.device)))
-    return manifest.stages.map((s) => byName.get(s.device!)!);
+  manifest.stages.forEach((s, i) => {
+    const ds = namedDevices(s);
+    const twice = ds.find((d, k) => ds.indexOf(d) !== k);
+    if (twice !== undefined)
+      throw new ArgumentError(`manifest: stages[${i}].devices: device '${twice}' is listed twice`, {
+        field: `stages[${i}].devices`,
+        device: twice,
+      });
+  });
+  const named = manifest.stages.map(namedDevices);
+  if (named.every((ds) => ds.length > 0 && ds.every((d) => byName.has(d))))
+    return named.map((ds) => ds.map((d) => byName.get(d)!));
+  const replicated = manifest.stages.findIndex((s) => namedDevices(s).length > 1);
+  if (replicated >= 0) {
+    const missing = named[replicated].filter((d) => !byName.has(d));
+    throw new ArgumentError(
+      `workers: stage ${replicated} is replicated on ${named[replicated].join(", ")}; give a worker for each of its devices by name${missing.length > 0 ? ` (missing: ${missing.join(", ")})` : ""}`,
+      { device: missing[0] ?? named[replicated][0], stage: replicated },
+    );
+  }
   if (workers.length !== manifest.stages.length)
     throw new ArgumentError(
       `workers: ${workers.length} given for ${manifest.stages.length} stages (give one per stage, or name each stage's device: ${manifest.stages.map((s) => s.device ?? "?").join(", ")})`,
     );
-  return [...workers];
+  return workers.map((w) => [w]);
 }
 
 /**
@@ -89,7 +130,27 @@ export async function deploy(
   const deployment = randomUUID();
   const delay = opts.linkDelayMs ?? (() => 0);
 
-  const distinct = [...new Map(assigned.map((w) => [w.name, w])).values()];
+  const distinct = [...new Map(assigned.flat().map((w) => [w.name, w])).values()];
+  const weights = assigned.map((g, i) =>
+    g.map((w) => {
+      const stage = manifest.stages[i].index ?? i;
+      const x = opts.replicaWeights?.(stage, w.name) ?? 1;
+      if (!(x > 0) || !Number.isFinite(x))
+        throw new ArgumentError(
+          `replica weight of stage ${stage} on ${w.name}: ${x} is not a positive number`,
+          {
+            device: w.name,
+            stage,
+          },
+        );
+      return x;
+    }),
+  );
+  const stageNo = manifest.stages.map((s, i) => s.index ?? i);
+  if (assigned.some((g) => g.length > 1) && Math.max(...stageNo) >= MAX_PATH)
+    throw new ArgumentError(
+      `manifest: a replicated split has at most ${MAX_PATH} stages (stage ${Math.max(...stageNo)})`,
+    );
   const settled = await Promise.allSettled(
     distinct.map((w) =>
       connectWorker(transport, w.endpoint, {
@@ -125,12 +186,22 @@ export async function deploy(
       device: distinct[failedAt].name,
     });
   }
-  const stageLink = assigned.map((w) => links.get(w.name)!);
-  manifest.stages.forEach((s, i) => {
-    stageLink[i].stages.push(s.index ?? i);
+  const stageLinks = assigned.map((g) => g.map((w) => links.get(w.name)!));
+  stageLinks.forEach((g, i) => {
+    for (const l of g) l.stages.push(stageNo[i]);
   });
-  const maxInFlight = opts.maxInFlight ?? 2 * manifest.stages.length;
-  const pipeline = new Pipeline(manifest, links, stageLink, maxInFlight, timeoutMs);
+  const groups = stageLinks.map(
+    (g, i) =>
+      new ReplicaGroup(
+        stageNo[i],
+        g.map((l, k) => new Replica(l, stageNo[i], k, l.name, l.endpoint, weights[i][k])),
+      ),
+  );
+  const loads = manifest.stages.flatMap((stage, i) =>
+    stageLinks[i].map((link, k) => ({ stage, i, link, k })),
+  );
+  const maxInFlight = opts.maxInFlight ?? 2 * distinct.length;
+  const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs);
   for (const l of links.values()) l.conn.delayMs = delay("coordinator", l.name);
 
   const modelOutputs = new Set(manifest.outputs.map((o) => o.name));
@@ -142,21 +213,20 @@ export async function deploy(
     })();
   try {
     await Promise.all(
-      manifest.stages.map(async (stage, i) => {
-        const link = stageLink[i];
+      loads.map(async ({ stage, i, link, k }) => {
         const routes: Record<string, Route[]> = {};
         for (const out of stage.outputs) {
           const rs: Route[] = [];
-          const seen = new Set<string>();
           manifest.stages.forEach((later, j) => {
-            if (j <= i || !later.inputs.includes(out) || seen.has(stageLink[j].name)) return;
-            seen.add(stageLink[j].name);
-            const to = stageLink[j];
+            if (j <= i || !later.inputs.includes(out)) return;
             rs.push({
-              to: "worker",
-              worker: to.name,
-              endpoint: to.endpoint,
-              delayMs: delay(link.name, to.name),
+              to: "stage",
+              stage: stageNo[j],
+              replicas: stageLinks[j].map((to) => ({
+                worker: to.name,
+                endpoint: to.endpoint,
+                delayMs: delay(link.name, to.name),
+              })),
             });
           });
           if (modelOutputs.has(out)) rs.push({ to: "coordinator" });
@@ -165,8 +235,9 @@ export async function deploy(
         const msg: LoadMsg = {
           t: "load",
           deployment,
-          stage: stage.index ?? i,
+          stage: stageNo[i],
           worker: link.name,
+          replica: k,
           file: stage.file,
           sha256: stage.sha256,
           bytes: fileLength(dir, stage.file, i),
@@ -178,7 +249,8 @@ export async function deploy(
           coordinatorDelayMs: delay(link.name, "coordinator"),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
-        pipeline.stageLoads[i] = await loadStage(pipeline, link, msg, dir, chunk, timeoutMs);
+        const at = loads.findIndex((l) => l.i === i && l.k === k);
+        pipeline.stageLoads[at] = await loadStage(pipeline, link, msg, dir, chunk, timeoutMs);
       }),
     );
   } catch (err) {
@@ -186,7 +258,7 @@ export async function deploy(
     if (err instanceof CleaveError) throw err;
     throw new RuntimeFault("WORKER", `deploy failed: ${errorMessage(err)}`);
   }
-  log(`deployed ${manifest.stages.length} stages on ${links.size} workers`);
+  log(`deployed ${manifest.stages.length} stages (${loads.length} replicas) on ${links.size} workers`);
   return pipeline;
 }
 

@@ -7,8 +7,10 @@ import { bytesAsTyped, numel } from "../onnx/tensor.js";
  * Binary frames: the unit every transport carries. Two kinds:
  *
  * - tensor frame: `u8 type=1 | u32 requestId | u8 dtype (ONNX code) | u8 ndim | u16 nameLength |
- *   ndim x u32 dims | name (UTF-8) | zero padding to a multiple of 8 bytes | raw little-endian tensor bytes`.
- *   Tensors never travel as JSON numbers or base64.
+ *   u8 pathLength | ndim x u32 dims | pathLength x u8 path | name (UTF-8) | zero padding to a multiple of
+ *   8 bytes | raw little-endian tensor bytes`. Tensors never travel as JSON numbers or base64. The path is
+ *   the request's route through replicated stages: entry s is the replica (index in stage s's group) that
+ *   runs stage s for this request; it is empty when no stage is replicated (every stage's replica 0).
  * - control frame: `u8 type=2 | u32 requestId | u32 jsonLength | JSON message | payload bytes`, for
  *   handshakes, stage deployment (the payload is the stage model) and errors.
  *
@@ -27,6 +29,11 @@ export interface TensorFrame {
   shape: number[];
   /** Raw little-endian element bytes; exactly numel(shape) * dtypeSize(dtype) long. */
   data: Uint8Array;
+  /**
+   * Replica of each stage chosen for this request (entry s: index in stage s's replica group; at most
+   * MAX_PATH entries); absent or empty: replica 0 of every stage. A decoded path is a copy (never a view).
+   */
+  path?: Uint8Array;
 }
 
 /** A control message (JSON) with optional raw payload bytes. */
@@ -47,6 +54,8 @@ export interface ControlMessage {
 const TYPE_TENSOR = 1;
 const TYPE_CONTROL = 2;
 const MAX_NDIM = 255;
+/** Most stages a request path can name (its length travels in one byte). */
+export const MAX_PATH = 255;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -64,6 +73,10 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     if (nd > MAX_NDIM)
       throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': rank ${nd} exceeds ${MAX_NDIM}`);
     if (!isSendable(frame.dtype)) throw unsendable(frame.name, frame.dtype);
+    const path = frame.path;
+    const np = path?.length ?? 0;
+    if (np > MAX_PATH)
+      throw new RuntimeFault("RUNTIME", `tensor '${frame.name}': a path of ${np} stages exceeds ${MAX_PATH}`);
     const expected = numel(frame.shape) * dtypeSize(frame.dtype);
     if (frame.data.byteLength !== expected)
       throw new RuntimeFault(
@@ -71,7 +84,7 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
         `tensor '${frame.name}': ${frame.data.byteLength} data bytes for shape [${frame.shape}] ${frame.dtype} (expected ${expected})`,
         { tensor: frame.name },
       );
-    const raw = 9 + 4 * nd + name.length;
+    const raw = 10 + 4 * nd + np + name.length;
     const headerLen = Math.ceil(raw / 8) * 8;
     const h = new Uint8Array(headerLen);
     const dv = new DataView(h.buffer);
@@ -80,8 +93,10 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     h[5] = dtypeToOnnx(frame.dtype);
     h[6] = nd;
     dv.setUint16(7, name.length, true);
-    for (let i = 0; i < nd; i++) dv.setUint32(9 + 4 * i, frame.shape[i], true);
-    h.set(name, 9 + 4 * nd);
+    h[9] = np;
+    for (let i = 0; i < nd; i++) dv.setUint32(10 + 4 * i, frame.shape[i], true);
+    if (path && np > 0) h.set(path, 10 + 4 * nd);
+    h.set(name, 10 + 4 * nd + np);
     return frame.data.byteLength > 0 ? [h, frame.data] : [h];
   }
   const json = enc.encode(JSON.stringify(frame.msg));
@@ -116,21 +131,27 @@ export function decodeFrame(buf: Uint8Array): Frame {
   if (buf[0] === TYPE_TENSOR) {
     const dtype = dtypeFromOnnx(buf[5]);
     if (dtype === undefined || dtype === "string") throw malformed(`unknown dtype code ${buf[5]}`);
+    if (buf.byteLength < 10) throw malformed("tensor header runs past the end");
     const nd = buf[6];
     const nameLen = dv.getUint16(7, true);
-    const raw = 9 + 4 * nd + nameLen;
+    const np = buf[9];
+    const raw = 10 + 4 * nd + np + nameLen;
     const headerLen = Math.ceil(raw / 8) * 8;
     if (headerLen > buf.byteLength) throw malformed("header runs past the end");
     const shape: number[] = [];
-    for (let i = 0; i < nd; i++) shape.push(dv.getUint32(9 + 4 * i, true));
-    const name = dec.decode(buf.subarray(9 + 4 * nd, raw));
+    for (let i = 0; i < nd; i++) shape.push(dv.getUint32(10 + 4 * i, true));
+    // Copied: the receive buffer is handed back to a pool once the stage ran, the path outlives it.
+    const path = np > 0 ? buf.slice(10 + 4 * nd, 10 + 4 * nd + np) : undefined;
+    const name = dec.decode(buf.subarray(10 + 4 * nd + np, raw));
     const data = buf.subarray(headerLen);
     const expected = numel(shape) * dtypeSize(dtype);
     if (data.byteLength !== expected)
       throw malformed(
         `tensor '${name}' has ${data.byteLength} data bytes, shape [${shape}] needs ${expected}`,
       );
-    return { type: "tensor", requestId, name, dtype, shape, data };
+    return path
+      ? { type: "tensor", requestId, name, dtype, shape, data, path }
+      : { type: "tensor", requestId, name, dtype, shape, data };
   }
   if (buf[0] === TYPE_CONTROL) {
     const jsonLen = dv.getUint32(5, true);

@@ -5,6 +5,7 @@ import { type Frame, frameTensor, tensorFrame } from "./frame.js";
 import { type LatencySummary, summarizeLatencies } from "./latency.js";
 import { logger } from "./log.js";
 import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "./protocol.js";
+import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
 import type { Connection } from "./transport.js";
 
 const log = logger("runtime:pipeline");
@@ -55,7 +56,36 @@ export interface PipelineStats {
   /** Frame bytes sent to and received from workers. */
   bytesSent: number;
   bytesReceived: number;
-  workers: Array<{ name: string; endpoint: string; stages: number[]; pid: number; threads: number }>;
+  /** `alive` is false once the worker was lost (only a replica can be lost without breaking the pipeline). */
+  workers: Array<{
+    name: string;
+    endpoint: string;
+    stages: number[];
+    pid: number;
+    threads: number;
+    alive: boolean;
+  }>;
+  /** Per stage (in pipeline order), its replicas' counters (one replica for a stage run by one device). */
+  stages: Array<{ stage: number; replicas: ReplicaStats[] }>;
+  /** Requests sent again after a replica of their path was lost. */
+  replayed: number;
+}
+
+/**
+ * A replica lost without breaking the pipeline: its connection closed (`closed`), or another worker could not
+ * send it a tensor (`unreachable`). `replayed` requests whose path used it were dispatched again on the rest
+ * of their groups.
+ */
+export interface ReplicaLossEvent {
+  cause: "closed" | "unreachable";
+  device: string;
+  /** The stages it was a replica of. */
+  stages: number[];
+  replayed: number;
+  /** Why, in one line (the connection's error or the sending worker's message). */
+  message: string;
+  /** performance.now() when it was noticed, ms. */
+  atMs: number;
 }
 
 /** How one stage was deployed: its bytes, and the time from announcing it to the worker's `loaded`. */
@@ -84,10 +114,17 @@ export interface PipelineLink {
   threads: number;
   statsWaiters: Array<(m: StatsReplyMsg) => void>;
   undeployWaiter?: () => void;
+  /** Set once the worker is lost: nothing more is sent to it. */
+  dead?: boolean;
 }
 
 interface Req {
+  /** Id of the current attempt (frames carry it; an earlier attempt's late frames find no request). */
   id: number;
+  /** Chosen replica per stage position, for the current attempt. */
+  path: Replica<PipelineLink>[];
+  /** performance.now() when the current attempt was sent, ms. */
+  startedAt: number;
   feeds: Tensors;
   outputs: Tensors;
   missing: Set<string>;
@@ -101,8 +138,11 @@ interface Req {
 
 /**
  * A deployed pipeline: stage models loaded on workers, ready for requests. Outputs come back paired
- * with their request; at most `maxInFlight` requests are in flight; every request has a deadline; when
- * a worker fails every request in flight ends with an explicit RuntimeFault naming the worker and stage.
+ * with their request; at most `maxInFlight` requests are in flight; every request has a deadline. Each
+ * request runs on one replica of every stage, chosen when it is dispatched (see replicas.ts) and carried in
+ * its tensor frames' path. Losing a replica whose group has others alive re-dispatches the requests whose
+ * path used it (`events` records it); losing the last replica of a group ends every request in flight with
+ * an explicit RuntimeFault naming the worker and stage.
  */
 export class Pipeline {
   private readonly pending = new Map<number, Req>();
@@ -111,29 +151,37 @@ export class Pipeline {
   private inFlight = 0;
   private broken?: RuntimeFault;
   private closed = false;
-  private readonly counters = { sent: 0, completed: 0, failed: 0 };
-  /** Workers each model input goes to. */
-  private readonly inputRoutes = new Map<string, PipelineLink[]>();
-  /** Stage that produces each model output. */
+  private readonly counters = { sent: 0, completed: 0, failed: 0, replayed: 0 };
+  /** Stage positions each model input goes to. */
+  private readonly inputRoutes = new Map<string, number[]>();
+  /** Stage position that produces each model output. */
   private readonly producer = new Map<string, number>();
+  /** Stage number of each stage position (the path's index). */
+  private readonly stageNo: number[];
+  /** Whether any stage has several replicas: frames carry a path only then. */
+  private readonly replicated: boolean;
   readonly loadWaiters = new Map<string, { resolve: (m: LoadedMsg) => void; reject: (e: Error) => void }>();
-  /** How each stage was deployed, in stage order (filled by deploy). */
+  /** How each stage was deployed, in stage order, one entry per replica (filled by deploy). */
   readonly stageLoads: StageLoad[] = [];
+  /** Replicas lost without breaking the pipeline, in the order noticed. */
+  readonly events: ReplicaLossEvent[] = [];
 
   /** @internal Use {@link deploy}. */
   constructor(
     readonly manifest: Manifest,
     private readonly links: Map<string, PipelineLink>,
-    private readonly stageLink: PipelineLink[],
+    private readonly groups: ReplicaGroup<PipelineLink>[],
     private readonly maxInFlight: number,
     private readonly timeoutMs: number,
   ) {
+    this.stageNo = manifest.stages.map((s, i) => s.index ?? i);
+    this.replicated = groups.some((g) => g.replicas.length > 1);
     for (const input of manifest.inputs) {
-      const ls = new Set<PipelineLink>();
+      const at: number[] = [];
       manifest.stages.forEach((s, i) => {
-        if (s.inputs.includes(input.name)) ls.add(stageLink[i]);
+        if (s.inputs.includes(input.name)) at.push(i);
       });
-      this.inputRoutes.set(input.name, [...ls]);
+      this.inputRoutes.set(input.name, at);
     }
     manifest.stages.forEach((s, i) => {
       for (const o of s.outputs) if (!this.producer.has(o)) this.producer.set(o, i);
@@ -142,13 +190,7 @@ export class Pipeline {
       link.conn.onFrame((f) => this.onFrame(link, f));
       link.conn.onClose((err) => {
         if (this.closed) return;
-        this.fail(
-          new RuntimeFault(
-            "WORKER",
-            `worker ${link.name} (stage ${link.stages.join(",")}) at ${link.endpoint}: connection lost (${err?.message ?? "closed"})`,
-            { device: link.name, stage: link.stages[0] },
-          ),
-        );
+        this.lose(link, "closed", `connection lost (${err?.message ?? "closed"})`);
       });
     }
   }
@@ -161,7 +203,7 @@ export class Pipeline {
   /**
    * Runs one request through the pipeline. Feeds are checked against the manifest's inputs (names,
    * dtype, shape) before anything is sent. Rejects with a RuntimeFault naming the worker and stage when a
-   * stage fails, the deadline passes, the signal aborts, or a worker is lost.
+   * stage fails, the deadline passes, the signal aborts, or the last replica of a stage is lost.
    */
   infer(feeds: Tensors, opts: InferOptions = {}): Promise<Tensors> {
     try {
@@ -173,7 +215,9 @@ export class Pipeline {
     if (this.broken) return Promise.reject(this.broken);
     return new Promise<Tensors>((resolve, reject) => {
       const req: Req = {
-        id: this.nextId,
+        id: 0,
+        path: [],
+        startedAt: 0,
         feeds,
         outputs: {},
         missing: new Set(this.manifest.outputs.map((o) => o.name)),
@@ -182,7 +226,6 @@ export class Pipeline {
         sent: false,
         done: false,
       };
-      this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
       const deadline = opts.deadlineMs ?? this.timeoutMs;
       req.timer = setTimeout(() => this.finish(req, this.deadlineError(req, deadline)), deadline);
       const signal = opts.signal;
@@ -207,7 +250,8 @@ export class Pipeline {
   /**
    * Runs many requests with `inFlight` of them outstanding at a time (capped by maxInFlight) and
    * reports throughput and latency percentiles. `requests` is a list of feeds, or a count and a
-   * function making the feeds of request i. Failed requests are counted, never thrown.
+   * function making the feeds of request i. Failed requests are counted, never thrown. Outputs are kept by
+   * request index, whatever order the replicas answer in.
    */
   async runMany(
     requests: readonly Tensors[] | { count: number; feeds: (i: number) => Tensors },
@@ -268,7 +312,9 @@ export class Pipeline {
       bytesReceived += l.conn.bytesReceived;
     }
     return {
-      ...this.counters,
+      sent: this.counters.sent,
+      completed: this.counters.completed,
+      failed: this.counters.failed,
       inFlight: this.inFlight,
       waiting: this.waiting.length,
       bytesSent,
@@ -279,36 +325,41 @@ export class Pipeline {
         stages: l.stages,
         pid: l.pid,
         threads: l.threads,
+        alive: l.dead !== true,
       })),
+      stages: this.groups.map((g) => ({ stage: g.stage, replicas: g.replicas.map((r) => r.stats()) })),
+      replayed: this.counters.replayed,
     };
   }
 
-  /** Per-stage counters from every worker (runs, errors, time in onnxruntime). */
+  /** Per-stage counters from every worker still alive (runs, errors, time in onnxruntime). */
   async workerStats(timeoutMs = 5000): Promise<StatsReplyMsg[]> {
     return Promise.all(
-      [...this.links.values()].map(
-        (l) =>
-          new Promise<StatsReplyMsg>((resolve, reject) => {
-            const timer = setTimeout(
-              () =>
-                reject(
-                  new RuntimeFault(
-                    "WORKER",
-                    `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
+      [...this.links.values()]
+        .filter((l) => l.dead !== true)
+        .map(
+          (l) =>
+            new Promise<StatsReplyMsg>((resolve, reject) => {
+              const timer = setTimeout(
+                () =>
+                  reject(
+                    new RuntimeFault(
+                      "WORKER",
+                      `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
+                    ),
                   ),
-                ),
-              timeoutMs,
-            );
-            l.statsWaiters.push((m) => {
-              clearTimeout(timer);
-              resolve(m);
-            });
-            l.conn.send({ type: "control", requestId: 0, msg: { t: "stats" } }).catch((err) => {
-              clearTimeout(timer);
-              reject(err);
-            });
-          }),
-      ),
+                timeoutMs,
+              );
+              l.statsWaiters.push((m) => {
+                clearTimeout(timer);
+                resolve(m);
+              });
+              l.conn.send({ type: "control", requestId: 0, msg: { t: "stats" } }).catch((err) => {
+                clearTimeout(timer);
+                reject(err);
+              });
+            }),
+        ),
     );
   }
 
@@ -374,23 +425,58 @@ export class Pipeline {
     this.inFlight++;
     req.sent = true;
     this.counters.sent++;
+    this.send(req);
+  }
+
+  /** Sends one attempt of a request: a fresh id, one live replica per stage, the inputs to those replicas. */
+  private send(req: Req): void {
+    req.id = this.nextId;
+    this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
+    req.path = this.groups.map((g) => g.pick()!);
+    req.startedAt = performance.now();
+    for (const r of req.path) r.dispatch();
     this.pending.set(req.id, req);
-    for (const [name, links] of this.inputRoutes) {
-      const frame = tensorFrame(req.id, name, req.feeds[name]);
-      for (const l of links)
-        l.conn
-          .send(frame)
-          .catch((err) =>
+    let path: Uint8Array | undefined;
+    if (this.replicated) {
+      path = new Uint8Array(Math.max(...this.stageNo) + 1);
+      req.path.forEach((r, i) => {
+        path![this.stageNo[i]] = r.index;
+      });
+    }
+    const id = req.id;
+    for (const [name, at] of this.inputRoutes) {
+      const frame = tensorFrame(id, name, req.feeds[name]);
+      if (path) frame.path = path;
+      const to = new Set(at.map((i) => req.path[i].link));
+      for (const l of to)
+        l.conn.send(frame).catch((err) => {
+          // A lost connection is handled as a loss (the request runs again elsewhere when it can).
+          if (l.conn.closed) this.lose(l, "closed", `connection lost (${errorMessage(err)})`);
+          else if (req.id === id)
             this.finish(
               req,
               new RuntimeFault(
                 "WORKER",
-                `worker ${l.name} (stage ${l.stages.join(",")}) at ${l.endpoint}: cannot send input '${name}' of request ${req.id}: ${errorMessage(err)}`,
+                `worker ${l.name} (stage ${l.stages.join(",")}) at ${l.endpoint}: cannot send input '${name}' of request ${id}: ${errorMessage(err)}`,
                 { device: l.name, stage: l.stages[0] },
               ),
-            ),
-          );
+            );
+        });
     }
+  }
+
+  /** Ends the current attempt's hold on its replicas. */
+  private release(req: Req, completed: boolean): void {
+    const now = performance.now();
+    for (const r of req.path) r.end(completed, req.startedAt, now);
+    req.path = [];
+  }
+
+  /** Drops what the workers hold of request attempt `id`. */
+  private cancel(id: number): void {
+    for (const l of this.links.values())
+      if (l.dead !== true && !l.conn.closed)
+        l.conn.send({ type: "control", requestId: id, msg: { t: "cancel" } }).catch(() => {});
   }
 
   private finish(req: Req, err?: Error): void {
@@ -401,9 +487,8 @@ export class Pipeline {
     if (req.sent) {
       this.pending.delete(req.id);
       this.inFlight--;
-      if (err && !this.closed && !this.broken)
-        for (const l of this.links.values())
-          l.conn.send({ type: "control", requestId: req.id, msg: { t: "cancel" } }).catch(() => {});
+      this.release(req, err === undefined);
+      if (err && !this.closed && !this.broken) this.cancel(req.id);
     } else {
       const i = this.waiting.indexOf(req);
       if (i >= 0) this.waiting.splice(i, 1);
@@ -415,14 +500,62 @@ export class Pipeline {
       this.counters.completed++;
       req.resolve(req.outputs);
     }
+    if (this.broken || this.closed) return;
     while (this.inFlight < this.maxInFlight && this.waiting.length > 0) this.start(this.waiting.shift()!);
+  }
+
+  /**
+   * A worker is lost. When every stage it runs has another live replica, the requests whose path used it are
+   * sent again (new attempt ids; the old attempts are cancelled on the other workers, and their late frames
+   * match no request, so none is answered twice). Otherwise the pipeline fails as a whole.
+   */
+  private lose(link: PipelineLink, cause: ReplicaLossEvent["cause"], why: string): void {
+    if (link.dead || this.broken || this.closed) return;
+    link.dead = true;
+    const mine = this.groups.flatMap((g) => g.replicas.filter((r) => r.link === link));
+    for (const r of mine) r.alive = false;
+    const emptied = this.groups.find((g) => g.alive.length === 0);
+    if (emptied) {
+      const replicated = emptied.replicas.length > 1;
+      this.fail(
+        new RuntimeFault(
+          "WORKER",
+          `worker ${link.name} (stage ${link.stages.join(",")}) at ${link.endpoint}: ${why}${replicated ? `; no replica of stage ${emptied.stage} is left` : ""}`,
+          { device: link.name, stage: replicated ? emptied.stage : link.stages[0] },
+        ),
+      );
+      return;
+    }
+    const hit = [...this.pending.values()].filter((q) => q.path.some((r) => r.link === link));
+    for (const q of hit) {
+      this.pending.delete(q.id);
+      this.release(q, false);
+      this.cancel(q.id);
+      q.outputs = {};
+      q.missing = new Set(this.manifest.outputs.map((o) => o.name));
+      this.counters.replayed++;
+      this.send(q);
+    }
+    const event: ReplicaLossEvent = {
+      cause,
+      device: link.name,
+      stages: mine.map((r) => r.stage),
+      replayed: hit.length,
+      message: why,
+      atMs: performance.now(),
+    };
+    this.events.push(event);
+    log(
+      `lost replica ${link.name} (stage ${event.stages.join(",")}): ${why}; ${hit.length} request(s) sent again`,
+    );
   }
 
   private deadlineError(req: Req, ms: number): RuntimeFault {
     const missing = [...req.missing];
+    const workerOf = (s: number) => req.path[s]?.device ?? this.groups[s]?.replicas[0]?.device ?? "?";
     const where = missing.map((o) => {
       const s = this.producer.get(o) ?? -1;
-      return `'${o}' from stage ${s} on worker ${this.stageLink[s]?.name ?? "?"}`;
+      return `'${o}' from stage ${s} on worker ${workerOf(s)}`;
     });
     const first = this.producer.get(missing[0]) ?? -1;
     return new RuntimeFault(
@@ -430,7 +563,7 @@ export class Pipeline {
       req.sent
         ? `request ${req.id}: no result within the deadline of ${ms} ms (waiting for ${where.join(", ")})`
         : `request ${req.id}: the deadline of ${ms} ms passed while waiting for an in-flight slot`,
-      { stage: first, device: this.stageLink[first]?.name },
+      { stage: first, device: first >= 0 ? workerOf(first) : undefined },
     );
   }
 
@@ -469,7 +602,14 @@ export class Pipeline {
         return;
       }
       const req = this.pending.get(f.requestId);
-      if (req) this.finish(req, err);
+      if (!req) return;
+      // A worker could not send to a replica: lose it when its stages have others, and the request runs again.
+      const target = e.unreachable !== undefined ? this.links.get(e.unreachable) : undefined;
+      if (target && target.dead !== true && this.replaceable(target)) {
+        this.lose(target, "unreachable", `worker ${e.worker}: ${e.message}`);
+        return;
+      }
+      this.finish(req, err);
     } else if (m.t === "loaded") {
       this.loadWaiters.get(`${link.name}/${m.stage as number}`)?.resolve(m as unknown as LoadedMsg);
     } else if (m.t === "undeployed") {
@@ -477,5 +617,12 @@ export class Pipeline {
     } else if (m.t === "stats-reply") {
       link.statsWaiters.shift()?.(m as unknown as StatsReplyMsg);
     }
+  }
+
+  /** True when every stage `link` runs has another live replica. */
+  private replaceable(link: PipelineLink): boolean {
+    return this.groups.every(
+      (g) => !g.replicas.some((r) => r.link === link) || g.alive.some((r) => r.link !== link),
+    );
   }
 }

@@ -41,10 +41,20 @@ export interface RejectMsg {
   version: string;
 }
 
-/** Where one stage output goes: a worker running a later stage, or back to the coordinator. */
-export type Route =
-  | { to: "coordinator" }
-  | { to: "worker"; worker: string; endpoint: string; delayMs?: number };
+/** A worker running one replica of a stage. */
+export interface RouteTarget {
+  worker: string;
+  endpoint: string;
+  /** User-space one-way delay on sends to it, ms. */
+  delayMs?: number;
+}
+
+/**
+ * Where one stage output goes: back to the coordinator, or to a later stage that reads it. A stage's
+ * `replicas` are its group in replica order; a request's tensor goes to the one its path names
+ * (`path[stage]`, replica 0 when the frame has no path).
+ */
+export type Route = { to: "coordinator" } | { to: "stage"; stage: number; replicas: RouteTarget[] };
 
 /**
  * Coordinator -> worker: run stage `stage`. The message carries no model bytes: they follow in
@@ -57,6 +67,11 @@ export interface LoadMsg {
   stage: number;
   /** The name the coordinator knows this worker by (used in every error it sends). */
   worker: string;
+  /**
+   * This worker's index in the stage's replica group (default 0): a tensor for the stage is taken only when
+   * its frame's path names this replica.
+   */
+  replica?: number;
   /** Stage file name, for messages. */
   file: string;
   sha256: string;
@@ -108,6 +123,11 @@ export interface ErrorMsg {
   message: string;
   /** "load" when the stage could not be loaded, "request" for a failed request. */
   kind: "load" | "request";
+  /**
+   * For a request that failed because a tensor could not be sent to another worker: that worker's name (the
+   * coordinator then treats it as lost and runs the request again on the rest of its group).
+   */
+  unreachable?: string;
 }
 
 /** Coordinator -> worker: drop everything about the frame's request id (it failed or timed out). */

@@ -11,7 +11,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
-import type { Pipeline, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
+import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "./protocol.js";
 
 /** Options of {@link runSplit}. */
@@ -47,6 +47,26 @@ export interface RunSplitOptions {
   verify?: boolean;
   /** Called with a short description of each step (deploying, warming up, measuring). */
   onStep?: (what: string) => void;
+  /** Relative speed of each replica of a replicated stage (e.g. the plan's shares); see DeployOptions. */
+  replicaWeights?: (stage: number, device: string) => number | undefined;
+}
+
+/** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
+export type StageDevices = string | readonly string[];
+
+/** One replica's share of a measured round. */
+export interface ReplicaMeasurement {
+  stage: number;
+  device: string;
+  /** Requests it completed in the round. */
+  completed: number;
+  /** Requests through it that ended without an answer in the round (see ReplicaStats.failed). */
+  failed: number;
+  /** Its completed requests per second of the round's wall time. */
+  throughput: number;
+  /** Its smoothed time per request at the end of the round, ms (undefined before its first completion). */
+  serviceMs?: number;
+  alive: boolean;
 }
 
 /** The whole model as one stage. */
@@ -71,12 +91,18 @@ export interface SplitMeasurement {
   coordinatorCpuMs: number;
   /** Bytes the coordinator sent and received per request. */
   bytesPerRequest: number;
+  /** Per replica of every stage (one entry per stage when nothing is replicated), in stage then group order. */
+  replicas: ReplicaMeasurement[];
+  /** Replicas lost during the round. */
+  losses: ReplicaLossEvent[];
 }
 
 /** What {@link runSplit} measured. */
 export interface RunSplitResult extends SplitMeasurement {
-  /** Device of each stage. */
+  /** Device of each stage (the first of its group when replicated). */
   devices: string[];
+  /** Every device of each stage, in group order. */
+  replicaGroups: string[][];
   /** How each stage was deployed (bytes, chunks, time). */
   stageLoads: StageLoad[];
   /**
@@ -88,8 +114,12 @@ export interface RunSplitResult extends SplitMeasurement {
 
 /** A split deployed on its workers, warmed up and checked, ready to be measured round after round. */
 export interface DeployedSplit {
-  /** Device of each stage. */
+  /** Device of each stage (the first of its group when replicated). */
   readonly devices: string[];
+  /** Every device of each stage, in group order. */
+  readonly replicaGroups: string[][];
+  /** The deployed pipeline (its stats and loss events). */
+  readonly pipeline: Pipeline;
   /** See {@link RunSplitResult.stageLoads}. */
   readonly stageLoads: StageLoad[];
   /** See {@link RunSplitResult.maxRelativeDiff}. */
@@ -105,14 +135,15 @@ export interface DeployedSplit {
 
 /**
  * Runs a split of `model` on the devices of `cluster` as a pipeline and measures it: writes the stage models,
- * starts a pinned local worker for each emulated device (one with `cpus`) unless a running worker is given,
+ * starts a pinned local worker for each emulated device (one with `cpus`; every device of a replica group)
+ * unless a running worker is given,
  * deploys, warms up, streams `requests` requests with `inFlight` in flight, checks the first request's
  * outputs against the whole model, and stops every worker it started.
  */
 export async function runSplit(
   model: AnalyzedModel,
   assignment: StageAssignment,
-  devices: readonly string[],
+  devices: readonly StageDevices[],
   cluster: Cluster,
   opts: RunSplitOptions = {},
 ): Promise<RunSplitResult> {
@@ -122,6 +153,7 @@ export async function runSplit(
     const report = { ...m.report, latencySamplesMs: undefined };
     return {
       devices: split.devices,
+      replicaGroups: split.replicaGroups,
       stageLoads: split.stageLoads,
       maxRelativeDiff: split.maxRelativeDiff,
       ...m,
@@ -141,15 +173,27 @@ export async function runSplit(
 export async function deploySplit(
   model: AnalyzedModel,
   assignment: StageAssignment,
-  devices: readonly string[],
+  devices: readonly StageDevices[],
   cluster: Cluster,
   opts: RunSplitOptions = {},
 ): Promise<DeployedSplit> {
   if (devices.length !== assignment.count) {
     throw new ArgumentError(`${assignment.count} stages but ${devices.length} devices given`);
   }
+  const groups = devices.map((g, i) => {
+    const list = typeof g === "string" ? [g] : [...g];
+    if (list.length === 0)
+      throw new ArgumentError(`devices[${i}]: stage ${i} has an empty replica group`, { stage: i });
+    const twice = list.find((d, k) => list.indexOf(d) !== k);
+    if (twice !== undefined)
+      throw new ArgumentError(`devices[${i}]: device '${twice}' is listed twice in stage ${i}'s group`, {
+        device: twice,
+        stage: i,
+      });
+    return list;
+  });
   const byName = new Map(cluster.devices.map((d) => [d.name, d]));
-  const used: Device[] = devices.map((name) => {
+  const used: Device[] = [...new Set(groups.flat())].map((name) => {
     const d = byName.get(name);
     if (!d) throw new ArgumentError(`device '${name}' is not in cluster ${cluster.name}`, { device: name });
     return d;
@@ -177,7 +221,7 @@ export async function deploySplit(
     const split = join(dir, "split");
     const manifest = writeSplit(model, stages, split, {
       modelPath: opts.modelPath ?? model.graph.source,
-      devices,
+      devices: groups,
     });
     const unique = [...new Map(toStart.map((d) => [d.name, d])).values()];
     opts.onStep?.(`starting ${unique.length} local worker(s)`);
@@ -189,13 +233,14 @@ export async function deploySplit(
           )
         : undefined;
     const workers = [...given.values(), ...(local?.workers ?? [])];
-    const inFlight = opts.inFlight ?? 2 * stages.length;
+    const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
     const p = await deploy({ manifest, dir: split }, workers, {
       token: local?.token ?? opts.token,
       maxInFlight: inFlight,
       timeoutMs: opts.deadlineMs ?? 30000,
       linkDelayMs: opts.linkDelayMs,
+      replicaWeights: opts.replicaWeights,
     });
     pipeline = p;
     const feeds = opts.feeds ?? inputFeeds(model);
@@ -209,13 +254,16 @@ export async function deploySplit(
     while (performance.now() - t0 < warmupMs)
       await p.runMany({ count: 10, feeds: () => feeds }, { inFlight });
     return {
-      devices: [...devices],
+      devices: groups.map((g) => g[0]),
+      replicaGroups: groups,
+      pipeline: p,
       stageLoads: [...p.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
         const before = await p.workerStats();
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
+        const lossesBefore = p.events.length;
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
@@ -239,8 +287,24 @@ export async function deploySplit(
         const bytesPerRequest =
           (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
           done;
+        const replicas: ReplicaMeasurement[] = sentAfter.stages.flatMap((st, i) =>
+          st.replicas.map((r, k) => {
+            const b = sentBefore.stages[i].replicas[k];
+            return {
+              stage: r.stage,
+              device: r.device,
+              completed: r.completed - b.completed,
+              failed: r.failed - b.failed,
+              throughput: report.wallMs > 0 ? ((r.completed - b.completed) * 1000) / report.wallMs : 0,
+              ...(r.serviceMs !== undefined ? { serviceMs: r.serviceMs } : {}),
+              alive: r.alive,
+            };
+          }),
+        );
         return {
           report,
+          replicas,
+          losses: p.events.slice(lossesBefore),
           stageBusyMs,
           stageCpuMs,
           stageOrtCpuMs,

@@ -20,6 +20,7 @@ import { FramePool } from "./frame-pool.js";
 import { connectWorker } from "./handshake.js";
 import { logger } from "./log.js";
 import type {
+  ErrorMsg,
   HelloMsg,
   LoadChunkMsg,
   LoadedMsg,
@@ -62,10 +63,18 @@ const CANCEL_MEMORY = 4096;
 
 interface Stage {
   load: LoadMsg;
+  /** This worker's index in the stage's replica group. */
+  replica: number;
   session: ort.InferenceSession;
   specs: Map<string, TensorSpec>;
-  pending: Map<number, Map<string, ort.Tensor>>;
+  pending: Map<number, PendingInputs>;
   stats: StageStats;
+}
+
+/** The inputs of one request received so far, and the request's path (from its first tensor). */
+interface PendingInputs {
+  got: Map<string, ort.Tensor>;
+  path?: Uint8Array;
 }
 
 /** A stage announced by `load` whose chunks are still arriving. */
@@ -99,6 +108,8 @@ interface Job {
   stage: Stage;
   requestId: number;
   feeds: Record<string, ort.Tensor>;
+  /** The request's replica per stage (see TensorFrame.path), given to its outputs. */
+  path?: Uint8Array;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -460,7 +471,9 @@ export class Worker {
     try {
       for (const routes of Object.values(m.routes))
         for (const r of routes)
-          if (r.to === "worker" && r.worker !== d.name) await this.peer(d, r.endpoint, m.token, r.delayMs);
+          if (r.to === "stage")
+            for (const t of r.replicas)
+              if (t.worker !== d.name) await this.peer(d, t.endpoint, m.token, t.delayMs);
     } catch (err) {
       await session.release();
       await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
@@ -477,6 +490,7 @@ export class Worker {
       .catch(() => {});
     d.stages.set(m.stage, {
       load: m,
+      replica: m.replica ?? 0,
       session,
       specs: new Map(m.inputs.map((s) => [s.name, s])),
       pending: new Map(),
@@ -519,18 +533,20 @@ export class Worker {
     return p;
   }
 
-  private requestError(d: Deployment, requestId: number, stage: number, message: string): void {
+  private requestError(
+    d: Deployment,
+    requestId: number,
+    stage: number,
+    message: string,
+    unreachable?: string,
+  ): void {
     for (const s of d.stages.values()) s.pending.delete(requestId);
     const st = d.stages.get(stage);
     if (st) st.stats.errors++;
     log(`request ${requestId} failed in stage ${stage}: ${message}`);
-    d.coordinator
-      .send({
-        type: "control",
-        requestId,
-        msg: { t: "error", kind: "request", worker: d.name, stage, message },
-      })
-      .catch(() => {});
+    const msg: ErrorMsg = { t: "error", kind: "request", worker: d.name, stage, message };
+    if (unreachable !== undefined) msg.unreachable = unreachable;
+    d.coordinator.send({ type: "control", requestId, msg: { ...msg } }).catch(() => {});
   }
 
   private dispatch(d: Deployment, f: TensorFrame): void {
@@ -539,6 +555,8 @@ export class Worker {
     for (const s of d.stages.values()) {
       const spec = s.specs.get(f.name);
       if (!spec) continue;
+      // Another replica of this stage runs this request (a tensor for a sibling stage here brought it).
+      if ((f.path?.[s.load.stage] ?? 0) !== s.replica) continue;
       consumers++;
       if (spec.dtype !== f.dtype || !shapeMatches(spec.shape, f.shape)) {
         this.requestError(
@@ -549,20 +567,20 @@ export class Worker {
         );
         continue;
       }
-      let got = s.pending.get(f.requestId);
-      if (!got) {
-        got = new Map();
-        s.pending.set(f.requestId, got);
+      let p = s.pending.get(f.requestId);
+      if (!p) {
+        p = { got: new Map(), path: f.path };
+        s.pending.set(f.requestId, p);
       }
       try {
-        got.set(f.name, frameTensor(f));
+        p.got.set(f.name, frameTensor(f));
       } catch (err) {
         this.requestError(d, f.requestId, s.load.stage, `input '${f.name}': ${errorMessage(err)}`);
         continue;
       }
-      if (got.size === s.specs.size) {
+      if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
-        this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(got) });
+        this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(p.got), path: p.path });
       }
     }
     // A tensor two stages here read must outlive the first run: its buffer is not handed back. (No job has
@@ -643,7 +661,9 @@ export class Worker {
     const frames: TensorFrame[] = [];
     for (const name of s.load.outputs) {
       try {
-        frames.push(tensorFrame(requestId, name, out[name] as ort.Tensor));
+        const frame = tensorFrame(requestId, name, out[name] as ort.Tensor);
+        if (job.path) frame.path = job.path;
+        frames.push(frame);
       } catch (err) {
         this.requestError(d, requestId, s.load.stage, `output ${errorMessage(err)}`);
         return;
@@ -653,6 +673,8 @@ export class Worker {
     const sends: Promise<unknown>[] = [];
     for (const frame of frames) {
       const name = frame.name;
+      // Each worker gets a tensor once, even when several of its stages read it (dispatch feeds them all).
+      const sent = new Set<string>();
       for (const r of s.load.routes[name] ?? []) {
         if (r.to === "coordinator") {
           sends.push(
@@ -660,21 +682,37 @@ export class Worker {
               // The coordinator is gone; teardown follows from its close handler.
             }),
           );
-        } else if (r.worker === d.name) {
-          this.dispatch(d, frame);
-        } else {
-          const p = this.peer(d, r.endpoint, s.load.token, r.delayMs)
-            .then((c) => c.send(frame))
-            .catch((err) =>
-              this.requestError(
-                d,
-                requestId,
-                s.load.stage,
-                `cannot send '${name}' to worker ${r.worker} at ${r.endpoint}: ${errorMessage(err)}`,
-              ),
-            );
-          sends.push(p);
+          continue;
         }
+        const k = job.path?.[r.stage] ?? 0;
+        const t = r.replicas[k];
+        if (!t) {
+          this.requestError(
+            d,
+            requestId,
+            s.load.stage,
+            `path names replica ${k} of stage ${r.stage}, which has ${r.replicas.length}`,
+          );
+          continue;
+        }
+        if (sent.has(t.worker)) continue;
+        sent.add(t.worker);
+        if (t.worker === d.name) {
+          this.dispatch(d, frame);
+          continue;
+        }
+        const p = this.peer(d, t.endpoint, s.load.token, t.delayMs)
+          .then((c) => c.send(frame))
+          .catch((err) =>
+            this.requestError(
+              d,
+              requestId,
+              s.load.stage,
+              `cannot send '${name}' to worker ${t.worker} at ${t.endpoint}: ${errorMessage(err)}`,
+              t.worker,
+            ),
+          );
+        sends.push(p);
       }
     }
     this.unsent.push(Promise.all(sends));
