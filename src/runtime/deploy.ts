@@ -245,7 +245,8 @@ export async function deploy(
           inputs: stage.inputs.map(specOf),
           outputs: stage.outputs,
           routes,
-          token: opts.token ?? "",
+          // The token is not sent: each worker reaches the others with its own, by challenge-response.
+          workers: distinct.map((w) => ({ worker: w.name, endpoint: w.endpoint })),
           coordinatorDelayMs: delay(link.name, "coordinator"),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);

@@ -65,9 +65,17 @@ class TcpConnection extends BaseConnection {
     return this.drained;
   }
 
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.socket.resume();
+  }
+
   /** Tells the peer why (a close notice), then closes: an incoming frame is over the limit. */
   private refuse(len: number): void {
-    const why = `frame of ${len} bytes exceeds the limit of ${this.maxFrameBytes} bytes; refused`;
+    const why = `frame of ${len} bytes exceeds the limit of ${this.frameLimit} bytes; refused`;
     const parts = encodeFrame({
       type: "control",
       requestId: 0,
@@ -99,7 +107,8 @@ class TcpConnection extends BaseConnection {
         if (this.lenFilled < 4) return;
         this.lenFilled = 0;
         const len = this.lenBuf.readUInt32LE(0);
-        if (len > this.maxFrameBytes) {
+        // Checked before anything is allocated: a 4 GB prefix costs the receiver nothing.
+        if (len > this.frameLimit) {
           this.refuse(len);
           return;
         }

@@ -52,6 +52,21 @@ class WsConnection extends BaseConnection {
     return err;
   }
 
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.ws.resume();
+  }
+
+  protected override limitChanged(bytes: number): void {
+    // ws checks each message's length against its receiver's maxPayload before buffering it; that field is
+    // not public, so it is set here (a missing receiver leaves the check in BaseConnection.received).
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+    if (receiver && typeof receiver._maxPayload === "number") receiver._maxPayload = bytes;
+  }
+
   protected write(parts: Uint8Array[], _size: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const cb = (err?: Error) =>

@@ -63,6 +63,15 @@ export interface Connection {
    * netem in the emulated testbed's kernel, so link latency is modelled here. Order is kept.
    */
   delayMs: number;
+  /**
+   * Largest frame accepted from the peer from now on, bytes (starts at the transport's maxFrameBytes). A
+   * larger one closes the connection as soon as its length is known, before anything is allocated for it.
+   * The handshake lowers it to a few KiB until the peer proved it holds the token.
+   */
+  frameLimit: number;
+  /** Stops reading from the peer (its sends then block on TCP's flow control) until `resume()`. */
+  pause(): void;
+  resume(): void;
   /** Bytes sent and received so far (frames, without transport framing). */
   readonly bytesSent: number;
   readonly bytesReceived: number;

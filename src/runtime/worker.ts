@@ -1,9 +1,9 @@
-import { createHash, type Hash, timingSafeEqual } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { TensorSpec } from "../export/manifest.js";
-import { errorMessage } from "../errors.js";
+import { ArgumentError, errorMessage } from "../errors.js";
 import { PROTOBUF_LIMIT_BYTES } from "../onnx/model-io.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { VERSION } from "../version.js";
@@ -17,19 +17,22 @@ import {
   tensorFrame,
 } from "./frame.js";
 import { FramePool } from "./frame-pool.js";
-import { connectWorker } from "./handshake.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
+import { acceptHandshake, connectWorker, HANDSHAKE_MAX_FRAME_BYTES } from "./handshake.js";
 import { logger } from "./log.js";
-import type {
-  ErrorMsg,
-  HelloMsg,
-  LoadChunkMsg,
-  LoadedMsg,
-  LoadMsg,
-  RejectMsg,
-  Role,
-  StageStats,
-  WelcomeMsg,
+import {
+  checkMessage,
+  type ErrorMsg,
+  type HelloMsg,
+  type LoadChunkMsg,
+  type LoadedMsg,
+  type LoadMsg,
+  PEER_MESSAGE,
+  ROLE_MESSAGES,
+  type Role,
+  type StageStats,
 } from "./protocol.js";
+import { stageExternalData } from "./stage-check.js";
 import type { Connection, Listener, Transport, TransportName, TransportOptions } from "./transport.js";
 import { makeTransport } from "./transports.js";
 
@@ -42,8 +45,15 @@ export interface WorkerOptions {
   /** Address to listen on (default 127.0.0.1) and port (0 picks a free one; default 0). */
   host?: string;
   port?: number;
-  /** Shared secret a peer must present before anything else is accepted; "" or absent accepts any peer. */
+  /**
+   * Shared secret a peer must prove it holds (challenge-response; it never travels) before anything else is
+   * accepted; "" or absent accepts any peer, which only a loopback address or `insecure` allows.
+   */
   token?: string;
+  /** Listen on a non-loopback address without a token (default false: start() refuses). */
+  insecure?: boolean;
+  /** What is admitted before a peer authenticated: handshake deadline, connection caps, back-off. */
+  admission?: AdmissionLimits;
   /** onnxruntime intra-op threads (default 1). */
   threads?: number;
   /** Transport to listen with (default "tcp"). */
@@ -60,6 +70,13 @@ export interface WorkerOptions {
 const MAX_UNSENT_REQUESTS = 4;
 /** Cancelled request ids remembered, so late tensors of a cancelled request are dropped. */
 const CANCEL_MEMORY = 4096;
+/** Requests a stage may hold partial inputs for; one more fails (the coordinator keeps far fewer in flight). */
+const MAX_PENDING_REQUESTS = 256;
+/** Queued stage runs at which the worker stops reading tensors from its peers, and at which it resumes. */
+const QUEUE_PAUSE_AT = 64;
+const QUEUE_RESUME_AT = 16;
+/** Stages being received at once, per deployment. */
+const MAX_INCOMING_STAGES = 16;
 
 interface Stage {
   load: LoadMsg;
@@ -102,6 +119,8 @@ interface Deployment {
   /** Stages being received, by stage number. */
   incoming: Map<number, Incoming>;
   peers: Map<string, Promise<Connection>>;
+  /** The deployment's workers by name, endpoint (from its loads): the only peers tensors are taken from. */
+  workers: Map<string, string>;
 }
 
 interface Job {
@@ -112,9 +131,10 @@ interface Job {
   path?: Uint8Array;
 }
 
-function sameToken(a: string, b: string): boolean {
-  const h = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(h(a), h(b));
+/** Whether a listen address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\./.test(h) || /^::ffff:127\./.test(h);
 }
 
 /** CPU time of this process so far (user + system, every thread), ms. */
@@ -140,7 +160,10 @@ function shapeMatches(spec: readonly number[], shape: readonly number[]): boolea
  * runs each request once all its inputs arrived (from the coordinator and/or upstream workers), and sends
  * each output straight to the stages that read it or back to the coordinator. A failing request becomes
  * an error frame for the coordinator naming this worker and the stage; the worker keeps serving.
- * Nothing is accepted from a peer before its hello presents the right token and version.
+ * Nothing is accepted from a peer before it proved it holds the token (handshake.ts), and until then its
+ * frames are capped at HANDSHAKE_MAX_FRAME_BYTES and its connection is bounded by {@link Admission}. After it,
+ * every control message is checked against its schema and its sender's role; a bad one closes that
+ * connection only.
  */
 export class Worker {
   readonly name: string;
@@ -155,6 +178,9 @@ export class Worker {
   private readonly unsent: Promise<unknown>[] = [];
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
+  private readonly admission: Admission;
+  /** Connections not read from while the run queue is long. */
+  private readonly paused = new Set<Connection>();
 
   constructor(opts: WorkerOptions = {}) {
     this.opts = opts;
@@ -164,10 +190,20 @@ export class Worker {
     this.pool = opts.receivePool === false ? new FramePool(Number.POSITIVE_INFINITY) : new FramePool();
     const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
+    this.admission = new Admission(opts.admission);
   }
 
-  /** Starts listening; resolves to the address really listened on. */
+  /**
+   * Starts listening; resolves to the address really listened on. Throws an ArgumentError for a non-loopback
+   * address without a token, unless `insecure`.
+   */
   async start(): Promise<{ host: string; port: number }> {
+    const host = this.opts.host ?? "127.0.0.1";
+    if ((this.opts.token ?? "") === "" && !isLoopback(host) && this.opts.insecure !== true)
+      throw new ArgumentError(
+        `worker ${this.name}: refusing to listen on ${host} without a token (anyone who can reach it could run code on it); give --token, --token-file or CLEAVE_TOKEN, or --insecure on a network you trust`,
+        { field: "token" },
+      );
     this.listener = await this.transport.listen(this.opts.host ?? "127.0.0.1", this.opts.port ?? 0, (c) =>
       this.accept(c),
     );
@@ -187,79 +223,112 @@ export class Worker {
   }
 
   private accept(conn: Connection): void {
-    let role: Role | undefined;
-    let peerDeployment: string | undefined;
-    conn.onFrame((f) => {
-      if (role === undefined) {
-        const r = this.checkHello(conn, f);
-        if (r === undefined) return;
-        role = r.role;
-        peerDeployment = r.deployment;
-        return;
-      }
-      try {
-        this.handle(conn, role, peerDeployment, f);
-      } catch (err) {
-        log(`frame from ${conn.remote} failed: ${errorMessage(err)}`);
-      }
-    });
+    const a = this.admission;
+    if (!a.arrive(conn, log)) {
+      log(`refused ${conn.remote}: ${a.counts.total} connections open`);
+      return;
+    }
+    // Until it authenticated, a peer can make this worker hold a few KiB, not a frame of the configured size.
+    const limit = conn.frameLimit;
+    conn.frameLimit = Math.min(limit, HANDSHAKE_MAX_FRAME_BYTES);
+    let peer: HelloMsg | undefined;
     conn.onClose((err) => {
-      log(`${role ?? "unauthenticated"} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
+      a.closed(conn);
+      this.paused.delete(conn);
+      if (peer !== undefined) log(`${peer.role} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
       if (this.deployment?.coordinator === conn) this.teardown();
     });
-  }
-
-  /** Checks the first frame; answers welcome or reject (and closes). Returns the hello when accepted. */
-  private checkHello(conn: Connection, f: Frame): HelloMsg | undefined {
-    const reject = (reason: RejectMsg["reason"], message: string) => {
-      log(`rejected ${conn.remote}: ${message}`);
-      const m: RejectMsg = { t: "reject", reason, message, version: this.version };
-      conn.send({ type: "control", requestId: 0, msg: { ...m } }).then(
-        () => setTimeout(() => conn.close(), 50),
-        () => conn.close(),
-      );
-      return undefined;
-    };
-    if (f.type !== "control" || f.msg.t !== "hello") return reject("protocol", "expected hello first");
-    const h = f.msg as unknown as HelloMsg;
-    const want = this.opts.token ?? "";
-    if (want !== "" && !(typeof h.token === "string" && sameToken(h.token, want)))
-      return reject("token", "wrong token");
-    if (h.version !== this.version) return reject("version", `peer runs cleave ${h.version}`);
-    const d = this.deployment;
-    if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
-      return reject("busy", `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`);
-    const w: WelcomeMsg = {
-      t: "welcome",
+    acceptHandshake(conn, {
+      token: this.opts.token ?? "",
       version: this.version,
-      name: this.name,
-      threads: this.opts.threads ?? 1,
-      pid: process.pid,
-      maxFrameBytes: this.opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-    };
-    conn.send({ type: "control", requestId: 0, msg: { ...w } }).catch(() => conn.close());
-    log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
-    return h;
+      mayTry: () => a.mayTry(conn),
+      onWrongToken: () => a.wrongToken(conn),
+      admit: (h) => {
+        const d = this.deployment;
+        if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
+          return {
+            reason: "busy",
+            message: `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`,
+          };
+        return undefined;
+      },
+      welcome: () => ({
+        t: "welcome",
+        version: this.version,
+        name: this.name,
+        threads: this.opts.threads ?? 1,
+        pid: process.pid,
+        maxFrameBytes: this.opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      }),
+      done: (r) => {
+        if ("refused" in r) {
+          log(`rejected ${conn.remote}: ${r.refused}`);
+          return;
+        }
+        const h = r.hello;
+        peer = h;
+        a.authenticated(conn);
+        conn.frameLimit = limit;
+        log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
+        conn.onFrame((f) => {
+          try {
+            this.handle(conn, h, f);
+          } catch (err) {
+            log(`frame from ${conn.remote} failed: ${errorMessage(err)}`);
+          }
+        });
+      },
+    });
   }
 
-  private handle(conn: Connection, role: Role, peerDeployment: string | undefined, f: Frame): void {
+  /** Closes a connection that broke the protocol, with one log line saying how. */
+  private expel(conn: Connection, who: HelloMsg, why: string): void {
+    log(`closed ${who.role} ${who.from.slice(0, 64)} at ${conn.remote}: ${why}`);
+    conn.close();
+  }
+
+  private handle(conn: Connection, peer: HelloMsg, f: Frame): void {
+    const role: Role = peer.role;
     if (f.type === "tensor") {
       const d = this.deployment;
-      if (!d || role === "probe") return;
-      if (role === "peer" && peerDeployment !== d.id) return;
+      if (role === "probe") {
+        this.expel(conn, peer, `sent tensor '${f.name.slice(0, 64)}' as a probe`);
+        return;
+      }
+      if (!d) return;
+      // Tensors come from this deployment's coordinator, or from a worker the deployment names.
+      if (role === "coordinator" && d.coordinator !== conn) {
+        this.expel(conn, peer, "sent a tensor for a deployment it did not make");
+        return;
+      }
+      if (role === "peer" && (peer.deployment !== d.id || !d.workers.has(peer.from))) {
+        this.expel(conn, peer, "sent a tensor as a worker this deployment does not name");
+        return;
+      }
       this.dispatch(d, f);
+      this.throttle(conn);
+      return;
+    }
+    const checked = checkMessage(PEER_MESSAGE, f.msg);
+    if (!checked.ok) {
+      this.expel(conn, peer, `malformed ${checked.why}`);
+      return;
+    }
+    const msg = checked.msg;
+    if (!ROLE_MESSAGES[role].has(msg.t)) {
+      this.expel(conn, peer, `'${msg.t}' is not allowed for a ${role}`);
       return;
     }
     const reply = (msg: ControlFrame["msg"]) =>
       conn.send({ type: "control", requestId: f.requestId, msg }).catch(() => {});
-    switch (f.msg.t) {
+    switch (msg.t) {
       case "ping":
         void reply({ t: "pong" });
         return;
       case "sink":
         return;
       case "cancel":
-        this.cancel(f.requestId);
+        if (this.deployment?.coordinator === conn) this.cancel(f.requestId);
         return;
       case "stats":
         void reply({
@@ -277,17 +346,32 @@ export class Worker {
         if (this.deployment?.coordinator === conn) this.teardown();
         void reply({ t: "undeployed" });
         return;
-      case "load":
-        if (role !== "coordinator") return;
-        this.announce(conn, f.msg as unknown as LoadMsg);
+      case "load": {
+        const bad = checkLoad(msg as LoadMsg);
+        if (bad !== undefined) {
+          this.expel(conn, peer, `load: ${bad}`);
+          return;
+        }
+        this.announce(conn, msg as LoadMsg);
         return;
+      }
       case "load-chunk":
-        if (role !== "coordinator") return;
-        this.chunk(conn, f.msg as unknown as LoadChunkMsg, f.payload ?? new Uint8Array(0));
+        this.chunk(conn, msg as LoadChunkMsg, f.payload ?? new Uint8Array(0));
         return;
-      default:
-        log(`ignored control '${f.msg.t}' from ${conn.remote}`);
     }
+  }
+
+  /** Stops reading from `conn` while the run queue is long (resumed by pump() once it drained). */
+  private throttle(conn: Connection): void {
+    if (this.queue.length < QUEUE_PAUSE_AT || this.paused.has(conn)) return;
+    this.paused.add(conn);
+    conn.pause();
+  }
+
+  private resumeReading(): void {
+    if (this.paused.size === 0 || this.queue.length > QUEUE_RESUME_AT) return;
+    for (const c of this.paused) c.resume();
+    this.paused.clear();
   }
 
   /** Sends a load error for stage `m.stage` to `conn`. */
@@ -313,12 +397,27 @@ export class Worker {
         stages: new Map(),
         incoming: new Map(),
         peers: new Map(),
+        workers: new Map(),
       };
     }
     const d = this.deployment;
+    for (const w of m.workers) d.workers.set(w.worker, w.endpoint);
     const old = d.incoming.get(m.stage);
     if (old) discardIncoming(old);
     d.incoming.delete(m.stage);
+    if (d.incoming.size >= MAX_INCOMING_STAGES) {
+      void this.loadFailed(conn, m, `${m.file}: ${MAX_INCOMING_STAGES} stages are already being received`);
+      return;
+    }
+    const cpus = availableParallelism();
+    if (m.threads !== undefined && m.threads > cpus) {
+      void this.loadFailed(
+        conn,
+        m,
+        `${m.file}: threads ${m.threads} is more than this worker's ${cpus} CPUs`,
+      );
+      return;
+    }
     const size = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
     if (!size(m.bytes) || (m.data !== undefined && !size(m.data.bytes))) {
       void this.loadFailed(conn, m, `${m.file}: the announcement gives no valid length`);
@@ -446,6 +545,22 @@ export class Worker {
       }
     }
     const receiveMs = performance.now() - t0;
+    // onnxruntime resolves external data locations against the model's folder (or, for bytes, the working
+    // directory): a stage may only name the data file streamed with it, never a file of this machine.
+    let locations: string[];
+    try {
+      locations = stageExternalData(model, m.file);
+    } catch (err) {
+      await fail(errorMessage(err));
+      return;
+    }
+    const foreign = locations.filter((l) => m.data === undefined || l !== m.data.file);
+    if (foreign.length > 0) {
+      await fail(
+        `${m.file}: refers to external data '${foreign[0].slice(0, 200)}', which was not sent with the stage (a worker reads no file of its own)`,
+      );
+      return;
+    }
     let session: ort.InferenceSession;
     try {
       // With external data onnxruntime reads the weights from files beside the model, so both go to disk.
@@ -472,8 +587,7 @@ export class Worker {
       for (const routes of Object.values(m.routes))
         for (const r of routes)
           if (r.to === "stage")
-            for (const t of r.replicas)
-              if (t.worker !== d.name) await this.peer(d, t.endpoint, m.token, t.delayMs);
+            for (const t of r.replicas) if (t.worker !== d.name) await this.peer(d, t.endpoint, t.delayMs);
     } catch (err) {
       await session.release();
       await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
@@ -509,7 +623,8 @@ export class Worker {
   }
 
   /** The connection to a downstream worker, opened once per deployment (with retries). */
-  private peer(d: Deployment, endpoint: string, token: string, delayMs = 0): Promise<Connection> {
+  private peer(d: Deployment, endpoint: string, delayMs = 0): Promise<Connection> {
+    const token = this.opts.token ?? "";
     let p = d.peers.get(endpoint);
     if (!p) {
       p = retry(
@@ -578,6 +693,15 @@ export class Worker {
         this.requestError(d, f.requestId, s.load.stage, `input '${f.name}': ${errorMessage(err)}`);
         continue;
       }
+      if (p.got.size === 1 && s.pending.size > MAX_PENDING_REQUESTS) {
+        this.requestError(
+          d,
+          f.requestId,
+          s.load.stage,
+          `${MAX_PENDING_REQUESTS} requests already wait for inputs of this stage`,
+        );
+        continue;
+      }
       if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
         this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(p.got), path: p.path });
@@ -615,6 +739,7 @@ export class Worker {
     try {
       while (this.queue.length > 0) {
         const job = this.queue.shift()!;
+        this.resumeReading();
         const d = this.deployment;
         if (!d || d.stages.get(job.stage.load.stage) !== job.stage) continue;
         if (this.cancelled.has(job.requestId)) continue;
@@ -701,7 +826,7 @@ export class Worker {
           this.dispatch(d, frame);
           continue;
         }
-        const p = this.peer(d, t.endpoint, s.load.token, t.delayMs)
+        const p = this.peer(d, t.endpoint, t.delayMs)
           .then((c) => c.send(frame))
           .catch((err) =>
             this.requestError(
@@ -728,6 +853,7 @@ export class Worker {
     if (!d) return;
     this.deployment = undefined;
     this.queue.length = 0;
+    this.resumeReading();
     for (const inc of d.incoming.values()) discardIncoming(inc);
     d.incoming.clear();
     // Request ids restart with every deployment.
@@ -744,4 +870,22 @@ function discardIncoming(inc: Incoming): void {
   inc.dataFd = undefined;
   if (inc.dir !== undefined) rmSync(inc.dir, { recursive: true, force: true });
   inc.dir = undefined;
+}
+
+/**
+ * What the schema cannot say about a `load`: every route names one of the deployment's workers at the endpoint
+ * the deployment gives it, and each output has routes. Returns what is wrong, or undefined.
+ */
+function checkLoad(m: LoadMsg): string | undefined {
+  const workers = new Map(m.workers.map((w) => [w.worker, w.endpoint]));
+  for (const [out, routes] of Object.entries(m.routes)) {
+    if (!m.outputs.includes(out)) return `routes name '${out.slice(0, 64)}', which is not an output`;
+    for (const r of routes) {
+      if (r.to !== "stage") continue;
+      for (const t of r.replicas)
+        if (workers.get(t.worker) !== t.endpoint)
+          return `a route to stage ${r.stage} points at ${t.worker.slice(0, 64)} at ${t.endpoint.slice(0, 64)}, which is not one of the deployment's workers`;
+    }
+  }
+  return undefined;
 }
