@@ -6,10 +6,12 @@ export interface AdmissionLimits {
   /** Time a peer has to complete the handshake, ms (default 2000). */
   handshakeTimeoutMs?: number;
   /**
-   * Connections still in their handshake (default 64). A new one beyond it evicts the oldest: a flood of idle
-   * connections cannot keep a real client out, it only shortens every handshake window to the flood's pace.
+   * Connections still in their handshake (default 64), and from one address (default 8). A new one beyond
+   * either evicts the oldest pending one of its own address, or of the address with the most pending: a flood
+   * of idle connections from a few addresses only ever evicts itself and cannot keep a real client out.
    */
   maxPending?: number;
+  maxPendingPerAddress?: number;
   /** Connections in all, authenticated or not (default 512); one beyond it is closed at once. */
   maxConnections?: number;
   /**
@@ -38,6 +40,9 @@ const MAX_ADDRESSES = 4096;
 export class Admission {
   readonly handshakeTimeoutMs: number;
   private readonly maxPending: number;
+  private readonly maxPendingPerAddress: number;
+  /** The same connections by address, oldest first. */
+  private readonly pendingByHost = new Map<string, Set<Connection>>();
   private readonly maxConnections: number;
   private readonly baseMs: number;
   private readonly maxMs: number;
@@ -52,6 +57,7 @@ export class Admission {
   constructor(limits: AdmissionLimits = {}) {
     this.handshakeTimeoutMs = limits.handshakeTimeoutMs ?? 2000;
     this.maxPending = limits.maxPending ?? 64;
+    this.maxPendingPerAddress = limits.maxPendingPerAddress ?? 8;
     this.maxConnections = limits.maxConnections ?? 512;
     this.baseMs = limits.backoff?.baseMs ?? 50;
     this.maxMs = limits.backoff?.maxMs ?? 2000;
@@ -69,10 +75,17 @@ export class Admission {
       return false;
     }
     this.total++;
-    if (this.pending.size >= this.maxPending) {
-      const [oldest] = this.pending.keys();
+    const key = host(conn);
+    let victims = this.pendingByHost.get(key);
+    if ((victims?.size ?? 0) < this.maxPendingPerAddress) {
+      victims = undefined;
+      if (this.pending.size >= this.maxPending)
+        for (const set of this.pendingByHost.values()) if (set.size > (victims?.size ?? 0)) victims = set;
+    }
+    if (victims !== undefined) {
+      const [oldest] = victims;
       this.refused.evicted++;
-      log(`evicted ${oldest.remote}: ${this.maxPending} connections were still in their handshake`);
+      log(`evicted ${oldest.remote}: too many connections were still in their handshake`);
       this.drop(oldest);
       oldest.close();
     }
@@ -84,6 +97,9 @@ export class Admission {
     }, this.handshakeTimeoutMs);
     timer.unref();
     this.pending.set(conn, timer);
+    const mine = this.pendingByHost.get(key) ?? new Set<Connection>();
+    this.pendingByHost.set(key, mine);
+    mine.add(conn);
     return true;
   }
 
@@ -137,6 +153,10 @@ export class Admission {
     if (t === undefined) return;
     clearTimeout(t);
     this.pending.delete(conn);
+    const key = host(conn);
+    const mine = this.pendingByHost.get(key);
+    mine?.delete(conn);
+    if (mine?.size === 0) this.pendingByHost.delete(key);
   }
 }
 
