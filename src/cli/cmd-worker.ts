@@ -3,6 +3,7 @@ import { checkThreads } from "../onnx/ort.js";
 import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
 import { isLoopback, Worker } from "../runtime/worker.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
+import { tlsFlags } from "./tls-flags.js";
 
 const USAGE = `usage: cleave worker --listen HOST:PORT [--token T] [--insecure] [--threads N] [--name NAME] [--transport tcp|ws]
 
@@ -13,6 +14,9 @@ memory only.
   --token      shared secret peers must prove they hold (default: $CLEAVE_TOKEN); it never crosses the
                network. Without one the worker accepts any peer, and listens only on a loopback address
   --insecure   listen on a non-loopback address without a token (anyone who reaches it can run code on it)
+  --tls psk    encrypt every connection with TLS 1.3, the token as pre-shared key (no certificates)
+  --tls-cert, --tls-key  PEM files: encrypt with TLS 1.3 and this certificate
+  --tls-ca     PEM file: verify peers' certificates against it (the worker then requires client certificates)
   --threads    onnxruntime intra-op threads (default 1; at most 4 per CPU)
   --name       name used in errors (default worker)
   --transport  tcp (default) or ws
@@ -43,6 +47,10 @@ export const workerCommand: Command = {
       "max-frame": { type: "string" },
       "no-receive-pool": { type: "boolean" },
       insecure: { type: "boolean" },
+      tls: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
       "exit-on-stdin-close": { type: "boolean" },
     });
     if (positionals.length > 0)
@@ -68,6 +76,7 @@ export const workerCommand: Command = {
       port,
       token,
       insecure,
+      tls: tlsFlags(values, token),
       threads,
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,

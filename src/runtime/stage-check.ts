@@ -1,6 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { type GraphProto, ModelProtoSchema, type TensorProto, TensorProto_DataLocation } from "onnx-buf";
 import { errorMessage, RuntimeFault } from "../errors.js";
+import type { LoadMsg } from "./protocol.js";
 
 /** Calls `fn` on every tensor of a graph, sparse ones and those of subgraphs included. */
 function eachTensor(graph: GraphProto, fn: (t: TensorProto) => void): void {
@@ -43,4 +44,22 @@ export function stageExternalData(bytes: Uint8Array, file: string): string[] {
       out.add(location);
     });
   return [...out];
+}
+
+/**
+ * What the schema cannot say about a `load`: every route names one of the deployment's workers at the endpoint
+ * the deployment gives it, and each output has routes. Returns what is wrong, or undefined.
+ */
+export function checkLoad(m: LoadMsg): string | undefined {
+  const workers = new Map(m.workers.map((w) => [w.worker, w.endpoint]));
+  for (const [out, routes] of Object.entries(m.routes)) {
+    if (!m.outputs.includes(out)) return `routes name '${out.slice(0, 64)}', which is not an output`;
+    for (const r of routes) {
+      if (r.to !== "stage") continue;
+      for (const t of r.replicas)
+        if (workers.get(t.worker) !== t.endpoint)
+          return `a route to stage ${r.stage} points at ${t.worker.slice(0, 64)} at ${t.endpoint.slice(0, 64)}, which is not one of the deployment's workers`;
+    }
+  }
+  return undefined;
 }

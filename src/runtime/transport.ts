@@ -33,7 +33,18 @@ export interface TransportOptions {
    * is done with a frame's bytes hands them back to the pool (transports that own their buffers ignore it).
    */
   receivePool?: FramePool;
+  /** Encrypt every connection with node's TLS (tcp only; default: plain TCP). */
+  tls?: TlsConfig;
 }
+
+/**
+ * TLS for a transport. `psk`: TLS 1.3 with a key derived from the token (no PKI; both sides need the token).
+ * `cert`: a certificate and key (PEM) this side presents, and `ca` to verify the other side's (a client
+ * without `ca` trusts the system's roots; a server with `ca` requires a client certificate: mutual TLS).
+ */
+export type TlsConfig =
+  | { mode: "psk"; token: string }
+  | { mode: "cert"; cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
 
 /** Options of one connect call. */
 export interface ConnectOptions {

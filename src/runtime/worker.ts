@@ -32,8 +32,15 @@ import {
   type Role,
   type StageStats,
 } from "./protocol.js";
-import { stageExternalData } from "./stage-check.js";
-import type { Connection, Listener, Transport, TransportName, TransportOptions } from "./transport.js";
+import { checkLoad, stageExternalData } from "./stage-check.js";
+import type {
+  Connection,
+  Listener,
+  TlsConfig,
+  Transport,
+  TransportName,
+  TransportOptions,
+} from "./transport.js";
 import { makeTransport } from "./transports.js";
 
 const log = logger("runtime:worker");
@@ -54,6 +61,8 @@ export interface WorkerOptions {
   insecure?: boolean;
   /** What is admitted before a peer authenticated: handshake deadline, connection caps, back-off. */
   admission?: AdmissionLimits;
+  /** TLS on every connection, to the worker and from it to other workers (tcp only; default none). */
+  tls?: TlsConfig;
   /** onnxruntime intra-op threads (default 1). */
   threads?: number;
   /** Transport to listen with (default "tcp"). */
@@ -188,7 +197,7 @@ export class Worker {
     this.version = opts.version ?? VERSION;
     // A pool that pools nothing (minimum size above any frame) when reuse is off.
     this.pool = opts.receivePool === false ? new FramePool(Number.POSITIVE_INFINITY) : new FramePool();
-    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool };
+    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool, tls: opts.tls };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
     this.admission = new Admission(opts.admission);
   }
@@ -451,6 +460,7 @@ export class Worker {
       }
       try {
         inc.dir = mkdtempSync(join(tmpdir(), "cleave-worker-"));
+        keepUntilExit(inc.dir);
         inc.dataFd = openSync(join(inc.dir, m.data.file), "w");
       } catch (err) {
         discardIncoming(inc);
@@ -868,24 +878,26 @@ export class Worker {
 function discardIncoming(inc: Incoming): void {
   if (inc.dataFd !== undefined) closeSync(inc.dataFd);
   inc.dataFd = undefined;
-  if (inc.dir !== undefined) rmSync(inc.dir, { recursive: true, force: true });
+  if (inc.dir !== undefined) {
+    rmSync(inc.dir, { recursive: true, force: true });
+    liveDirs.delete(inc.dir);
+  }
   inc.dir = undefined;
 }
 
 /**
- * What the schema cannot say about a `load`: every route names one of the deployment's workers at the endpoint
- * the deployment gives it, and each output has routes. Returns what is wrong, or undefined.
+ * Temp folders holding a stage's external data right now. They are removed as soon as onnxruntime opened the
+ * stage, and on every way out: teardown, stop(), and (this hook, installed once per process) the process's
+ * exit, also after SIGINT/SIGTERM or an uncaught error. Only SIGKILL can leave one behind.
  */
-function checkLoad(m: LoadMsg): string | undefined {
-  const workers = new Map(m.workers.map((w) => [w.worker, w.endpoint]));
-  for (const [out, routes] of Object.entries(m.routes)) {
-    if (!m.outputs.includes(out)) return `routes name '${out.slice(0, 64)}', which is not an output`;
-    for (const r of routes) {
-      if (r.to !== "stage") continue;
-      for (const t of r.replicas)
-        if (workers.get(t.worker) !== t.endpoint)
-          return `a route to stage ${r.stage} points at ${t.worker.slice(0, 64)} at ${t.endpoint.slice(0, 64)}, which is not one of the deployment's workers`;
-    }
-  }
-  return undefined;
+const liveDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function keepUntilExit(dir: string): void {
+  liveDirs.add(dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
+  });
 }
