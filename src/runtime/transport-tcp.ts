@@ -192,8 +192,10 @@ export class TcpTransport implements Transport {
   private readonly maxFrameBytes: number;
   private readonly pool?: FramePool;
   private readonly tls?: TlsConfig;
+  private readonly maxConnections?: number;
 
   constructor(opts: TransportOptions = {}) {
+    this.maxConnections = opts.maxConnections;
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.pool = opts.receivePool;
     this.tls = opts.tls;
@@ -210,6 +212,7 @@ export class TcpTransport implements Transport {
     const server = this.tls ? tls.createServer(serverTls(this.tls), onSocket) : net.createServer(onSocket);
     // A peer that fails the TLS handshake is dropped by node; its error must not reach the process.
     server.on("tlsClientError", (_err: Error, s: net.Socket) => s.destroy());
+    if (this.maxConnections !== undefined) server.maxConnections = this.maxConnections;
     return new Promise((resolve, reject) => {
       server.once("error", (err) =>
         reject(

@@ -33,6 +33,11 @@ export interface TransportOptions {
    * is done with a frame's bytes hands them back to the pool (transports that own their buffers ignore it).
    */
   receivePool?: FramePool;
+  /**
+   * Most sockets a listener keeps open, those still in their TLS handshake included (default: no limit);
+   * one beyond it is closed as it is accepted.
+   */
+  maxConnections?: number;
   /** Encrypt every connection with node's TLS (tcp only; default: plain TCP). */
   tls?: TlsConfig;
 }

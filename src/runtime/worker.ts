@@ -197,7 +197,13 @@ export class Worker {
     this.version = opts.version ?? VERSION;
     // A pool that pools nothing (minimum size above any frame) when reuse is off.
     this.pool = opts.receivePool === false ? new FramePool(Number.POSITIVE_INFINITY) : new FramePool();
-    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool, tls: opts.tls };
+    const t: TransportOptions = {
+      maxFrameBytes: opts.maxFrameBytes,
+      receivePool: this.pool,
+      tls: opts.tls,
+      // The admission counts authenticated and pending connections; this also bounds those in a TLS handshake.
+      maxConnections: (opts.admission?.maxConnections ?? 512) + (opts.admission?.maxPending ?? 64),
+    };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
     this.admission = new Admission(opts.admission);
   }
