@@ -49,7 +49,8 @@ export class Admission {
   private readonly forgetMs: number;
   /** Connections in their handshake, oldest first (a Map keeps insertion order). */
   private readonly pending = new Map<Connection, NodeJS.Timeout>();
-  private total = 0;
+  /** Every connection counted (pending or authenticated), so a close is counted once and only if it arrived. */
+  private readonly open = new Set<Connection>();
   private readonly failures = new Map<string, Failures>();
   /** Counters for the log and tests: connections closed for each reason. */
   readonly refused = { full: 0, evicted: 0, timedOut: 0, backingOff: 0, wrongToken: 0 };
@@ -69,12 +70,12 @@ export class Admission {
    * deadline and counts it until `authenticated` or its close (`closed`, which the caller must call).
    */
   arrive(conn: Connection, log: (line: string) => void): boolean {
-    if (this.total >= this.maxConnections) {
+    if (this.open.size >= this.maxConnections) {
       this.refused.full++;
       conn.close();
       return false;
     }
-    this.total++;
+    this.open.add(conn);
     const key = host(conn);
     let victims = this.pendingByHost.get(key);
     if ((victims?.size ?? 0) < this.maxPendingPerAddress) {
@@ -108,10 +109,10 @@ export class Admission {
     this.drop(conn);
   }
 
-  /** The connection closed (after `arrive` returned true). */
+  /** The connection closed (a connection `arrive` refused is not counted, so its close changes nothing). */
   closed(conn: Connection): void {
     this.drop(conn);
-    this.total = Math.max(0, this.total - 1);
+    this.open.delete(conn);
   }
 
   /** Whether the connection's address may have its proof checked now. */
@@ -145,7 +146,7 @@ export class Admission {
 
   /** Connections open now: in their handshake, and in all. */
   get counts(): { pending: number; total: number } {
-    return { pending: this.pending.size, total: this.total };
+    return { pending: this.pending.size, total: this.open.size };
   }
 
   private drop(conn: Connection): void {
