@@ -3,11 +3,17 @@
  * to one CPU each when taskset exists), pipelined, measured three ways in one run: plain TCP; TLS 1.3 with the
  * token as pre-shared key (`cleave worker --tls psk`); and plain TCP while hostile peers attack both workers
  * (200 idle connections from 127.0.0.2, each reopened 0.5 s after the worker closes it, and 4 loops of wrong
- * tokens). Prints JSON: throughput and latency of each, and the ratios to plain.
+ * tokens, in a process of its own). Prints JSON: throughput and latency of each, each worker's CPU time per
+ * second outside its stage runs (what the transport and the attackers cost it), and the ratios to plain. On
+ * a machine with fewer cores than workers + coordinator + attacker, the attacked throughput also pays for
+ * the attacker's own CPU; the workers' CPU outside runs is the figure that does not.
  *
  * Usage: npx tsx bench/pipeline-secure.ts [--requests N] [--batch B] [--width W]   (or node dist/bench/...)
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import * as net from "node:net";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { randomTensor } from "../src/onnx/ort.js";
 import { deploy } from "../src/runtime/deploy.js";
@@ -20,6 +26,7 @@ import { writeChain } from "./chain.js";
 const { values } = parseArgs({
   options: {
     requests: { type: "string", default: "120" },
+    attack: { type: "string" },
     batch: { type: "string", default: "512" },
     width: { type: "string", default: "512" },
   },
@@ -65,6 +72,27 @@ function attack(endpoints: string[]): () => Promise<{ idleOpened: number; wrongT
   };
 }
 
+/**
+ * Runs the attack in a process of its own (as an attacker on another host would be: not in the coordinator's
+ * event loop); resolves to a function that stops it and returns its counts.
+ */
+function attackProcess(endpoints: string[]): () => Promise<{ idleOpened: number; wrongTokens: number }> {
+  const self = fileURLToPath(import.meta.url);
+  const args = self.endsWith(".ts") ? ["--import", "tsx", self] : [self];
+  const child = spawn(process.execPath, [...args, "--attack", endpoints.join(",")], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  return async () => {
+    child.stdin.end();
+    await once(child, "exit");
+    return JSON.parse(out) as { idleOpened: number; wrongTokens: number };
+  };
+}
+
 async function run(mode: "plain" | "psk" | "attacked") {
   const tlsFlag = mode === "psk" ? ["--tls", "psk"] : [];
   const cluster = await startLocalWorkers(
@@ -85,9 +113,23 @@ async function run(mode: "plain" | "psk" | "attacked") {
       x: randomTensor("float32", [size.batch, size.width], i + 1),
     }));
     await p.runMany({ count: 8, feeds: (i) => feeds[i % 4] }, { inFlight: 4 }); // warm up
-    const stopAttack = mode === "attacked" ? attack(cluster.workers.map((w) => w.endpoint)) : undefined;
+    const stopAttack =
+      mode === "attacked" ? attackProcess(cluster.workers.map((w) => w.endpoint)) : undefined;
+    // Let the attack reach full strength before measuring.
+    if (stopAttack) await new Promise((r) => setTimeout(r, 1000));
+    const before = await p.workerStats();
+    const t0 = performance.now();
     const r = await p.runMany({ count: N, feeds: (i) => feeds[i % 4] }, { inFlight: 4 });
+    const seconds = (performance.now() - t0) / 1000;
+    const after = await p.workerStats();
     const attacked = await stopAttack?.();
+    // CPU each worker process used outside its stage runs, per second of the run: receiving, sending, and
+    // whatever the attackers cost it.
+    const overhead = after.map((a, i) => {
+      const b = before[i];
+      const compute = a.stages[0].computeCpuMs - b.stages[0].computeCpuMs;
+      return (a.cpuMs - b.cpuMs - compute) / seconds;
+    });
     await p.close();
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     return {
@@ -96,11 +138,20 @@ async function run(mode: "plain" | "psk" | "attacked") {
       failed: r.failed,
       throughput: r3(r.throughput),
       latencyMs: { p50: r3(r.latencyMs.p50), p95: r3(r.latencyMs.p95) },
+      workerCpuMsPerSecondOutsideRuns: overhead.map(r3),
       ...(attacked ? { attack: attacked } : {}),
     };
   } finally {
     await cluster.stop();
   }
+}
+
+if (values.attack !== undefined) {
+  const stop = attack(values.attack.split(","));
+  process.stdin.resume();
+  await once(process.stdin, "end");
+  process.stdout.write(JSON.stringify(await stop()));
+  process.exit(0);
 }
 
 const plain = await run("plain");

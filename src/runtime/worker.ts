@@ -28,6 +28,7 @@ import {
   type LoadedMsg,
   type LoadMsg,
   PEER_MESSAGE,
+  type RejectMsg,
   ROLE_MESSAGES,
   type Role,
   type StageStats,
@@ -239,6 +240,17 @@ export class Worker {
 
   private accept(conn: Connection): void {
     const a = this.admission;
+    const may = a.mayTry(conn);
+    if (!may.ok) {
+      // An address backing off is answered at once, before anything is read, parsed or counted: a throttled
+      // attempt costs this worker an accept and one small write.
+      const m: RejectMsg = { t: "reject", reason: "busy", message: may.message, version: this.version };
+      conn.send({ type: "control", requestId: 0, msg: { ...m } }).then(
+        () => setTimeout(() => conn.close(), 50),
+        () => conn.close(),
+      );
+      return;
+    }
     if (!a.arrive(conn, log)) {
       log(`refused ${conn.remote}: ${a.counts.total} connections open`);
       return;
