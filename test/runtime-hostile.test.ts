@@ -448,6 +448,19 @@ test("malformed and role-forging control messages close that connection only; th
     { role: "probe" },
     { type: "tensor", requestId: 1, name: "x", dtype: "float32", shape: [1], data: new Uint8Array(4) },
   );
+  // A real client learns why in one line: the worker sends a close notice naming the field.
+  const { conn } = await connectWorker(new TcpTransport(), w2, {
+    token: cluster.token,
+    role: "coordinator",
+    from: "test",
+  });
+  const why = new Promise<string>((res) => conn.onClose((err) => res(String(err?.message))));
+  await conn.send(c({ ...load, inputs: [null] }));
+  assert.match(
+    await why,
+    /^127\.0\.0\.1:\d+: worker w2 closed the connection: malformed load\.inputs\.0: .+$/,
+  );
+  await settle();
   // An unknown role in the hello is refused before anything is accepted.
   const u = await Raw.open(w2, "127.0.0.1");
   assert.equal((await handshake(u, cluster.token, { role: "admin" })).answer?.reason, "protocol");

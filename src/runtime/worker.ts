@@ -18,6 +18,7 @@ import {
 } from "./frame.js";
 import { FramePool } from "./frame-pool.js";
 import { Admission, type AdmissionLimits } from "./admission.js";
+import { CLOSE_NOTICE } from "./connection.js";
 import { acceptHandshake, connectWorker, HANDSHAKE_MAX_FRAME_BYTES } from "./handshake.js";
 import { logger } from "./log.js";
 import {
@@ -311,7 +312,14 @@ export class Worker {
   /** Closes a connection that broke the protocol, with one log line saying how. */
   private expel(conn: Connection, who: HelloMsg, why: string): void {
     log(`closed ${who.role} ${who.from.slice(0, 64)} at ${conn.remote}: ${why}`);
-    conn.close();
+    // Nothing more is read from it; the peer learns why (a close notice) before the connection closes.
+    conn.onFrame(() => {});
+    conn.pause();
+    const message = `worker ${this.name} closed the connection: ${why}`;
+    conn.send({ type: "control", requestId: 0, msg: { t: CLOSE_NOTICE, message } }).then(
+      () => setTimeout(() => conn.close(), 50),
+      () => conn.close(),
+    );
   }
 
   private handle(conn: Connection, peer: HelloMsg, f: Frame): void {
