@@ -525,6 +525,46 @@ test("a stage model whose external data names a file of the worker's machine is 
   }
 });
 
+test("partial requests are bounded: past 256 waiting for their other input, a request fails at once", async () => {
+  const ep = cluster.workers[2].endpoint;
+  const coord = await Raw.open(ep, "127.0.0.1");
+  assert.equal((await handshake(coord, cluster.token)).answer?.t, "welcome");
+  // Stage 1 of the gather fixture reads `a` and `idx`; only `a` is ever sent.
+  const model = readFileSync(join(gather.dir, "stage_1.onnx"));
+  coord.control(
+    stageLoad(model, {
+      file: "g1.onnx",
+      inputs: [
+        { name: "a", dtype: "float32", shape: [1, 16] },
+        { name: "idx", dtype: "int64", shape: [1] },
+      ],
+      outputs: ["g"],
+      routes: { g: [{ to: "coordinator" }] },
+    }),
+  );
+  coord.control({ t: "load-chunk", stage: 0, part: "model", offset: 0 }, model);
+  assert.ok(await coord.next("loaded", 10_000), "the stage did not load");
+  for (let id = 1; id <= 300; id++)
+    coord.send({
+      type: "tensor",
+      requestId: id,
+      name: "a",
+      dtype: "float32",
+      shape: [1, 16],
+      data: new Uint8Array(64),
+    });
+  const errors: string[] = [];
+  for (let e = await coord.next("error"); e !== null; e = await coord.next("error", 500))
+    errors.push(String(e.message));
+  assert.equal(errors.length, 300 - 256);
+  assert.ok(
+    errors.every((m) => m === "256 requests already wait for inputs of this stage"),
+    errors[0],
+  );
+  coord.close();
+  await settle();
+});
+
 test("10,000 mutated frames after the handshake crash nothing; RSS stays within the bound", async (t) => {
   const ep = cluster.workers[2].endpoint;
   // A raw coordinator deploys one stage, and names a peer, which then sends the mutated frames.

@@ -190,6 +190,8 @@ export class Worker {
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
   private readonly admission: Admission;
+  /** Bytes of stage inputs held while the rest of their request is awaited (8 frames, at least 1 GiB). */
+  private readonly maxPendingBytes: number;
   /** Connections not read from while the run queue is long. */
   private readonly paused = new Set<Connection>();
 
@@ -208,6 +210,7 @@ export class Worker {
     };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
     this.admission = new Admission(opts.admission);
+    this.maxPendingBytes = Math.max(2 ** 30, 8 * (opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
   }
 
   /**
@@ -729,14 +732,17 @@ export class Worker {
         this.requestError(d, f.requestId, s.load.stage, `input '${f.name}': ${errorMessage(err)}`);
         continue;
       }
-      if (p.got.size === 1 && s.pending.size > MAX_PENDING_REQUESTS) {
-        this.requestError(
-          d,
-          f.requestId,
-          s.load.stage,
-          `${MAX_PENDING_REQUESTS} requests already wait for inputs of this stage`,
-        );
-        continue;
+      if (p.got.size < s.specs.size) {
+        const full =
+          p.got.size === 1 && s.pending.size > MAX_PENDING_REQUESTS
+            ? `${MAX_PENDING_REQUESTS} requests already wait for inputs of this stage`
+            : pendingBytes(d) > this.maxPendingBytes
+              ? `inputs waiting for the rest of their request exceed ${this.maxPendingBytes} bytes`
+              : undefined;
+        if (full !== undefined) {
+          this.requestError(d, f.requestId, s.load.stage, full);
+          continue;
+        }
       }
       if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
@@ -909,6 +915,15 @@ function discardIncoming(inc: Incoming): void {
     liveDirs.delete(inc.dir);
   }
   inc.dir = undefined;
+}
+
+/** Bytes of every input held in a deployment's partial requests (a sweep: a few hundred entries at most). */
+function pendingBytes(d: Deployment): number {
+  let n = 0;
+  for (const s of d.stages.values())
+    for (const p of s.pending.values())
+      for (const t of p.got.values()) n += (t.data as ArrayBufferView).byteLength;
+  return n;
 }
 
 /**
