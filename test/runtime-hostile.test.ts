@@ -565,6 +565,40 @@ test("partial requests are bounded: past 256 waiting for their other input, a re
   await settle();
 });
 
+test("a sender faster than the stage is paused (TCP backpressure), not buffered; every request still completes", async () => {
+  const ep = cluster.workers[2].endpoint;
+  const coord = await Raw.open(ep, "127.0.0.1");
+  assert.equal((await handshake(coord, cluster.token)).answer?.t, "welcome");
+  const model = readFileSync(join(branchy.dir, "stage_0.onnx"));
+  coord.control(stageLoad(model));
+  coord.control({ t: "load-chunk", stage: 0, part: "model", offset: 0 }, model);
+  assert.ok(await coord.next("loaded", 10_000), "the stage did not load");
+  // 300 requests in one write: all arrive in a few reads, far faster than one run per event-loop turn.
+  const frames = Array.from({ length: 300 }, (_, i) => {
+    const parts = encodeFrame({
+      type: "tensor",
+      requestId: i + 1,
+      name: "x",
+      dtype: "float32",
+      shape: [1, 32],
+      data: new Uint8Array(128),
+    });
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(frameSize(parts), 0);
+    return Buffer.concat([head, ...parts]);
+  });
+  coord.socket.write(Buffer.concat(frames));
+  const deadline = performance.now() + 20_000;
+  const outputs = () => coord.frames.filter((f) => f.type === "tensor").length;
+  while (outputs() < 600 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(outputs(), 600, "every request's two outputs");
+  coord.control({ t: "stats" });
+  const stats = await coord.next("stats-reply");
+  assert.ok(Number(stats?.readsPaused) >= 1, `reads paused ${stats?.readsPaused} times`);
+  coord.close();
+  await settle();
+});
+
 test("10,000 mutated frames after the handshake crash nothing; RSS stays within the bound", async (t) => {
   const ep = cluster.workers[2].endpoint;
   // A raw coordinator deploys one stage, and names a peer, which then sends the mutated frames.

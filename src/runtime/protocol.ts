@@ -202,6 +202,8 @@ export interface StatsReplyMsg {
   cpuMs: number;
   /** Large frames received into a buffer handed back by an earlier request instead of a new one. */
   receiveBuffersReused: number;
+  /** Times the worker stopped reading from a connection because its run queue was long (backpressure). */
+  readsPaused: number;
 }
 
 /** Coordinator -> worker: drop the stages of this deployment; answered with `undeployed`. */

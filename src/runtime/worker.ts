@@ -192,8 +192,9 @@ export class Worker {
   private readonly admission: Admission;
   /** Bytes of stage inputs held while the rest of their request is awaited (8 frames, at least 1 GiB). */
   private readonly maxPendingBytes: number;
-  /** Connections not read from while the run queue is long. */
+  /** Connections not read from while the run queue is long, and how often one was paused. */
   private readonly paused = new Set<Connection>();
+  private readsPaused = 0;
 
   constructor(opts: WorkerOptions = {}) {
     this.opts = opts;
@@ -378,6 +379,7 @@ export class Worker {
           })),
           cpuMs: cpuMs(),
           receiveBuffersReused: this.pool.reused,
+          readsPaused: this.readsPaused,
         });
         return;
       case "undeploy":
@@ -403,6 +405,7 @@ export class Worker {
   private throttle(conn: Connection): void {
     if (this.queue.length < QUEUE_PAUSE_AT || this.paused.has(conn)) return;
     this.paused.add(conn);
+    this.readsPaused++;
     conn.pause();
   }
 
@@ -772,6 +775,7 @@ export class Worker {
     for (const s of this.deployment?.stages.values() ?? []) s.pending.delete(requestId);
     for (let i = this.queue.length - 1; i >= 0; i--)
       if (this.queue[i].requestId === requestId) this.queue.splice(i, 1);
+    this.resumeReading();
   }
 
   /** Runs queued jobs one at a time (the device's CPUs serve one stage run at a time). */
@@ -795,6 +799,8 @@ export class Worker {
       }
     } finally {
       this.running = false;
+      // However the queue emptied (runs, cancels), no connection stays paused once nothing is queued.
+      this.resumeReading();
     }
   }
 
