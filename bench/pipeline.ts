@@ -6,17 +6,11 @@
  *
  * Usage: npx tsx bench/pipeline.ts [--requests N] [--batch B] [--width W] [--layers L]
  */
-import { createHash } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Manifest } from "../src/export/manifest.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
-import { encodeModel } from "../src/onnx/model-io.js";
 import { randomTensor } from "../src/onnx/ort.js";
 import { startLocalWorkers } from "../src/runtime/local-cluster.js";
 import { deploy } from "../src/runtime/deploy.js";
+import { writeChain } from "./chain.js";
 
 const { values } = parseArgs({
   options: {
@@ -31,57 +25,11 @@ const B = Number(values.batch);
 const W = Number(values.width);
 const L = Number(values.layers);
 
-/** Writes a split of `layers` MatMul+Relu layers into `stages` equal stages; returns the folder. */
-function writeChain(stages: number): string {
-  const dir = mkdtempSync(join(tmpdir(), "cleave-bench-"));
-  const per = L / stages;
-  const name = (i: number) => (i === 0 ? "x" : i === L ? "y" : `h${i}`);
-  const spec = (n: string) => ({ name: n, dtype: "float32" as const, shape: [B, W] });
-  const st = Array.from({ length: stages }, (_, s) => {
-    const g = new GraphBuilder(`s${s}`, { seed: s + 1 });
-    g.input(name(s * per), "float32", [B, W]);
-    for (let i = s * per; i < (s + 1) * per; i++) {
-      const w = g.weight(`W${i}`, [W, W]);
-      const m = g.node("MatMul", [name(i), w], {}, `m${i}`);
-      g.node("Relu", [m], {}, name(i + 1));
-    }
-    g.output(name((s + 1) * per), "float32", [B, W]);
-    const bytes = encodeModel(g.toModel());
-    const file = `stage_${s}.onnx`;
-    writeFileSync(join(dir, file), bytes);
-    return {
-      index: s,
-      file,
-      inputs: [name(s * per)],
-      outputs: [name((s + 1) * per)],
-      params: per * W * W,
-      macs: per * B * W * W,
-      bytesIn: B * W * 4,
-      bytesOut: B * W * 4,
-      nodes: 2 * per,
-      sha256: createHash("sha256").update(bytes).digest("hex"),
-    };
-  });
-  const tensors = Object.fromEntries(
-    Array.from({ length: stages + 1 }, (_, s) => [name(s * per), spec(name(s * per))]),
-  );
-  const manifest: Manifest = {
-    version: 1,
-    model: "chain",
-    inputs: [spec("x")],
-    outputs: [spec("y")],
-    tensors,
-    stages: st,
-  };
-  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
-  return dir;
-}
-
 async function run(stages: number, inFlight: number) {
   const cpus = Array.from({ length: stages }, (_, i) => [i]);
   const cluster = await startLocalWorkers(cpus.map((c, i) => ({ name: `d${i}`, cpus: c, threads: 1 })));
   try {
-    const p = await deploy(writeChain(stages), cluster.workers, {
+    const p = await deploy(writeChain(stages, { layers: L, width: W, batch: B }), cluster.workers, {
       token: cluster.token,
       maxInFlight: inFlight,
     });

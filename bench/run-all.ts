@@ -10,7 +10,7 @@ import { readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 
 /** Files in bench/ that are helpers of another benchmark, not benchmarks. */
-const HELPERS = new Set(["run-all", "ingest-task"]);
+const HELPERS = new Set(["run-all", "ingest-task", "chain"]);
 
 const here = import.meta.dirname;
 const ext = import.meta.filename.endsWith(".ts") ? ".ts" : ".js";

@@ -116,7 +116,9 @@ export {
 } from "./runtime/pipeline.js";
 export type { ReplicaStats } from "./runtime/replicas.js";
 export { type LocalCluster, startLocalWorkers } from "./runtime/local-cluster.js";
-export { Worker } from "./runtime/worker.js";
+export { Worker, type WorkerOptions } from "./runtime/worker.js";
+export type { AdmissionLimits } from "./runtime/admission.js";
+export type { TlsConfig } from "./runtime/transport.js";
 export { probeWorker } from "./runtime/probe.js";
 export { testbedDown, testbedUp } from "./runtime/testbed.js";
 export {

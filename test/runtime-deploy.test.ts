@@ -265,7 +265,7 @@ test("a chunk out of order, past the announced length, or a stage over protobuf'
         inputs: [],
         outputs: [],
         routes: {},
-        token: "",
+        workers: [],
       },
     });
   const chunk = (stage: number, offset: number, n: number) =>

@@ -1,22 +1,30 @@
 import { ArgumentError } from "../errors.js";
 import { checkThreads } from "../onnx/ort.js";
 import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
-import { Worker } from "../runtime/worker.js";
+import { isLoopback, Worker } from "../runtime/worker.js";
 import { workerMetricsRegistry } from "../serve/metrics.js";
 import { type MetricsEndpoint, serveMetrics } from "../serve/metrics-http.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
+import { tlsFlags } from "./tls-flags.js";
 import { readWorkerConfig, tokenFrom } from "./worker-config.js";
 
-const USAGE = `usage: cleave worker --listen HOST:PORT [--token-file F | --token T] [--threads N] [--name NAME]
-                     [--transport tcp|ws] [--metrics HOST:PORT] [--config worker.yaml]
+const USAGE = `usage: cleave worker --listen HOST:PORT [--token-file F | --token T] [--insecure] [--threads N] [--name NAME]
+                     [--transport tcp|ws] [--tls psk | --tls-cert F --tls-key F [--tls-ca F]]
+                     [--metrics HOST:PORT] [--config worker.yaml]
 
 Runs one device's worker until SIGINT/SIGTERM. Prints one line with the address it really listens on
 (port 0 picks a free one). A coordinator (cleave run, deploy()) sends it stage models; it keeps them in
 memory only.
   --listen     address to listen on (default 127.0.0.1:0)
-  --token-file file whose first line is the shared secret peers must present
+  --token-file file whose first line is the shared secret peers must prove they hold (it never crosses
+               the network)
   --token      the secret itself (visible to every user in ps; prefer --token-file or $CLEAVE_TOKEN)
-               (default: $CLEAVE_TOKEN; none accepts any peer)
+               (default: $CLEAVE_TOKEN). Without one the worker accepts any peer, and listens only on a
+               loopback address
+  --insecure   listen on a non-loopback address without a token (anyone who reaches it can run code on it)
+  --tls psk    encrypt every connection with TLS 1.3, the token as pre-shared key (no certificates)
+  --tls-cert, --tls-key  PEM files: encrypt with TLS 1.3 and this certificate
+  --tls-ca     PEM file: verify peers' certificates against it (the worker then requires client certificates)
   --threads    onnxruntime intra-op threads (default 1; at most 4 per CPU)
   --name       name used in errors (default worker)
   --transport  tcp (default) or ws
@@ -47,6 +55,11 @@ export const workerCommand: Command = {
       transport: { type: "string" },
       "max-frame": { type: "string" },
       "no-receive-pool": { type: "boolean" },
+      insecure: { type: "boolean" },
+      tls: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
       "exit-on-stdin-close": { type: "boolean" },
     });
     const { positionals } = parsed;
@@ -67,11 +80,15 @@ export const workerCommand: Command = {
       throw new ArgumentError(`--transport: expected tcp or ws, got '${transport}'`, { field: "transport" });
     const name = str(values, "name");
     const threads = checkThreads(intFlag("threads", str(values, "threads"), 1), "--threads");
+    const token = tokenFrom(values);
+    const insecure = bool(values, "insecure");
     const worker = new Worker({
       name: name ?? "worker",
       host,
       port,
-      token: tokenFrom(values),
+      token,
+      insecure,
+      tls: tlsFlags(values, token),
       threads,
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
@@ -86,6 +103,10 @@ export const workerCommand: Command = {
         throw new ArgumentError(`--metrics: ${(err as Error).message}`, { field: "metrics" });
       }
     const addr = await worker.start();
+    if ((token ?? "") === "" && !isLoopback(addr.host))
+      io.err(
+        `cleave worker: warning: listening on ${formatEndpoint(addr.host, addr.port)} without a token (--insecure): anyone who reaches it can run code on this machine`,
+      );
     let metrics: MetricsEndpoint | undefined;
     if (metricsEndpoint !== undefined) {
       try {

@@ -21,10 +21,29 @@ export abstract class BaseConnection implements Connection {
   /** Promise chain of delayed sends, so a delay keeps frame order. */
   private delayed: Promise<void> = Promise.resolve();
 
+  private limit: number;
+
   constructor(
     readonly remote: string,
     protected readonly maxFrameBytes: number,
-  ) {}
+  ) {
+    this.limit = maxFrameBytes;
+  }
+
+  get frameLimit(): number {
+    return this.limit;
+  }
+
+  set frameLimit(bytes: number) {
+    this.limit = Math.min(bytes, this.maxFrameBytes);
+    this.limitChanged(this.limit);
+  }
+
+  /** Subclasses whose socket library checks the size itself pass the new limit on. */
+  protected limitChanged(_bytes: number): void {}
+
+  abstract pause(): void;
+  abstract resume(): void;
 
   get closed(): boolean {
     return this.isClosed;
@@ -89,6 +108,15 @@ export abstract class BaseConnection implements Connection {
   /** Subclasses call this with one complete frame's bytes. A malformed frame closes the connection. */
   protected received(buf: Uint8Array): void {
     if (this.isClosed) return;
+    if (buf.byteLength > this.limit) {
+      this.fail(
+        new RuntimeFault(
+          "RUNTIME",
+          `${this.remote}: incoming frame of ${buf.byteLength} bytes exceeds the limit of ${this.limit} bytes; refused`,
+        ),
+      );
+      return;
+    }
     this.bytesReceived += buf.byteLength;
     let frame: Frame;
     try {

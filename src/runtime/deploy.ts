@@ -11,7 +11,7 @@ import { Pipeline, type PipelineLink, type StageLoad, type WorkerAddress } from 
 import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "./protocol.js";
 import { MAX_PATH } from "./frame.js";
 import { Replica, ReplicaGroup } from "./replicas.js";
-import type { TransportName } from "./transport.js";
+import type { TlsConfig, TransportName } from "./transport.js";
 import { makeTransport } from "./transports.js";
 
 const log = logger("runtime:deploy");
@@ -39,6 +39,8 @@ export interface DeployOptions {
   transport?: TransportName;
   /** Largest frame sent or accepted, bytes. */
   maxFrameBytes?: number;
+  /** TLS to the workers (they must be started with the same mode; tcp only; default none). */
+  tls?: TlsConfig;
   /** Size of the chunks stage models are sent in, bytes (default DEPLOY_CHUNK_BYTES; never above a frame). */
   chunkBytes?: number;
   /**
@@ -126,7 +128,10 @@ export async function deploy(
   const { manifest, dir } = typeof source === "string" ? readManifest(source) : source;
   const assigned = assignStages(manifest, workers);
   const timeoutMs = opts.timeoutMs ?? 30000;
-  const transport = makeTransport(opts.transport ?? "tcp", { maxFrameBytes: opts.maxFrameBytes });
+  const transport = makeTransport(opts.transport ?? "tcp", {
+    maxFrameBytes: opts.maxFrameBytes,
+    tls: opts.tls,
+  });
   const deployment = randomUUID();
   const delay = opts.linkDelayMs ?? (() => 0);
 
@@ -245,7 +250,8 @@ export async function deploy(
           inputs: stage.inputs.map(specOf),
           outputs: stage.outputs,
           routes,
-          token: opts.token ?? "",
+          // The token is not sent: each worker reaches the others with its own, by challenge-response.
+          workers: distinct.map((w) => ({ worker: w.name, endpoint: w.endpoint })),
           coordinatorDelayMs: delay(link.name, "coordinator"),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);

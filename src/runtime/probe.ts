@@ -1,13 +1,15 @@
 import { RuntimeFault } from "../errors.js";
 import { connectWorker } from "./handshake.js";
 import { summarizeLatencies } from "./latency.js";
-import type { Connection, TransportName } from "./transport.js";
+import type { Connection, TlsConfig, TransportName } from "./transport.js";
 import { makeTransport } from "./transports.js";
 
 /** Options of {@link probeWorker}. */
 export interface ProbeOptions {
   token?: string;
   transport?: TransportName;
+  /** TLS, as the worker was started with (tcp only). */
+  tls?: TlsConfig;
   /** Small-message round trips to time (default 20). */
   pings?: number;
   /** Bytes sent per bandwidth round (default 16 MiB, in 1 MiB frames). */
@@ -63,7 +65,7 @@ function pingOnce(
  */
 export async function probeWorker(endpoint: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
   const timeoutMs = opts.timeoutMs ?? 10000;
-  const transport = makeTransport(opts.transport ?? "tcp");
+  const transport = makeTransport(opts.transport ?? "tcp", { tls: opts.tls });
   const { conn, welcome } = await connectWorker(transport, endpoint, {
     token: opts.token,
     role: "probe",

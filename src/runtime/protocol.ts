@@ -1,9 +1,14 @@
+import { z } from "zod";
 import type { StageDataFile, TensorSpec } from "../export/manifest.js";
+import { isDType } from "../onnx/dtype.js";
 
 /**
  * Control messages between a coordinator, workers and probes (JSON in control frames; tensors travel
- * in tensor frames). Every connection starts with `hello` from the side that connected; the worker
- * answers `welcome` or `reject` and processes nothing else from a peer until the hello checks out.
+ * in tensor frames). Every connection starts with a challenge-response handshake (see handshake.ts):
+ * `hello` from the side that connected, `challenge` from the worker, `auth` (the proof of the token),
+ * then `welcome` (with the worker's own proof) or `reject`. The token itself never travels. A worker
+ * processes nothing else from a peer before it authenticated, and checks every later message against
+ * {@link PEER_MESSAGE} before using it.
  */
 export type Role = "coordinator" | "peer" | "probe";
 
@@ -12,17 +17,34 @@ export interface HelloMsg {
   t: "hello";
   /** cleave version of the sender; a worker refuses another version. */
   version: string;
-  token: string;
   role: Role;
   /** Name of the sender (worker name, or "coordinator"). */
   from: string;
   /** For role "peer": the deployment whose tensors it will send. */
   deployment?: string;
+  /** 32 random bytes (hex) the worker's proof covers: a recorded welcome cannot be replayed to this client. */
+  nonce: string;
+}
+
+/** Worker -> client: the worker's nonce; the client answers with `auth`. */
+export interface ChallengeMsg {
+  t: "challenge";
+  version: string;
+  /** 32 random bytes (hex), fresh for every connection: a recorded `auth` is worth nothing on another. */
+  nonce: string;
+}
+
+/** Client -> worker: HMAC-SHA256 keyed by the token over the handshake transcript (hex). */
+export interface AuthMsg {
+  t: "auth";
+  proof: string;
 }
 
 /** A worker's answer to an accepted hello. */
 export interface WelcomeMsg {
   t: "welcome";
+  /** The worker's HMAC-SHA256 over the transcript (hex): the client checks the worker holds the token too. */
+  proof: string;
   version: string;
   /** The worker's own name (`--name`). */
   name: string;
@@ -84,8 +106,11 @@ export interface LoadMsg {
   /** Output names the stage produces, and where each goes. */
   outputs: string[];
   routes: Record<string, Route[]>;
-  /** Token to present to downstream workers. */
-  token: string;
+  /**
+   * The deployment's workers (name and endpoint): tensors are taken only from them (and the coordinator), and
+   * routes may only point at them. Downstream workers are reached with this worker's own token.
+   */
+  workers: RouteTarget[];
   /** onnxruntime intra-op threads; default: the worker's --threads. */
   threads?: number;
   /** User-space one-way delay on this worker's sends to the coordinator, ms. */
@@ -177,9 +202,131 @@ export interface StatsReplyMsg {
   cpuMs: number;
   /** Large frames received into a buffer handed back by an earlier request instead of a new one. */
   receiveBuffersReused: number;
+  /** Times the worker stopped reading from a connection because its run queue was long (backpressure). */
+  readsPaused: number;
 }
 
 /** Coordinator -> worker: drop the stages of this deployment; answered with `undeployed`. */
 export interface UndeployMsg {
   t: "undeploy";
+}
+
+// ---- Schemas: every message a worker receives is checked against one before it is used. ----
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 hex digits");
+const name = z.string().min(1).max(256);
+const count = z.number().int().nonnegative();
+const safeBytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** Stage numbers and replica indices travel in one byte of a request path. */
+const stageNo = z.number().int().min(0).max(65535);
+const replicaNo = z.number().int().min(0).max(254);
+const delayMs = z.number().nonnegative().max(600_000);
+
+/** The first message a worker accepts on a connection. Unknown roles and extra fields are refused. */
+export const HELLO_MESSAGE = z
+  .object({
+    t: z.literal("hello"),
+    version: z.string().max(64),
+    role: z.enum(["coordinator", "peer", "probe"]),
+    from: name,
+    deployment: z.string().min(1).max(128).optional(),
+    nonce: hex64,
+  })
+  .strict();
+
+/** The second message a worker accepts: the client's proof. */
+export const AUTH_MESSAGE = z.object({ t: z.literal("auth"), proof: hex64 }).strict();
+
+const tensorSpec = z
+  .object({
+    name,
+    dtype: z.string().refine(isDType, "not a dtype cleave sends"),
+    shape: z
+      .array(
+        z
+          .number()
+          .int()
+          .min(-1)
+          .max(2 ** 32 - 1),
+      )
+      .max(255),
+  })
+  .strict();
+
+const routeTarget = z
+  .object({ worker: name, endpoint: z.string().min(3).max(300), delayMs: delayMs.optional() })
+  .strict();
+
+const route = z.discriminatedUnion("to", [
+  z.object({ to: z.literal("coordinator") }).strict(),
+  z
+    .object({ to: z.literal("stage"), stage: stageNo, replicas: z.array(routeTarget).min(1).max(255) })
+    .strict(),
+]);
+
+/**
+ * `load`, strictly: a field the worker does not know (session options, a custom-operator library) is refused,
+ * not ignored, so nothing beyond these fields can shape how the stage is opened.
+ */
+const loadMessage = z
+  .object({
+    t: z.literal("load"),
+    deployment: z.string().min(1).max(128),
+    stage: stageNo,
+    worker: name,
+    replica: replicaNo.optional(),
+    file: name,
+    sha256: hex64,
+    bytes: safeBytes,
+    data: z.object({ file: name, bytes: safeBytes, sha256: hex64 }).strict().optional(),
+    inputs: z.array(tensorSpec).max(4096),
+    outputs: z.array(name).max(4096),
+    routes: z.record(z.string(), z.array(route).max(256)),
+    workers: z.array(routeTarget).max(1024),
+    threads: z.number().int().min(1).max(4096).optional(),
+    coordinatorDelayMs: delayMs.optional(),
+  })
+  .strict();
+
+const loadChunkMessage = z
+  .object({ t: z.literal("load-chunk"), stage: stageNo, part: z.enum(["model", "data"]), offset: count })
+  .strict();
+
+const bare = <T extends string>(t: T) => z.object({ t: z.literal(t) }).strict();
+
+/** Every control message a worker accepts after the handshake. */
+export const PEER_MESSAGE = z.discriminatedUnion("t", [
+  loadMessage,
+  loadChunkMessage,
+  bare("cancel"),
+  bare("ping"),
+  bare("sink"),
+  bare("stats"),
+  bare("undeploy"),
+]);
+
+/** A control message a worker accepted, typed. */
+export type PeerMessage = z.infer<typeof PEER_MESSAGE>;
+
+/** Which control messages each role may send a worker (tensors: coordinator and peer only). */
+export const ROLE_MESSAGES: Record<Role, ReadonlySet<PeerMessage["t"]>> = {
+  coordinator: new Set(["load", "load-chunk", "cancel", "ping", "stats", "undeploy"]),
+  peer: new Set(["ping"]),
+  probe: new Set(["ping", "sink"]),
+};
+
+/**
+ * Checks a received message against `schema`; returns it typed, or one line saying what is wrong
+ * (`load.inputs.0.dtype: not a dtype cleave sends`).
+ */
+export function checkMessage<T>(
+  schema: z.ZodType<T>,
+  msg: unknown,
+): { ok: true; msg: T } | { ok: false; why: string } {
+  const r = schema.safeParse(msg);
+  if (r.success) return { ok: true, msg: r.data };
+  const tag = typeof (msg as { t?: unknown })?.t === "string" ? String((msg as { t: string }).t) : "message";
+  const issue = r.error.issues[0];
+  const at = [tag.slice(0, 32), ...issue.path.map(String)].join(".");
+  return { ok: false, why: `${at}: ${issue.message}` };
 }

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import { createServer, type IncomingMessage } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 import { RuntimeFault } from "../errors.js";
 import { BaseConnection, dialWithin } from "./connection.js";
@@ -11,6 +11,9 @@ import {
   type Transport,
   type TransportOptions,
 } from "./transport.js";
+
+/** Time a client has to send its upgrade request, ms. */
+const UPGRADE_TIMEOUT_MS = 2000;
 
 /** ws's close code for a message over maxPayload. */
 const CLOSE_TOO_BIG = 1009;
@@ -52,6 +55,21 @@ class WsConnection extends BaseConnection {
     return err;
   }
 
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.ws.resume();
+  }
+
+  protected override limitChanged(bytes: number): void {
+    // ws checks each message's length against its receiver's maxPayload before buffering it; that field is
+    // not public, so it is set here (a missing receiver leaves the check in BaseConnection.received).
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+    if (receiver && typeof receiver._maxPayload === "number") receiver._maxPayload = bytes;
+  }
+
   protected write(parts: Uint8Array[], _size: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const cb = (err?: Error) =>
@@ -80,14 +98,20 @@ export class WsTransport implements Transport {
 
   listen(host: string, port: number, onConnection: (conn: Connection) => void): Promise<Listener> {
     return new Promise((resolve, reject) => {
+      // An HTTP server of its own, so the upgrade request has the handshake's deadline, not node's 60 s.
+      const http = createServer({
+        headersTimeout: UPGRADE_TIMEOUT_MS,
+        requestTimeout: UPGRADE_TIMEOUT_MS,
+        // How often node checks those deadlines (default 30 s).
+        connectionsCheckingInterval: 250,
+      });
       const wss = new WebSocketServer({
-        host,
-        port,
+        server: http,
         maxPayload: this.maxFrameBytes,
         perMessageDeflate: false,
         clientTracking: true,
       });
-      wss.once("error", (err) =>
+      http.once("error", (err) =>
         reject(
           new RuntimeFault("RUNTIME", `cannot listen on ${formatEndpoint(host, port)} (${err.message})`),
         ),
@@ -97,8 +121,8 @@ export class WsTransport implements Transport {
         const remote = formatEndpoint(s.remoteAddress ?? "?", s.remotePort ?? 0);
         onConnection(new WsConnection(ws, remote, this.maxFrameBytes));
       });
-      wss.once("listening", () => {
-        const addr = wss.address();
+      http.listen(port, host, () => {
+        const addr = http.address();
         if (addr === null || typeof addr === "string") throw new Error("ws server has no TCP address");
         resolve({
           host: addr.address,
@@ -106,7 +130,8 @@ export class WsTransport implements Transport {
           close: () =>
             new Promise<void>((done) => {
               for (const c of wss.clients) c.terminate();
-              wss.close(() => done());
+              wss.close(() => http.close(() => done()));
+              http.closeAllConnections();
             }),
         });
       });

@@ -33,7 +33,23 @@ export interface TransportOptions {
    * is done with a frame's bytes hands them back to the pool (transports that own their buffers ignore it).
    */
   receivePool?: FramePool;
+  /**
+   * Most sockets a listener keeps open, those still in their TLS handshake included (default: no limit);
+   * one beyond it is closed as it is accepted.
+   */
+  maxConnections?: number;
+  /** Encrypt every connection with node's TLS (tcp only; default: plain TCP). */
+  tls?: TlsConfig;
 }
+
+/**
+ * TLS for a transport. `psk`: TLS 1.3 with a key derived from the token (no PKI; both sides need the token).
+ * `cert`: a certificate and key (PEM) this side presents, and `ca` to verify the other side's (a client
+ * without `ca` trusts the system's roots; a server with `ca` requires a client certificate: mutual TLS).
+ */
+export type TlsConfig =
+  | { mode: "psk"; token: string }
+  | { mode: "cert"; cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
 
 /** Options of one connect call. */
 export interface ConnectOptions {
@@ -63,6 +79,15 @@ export interface Connection {
    * netem in the emulated testbed's kernel, so link latency is modelled here. Order is kept.
    */
   delayMs: number;
+  /**
+   * Largest frame accepted from the peer from now on, bytes (starts at the transport's maxFrameBytes). A
+   * larger one closes the connection as soon as its length is known, before anything is allocated for it.
+   * The handshake lowers it to a few KiB until the peer proved it holds the token.
+   */
+  frameLimit: number;
+  /** Stops reading from the peer (its sends then block on TCP's flow control) until `resume()`. */
+  pause(): void;
+  resume(): void;
   /** Bytes sent and received so far (frames, without transport framing). */
   readonly bytesSent: number;
   readonly bytesReceived: number;

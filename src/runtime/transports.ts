@@ -1,3 +1,4 @@
+import { ArgumentError } from "../errors.js";
 import { TcpTransport } from "./transport-tcp.js";
 import type { Transport, TransportName, TransportOptions } from "./transport.js";
 import { WsTransport } from "./transport-ws.js";
@@ -16,5 +17,9 @@ export function makeTransport(
   name: TransportName = DEFAULT_TRANSPORT,
   opts: TransportOptions = {},
 ): Transport {
+  if (name === "ws" && opts.tls !== undefined)
+    throw new ArgumentError("TLS is available on the tcp transport only (ws runs without it)", {
+      field: "transport",
+    });
   return name === "ws" ? new WsTransport(opts) : new TcpTransport(opts);
 }

@@ -1,9 +1,9 @@
-import { createHash, type Hash, timingSafeEqual } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { TensorSpec } from "../export/manifest.js";
-import { errorMessage } from "../errors.js";
+import { ArgumentError, errorMessage } from "../errors.js";
 import { PROTOBUF_LIMIT_BYTES } from "../onnx/model-io.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { VERSION } from "../version.js";
@@ -17,21 +17,33 @@ import {
   tensorFrame,
 } from "./frame.js";
 import { FramePool } from "./frame-pool.js";
-import { connectWorker } from "./handshake.js";
+import { Admission, type AdmissionLimits } from "./admission.js";
+import { CLOSE_NOTICE } from "./connection.js";
+import { acceptHandshake, connectWorker, HANDSHAKE_MAX_FRAME_BYTES } from "./handshake.js";
 import { logger } from "./log.js";
-import type {
-  ErrorMsg,
-  HelloMsg,
-  LoadChunkMsg,
-  LoadedMsg,
-  LoadMsg,
-  RejectMsg,
-  Role,
-  StatsReplyMsg,
-  StageStats,
-  WelcomeMsg,
+import {
+  checkMessage,
+  type ErrorMsg,
+  type HelloMsg,
+  type LoadChunkMsg,
+  type LoadedMsg,
+  type LoadMsg,
+  PEER_MESSAGE,
+  type RejectMsg,
+  ROLE_MESSAGES,
+  type Role,
+  type StageStats,
+  type StatsReplyMsg,
 } from "./protocol.js";
-import type { Connection, Listener, Transport, TransportName, TransportOptions } from "./transport.js";
+import { checkLoad, stageExternalData } from "./stage-check.js";
+import type {
+  Connection,
+  Listener,
+  TlsConfig,
+  Transport,
+  TransportName,
+  TransportOptions,
+} from "./transport.js";
 import { makeTransport } from "./transports.js";
 
 const log = logger("runtime:worker");
@@ -43,8 +55,17 @@ export interface WorkerOptions {
   /** Address to listen on (default 127.0.0.1) and port (0 picks a free one; default 0). */
   host?: string;
   port?: number;
-  /** Shared secret a peer must present before anything else is accepted; "" or absent accepts any peer. */
+  /**
+   * Shared secret a peer must prove it holds (challenge-response; it never travels) before anything else is
+   * accepted; "" or absent accepts any peer, which only a loopback address or `insecure` allows.
+   */
   token?: string;
+  /** Listen on a non-loopback address without a token (default false: start() refuses). */
+  insecure?: boolean;
+  /** What is admitted before a peer authenticated: handshake deadline, connection caps, back-off. */
+  admission?: AdmissionLimits;
+  /** TLS on every connection, to the worker and from it to other workers (tcp only; default none). */
+  tls?: TlsConfig;
   /** onnxruntime intra-op threads (default 1). */
   threads?: number;
   /** Transport to listen with (default "tcp"). */
@@ -61,6 +82,13 @@ export interface WorkerOptions {
 const MAX_UNSENT_REQUESTS = 4;
 /** Cancelled request ids remembered, so late tensors of a cancelled request are dropped. */
 const CANCEL_MEMORY = 4096;
+/** Requests a stage may hold partial inputs for; one more fails (the coordinator keeps far fewer in flight). */
+const MAX_PENDING_REQUESTS = 256;
+/** Queued stage runs at which the worker stops reading tensors from its peers, and at which it resumes. */
+const QUEUE_PAUSE_AT = 64;
+const QUEUE_RESUME_AT = 16;
+/** Stages being received at once, per deployment. */
+const MAX_INCOMING_STAGES = 16;
 
 interface Stage {
   load: LoadMsg;
@@ -103,6 +131,8 @@ interface Deployment {
   /** Stages being received, by stage number. */
   incoming: Map<number, Incoming>;
   peers: Map<string, Promise<Connection>>;
+  /** The deployment's workers by name, endpoint (from its loads): the only peers tensors are taken from. */
+  workers: Map<string, string>;
 }
 
 interface Job {
@@ -113,9 +143,10 @@ interface Job {
   path?: Uint8Array;
 }
 
-function sameToken(a: string, b: string): boolean {
-  const h = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(h(a), h(b));
+/** Whether a listen address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\./.test(h) || /^::ffff:127\./.test(h);
 }
 
 /** CPU time of this process so far (user + system, every thread), ms. */
@@ -141,7 +172,10 @@ function shapeMatches(spec: readonly number[], shape: readonly number[]): boolea
  * runs each request once all its inputs arrived (from the coordinator and/or upstream workers), and sends
  * each output straight to the stages that read it or back to the coordinator. A failing request becomes
  * an error frame for the coordinator naming this worker and the stage; the worker keeps serving.
- * Nothing is accepted from a peer before its hello presents the right token and version.
+ * Nothing is accepted from a peer before it proved it holds the token (handshake.ts), and until then its
+ * frames are capped at HANDSHAKE_MAX_FRAME_BYTES and its connection is bounded by {@link Admission}. After it,
+ * every control message is checked against its schema and its sender's role; a bad one closes that
+ * connection only.
  */
 export class Worker {
   readonly name: string;
@@ -156,6 +190,12 @@ export class Worker {
   private readonly unsent: Promise<unknown>[] = [];
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
+  private readonly admission: Admission;
+  /** Bytes of stage inputs held while the rest of their request is awaited (8 frames, at least 1 GiB). */
+  private readonly maxPendingBytes: number;
+  /** Connections not read from while the run queue is long, and how often one was paused. */
+  private readonly paused = new Set<Connection>();
+  private readsPaused = 0;
 
   constructor(opts: WorkerOptions = {}) {
     this.opts = opts;
@@ -163,12 +203,29 @@ export class Worker {
     this.version = opts.version ?? VERSION;
     // A pool that pools nothing (minimum size above any frame) when reuse is off.
     this.pool = opts.receivePool === false ? new FramePool(Number.POSITIVE_INFINITY) : new FramePool();
-    const t: TransportOptions = { maxFrameBytes: opts.maxFrameBytes, receivePool: this.pool };
+    const t: TransportOptions = {
+      maxFrameBytes: opts.maxFrameBytes,
+      receivePool: this.pool,
+      tls: opts.tls,
+      // The admission counts authenticated and pending connections; this also bounds those in a TLS handshake.
+      maxConnections: (opts.admission?.maxConnections ?? 512) + (opts.admission?.maxPending ?? 64),
+    };
     this.transport = makeTransport(opts.transport ?? "tcp", t);
+    this.admission = new Admission(opts.admission);
+    this.maxPendingBytes = Math.max(2 ** 30, 8 * (opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
   }
 
-  /** Starts listening; resolves to the address really listened on. */
+  /**
+   * Starts listening; resolves to the address really listened on. Throws an ArgumentError for a non-loopback
+   * address without a token, unless `insecure`.
+   */
   async start(): Promise<{ host: string; port: number }> {
+    const host = this.opts.host ?? "127.0.0.1";
+    if ((this.opts.token ?? "") === "" && !isLoopback(host) && this.opts.insecure !== true)
+      throw new ArgumentError(
+        `worker ${this.name}: refusing to listen on ${host} without a token (anyone who can reach it could run code on it); give --token, --token-file or CLEAVE_TOKEN, or --insecure on a network you trust`,
+        { field: "token" },
+      );
     this.listener = await this.transport.listen(this.opts.host ?? "127.0.0.1", this.opts.port ?? 0, (c) =>
       this.accept(c),
     );
@@ -191,6 +248,7 @@ export class Worker {
       })),
       cpuMs: cpuMs(),
       receiveBuffersReused: this.pool.reused,
+      readsPaused: this.readsPaused,
     };
   }
 
@@ -202,79 +260,130 @@ export class Worker {
   }
 
   private accept(conn: Connection): void {
-    let role: Role | undefined;
-    let peerDeployment: string | undefined;
-    conn.onFrame((f) => {
-      if (role === undefined) {
-        const r = this.checkHello(conn, f);
-        if (r === undefined) return;
-        role = r.role;
-        peerDeployment = r.deployment;
-        return;
-      }
-      try {
-        this.handle(conn, role, peerDeployment, f);
-      } catch (err) {
-        log(`frame from ${conn.remote} failed: ${errorMessage(err)}`);
-      }
-    });
-    conn.onClose((err) => {
-      log(`${role ?? "unauthenticated"} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
-      if (this.deployment?.coordinator === conn) this.teardown();
-    });
-  }
-
-  /** Checks the first frame; answers welcome or reject (and closes). Returns the hello when accepted. */
-  private checkHello(conn: Connection, f: Frame): HelloMsg | undefined {
-    const reject = (reason: RejectMsg["reason"], message: string) => {
-      log(`rejected ${conn.remote}: ${message}`);
-      const m: RejectMsg = { t: "reject", reason, message, version: this.version };
+    const a = this.admission;
+    const may = a.mayTry(conn);
+    if (!may.ok) {
+      // An address backing off is answered at once, before anything is read, parsed or counted: a throttled
+      // attempt costs this worker an accept and one small write.
+      const m: RejectMsg = { t: "reject", reason: "busy", message: may.message, version: this.version };
       conn.send({ type: "control", requestId: 0, msg: { ...m } }).then(
         () => setTimeout(() => conn.close(), 50),
         () => conn.close(),
       );
-      return undefined;
-    };
-    if (f.type !== "control" || f.msg.t !== "hello") return reject("protocol", "expected hello first");
-    const h = f.msg as unknown as HelloMsg;
-    const want = this.opts.token ?? "";
-    if (want !== "" && !(typeof h.token === "string" && sameToken(h.token, want)))
-      return reject("token", "wrong token");
-    if (h.version !== this.version) return reject("version", `peer runs cleave ${h.version}`);
-    const d = this.deployment;
-    if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
-      return reject("busy", `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`);
-    const w: WelcomeMsg = {
-      t: "welcome",
+      return;
+    }
+    if (!a.arrive(conn, log)) {
+      log(`refused ${conn.remote}: ${a.counts.total} connections open`);
+      return;
+    }
+    // Until it authenticated, a peer can make this worker hold a few KiB, not a frame of the configured size.
+    const limit = conn.frameLimit;
+    conn.frameLimit = Math.min(limit, HANDSHAKE_MAX_FRAME_BYTES);
+    let peer: HelloMsg | undefined;
+    conn.onClose((err) => {
+      a.closed(conn);
+      this.paused.delete(conn);
+      if (peer !== undefined) log(`${peer.role} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
+      if (this.deployment?.coordinator === conn) this.teardown();
+    });
+    acceptHandshake(conn, {
+      token: this.opts.token ?? "",
       version: this.version,
-      name: this.name,
-      threads: this.opts.threads ?? 1,
-      pid: process.pid,
-      maxFrameBytes: this.opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-    };
-    conn.send({ type: "control", requestId: 0, msg: { ...w } }).catch(() => conn.close());
-    log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
-    return h;
+      mayTry: () => a.mayTry(conn),
+      onWrongToken: () => a.wrongToken(conn),
+      admit: (h) => {
+        const d = this.deployment;
+        if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
+          return {
+            reason: "busy",
+            message: `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`,
+          };
+        return undefined;
+      },
+      welcome: () => ({
+        t: "welcome",
+        version: this.version,
+        name: this.name,
+        threads: this.opts.threads ?? 1,
+        pid: process.pid,
+        maxFrameBytes: this.opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      }),
+      done: (r) => {
+        if ("refused" in r) {
+          log(`rejected ${conn.remote}: ${r.refused}`);
+          return;
+        }
+        const h = r.hello;
+        peer = h;
+        a.authenticated(conn);
+        conn.frameLimit = limit;
+        log(`accepted ${h.role} ${h.from} from ${conn.remote}`);
+        conn.onFrame((f) => {
+          try {
+            this.handle(conn, h, f);
+          } catch (err) {
+            log(`frame from ${conn.remote} failed: ${errorMessage(err)}`);
+          }
+        });
+      },
+    });
   }
 
-  private handle(conn: Connection, role: Role, peerDeployment: string | undefined, f: Frame): void {
+  /** Closes a connection that broke the protocol, with one log line saying how. */
+  private expel(conn: Connection, who: HelloMsg, why: string): void {
+    log(`closed ${who.role} ${who.from.slice(0, 64)} at ${conn.remote}: ${why}`);
+    // Nothing more is read from it; the peer learns why (a close notice) before the connection closes.
+    conn.onFrame(() => {});
+    conn.pause();
+    const message = `worker ${this.name} closed the connection: ${why}`;
+    conn.send({ type: "control", requestId: 0, msg: { t: CLOSE_NOTICE, message } }).then(
+      () => setTimeout(() => conn.close(), 50),
+      () => conn.close(),
+    );
+  }
+
+  private handle(conn: Connection, peer: HelloMsg, f: Frame): void {
+    const role: Role = peer.role;
     if (f.type === "tensor") {
       const d = this.deployment;
-      if (!d || role === "probe") return;
-      if (role === "peer" && peerDeployment !== d.id) return;
+      if (role === "probe") {
+        this.expel(conn, peer, `sent tensor '${f.name.slice(0, 64)}' as a probe`);
+        return;
+      }
+      if (!d) return;
+      // Tensors come from this deployment's coordinator, or from a worker the deployment names.
+      if (role === "coordinator" && d.coordinator !== conn) {
+        this.expel(conn, peer, "sent a tensor for a deployment it did not make");
+        return;
+      }
+      if (role === "peer" && (peer.deployment !== d.id || !d.workers.has(peer.from))) {
+        this.expel(conn, peer, "sent a tensor as a worker this deployment does not name");
+        return;
+      }
       this.dispatch(d, f);
+      this.throttle(conn);
+      return;
+    }
+    const checked = checkMessage(PEER_MESSAGE, f.msg);
+    if (!checked.ok) {
+      this.expel(conn, peer, `malformed ${checked.why}`);
+      return;
+    }
+    const msg = checked.msg;
+    if (!ROLE_MESSAGES[role].has(msg.t)) {
+      this.expel(conn, peer, `'${msg.t}' is not allowed for a ${role}`);
       return;
     }
     const reply = (msg: ControlFrame["msg"]) =>
       conn.send({ type: "control", requestId: f.requestId, msg }).catch(() => {});
-    switch (f.msg.t) {
+    switch (msg.t) {
       case "ping":
         void reply({ t: "pong" });
         return;
       case "sink":
         return;
       case "cancel":
-        this.cancel(f.requestId);
+        if (this.deployment?.coordinator === conn) this.cancel(f.requestId);
         return;
       case "stats":
         void reply({ ...this.stats() });
@@ -283,17 +392,33 @@ export class Worker {
         if (this.deployment?.coordinator === conn) this.teardown();
         void reply({ t: "undeployed" });
         return;
-      case "load":
-        if (role !== "coordinator") return;
-        this.announce(conn, f.msg as unknown as LoadMsg);
+      case "load": {
+        const bad = checkLoad(msg as LoadMsg);
+        if (bad !== undefined) {
+          this.expel(conn, peer, `load: ${bad}`);
+          return;
+        }
+        this.announce(conn, msg as LoadMsg);
         return;
+      }
       case "load-chunk":
-        if (role !== "coordinator") return;
-        this.chunk(conn, f.msg as unknown as LoadChunkMsg, f.payload ?? new Uint8Array(0));
+        this.chunk(conn, msg as LoadChunkMsg, f.payload ?? new Uint8Array(0));
         return;
-      default:
-        log(`ignored control '${f.msg.t}' from ${conn.remote}`);
     }
+  }
+
+  /** Stops reading from `conn` while the run queue is long (resumed by pump() once it drained). */
+  private throttle(conn: Connection): void {
+    if (this.queue.length < QUEUE_PAUSE_AT || this.paused.has(conn)) return;
+    this.paused.add(conn);
+    this.readsPaused++;
+    conn.pause();
+  }
+
+  private resumeReading(): void {
+    if (this.paused.size === 0 || this.queue.length > QUEUE_RESUME_AT) return;
+    for (const c of this.paused) c.resume();
+    this.paused.clear();
   }
 
   /** Sends a load error for stage `m.stage` to `conn`. */
@@ -319,12 +444,27 @@ export class Worker {
         stages: new Map(),
         incoming: new Map(),
         peers: new Map(),
+        workers: new Map(),
       };
     }
     const d = this.deployment;
+    for (const w of m.workers) d.workers.set(w.worker, w.endpoint);
     const old = d.incoming.get(m.stage);
     if (old) discardIncoming(old);
     d.incoming.delete(m.stage);
+    if (d.incoming.size >= MAX_INCOMING_STAGES) {
+      void this.loadFailed(conn, m, `${m.file}: ${MAX_INCOMING_STAGES} stages are already being received`);
+      return;
+    }
+    const cpus = availableParallelism();
+    if (m.threads !== undefined && m.threads > cpus) {
+      void this.loadFailed(
+        conn,
+        m,
+        `${m.file}: threads ${m.threads} is more than this worker's ${cpus} CPUs`,
+      );
+      return;
+    }
     const size = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
     if (!size(m.bytes) || (m.data !== undefined && !size(m.data.bytes))) {
       void this.loadFailed(conn, m, `${m.file}: the announcement gives no valid length`);
@@ -358,6 +498,7 @@ export class Worker {
       }
       try {
         inc.dir = mkdtempSync(join(tmpdir(), "cleave-worker-"));
+        keepUntilExit(inc.dir);
         inc.dataFd = openSync(join(inc.dir, m.data.file), "w");
       } catch (err) {
         discardIncoming(inc);
@@ -452,6 +593,22 @@ export class Worker {
       }
     }
     const receiveMs = performance.now() - t0;
+    // onnxruntime resolves external data locations against the model's folder (or, for bytes, the working
+    // directory): a stage may only name the data file streamed with it, never a file of this machine.
+    let locations: string[];
+    try {
+      locations = stageExternalData(model, m.file);
+    } catch (err) {
+      await fail(errorMessage(err));
+      return;
+    }
+    const foreign = locations.filter((l) => m.data === undefined || l !== m.data.file);
+    if (foreign.length > 0) {
+      await fail(
+        `${m.file}: refers to external data '${foreign[0].slice(0, 200)}', which was not sent with the stage (a worker reads no file of its own)`,
+      );
+      return;
+    }
     let session: ort.InferenceSession;
     try {
       // With external data onnxruntime reads the weights from files beside the model, so both go to disk.
@@ -478,8 +635,7 @@ export class Worker {
       for (const routes of Object.values(m.routes))
         for (const r of routes)
           if (r.to === "stage")
-            for (const t of r.replicas)
-              if (t.worker !== d.name) await this.peer(d, t.endpoint, m.token, t.delayMs);
+            for (const t of r.replicas) if (t.worker !== d.name) await this.peer(d, t.endpoint, t.delayMs);
     } catch (err) {
       await session.release();
       await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
@@ -515,7 +671,8 @@ export class Worker {
   }
 
   /** The connection to a downstream worker, opened once per deployment (with retries). */
-  private peer(d: Deployment, endpoint: string, token: string, delayMs = 0): Promise<Connection> {
+  private peer(d: Deployment, endpoint: string, delayMs = 0): Promise<Connection> {
+    const token = this.opts.token ?? "";
     let p = d.peers.get(endpoint);
     if (!p) {
       p = retry(
@@ -584,6 +741,18 @@ export class Worker {
         this.requestError(d, f.requestId, s.load.stage, `input '${f.name}': ${errorMessage(err)}`);
         continue;
       }
+      if (p.got.size < s.specs.size) {
+        const full =
+          p.got.size === 1 && s.pending.size > MAX_PENDING_REQUESTS
+            ? `${MAX_PENDING_REQUESTS} requests already wait for inputs of this stage`
+            : pendingBytes(d) > this.maxPendingBytes
+              ? `inputs waiting for the rest of their request exceed ${this.maxPendingBytes} bytes`
+              : undefined;
+        if (full !== undefined) {
+          this.requestError(d, f.requestId, s.load.stage, full);
+          continue;
+        }
+      }
       if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
         this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(p.got), path: p.path });
@@ -612,6 +781,7 @@ export class Worker {
     for (const s of this.deployment?.stages.values() ?? []) s.pending.delete(requestId);
     for (let i = this.queue.length - 1; i >= 0; i--)
       if (this.queue[i].requestId === requestId) this.queue.splice(i, 1);
+    this.resumeReading();
   }
 
   /** Runs queued jobs one at a time (the device's CPUs serve one stage run at a time). */
@@ -621,6 +791,7 @@ export class Worker {
     try {
       while (this.queue.length > 0) {
         const job = this.queue.shift()!;
+        this.resumeReading();
         const d = this.deployment;
         if (!d || d.stages.get(job.stage.load.stage) !== job.stage) continue;
         if (this.cancelled.has(job.requestId)) continue;
@@ -634,6 +805,8 @@ export class Worker {
       }
     } finally {
       this.running = false;
+      // However the queue emptied (runs, cancels), no connection stays paused once nothing is queued.
+      this.resumeReading();
     }
   }
 
@@ -707,7 +880,7 @@ export class Worker {
           this.dispatch(d, frame);
           continue;
         }
-        const p = this.peer(d, t.endpoint, s.load.token, t.delayMs)
+        const p = this.peer(d, t.endpoint, t.delayMs)
           .then((c) => c.send(frame))
           .catch((err) =>
             this.requestError(
@@ -734,6 +907,7 @@ export class Worker {
     if (!d) return;
     this.deployment = undefined;
     this.queue.length = 0;
+    this.resumeReading();
     for (const inc of d.incoming.values()) discardIncoming(inc);
     d.incoming.clear();
     // Request ids restart with every deployment.
@@ -748,6 +922,35 @@ export class Worker {
 function discardIncoming(inc: Incoming): void {
   if (inc.dataFd !== undefined) closeSync(inc.dataFd);
   inc.dataFd = undefined;
-  if (inc.dir !== undefined) rmSync(inc.dir, { recursive: true, force: true });
+  if (inc.dir !== undefined) {
+    rmSync(inc.dir, { recursive: true, force: true });
+    liveDirs.delete(inc.dir);
+  }
   inc.dir = undefined;
+}
+
+/** Bytes of every input held in a deployment's partial requests (a sweep: a few hundred entries at most). */
+function pendingBytes(d: Deployment): number {
+  let n = 0;
+  for (const s of d.stages.values())
+    for (const p of s.pending.values())
+      for (const t of p.got.values()) n += (t.data as ArrayBufferView).byteLength;
+  return n;
+}
+
+/**
+ * Temp folders holding a stage's external data right now. They are removed as soon as onnxruntime opened the
+ * stage, and on every way out: teardown, stop(), and (this hook, installed once per process) the process's
+ * exit, also after SIGINT/SIGTERM or an uncaught error. Only SIGKILL can leave one behind.
+ */
+const liveDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function keepUntilExit(dir: string): void {
+  liveDirs.add(dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
+  });
 }
