@@ -13,7 +13,12 @@ test("bench: configurations take turns in rounds, stages run alone, CPU per requ
 }, async () => {
   const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
   const cluster = loadCluster(localClusterPath());
-  const r = await benchCluster(model, cluster, costModelFor(model, cluster), { requests: 12, rounds: 3 });
+  // Pipelines only: each stage also runs alone (a replicated plan is benched in the next test).
+  const r = await benchCluster(model, cluster, costModelFor(model, cluster), {
+    requests: 12,
+    rounds: 3,
+    replicas: false,
+  });
   assert.equal(r.rounds, 3);
   assert.deepEqual(
     r.rows.map((row) => row.name),
@@ -26,7 +31,10 @@ test("bench: configurations take turns in rounds, stages run alone, CPU per requ
     // Pooled latencies: every request of every round.
     assert.equal(row.measured.latencyMs.count, 12, `${row.name}: latencies pooled over the rounds`);
     assert.ok(row.maxRelativeDiff < 1e-4, `${row.name}: outputs differ by ${row.maxRelativeDiff}`);
-    assert.deepEqual(Object.keys(row.stageCpuMs).sort(), [...new Set(row.devices)].sort());
+    assert.deepEqual(
+      Object.keys(row.stageCpuMs).sort(),
+      [...new Set(row.devices.flatMap((d) => d.split("+")))].sort(),
+    );
     for (const [d, ms] of Object.entries(row.stageCpuMs)) assert.ok(ms > 0, `${row.name}: ${d} used no CPU`);
     assert.ok(row.coordinatorCpuMs > 0, `${row.name}: coordinator CPU`);
     assert.ok(row.pipelineEfficiency > 0 && Number.isFinite(row.pipelineEfficiency));
@@ -67,8 +75,37 @@ test("bench: configurations take turns in rounds, stages run alone, CPU per requ
   assert.ok(alone);
   assert.deepEqual(
     alone.map((s) => s.device),
-    r.plan.devices,
+    r.plan.devices.map((g) => g.join("+")),
   );
   for (const s of alone) assert.ok(s.throughput > 0 && s.cpuMs > 0, `stage ${s.stage} alone`);
   assert.equal(r.rows[1].standalone, undefined);
+});
+
+test("bench of a replicated plan: measured beside the best pipeline, every replica served, outputs exact", {
+  skip: hasTaskset() ? false : "taskset is missing",
+}, async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
+  const cluster = loadCluster(localClusterPath());
+  const r = await benchCluster(model, cluster, costModelFor(model, cluster), {
+    requests: 24,
+    rounds: 2,
+    baselines: true,
+  });
+  const replicated = r.plan.devices.findIndex((g) => g.length > 1);
+  assert.ok(
+    replicated >= 0,
+    `two equal devices: the plan replicates a stage (${JSON.stringify(r.plan.devices)})`,
+  );
+  const names = r.rows.map((row) => row.name);
+  assert.deepEqual(names.slice(0, 3), ["plan", "single", "pipeline"]);
+  const plan = r.rows[0];
+  assert.equal(plan.devices[replicated], r.plan.devices[replicated].join("+"));
+  assert.equal(plan.measured.failed, 0);
+  assert.ok(plan.maxRelativeDiff < 1e-4);
+  const served = plan.replicas?.filter((x) => x.stage === replicated) ?? [];
+  assert.deepEqual(served.map((x) => x.device).sort(), [...r.plan.devices[replicated]].sort());
+  for (const x of served) assert.ok(x.completed > 0, `replica ${x.device} served no request`);
+  // CPU is counted for every device of the group.
+  for (const d of r.plan.devices[replicated])
+    assert.ok((plan.stageCpuMs[d] ?? 0) > 0, `${d}: CPU per request`);
 });

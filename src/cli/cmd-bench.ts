@@ -101,8 +101,9 @@ export const benchCommand: Command = {
     );
     checkWorkerNames(
       remote.workers,
-      declared.devices.map((d) => d.name).filter((d) => !ep.fromCluster.has(d)),
+      declared.devices.map((d) => d.name),
       `cluster ${declared.name}`,
+      ep.fromCluster,
     );
     const rerun = rerunInTestbed("bench", argv, remote, io);
     if (rerun) return rerun;

@@ -133,8 +133,9 @@ export const runCommand: Command = {
     const ep = clusterEndpointWorkers(cluster, devices.flat(), remote.workers);
     checkWorkerNames(
       remote.workers,
-      devices.flat().filter((d) => !ep.fromCluster.has(d)),
+      devices.flat(),
       str(values, "plan") ?? `the split over cluster ${cluster.name}`,
+      ep.fromCluster,
     );
     const json = bool(values, "json");
     const bar = progress(io, !json);

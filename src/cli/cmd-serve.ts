@@ -155,8 +155,9 @@ export const serveCommand: Command = {
     const workers = clusterEndpointWorkers(cluster, split.devices.flat(), remote.workers);
     checkWorkerNames(
       remote.workers,
-      split.devices.flat().filter((d) => !workers.fromCluster.has(d)),
+      split.devices.flat(),
       planPath ?? `the split over cluster ${cluster.name}`,
+      workers.fromCluster,
     );
     const inFlight =
       values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);

@@ -52,6 +52,8 @@ export function checkWorkerNames(
   workers: readonly WorkerAddress[] | undefined,
   devices: readonly string[],
   of: string,
+  /** Devices whose worker the cluster file's `endpoint:` gives: valid names that need no `--workers` entry. */
+  fromCluster: ReadonlySet<string> = new Set(),
 ): void {
   if (workers === undefined) return;
   const wanted = new Set(devices);
@@ -63,7 +65,7 @@ export function checkWorkerNames(
       `--workers: ${quote(unknown)} ${unknown.length > 1 ? "are not devices" : "is not a device"} of ${of} (its devices: ${[...wanted].join(", ")}); name each worker after the device it runs`,
       { field: "workers", device: unknown[0] },
     );
-  const missing = [...wanted].filter((n) => !given.has(n));
+  const missing = [...wanted].filter((n) => !given.has(n) && !fromCluster.has(n));
   if (missing.length > 0)
     throw new ArgumentError(
       `--workers: no worker for device${missing.length > 1 ? "s" : ""} ${quote(missing)} of ${of} (give ${missing.map((n) => `${n}=host:port`).join(",")})`,
