@@ -80,6 +80,10 @@ export const benchCommand: Command = {
       ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       workers: { type: "string", multiple: true },
+      tls: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
       token: { type: "string" },
       "token-file": { type: "string" },
     });
@@ -134,6 +138,7 @@ export const benchCommand: Command = {
       replicas: !bool(values, "no-replicas"),
       workers: ep.workers,
       token: remote.token,
+      ...(remote.tls ? { tls: remote.tls } : {}),
       linkDelayMs: remote.linkDelayMs,
       onStep: (s) => bar.step(s),
     });

@@ -84,6 +84,10 @@ export const serveCommand: Command = {
       cuts: { type: "string", multiple: true },
       cluster: { type: "string" },
       workers: { type: "string", multiple: true },
+      tls: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
       token: { type: "string" },
       "token-file": { type: "string" },
       listen: { type: "string" },
@@ -164,6 +168,7 @@ export const serveCommand: Command = {
     const served = await deployForServing(model, split.assignment, split.devices, cluster, name, {
       workers: workers.workers,
       token: remote.token,
+      ...(remote.tls ? { tls: remote.tls } : {}),
       inFlight,
       modelPath: path,
       predictedThroughput: predicted,

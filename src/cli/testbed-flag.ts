@@ -7,6 +7,8 @@ import type { WorkerAddress } from "../runtime/pipeline.js";
 import { defaultStateFile, readTestbedState, type TestbedState } from "../runtime/testbed.js";
 import { type CliIO, list, type ParsedFlags, processIO } from "./command.js";
 import { givenToken } from "./worker-config.js";
+import type { TlsConfig } from "../runtime/transport.js";
+import { tlsFlags } from "./tls-flags.js";
 
 /** Environment variable set on a command re-run inside a testbed's coordinator namespace (value: the namespace). */
 export const TESTBED_NS_ENV = "CLEAVE_TESTBED_NS";
@@ -15,6 +17,7 @@ export const TESTBED_NS_ENV = "CLEAVE_TESTBED_NS";
 export const WORKER_FLAGS_USAGE = `  --workers    running workers by device name (name=host:port,...), e.g. started with 'cleave worker'
   --token-file file whose first line is the token the given workers were started with
   --token      the token itself (default: $CLEAVE_TOKEN)
+  --tls psk, --tls-cert/--tls-key[/--tls-ca]  TLS to the given workers, as they were started with it
                Devices with neither cpus: nor a --workers entry use the worker at their endpoint:
   --testbed    use the workers, token and link delays of 'cleave testbed up' (state file: --testbed FILE or
                --testbed=FILE, default ${defaultStateFile()}); when its workers are in
@@ -28,6 +31,8 @@ export interface RemoteWorkers {
   linkDelayMs?: (from: string, to: string) => number;
   /** The testbed they come from, when --testbed was given. */
   testbed?: { stateFile: string; state: TestbedState };
+  /** TLS to them (`--tls psk` or certificates), as they were started with it. */
+  tls?: TlsConfig;
 }
 
 /** Parses `--workers a=host:port,b=host:port`. */
@@ -112,7 +117,8 @@ export function remoteWorkers(
 ): RemoteWorkers {
   const workers = parseWorkers(list(values, "workers"));
   const token = givenToken(values) ?? (stateFile === undefined ? process.env.CLEAVE_TOKEN : undefined);
-  if (stateFile === undefined) return { workers, token };
+  const tls = tlsFlags(values, token);
+  if (stateFile === undefined) return { workers, token, ...(tls ? { tls } : {}) };
   if (workers !== undefined || token !== undefined)
     throw new ArgumentError(
       `--testbed takes the workers and token from ${stateFile}: drop --workers and --token`,

@@ -28,6 +28,7 @@ import {
   type SplitMeasurement,
   wholeModel,
 } from "./run-split.js";
+import type { TlsConfig } from "./transport.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {
@@ -129,6 +130,8 @@ export interface BenchOptions {
   token?: string;
   /** User-space one-way delay per link, ms, by sender and receiver name (see deploy()). */
   linkDelayMs?: (from: string, to: string) => number;
+  /** TLS to the given workers (see RunSplitOptions). */
+  tls?: TlsConfig;
   onStep?: (what: string) => void;
 }
 
@@ -264,6 +267,7 @@ export async function benchCluster(
       workers: opts.workers,
       token: opts.token,
       linkDelayMs: opts.linkDelayMs,
+      ...(opts.tls ? { tls: opts.tls } : {}),
       onStep: (s) => opts.onStep?.(`${c.name}: ${s}`),
     });
   const deployed: Array<DeployedSplit | undefined> = runs.map(() => undefined);

@@ -13,6 +13,7 @@ import { deploy } from "./deploy.js";
 import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "./protocol.js";
+import type { TlsConfig } from "./transport.js";
 
 /** Options of {@link runSplit}. */
 export interface RunSplitOptions {
@@ -49,6 +50,8 @@ export interface RunSplitOptions {
   onStep?: (what: string) => void;
   /** Relative speed of each replica of a replicated stage (e.g. the plan's shares); see DeployOptions. */
   replicaWeights?: (stage: number, device: string) => number | undefined;
+  /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
+  tls?: TlsConfig;
 }
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
@@ -208,6 +211,11 @@ export async function deploySplit(
       );
     }
   }
+  if (opts.tls && toStart.length > 0)
+    throw new ArgumentError(
+      `--tls: device '${toStart[0].name}' would get a local worker, which listens without TLS; give its worker with --workers`,
+      { device: toStart[0].name, field: "tls" },
+    );
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   let local: LocalCluster | undefined;
@@ -241,6 +249,7 @@ export async function deploySplit(
       timeoutMs: opts.deadlineMs ?? 30000,
       linkDelayMs: opts.linkDelayMs,
       replicaWeights: opts.replicaWeights,
+      ...(opts.tls ? { tls: opts.tls } : {}),
     });
     pipeline = p;
     const feeds = opts.feeds ?? inputFeeds(model);

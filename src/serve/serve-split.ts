@@ -14,6 +14,7 @@ import type { Pipeline, Tensors, WorkerAddress } from "../runtime/pipeline.js";
 import { logger } from "../runtime/log.js";
 import type { MetricsSource } from "./metrics.js";
 import type { ServedModel } from "./server.js";
+import type { TlsConfig } from "../runtime/transport.js";
 
 const log = logger("serve:deploy");
 
@@ -50,6 +51,8 @@ export interface ServeSplitOptions {
   predictedThroughput?: number;
   /** Relative speed of each replica of a replicated stage (e.g. the plan's shares); see DeployOptions. */
   replicaWeights?: (stage: number, device: string) => number | undefined;
+  /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
+  tls?: TlsConfig;
   /** Called with a short description of each step. */
   onStep?: (what: string) => void;
 }
@@ -99,6 +102,11 @@ export async function deployForServing(
         `device '${d.name}' has no running worker: give --workers ${d.name}=host:port or its endpoint: in the cluster file, or cpus: [...] to emulate it here`,
         { device: d.name },
       );
+  if (opts.tls && toStart.length > 0)
+    throw new ArgumentError(
+      `--tls: device '${toStart[0].name}' would get a local worker, which listens without TLS; give its worker with --workers`,
+      { device: toStart[0].name, field: "tls" },
+    );
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
@@ -132,6 +140,7 @@ export async function deployForServing(
         token: local?.token ?? opts.token,
         maxInFlight: inFlight,
         replicaWeights: opts.replicaWeights,
+        ...(opts.tls ? { tls: opts.tls } : {}),
       });
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
     pipeline = await deployNow();
