@@ -59,6 +59,8 @@ async function plannedReport(zoo: string, bench = false): Promise<ReportInput> {
     cost,
     objective: "throughput",
     pareto: true,
+    // A pipeline, so every per-stage section has stages to show (replica groups: the test below).
+    replicas: false,
   });
   const single = plan.baselines.find((b) => b.singleDevice !== undefined && b.feasible)!;
   const benchInput: BenchInput = {
@@ -364,5 +366,28 @@ test("report: every section renders the plan's numbers in headless Chromium, hov
     await browser.close();
     if (process.env.CLEAVE_KEEP_REPORT === undefined)
       rmSync(join(dir, "profile"), { recursive: true, force: true });
+  }
+});
+
+test("report data: a replicated stage carries its group and each replica's share", async () => {
+  const zoo = "squeezenet1_1";
+  const model = await analyzeModel(buildZooModel(zoo), { source: zoo });
+  const { plan } = makePlan({
+    model,
+    modelPath: `zoo:${zoo}`,
+    cluster: CLUSTER,
+    cost: costModelFor(model, CLUSTER),
+    objective: "throughput",
+  });
+  const replicated = plan.stages.filter((s) => s.replicas);
+  assert.ok(replicated.length > 0, "two devices and a fast link: the plan replicates a stage");
+  const input = reportInputFrom({ model, plan, cluster: CLUSTER, name: zoo });
+  for (const s of replicated) {
+    const shown = input.stages[s.index].replicas;
+    assert.deepEqual(
+      shown?.map((r) => r.device),
+      s.replicas?.map((r) => r.device),
+    );
+    assert.ok(Math.abs((shown ?? []).reduce((a, r) => a + r.share, 0) - 1) < 1e-9, "shares sum to 1");
   }
 });
