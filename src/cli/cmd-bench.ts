@@ -28,6 +28,7 @@ import {
   remoteWorkers,
   rerunInTestbed,
   takeTestbedFlag,
+  WORKER_FLAGS,
   WORKER_FLAGS_USAGE,
 } from "./testbed-flag.js";
 
@@ -79,13 +80,7 @@ export const benchCommand: Command = {
       "no-replicas": { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
-      workers: { type: "string", multiple: true },
-      tls: { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "tls-ca": { type: "string" },
-      token: { type: "string" },
-      "token-file": { type: "string" },
+      ...WORKER_FLAGS,
     });
     const path = onePositional("bench", positionals, "model file");
     const out = str(values, "output");

@@ -29,6 +29,7 @@ import {
   remoteWorkers,
   rerunInTestbed,
   takeTestbedFlag,
+  WORKER_FLAGS,
   WORKER_FLAGS_USAGE,
 } from "./testbed-flag.js";
 
@@ -112,13 +113,7 @@ export const runCommand: Command = {
       stages: { type: "string" },
       cuts: { type: "string", multiple: true },
       cluster: { type: "string" },
-      workers: { type: "string", multiple: true },
-      tls: { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "tls-ca": { type: "string" },
-      token: { type: "string" },
-      "token-file": { type: "string" },
+      ...WORKER_FLAGS,
       requests: { type: "string" },
       "in-flight": { type: "string" },
       json: { type: "boolean" },

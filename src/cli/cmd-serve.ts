@@ -29,7 +29,7 @@ import { clusterForPlan } from "./cluster-flag.js";
 import { splitFromFlags } from "./cmd-run.js";
 import { loadForCli } from "./load.js";
 import { withLocalProfiles } from "./local-profiles.js";
-import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers } from "./testbed-flag.js";
+import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers, WORKER_FLAGS } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave serve <model.onnx | zoo:NAME> [--plan plan.json | --stages k | --cuts a,b]
                     [--cluster c.yaml] [--workers name=host:port,... --token-file F]
@@ -83,13 +83,7 @@ export const serveCommand: Command = {
       stages: { type: "string" },
       cuts: { type: "string", multiple: true },
       cluster: { type: "string" },
-      workers: { type: "string", multiple: true },
-      tls: { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "tls-ca": { type: "string" },
-      token: { type: "string" },
-      "token-file": { type: "string" },
+      ...WORKER_FLAGS,
       listen: { type: "string" },
       name: { type: "string" },
       queue: { type: "string" },

@@ -14,6 +14,17 @@ import { tlsFlags } from "./tls-flags.js";
 export const TESTBED_NS_ENV = "CLEAVE_TESTBED_NS";
 
 /** Usage lines of the flags this module reads (for `run` and `bench`). */
+/** The flags that name running workers and how to reach them (parsed by {@link remoteWorkers}). */
+export const WORKER_FLAGS = {
+  workers: { type: "string", multiple: true },
+  tls: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-ca": { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+} as const;
+
 export const WORKER_FLAGS_USAGE = `  --workers    running workers by device name (name=host:port,...), e.g. started with 'cleave worker'
   --token-file file whose first line is the token the given workers were started with
   --token      the token itself (default: $CLEAVE_TOKEN)
