@@ -70,10 +70,16 @@ test("npm pack, then an offline install into an empty project: node_modules/.bin
     dependencies: { cleave: spec },
     allowScripts: { bufferutil: false, "onnxruntime-node": false },
   };
+  // Production packages; one the dev tools need and an optional production package needs too (devOptional,
+  // e.g. tslib under sharp's optional wasm build) is optional here.
   const production = Object.fromEntries(
-    Object.entries(lock.packages as Record<string, { dev?: boolean; devOptional?: boolean }>).filter(
-      ([k, v]) => k !== "" && v.dev !== true && v.devOptional !== true,
-    ),
+    Object.entries(lock.packages as Record<string, { dev?: boolean; devOptional?: boolean }>)
+      .filter(([k, v]) => k !== "" && v.dev !== true)
+      .map(([k, v]) => {
+        if (v.devOptional !== true) return [k, v];
+        const { devOptional: _, ...rest } = v;
+        return [k, { ...rest, optional: true }];
+      }),
   );
   const cleaveEntry = {
     version: pkg.version,
