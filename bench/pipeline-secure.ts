@@ -8,14 +8,22 @@
  * a machine with fewer cores than workers + coordinator + attacker, the attacked throughput also pays for
  * the attacker's own CPU; the workers' CPU outside runs is the figure that does not.
  *
- * Usage: npx tsx bench/pipeline-secure.ts [--requests N] [--batch B] [--width W]   (or node dist/bench/...)
+ * Usage: npx tsx bench/pipeline-secure.ts [--requests N] [--batch B] [--width W] [--model zoo:efficientnet_b0]
+ *        (or node dist/bench/...)
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { splitModel } from "../src/export/split.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { inputFeeds } from "../src/ir/input-values.js";
 import { randomTensor } from "../src/onnx/ort.js";
+import { buildZooModel } from "../src/zoo/index.js";
 import { deploy } from "../src/runtime/deploy.js";
 import { connectWorker } from "../src/runtime/handshake.js";
 import { startLocalWorkers } from "../src/runtime/local-cluster.js";
@@ -29,6 +37,8 @@ const { values } = parseArgs({
     attack: { type: "string" },
     batch: { type: "string", default: "512" },
     width: { type: "string", default: "512" },
+    // A zoo model (e.g. efficientnet_b0) split in two MAC-balanced stages instead of the chain.
+    model: { type: "string" },
   },
 });
 const N = Number(values.requests);
@@ -93,6 +103,17 @@ function attackProcess(endpoints: string[]): () => Promise<{ idleOpened: number;
   };
 }
 
+/** The zoo model's two-stage split, written once, when --model is given. */
+const zoo = values.model
+  ? await (async () => {
+      const name = values.model!.replace(/^zoo:/, "");
+      const model = await analyzeModel(buildZooModel(name), { source: `zoo:${name}` });
+      const dir = mkdtempSync(join(tmpdir(), "cleave-bench-secure-"));
+      splitModel(model, { stages: 2 }, dir, { modelPath: `zoo:${name}` });
+      return { model, dir };
+    })()
+  : undefined;
+
 async function run(mode: "plain" | "psk" | "attacked") {
   const tlsFlag = mode === "psk" ? ["--tls", "psk"] : [];
   const cluster = await startLocalWorkers(
@@ -104,14 +125,16 @@ async function run(mode: "plain" | "psk" | "attacked") {
   );
   try {
     const tls: TlsConfig | undefined = mode === "psk" ? { mode: "psk", token: cluster.token } : undefined;
-    const p = await deploy(writeChain(2, size), cluster.workers, {
+    const p = await deploy(zoo ? zoo.dir : writeChain(2, size), cluster.workers, {
       token: cluster.token,
       maxInFlight: 4,
       tls,
     });
-    const feeds = Array.from({ length: 4 }, (_, i) => ({
-      x: randomTensor("float32", [size.batch, size.width], i + 1),
-    }));
+    const feeds = zoo
+      ? Array.from({ length: 4 }, (_, i) => inputFeeds(zoo.model, i + 1))
+      : Array.from({ length: 4 }, (_, i) => ({
+          x: randomTensor("float32", [size.batch, size.width], i + 1),
+        }));
     await p.runMany({ count: 8, feeds: (i) => feeds[i % 4] }, { inFlight: 4 }); // warm up
     const stopAttack =
       mode === "attacked" ? attackProcess(cluster.workers.map((w) => w.endpoint)) : undefined;
@@ -162,7 +185,7 @@ process.stdout.write(
   `${JSON.stringify(
     {
       bench: "pipeline-secure",
-      model: { ...size, hopBytes: size.batch * size.width * 4 },
+      model: zoo ? values.model : { ...size, hopBytes: size.batch * size.width * 4 },
       requests: N,
       results: [plain, psk, attacked],
       ratiosToPlain: {
