@@ -42,7 +42,7 @@ function namespaces(): string {
 
 interface BenchJson {
   rows: Array<{ name: string; devices: string[]; measured: { failed: number }; maxRelativeDiff: number }>;
-  plan: { single: { devices: string[] } };
+  plan: { single: { devices: string[][] } };
 }
 
 test("--testbed takes an optional state file", () => {
@@ -208,7 +208,7 @@ test("bench --testbed re-runs itself in the coordinator namespace and measures t
       assert.ok(row.maxRelativeDiff < 1e-4, `${name}: outputs differ by ${row.maxRelativeDiff}`);
     }
     // The slow device's profile is the local one scaled by its quota (x4), so the fast one wins alone.
-    assert.deepEqual(b.plan.single.devices, ["fast"]);
+    assert.deepEqual(b.plan.single.devices, [["fast"]]);
     // In-process caller: the namespaced child's output comes back through the caller's io.
     const { code, c } = await runOnHeteroPair(["--testbed", stateFile]);
     assert.equal(code, 0, c.err.join("\n"));
