@@ -1,6 +1,13 @@
 import type { ResolvedConstraints } from "./constraints.js";
-import type { Candidate, LinkLoad, Violation } from "./evaluate.js";
-import { fmtBytes, fmtJoules, fmtRate, fmtSeconds } from "./fmt.js";
+import {
+  type Candidate,
+  checkDevice,
+  checkLinkBytes,
+  checkMemory,
+  checkTotals,
+  type LinkLoad,
+  type Violation,
+} from "./evaluate.js";
 import { linkOf, type PlanProblem, stageTime } from "./problem.js";
 
 /** One stage of a replicated candidate: positions [start, end) run by every device of `devices` (indices). */
@@ -218,40 +225,13 @@ export function evaluateReplicas(
   const stages = c.stages.map((s, k) =>
     priceGroup(p, s.devices, s.start, s.end, coRun, coordinator, (d) => {
       const memory = p.memory(d, s.start, s.end);
-      const dev = p.devices[d];
-      if (memory > dev.memory)
-        violations.push({
-          kind: "memory",
-          message: `stage ${k} needs ${fmtBytes(memory)} on ${dev.name}, which has ${fmtBytes(dev.memory)}`,
-          excess: memory - dev.memory,
-          stage: k,
-          device: d,
-        });
+      checkMemory(p, d, memory, k, violations);
       return memory;
     }),
   );
   const seen = new Set<number>();
   stages.forEach((s, k) => {
-    for (const d of s.devices) {
-      const name = p.devices[d].name;
-      if (seen.has(d))
-        violations.push({
-          kind: "device",
-          message: `${name} runs two stages`,
-          excess: 1,
-          stage: k,
-          device: d,
-        });
-      seen.add(d);
-      if (!rc.allowed[d])
-        violations.push({
-          kind: "device",
-          message: `${name} may not run stages`,
-          excess: 1,
-          stage: k,
-          device: d,
-        });
-    }
+    for (const d of s.devices) checkDevice(p, rc, d, k, seen, violations);
     if (rc.rank && k > 0) {
       const rank = rc.rank;
       const prevMax = Math.max(...stages[k - 1].devices.map((d) => rank[d]));
@@ -347,33 +327,10 @@ export function evaluateReplicas(
   const links = [...loads.values()].sort((a, b) => a.link - b.link);
   for (const l of links) {
     bottleneck = Math.max(bottleneck, l.time);
-    if (l.bytes > rc.maxLinkBytes) {
-      violations.push({
-        kind: "link-bytes",
-        message: `link ${p.links[l.link].name} carries ${fmtBytes(l.bytes)} per inference (limit ${fmtBytes(rc.maxLinkBytes)})`,
-        excess: l.bytes - rc.maxLinkBytes,
-      });
-    }
+    checkLinkBytes(p, rc, l, violations);
   }
   if (missing) bottleneck = Number.POSITIVE_INFINITY;
-  if (latency > rc.maxLatency)
-    violations.push({
-      kind: "latency",
-      message: `latency ${fmtSeconds(latency)} over ${fmtSeconds(rc.maxLatency)}`,
-      excess: latency - rc.maxLatency,
-    });
-  if (bottleneck > rc.maxBottleneck)
-    violations.push({
-      kind: "throughput",
-      message: `throughput ${fmtRate(1 / bottleneck)} under ${fmtRate(1 / rc.maxBottleneck)}`,
-      excess: 1 / rc.maxBottleneck - 1 / bottleneck,
-    });
-  if (energy > rc.maxEnergy)
-    violations.push({
-      kind: "energy",
-      message: `energy ${fmtJoules(energy)} over ${fmtJoules(rc.maxEnergy)}`,
-      excess: energy - rc.maxEnergy,
-    });
+  checkTotals(rc, latency, bottleneck, energy, violations);
   return {
     latency,
     bottleneck,

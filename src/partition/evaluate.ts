@@ -189,7 +189,19 @@ function priced(
   v: Violation[],
 ): StageEval {
   const dev = p.devices[d];
-  if (memory > dev.memory) {
+  checkMemory(p, d, memory, k, v);
+  return { device: d, time, memory, energy: dev.power * time };
+}
+
+/*
+ * Checks shared by this evaluator and the replica-group one (evaluate-replicas.ts), so a constraint reads the
+ * same whichever priced the plan.
+ */
+
+/** A stage's memory on device d against the device's. */
+export function checkMemory(p: PlanProblem, d: number, memory: number, k: number, v: Violation[]): void {
+  const dev = p.devices[d];
+  if (memory > dev.memory)
     v.push({
       kind: "memory",
       message: `stage ${k} needs ${fmtBytes(memory)} on ${dev.name}, which has ${fmtBytes(dev.memory)}`,
@@ -197,8 +209,61 @@ function priced(
       stage: k,
       device: d,
     });
-  }
-  return { device: d, time, memory, energy: dev.power * time };
+}
+
+/** Device d running stage k: once in the plan (`seen` holds the devices of earlier stages), and allowed. */
+export function checkDevice(
+  p: PlanProblem,
+  rc: ResolvedConstraints,
+  d: number,
+  k: number,
+  seen: Set<number>,
+  v: Violation[],
+): void {
+  const name = p.devices[d].name;
+  if (seen.has(d))
+    v.push({ kind: "device", message: `${name} runs two stages`, excess: 1, stage: k, device: d });
+  seen.add(d);
+  if (!rc.allowed[d])
+    v.push({ kind: "device", message: `${name} may not run stages`, excess: 1, stage: k, device: d });
+}
+
+/** A link's bytes per inference against the cap. */
+export function checkLinkBytes(p: PlanProblem, rc: ResolvedConstraints, l: LinkLoad, v: Violation[]): void {
+  if (l.bytes > rc.maxLinkBytes)
+    v.push({
+      kind: "link-bytes",
+      message: `link ${p.links[l.link].name} carries ${fmtBytes(l.bytes)} per inference (limit ${fmtBytes(rc.maxLinkBytes)})`,
+      excess: l.bytes - rc.maxLinkBytes,
+    });
+}
+
+/** End-to-end latency, bottleneck (s per inference) and energy against their limits. */
+export function checkTotals(
+  rc: ResolvedConstraints,
+  latency: number,
+  bottleneck: number,
+  energy: number,
+  v: Violation[],
+): void {
+  if (latency > rc.maxLatency)
+    v.push({
+      kind: "latency",
+      message: `latency ${fmtSeconds(latency)} over ${fmtSeconds(rc.maxLatency)}`,
+      excess: latency - rc.maxLatency,
+    });
+  if (bottleneck > rc.maxBottleneck)
+    v.push({
+      kind: "throughput",
+      message: `throughput ${fmtRate(1 / bottleneck)} under ${fmtRate(1 / rc.maxBottleneck)}`,
+      excess: 1 / rc.maxBottleneck - 1 / bottleneck,
+    });
+  if (energy > rc.maxEnergy)
+    v.push({
+      kind: "energy",
+      message: `energy ${fmtJoules(energy)} over ${fmtJoules(rc.maxEnergy)}`,
+      excess: energy - rc.maxEnergy,
+    });
 }
 
 function finish(
@@ -223,23 +288,7 @@ function finish(
   const seen = new Set<number>();
   stages.forEach((s, k) => {
     const name = p.devices[s.device].name;
-    if (seen.has(s.device))
-      violations.push({
-        kind: "device",
-        message: `${name} runs two stages`,
-        excess: 1,
-        stage: k,
-        device: s.device,
-      });
-    seen.add(s.device);
-    if (!rc.allowed[s.device])
-      violations.push({
-        kind: "device",
-        message: `${name} may not run stages`,
-        excess: 1,
-        stage: k,
-        device: s.device,
-      });
+    checkDevice(p, rc, s.device, k, seen, violations);
     if (rc.rank && k > 0 && rc.rank[s.device] <= rc.rank[stages[k - 1].device])
       violations.push({
         kind: "order",
@@ -291,34 +340,10 @@ function finish(
   const links = [...loads.values()].sort((a, b) => a.link - b.link);
   for (const l of links) {
     bottleneck = Math.max(bottleneck, l.time);
-    if (l.bytes > rc.maxLinkBytes) {
-      violations.push({
-        kind: "link-bytes",
-        message: `link ${p.links[l.link].name} carries ${fmtBytes(l.bytes)} per inference (limit ${fmtBytes(rc.maxLinkBytes)})`,
-        excess: l.bytes - rc.maxLinkBytes,
-      });
-    }
+    checkLinkBytes(p, rc, l, violations);
   }
   for (const t of transfers) if (t.time === Number.POSITIVE_INFINITY) bottleneck = Number.POSITIVE_INFINITY;
-  if (latency > rc.maxLatency)
-    violations.push({
-      kind: "latency",
-      message: `latency ${fmtSeconds(latency)} over ${fmtSeconds(rc.maxLatency)}`,
-      excess: latency - rc.maxLatency,
-    });
-  if (bottleneck > rc.maxBottleneck) {
-    violations.push({
-      kind: "throughput",
-      message: `throughput ${fmtRate(1 / bottleneck)} under ${fmtRate(1 / rc.maxBottleneck)}`,
-      excess: 1 / rc.maxBottleneck - 1 / bottleneck,
-    });
-  }
-  if (energy > rc.maxEnergy)
-    violations.push({
-      kind: "energy",
-      message: `energy ${fmtJoules(energy)} over ${fmtJoules(rc.maxEnergy)}`,
-      excess: energy - rc.maxEnergy,
-    });
+  checkTotals(rc, latency, bottleneck, energy, violations);
   return {
     latency,
     bottleneck,
