@@ -154,44 +154,17 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
       limited: `replica groups are searched on clusters of at most 30 devices (this one has ${D}): the plan is the best of the pipeline and data parallelism`,
     });
   }
-  for (let act = 0; act < 1 << hosts.length && allowed.length > BEAM_DEVICES; act++) {
-    const r = searchOne(
-      p,
-      rc,
-      objective,
-      allowed,
-      hosts,
-      act,
-      maxGroup,
-      best?.value ?? inf,
-      budget,
-      stats,
-      BEAM,
-    );
-    consider(r.candidate);
-  }
+  // One search per co-run assignment `act`, pruned by the best plan so far; beam > 0 keeps that many labels per
+  // boundary (a heuristic pass), 0 searches exactly.
+  const run = (act: number, beam: number) =>
+    searchOne(p, rc, objective, allowed, hosts, act, maxGroup, best?.value ?? inf, budget, stats, beam);
+  for (let act = 0; act < 1 << hosts.length && allowed.length > BEAM_DEVICES; act++)
+    consider(run(act, BEAM).candidate);
   let complete = true;
   for (let act = 0; act < 1 << hosts.length && complete; act++) {
     stats.searches++;
-    const r = searchOne(
-      p,
-      rc,
-      objective,
-      allowed,
-      hosts,
-      act,
-      maxGroup,
-      best?.value ?? inf,
-      budget,
-      stats,
-      0,
-    );
-    if (r.candidate) {
-      const ev = evaluateReplicas(p, r.candidate, rc);
-      const v = objectiveValue(ev, objective);
-      if (ev.feasible && (!best || v < best.value))
-        best = { candidate: r.candidate, evaluation: ev, value: v };
-    }
+    const r = run(act, 0);
+    consider(r.candidate);
     if (!r.complete) {
       complete = false;
       limits.push(

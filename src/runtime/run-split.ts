@@ -10,7 +10,7 @@ import { inputFeeds } from "../ir/input-values.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { createSession, type ort } from "../onnx/ort.js";
 import { deploy } from "./deploy.js";
-import { type LocalCluster, startLocalWorkers } from "./local-cluster.js";
+import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "./protocol.js";
 import type { TlsConfig } from "./transport.js";
@@ -70,6 +70,44 @@ export interface ReplicaMeasurement {
   /** Its smoothed time per request at the end of the round, ms (undefined before its first completion). */
   serviceMs?: number;
   alive: boolean;
+}
+
+/**
+ * Where each device of a split gets its worker: the cluster devices it runs on (`used`, each once), the
+ * workers given for them, and the local workers to start for the rest, which must be emulated here (`cpus:`).
+ * One-line errors name a device that is not in the cluster, one with neither a worker nor `cpus:`, and one
+ * that would get a local worker (which listens without TLS) when `tls` is asked.
+ */
+export function workersFor(
+  cluster: Cluster,
+  names: readonly string[],
+  workers: readonly WorkerAddress[] | undefined,
+  tls = false,
+): { used: Device[]; given: Map<string, WorkerAddress>; toStart: LocalDevice[] } {
+  const byName = new Map(cluster.devices.map((d) => [d.name, d]));
+  const used: Device[] = [...new Set(names)].map((name) => {
+    const d = byName.get(name);
+    if (!d) throw new ArgumentError(`device '${name}' is not in cluster ${cluster.name}`, { device: name });
+    return d;
+  });
+  const given = new Map((workers ?? []).map((w) => [w.name, w]));
+  const toStart = used.filter((d) => !given.has(d.name));
+  for (const d of toStart)
+    if (d.cpus === undefined)
+      throw new ArgumentError(
+        `device '${d.name}' has no running worker: give --workers ${d.name}=host:port or its endpoint: in the cluster file, or cpus: [...] to emulate it here`,
+        { device: d.name },
+      );
+  if (tls && toStart.length > 0)
+    throw new ArgumentError(
+      `--tls: device '${toStart[0].name}' would get a local worker, which listens without TLS; give its worker with --workers`,
+      { device: toStart[0].name, field: "tls" },
+    );
+  return {
+    used,
+    given,
+    toStart: toStart.map((d) => ({ name: d.name, cpus: d.cpus, threads: d.threads ?? d.cpus?.length ?? 1 })),
+  };
 }
 
 /** The whole model as one stage. */
@@ -195,27 +233,7 @@ export async function deploySplit(
       });
     return list;
   });
-  const byName = new Map(cluster.devices.map((d) => [d.name, d]));
-  const used: Device[] = [...new Set(groups.flat())].map((name) => {
-    const d = byName.get(name);
-    if (!d) throw new ArgumentError(`device '${name}' is not in cluster ${cluster.name}`, { device: name });
-    return d;
-  });
-  const given = new Map((opts.workers ?? []).map((w) => [w.name, w]));
-  const toStart = used.filter((d) => !given.has(d.name));
-  for (const d of toStart) {
-    if (d.cpus === undefined) {
-      throw new ArgumentError(
-        `device '${d.name}' has no running worker: give --workers ${d.name}=host:port, or cpus: [...] to emulate it here`,
-        { device: d.name },
-      );
-    }
-  }
-  if (opts.tls && toStart.length > 0)
-    throw new ArgumentError(
-      `--tls: device '${toStart[0].name}' would get a local worker, which listens without TLS; give its worker with --workers`,
-      { device: toStart[0].name, field: "tls" },
-    );
+  const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   let local: LocalCluster | undefined;
@@ -231,15 +249,8 @@ export async function deploySplit(
       modelPath: opts.modelPath ?? model.graph.source,
       devices: groups,
     });
-    const unique = [...new Map(toStart.map((d) => [d.name, d])).values()];
-    opts.onStep?.(`starting ${unique.length} local worker(s)`);
-    local =
-      unique.length > 0
-        ? await startLocalWorkers(
-            unique.map((d) => ({ name: d.name, cpus: d.cpus, threads: d.threads ?? d.cpus?.length ?? 1 })),
-            { token: opts.token },
-          )
-        : undefined;
+    opts.onStep?.(`starting ${toStart.length} local worker(s)`);
+    local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;
     const workers = [...given.values(), ...(local?.workers ?? [])];
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);

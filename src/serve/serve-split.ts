@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cluster, Device } from "../cluster/types.js";
+import type { Cluster } from "../cluster/types.js";
 import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
@@ -10,6 +10,7 @@ import type { StageAssignment } from "../partition/assign.js";
 import { backoffDelay, sleep } from "../runtime/backoff.js";
 import { deploy } from "../runtime/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../runtime/local-cluster.js";
+import { workersFor } from "../runtime/run-split.js";
 import type { Pipeline, Tensors, WorkerAddress } from "../runtime/pipeline.js";
 import { logger } from "../runtime/log.js";
 import type { MetricsSource } from "./metrics.js";
@@ -88,25 +89,7 @@ export async function deployForServing(
   if (stageDevices.length !== assignment.count)
     throw new ArgumentError(`${assignment.count} stages but ${stageDevices.length} devices given`);
   const devices = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
-  const byName = new Map(cluster.devices.map((d) => [d.name, d]));
-  const used: Device[] = devices.flat().map((n) => {
-    const d = byName.get(n);
-    if (!d) throw new ArgumentError(`device '${n}' is not in cluster ${cluster.name}`, { device: n });
-    return d;
-  });
-  const given = new Map((opts.workers ?? []).map((w) => [w.name, w]));
-  const toStart = [...new Map(used.filter((d) => !given.has(d.name)).map((d) => [d.name, d])).values()];
-  for (const d of toStart)
-    if (d.cpus === undefined)
-      throw new ArgumentError(
-        `device '${d.name}' has no running worker: give --workers ${d.name}=host:port or its endpoint: in the cluster file, or cpus: [...] to emulate it here`,
-        { device: d.name },
-      );
-  if (opts.tls && toStart.length > 0)
-    throw new ArgumentError(
-      `--tls: device '${toStart[0].name}' would get a local worker, which listens without TLS; give its worker with --workers`,
-      { device: toStart[0].name, field: "tls" },
-    );
+  const { used, given, toStart } = workersFor(cluster, devices.flat(), opts.workers, opts.tls !== undefined);
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
@@ -124,17 +107,9 @@ export async function deployForServing(
     });
     if (toStart.length > 0) {
       opts.onStep?.(`starting ${toStart.length} local worker(s)`);
-      local = await startLocalWorkers(
-        toStart.map((d) => ({ name: d.name, cpus: d.cpus, threads: d.threads ?? d.cpus?.length ?? 1 })),
-        { token: opts.token },
-      );
+      local = await startLocalWorkers(toStart, { token: opts.token });
     }
-    const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, new Set(devices.flat()).size);
-    const localDevices = toStart.map((d) => ({
-      name: d.name,
-      cpus: d.cpus,
-      threads: d.threads ?? d.cpus?.length ?? 1,
-    }));
+    const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     const deployNow = () =>
       deploy({ manifest, dir: split }, [...given.values(), ...(local?.workers ?? [])], {
         token: local?.token ?? opts.token,
@@ -158,7 +133,7 @@ export async function deployForServing(
               const token = local.token;
               await local.stop();
               local = undefined;
-              local = await startLocalWorkers(localDevices, { token });
+              local = await startLocalWorkers(toStart, { token });
             }
             pipeline = await deployNow();
             recoveries++;
