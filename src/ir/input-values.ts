@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { ArgumentError } from "../errors.js";
-import type { DType } from "../onnx/dtype.js";
+import { type DType, INTEGER_RANGE } from "../onnx/dtype.js";
 import { readNpy } from "../onnx/npy.js";
 import { ort, randomTensor } from "../onnx/ort.js";
 import { numel, type TypedArray } from "../onnx/tensor.js";
@@ -175,24 +175,12 @@ export function checkInputValues(
   return out;
 }
 
-const INT_RANGE: Partial<Record<DType, [number, number]>> = {
-  int8: [-128, 127],
-  uint8: [0, 255],
-  int16: [-32768, 32767],
-  uint16: [0, 65535],
-  int32: [-(2 ** 31), 2 ** 31 - 1],
-  uint32: [0, 2 ** 32 - 1],
-  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  uint64: [0, Number.MAX_SAFE_INTEGER],
-  bool: [0, 1],
-};
-
 function typedData(name: string, dtype: DType, v: InputValue): TypedArray {
   const bad = (what: string) =>
     new ArgumentError(`${v.origin}: input '${name}' is ${dtype}, ${what}`, { tensor: name, field: v.origin });
   if (dtype === "float32") return Float32Array.from(v.data);
   if (dtype === "float64") return Float64Array.from(v.data);
-  const range = INT_RANGE[dtype];
+  const range = INTEGER_RANGE[dtype];
   if (!range) throw bad("which cleave cannot take values for (give float or integer inputs)");
   const off = v.data.find((x) => !Number.isInteger(x) || x < range[0] || x > range[1]);
   if (off !== undefined)

@@ -58,3 +58,19 @@ export function dtypeSize(d: DType): number {
 export function isDType(s: string): s is DType {
   return SIZE.has(s as DType);
 }
+
+/**
+ * The values an integer (or bool) element can hold as a JS number, for checking user-given values: int64 and
+ * uint64 up to the largest safe integer.
+ */
+export const INTEGER_RANGE: Partial<Record<DType, readonly [number, number]>> = {
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int16: [-32768, 32767],
+  uint16: [0, 65535],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint32: [0, 2 ** 32 - 1],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
+  bool: [0, 1],
+};

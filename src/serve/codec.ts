@@ -10,7 +10,7 @@
  */
 import type { TensorSpec } from "../export/manifest.js";
 import { ArgumentError } from "../errors.js";
-import { dtypeSize, type DType } from "../onnx/dtype.js";
+import { type DType, dtypeSize, INTEGER_RANGE } from "../onnx/dtype.js";
 import { ort } from "../onnx/ort.js";
 import { bytesAsTyped } from "../onnx/tensor.js";
 import type { Tensors } from "../runtime/pipeline.js";
@@ -230,17 +230,6 @@ function flatten(data: unknown[]): unknown[] {
   return out;
 }
 
-const INT_RANGE: Partial<Record<DType, [number, number]>> = {
-  int8: [-128, 127],
-  uint8: [0, 255],
-  int16: [-32768, 32767],
-  uint16: [0, 65535],
-  int32: [-(2 ** 31), 2 ** 31 - 1],
-  uint32: [0, 2 ** 32 - 1],
-  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  uint64: [0, Number.MAX_SAFE_INTEGER],
-};
-
 function jsonTensor(dtype: DType, raw: unknown, dims: number[], n: number, at: string): ort.Tensor {
   if (!Array.isArray(raw)) throw bad(`${at}.data: expected an array`, `${at}.data`);
   const data = flatten(raw);
@@ -271,7 +260,7 @@ function jsonTensor(dtype: DType, raw: unknown, dims: number[], n: number, at: s
   }
   if (dtype === "float16" || dtype === "bfloat16")
     throw bad(`${at}: ${dtype} has no JSON form in the protocol; send it as binary data`, `${at}.data`);
-  const range = INT_RANGE[dtype];
+  const range = INTEGER_RANGE[dtype];
   if (range) {
     const [lo, hi] = range;
     for (let k = 0; k < n; k++) {
