@@ -15,8 +15,8 @@ import { analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { saveModel } from "../src/onnx/model-io.js";
 import { createSession, randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { startLocalWorkers } from "../src/runtime/local-cluster.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
 
 const MiB = 1024 * 1024;
 const b = new GraphBuilder("mlp2g", { seed: 1 });

@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { splitModel } from "../src/export/split.js";
 import { analyzeModel } from "../src/ir/analyze.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { startLocalWorkers } from "../src/runtime/local-cluster.js";
-import type { StageLoad } from "../src/runtime/pipeline.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import type { StageLoad } from "../src/runtime/coordinator/pipeline.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 const { values } = parseArgs({

@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import * as current from "../src/runtime/frame.js";
+import * as current from "../src/runtime/transport/frame.js";
 
 const { values } = parseArgs({
   options: {

@@ -24,11 +24,11 @@ import { analyzeModel } from "../src/ir/analyze.js";
 import { inputFeeds } from "../src/ir/input-values.js";
 import { randomTensor } from "../src/onnx/ort.js";
 import { buildZooModel } from "../src/zoo/index.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { connectWorker } from "../src/runtime/handshake.js";
-import { startLocalWorkers } from "../src/runtime/local-cluster.js";
-import type { TlsConfig } from "../src/runtime/transport.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { connectWorker } from "../src/runtime/transport/handshake.js";
+import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import type { TlsConfig } from "../src/runtime/transport/transport.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
 import { writeChain } from "./chain.js";
 
 const { values } = parseArgs({

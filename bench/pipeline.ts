@@ -8,8 +8,8 @@
  */
 import { parseArgs } from "node:util";
 import { randomTensor } from "../src/onnx/ort.js";
-import { startLocalWorkers } from "../src/runtime/local-cluster.js";
-import { deploy } from "../src/runtime/deploy.js";
+import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
 import { writeChain } from "./chain.js";
 
 const { values } = parseArgs({

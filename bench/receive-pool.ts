@@ -13,8 +13,8 @@ import { localClusterPath } from "../src/cli/load.js";
 import { assignByTensors } from "../src/partition/assign.js";
 import { buildStages } from "../src/export/stage.js";
 import { analyzeModel } from "../src/ir/analyze.js";
-import { startLocalWorkers } from "../src/runtime/local-cluster.js";
-import { deploySplit, type SplitMeasurement, wholeModel } from "../src/runtime/run-split.js";
+import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import { deploySplit, type SplitMeasurement, wholeModel } from "../src/runtime/coordinator/run-split.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 const { values } = parseArgs({

@@ -21,7 +21,7 @@ import {
   type SplitMeasurement,
   type StageDevices,
   wholeModel,
-} from "../src/runtime/run-split.js";
+} from "../src/runtime/coordinator/run-split.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 const { values } = parseArgs({

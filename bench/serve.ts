@@ -17,7 +17,7 @@ import { analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { ort } from "../src/onnx/ort.js";
 import { summarizeLatencies } from "../src/runtime/latency.js";
-import type { Tensors } from "../src/runtime/pipeline.js";
+import type { Tensors } from "../src/runtime/coordinator/pipeline.js";
 import { decodeInferRequest, encodeInferResponse } from "../src/serve/codec.js";
 import { deployForServing } from "../src/serve/serve-split.js";
 import { InferenceServer } from "../src/serve/server.js";

@@ -15,8 +15,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { summarizeLatencies } from "../src/runtime/latency.js";
-import type { Connection, TlsConfig } from "../src/runtime/transport.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
+import type { Connection, TlsConfig } from "../src/runtime/transport/transport.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
 
 const { values } = parseArgs({
   options: {

@@ -11,8 +11,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { summarizeLatencies } from "../src/runtime/latency.js";
-import type { Connection, TransportName } from "../src/runtime/transport.js";
-import { makeTransport, TRANSPORT_NAMES } from "../src/runtime/transports.js";
+import type { Connection, TransportName } from "../src/runtime/transport/transport.js";
+import { makeTransport, TRANSPORT_NAMES } from "../src/runtime/transport/transports.js";
 
 const { values } = parseArgs({
   options: {

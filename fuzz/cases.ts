@@ -7,7 +7,7 @@ import { GraphBuilder } from "../src/onnx/builder.js";
 import { decodeModel, encodeModel } from "../src/onnx/model-io.js";
 import { seededRandom } from "../src/onnx/prng.js";
 import { resolveSplit } from "../src/export/split.js";
-import { decodeFrame, encodeFrame, frameTensor, tensorFrame } from "../src/runtime/frame.js";
+import { decodeFrame, encodeFrame, frameTensor, tensorFrame } from "../src/runtime/transport/frame.js";
 import { ort } from "../src/onnx/ort.js";
 
 /** How one case ended: it worked, it was refused with cleave's own one-line error, or something else broke. */

@@ -106,29 +106,29 @@ export { planReplicas, type ReplicaPlanResult } from "./partition/planner-replic
 export { estimateReplicaSplit, type ReplicaEstimate } from "./partition/replica-estimate.js";
 
 // Runtime
-export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/deploy.js";
+export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/coordinator/deploy.js";
 export {
   Pipeline,
   type ReplicaLossEvent,
   type RunReport,
   type StageLoad,
   type WorkerAddress,
-} from "./runtime/pipeline.js";
-export type { ReplicaStats } from "./runtime/replicas.js";
-export { type LocalCluster, startLocalWorkers } from "./runtime/local-cluster.js";
-export { Worker, type WorkerOptions } from "./runtime/worker.js";
-export type { AdmissionLimits } from "./runtime/admission.js";
-export type { TlsConfig } from "./runtime/transport.js";
-export { probeWorker } from "./runtime/probe.js";
-export { testbedDown, testbedUp } from "./runtime/testbed.js";
+} from "./runtime/coordinator/pipeline.js";
+export type { ReplicaStats } from "./runtime/coordinator/replicas.js";
+export { type LocalCluster, startLocalWorkers } from "./runtime/coordinator/local-cluster.js";
+export { Worker, type WorkerOptions } from "./runtime/worker/worker.js";
+export type { AdmissionLimits } from "./runtime/transport/admission.js";
+export type { TlsConfig } from "./runtime/transport/transport.js";
+export { probeWorker } from "./runtime/coordinator/probe.js";
+export { testbedDown, testbedUp } from "./harness/testbed.js";
 export {
   type ReplicaMeasurement,
   type RunSplitResult,
   runSplit,
   type SplitMeasurement,
   type StageDevices,
-} from "./runtime/run-split.js";
-export { type BenchResult, type BenchRow, benchCluster } from "./runtime/bench.js";
+} from "./runtime/coordinator/run-split.js";
+export { type BenchResult, type BenchRow, benchCluster } from "./harness/bench.js";
 export {
   benchFindings,
   fmtPercent,
@@ -138,8 +138,8 @@ export {
   speedupOf,
   transferCpuPerByte,
   transferTimeMs,
-} from "./runtime/bench-figures.js";
-export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./runtime/corun.js";
+} from "./harness/bench-figures.js";
+export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./harness/corun.js";
 
 // Serving: the Open Inference Protocol over HTTP, metrics, pre- and post-processing layers
 export {

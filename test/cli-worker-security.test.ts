@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { main } from "../src/cli/main.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
 
 function capture() {
   const out: string[] = [];

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { hasTaskset } from "../src/runtime/local-cluster.js";
-import { fmtPercent, fmtRatio } from "../src/runtime/bench-figures.js";
+import { hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
+import { fmtPercent, fmtRatio } from "../src/harness/bench-figures.js";
 import { launchBrowser } from "./helpers/browser.js";
 import { cleave } from "./helpers/cli.js";
 

@@ -64,3 +64,16 @@ test("export and runtime read the plan's shape from partition, never the other w
     assert.equal(file, undefined, `partition imports ${lower} (${file})`);
   }
 });
+
+test("the runtime is what a deployment runs: it imports neither the measurement harness nor what sits above", () => {
+  const edges = folderImports();
+  for (const upper of ["harness", "serve", "report", "cli"]) {
+    const file = edges.get("runtime")?.get(upper);
+    assert.equal(file, undefined, `runtime imports ${upper} (${file})`);
+  }
+  for (const upper of ["serve", "cli"]) {
+    const file = edges.get("harness")?.get(upper);
+    assert.equal(file, undefined, `harness imports ${upper} (${file})`);
+  }
+  assert.ok(edges.get("harness")?.has("runtime"), "the scan sees the harness use the runtime");
+});

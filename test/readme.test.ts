@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { netnsUnavailable } from "../src/runtime/testbed.js";
+import { netnsUnavailable } from "../src/harness/testbed.js";
 
 // The README's command blocks, run in order as a new user would, so the README cannot drift from the tool.
 

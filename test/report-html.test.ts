@@ -12,7 +12,7 @@ import { makePlan } from "../src/partition/planner.js";
 import type { BenchInput, ReportInput } from "../src/report/report-data.js";
 import { renderReportHtml } from "../src/report/report-html.js";
 import { reportInputFrom } from "../src/report/report-input.js";
-import { fmtRatio } from "../src/runtime/bench-figures.js";
+import { fmtRatio } from "../src/harness/bench-figures.js";
 import { buildZooModel } from "../src/zoo/index.js";
 import { launchBrowser } from "./helpers/browser.js";
 

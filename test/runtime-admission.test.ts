@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Admission } from "../src/runtime/admission.js";
-import type { Connection } from "../src/runtime/transport.js";
+import { Admission } from "../src/runtime/transport/admission.js";
+import type { Connection } from "../src/runtime/transport/transport.js";
 
 /** Just what Admission touches of a connection: its address and close(), which calls back like a real one. */
 function fake(remote: string, onClose: (c: Connection) => void) {

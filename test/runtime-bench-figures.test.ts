@@ -10,7 +10,7 @@ import {
   speedupOf,
   transferCpuPerByte,
   transferTimeMs,
-} from "../src/runtime/bench-figures.js";
+} from "../src/harness/bench-figures.js";
 
 test("bench figures: one definition each", () => {
   assert.equal(speedupOf(120.2, 82.9), 120.2 / 82.9);

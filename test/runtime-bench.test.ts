@@ -4,8 +4,8 @@ import { loadCluster } from "../src/cluster/load.js";
 import { localClusterPath } from "../src/cli/load.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { analyzeModel } from "../src/ir/analyze.js";
-import { hasTaskset } from "../src/runtime/local-cluster.js";
-import { benchCluster } from "../src/runtime/bench.js";
+import { hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
+import { benchCluster } from "../src/harness/bench.js";
 import { buildZooModel } from "../src/zoo/index.js";
 
 test("bench: configurations take turns in rounds, stages run alone, CPU per request is counted", {

@@ -5,8 +5,8 @@ import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { main } from "../src/cli/main.js";
 import { maxSessionThreads } from "../src/onnx/ort.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
 
 function capture() {
   const out: string[] = [];

@@ -12,11 +12,11 @@ import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { PROTOBUF_LIMIT_BYTES } from "../src/onnx/model-io.js";
 import { createSession, maxSessionThreads, ort, randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { connectWorker } from "../src/runtime/handshake.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
-import { Worker } from "../src/runtime/worker.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { connectWorker } from "../src/runtime/transport/handshake.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
+import { Worker } from "../src/runtime/worker/worker.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 import { type FixtureSpec, writeFixture } from "./runtime-fixture.js";
 

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ort, randomTensor } from "../src/onnx/ort.js";
-import { connectWorker } from "../src/runtime/handshake.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
-import { deploy } from "../src/runtime/deploy.js";
-import type { Pipeline } from "../src/runtime/pipeline.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
-import { Worker } from "../src/runtime/worker.js";
+import { connectWorker } from "../src/runtime/transport/handshake.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import type { Pipeline } from "../src/runtime/coordinator/pipeline.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
+import { Worker } from "../src/runtime/worker/worker.js";
 import { VERSION } from "../src/version.js";
 import { branchySpec, type Fixture, gatherSpec, reluSpec, writeFixture } from "./runtime-fixture.js";
 

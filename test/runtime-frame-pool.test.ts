@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Manifest } from "../src/export/manifest.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { FramePool } from "../src/runtime/frame-pool.js";
-import type { Tensors } from "../src/runtime/pipeline.js";
-import { Worker } from "../src/runtime/worker.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { FramePool } from "../src/runtime/transport/frame-pool.js";
+import type { Tensors } from "../src/runtime/coordinator/pipeline.js";
+import { Worker } from "../src/runtime/worker/worker.js";
 import { ort } from "../src/onnx/ort.js";
 import { seededRandom } from "../src/onnx/prng.js";
 import { writeFixture } from "./runtime-fixture.js";

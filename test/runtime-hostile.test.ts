@@ -9,18 +9,18 @@ import { create } from "@bufbuild/protobuf";
 import { StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { decodeModel, encodeModel } from "../src/onnx/model-io.js";
 import { ort, randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/deploy.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
 import {
   type ControlMessage,
   decodeFrame,
   encodeFrame,
   type Frame,
   frameSize,
-} from "../src/runtime/frame.js";
-import { connectWorker } from "../src/runtime/handshake.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
-import type { Pipeline } from "../src/runtime/pipeline.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
+} from "../src/runtime/transport/frame.js";
+import { connectWorker } from "../src/runtime/transport/handshake.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import type { Pipeline } from "../src/runtime/coordinator/pipeline.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
 import { VERSION } from "../src/version.js";
 import { branchySpec, type Fixture, gatherSpec, writeFixture } from "./runtime-fixture.js";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_MAX_FRAME_BYTES } from "../src/runtime/frame.js";
-import type { RunSplitResult } from "../src/runtime/run-split.js";
+import { DEFAULT_MAX_FRAME_BYTES } from "../src/runtime/transport/frame.js";
+import type { RunSplitResult } from "../src/runtime/coordinator/run-split.js";
 import { cleave } from "./helpers/cli.js";
 
 // One run of a 528 MiB model (about a minute here): its stages do not fit in one frame.

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createSession, ort, randomTensor } from "../src/onnx/ort.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
-import { deploy } from "../src/runtime/deploy.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
 import { branchySpec, type Fixture, writeFixture } from "./runtime-fixture.js";
 
 let cluster: LocalCluster;

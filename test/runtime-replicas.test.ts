@@ -9,11 +9,11 @@ import { splitModel } from "../src/export/split.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { decodeModel } from "../src/onnx/model-io.js";
 import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { type LocalCluster, startLocalWorkers } from "../src/runtime/local-cluster.js";
-import type { Pipeline, Tensors } from "../src/runtime/pipeline.js";
-import type { Connection } from "../src/runtime/transport.js";
-import { Worker } from "../src/runtime/worker.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
+import type { Pipeline, Tensors } from "../src/runtime/coordinator/pipeline.js";
+import type { Connection } from "../src/runtime/transport/transport.js";
+import { Worker } from "../src/runtime/worker/worker.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 import { branchySpec, type Fixture, type FixtureSpec, writeFixture } from "./runtime-fixture.js";
 

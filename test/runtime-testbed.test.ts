@@ -16,9 +16,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import type { Cluster, Device } from "../src/cluster/types.js";
 import { ArgumentError } from "../src/errors.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
-import { probeWorker } from "../src/runtime/probe.js";
-import { netnsUnavailable, readTestbedState, testbedDown, testbedUp } from "../src/runtime/testbed.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
+import { probeWorker } from "../src/runtime/coordinator/probe.js";
+import { netnsUnavailable, readTestbedState, testbedDown, testbedUp } from "../src/harness/testbed.js";
 
 function device(name: string, extra: Partial<Device> = {}): Device {
   return {

@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/deploy.js";
-import { connectWorker } from "../src/runtime/handshake.js";
-import type { TlsConfig } from "../src/runtime/transport.js";
-import { TcpTransport } from "../src/runtime/transport-tcp.js";
-import { Worker } from "../src/runtime/worker.js";
+import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { connectWorker } from "../src/runtime/transport/handshake.js";
+import type { TlsConfig } from "../src/runtime/transport/transport.js";
+import { TcpTransport } from "../src/runtime/transport/transport-tcp.js";
+import { Worker } from "../src/runtime/worker/worker.js";
 import { branchySpec, type Fixture, writeFixture } from "./runtime-fixture.js";
 
 let fx: Fixture;

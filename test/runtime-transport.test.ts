@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { ControlFrame, Frame, TensorFrame } from "../src/runtime/frame.js";
-import { decodeFrame, encodeFrame, frameTensor, tensorFrame } from "../src/runtime/frame.js";
-import type { Connection, Listener, Transport, TransportOptions } from "../src/runtime/transport.js";
-import { makeTransport, TRANSPORT_NAMES } from "../src/runtime/transports.js";
+import type { ControlFrame, Frame, TensorFrame } from "../src/runtime/transport/frame.js";
+import { decodeFrame, encodeFrame, frameTensor, tensorFrame } from "../src/runtime/transport/frame.js";
+import type {
+  Connection,
+  Listener,
+  Transport,
+  TransportOptions,
+} from "../src/runtime/transport/transport.js";
+import { makeTransport, TRANSPORT_NAMES } from "../src/runtime/transport/transports.js";
 import { ort } from "../src/onnx/ort.js";
 
 /** A connected pair over a real socket on 127.0.0.1:0. */

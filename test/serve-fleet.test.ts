@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import { main } from "../src/cli/main.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
 
 // Workers configured like a service (a config file, the token in a file, a metrics endpoint) and found
 // through the cluster file's endpoint: by run and serve, with no --workers.

@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
 
 // A real `cleave serve` (two stages on the local cluster's two pinned workers) answering real HTTP requests
 // built as the Open Inference Protocol's examples build them, with node's fetch.

@@ -12,7 +12,7 @@ import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
 import { parsePostprocess, parsePreprocess } from "../src/onnx/preprocess.js";
-import { cliCommand } from "../src/runtime/local-cluster.js";
+import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
 
 // An encoded image through `serve --preprocess`: the preprocessing runs as ONNX layers in the pipeline, and
 // the answer equals decoding and normalising the image by hand and running the original model.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ort } from "../src/onnx/ort.js";
-import type { Tensors } from "../src/runtime/pipeline.js";
+import type { Tensors } from "../src/runtime/coordinator/pipeline.js";
 import { InferenceServer, type ServedModel } from "../src/serve/server.js";
 
 // The server's own rules (deadlines, admission, readiness) against a model that takes a known time: it

@@ -9,7 +9,7 @@ import { main } from "../src/cli/main.js";
 import { takeTestbedFlag } from "../src/cli/testbed-flag.js";
 import { loadCluster } from "../src/cluster/load.js";
 import { type Profile, scaleProfile } from "../src/cost/profile.js";
-import { defaultStateFile, netnsUnavailable, testbedUp } from "../src/runtime/testbed.js";
+import { defaultStateFile, netnsUnavailable, testbedUp } from "../src/harness/testbed.js";
 import { cleave } from "./helpers/cli.js";
 
 // The repository's examples/clusters, from test/ (tsx) or dist/test/ (compiled).

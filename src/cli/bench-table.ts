@@ -1,6 +1,6 @@
-import type { BenchResult } from "../runtime/bench.js";
-import { fmtPercent, fmtRatio } from "../runtime/bench-figures.js";
-import { replicaReference } from "../runtime/corun.js";
+import type { BenchResult } from "../harness/bench.js";
+import { fmtPercent, fmtRatio } from "../harness/bench-figures.js";
+import { replicaReference } from "../harness/corun.js";
 import type { CliIO } from "./command.js";
 import { style, table } from "./format.js";
 

@@ -3,8 +3,8 @@ import { costModelFor } from "../cost/cost-factory.js";
 import { loadProfile, type Profile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
-import { benchCluster, benchReplacer } from "../runtime/bench.js";
-import { withMeasuredCoRun } from "../runtime/corun.js";
+import { benchCluster, benchReplacer } from "../harness/bench.js";
+import { withMeasuredCoRun } from "../harness/corun.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,

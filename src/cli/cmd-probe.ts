@@ -1,5 +1,5 @@
 import { ArgumentError } from "../errors.js";
-import { probeWorker } from "../runtime/probe.js";
+import { probeWorker } from "../runtime/coordinator/probe.js";
 import { bool, type Command, intFlag, onePositional, parseFlags, str } from "./command.js";
 
 const USAGE = `usage: cleave probe HOST:PORT [--token T] [--json] [--mib N] [--transport tcp|ws]

@@ -5,7 +5,7 @@ import { resolveSplit } from "../export/split.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { stageLabel } from "../partition/plan-cluster.js";
-import { type RunSplitResult, runSplit } from "../runtime/run-split.js";
+import { type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
 import {
   bool,
   type CliIO,

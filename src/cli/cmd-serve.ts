@@ -9,7 +9,7 @@ import { withEncodedImageInput } from "../serve/image-input.js";
 import { buildZooModel } from "../zoo/index.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
-import { parseEndpoint } from "../runtime/transport.js";
+import { parseEndpoint } from "../runtime/transport/transport.js";
 import { ServeMetrics } from "../serve/metrics.js";
 import { InferenceServer } from "../serve/server.js";
 import { deployForServing } from "../serve/serve-split.js";

@@ -1,6 +1,6 @@
 import { loadClusterSpec } from "./cluster-flag.js";
 import { ArgumentError } from "../errors.js";
-import { defaultStateFile, readTestbedState, testbedDown, testbedUp } from "../runtime/testbed.js";
+import { defaultStateFile, readTestbedState, testbedDown, testbedUp } from "../harness/testbed.js";
 import { bool, type Command, parseFlags, str } from "./command.js";
 
 const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--json] [--loopback]

@@ -1,7 +1,7 @@
 import { ArgumentError } from "../errors.js";
 import { checkThreads } from "../onnx/ort.js";
-import { formatEndpoint, parseEndpoint } from "../runtime/transport.js";
-import { isLoopback, Worker } from "../runtime/worker.js";
+import { formatEndpoint, parseEndpoint } from "../runtime/transport/transport.js";
+import { isLoopback, Worker } from "../runtime/worker/worker.js";
 import { workerMetricsRegistry } from "../serve/metrics.js";
 import { type MetricsEndpoint, serveMetrics } from "../serve/metrics-http.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";

@@ -2,12 +2,12 @@ import { spawn, spawnSync } from "node:child_process";
 import { constants } from "node:os";
 import type { Cluster } from "../cluster/types.js";
 import { ArgumentError } from "../errors.js";
-import { cliCommand } from "../runtime/local-cluster.js";
-import type { WorkerAddress } from "../runtime/pipeline.js";
-import { defaultStateFile, readTestbedState, type TestbedState } from "../runtime/testbed.js";
+import { cliCommand } from "../runtime/coordinator/local-cluster.js";
+import type { WorkerAddress } from "../runtime/coordinator/pipeline.js";
+import { defaultStateFile, readTestbedState, type TestbedState } from "../harness/testbed.js";
 import { type CliIO, list, type ParsedFlags, processIO } from "./command.js";
 import { givenToken } from "./worker-config.js";
-import type { TlsConfig } from "../runtime/transport.js";
+import type { TlsConfig } from "../runtime/transport/transport.js";
 import { tlsFlags } from "./tls-flags.js";
 
 /** Environment variable set on a command re-run inside a testbed's coordinator namespace (value: the namespace). */

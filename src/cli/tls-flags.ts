@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { ArgumentError } from "../errors.js";
-import type { TlsConfig } from "../runtime/transport.js";
+import type { TlsConfig } from "../runtime/transport/transport.js";
 import { type ParsedFlags, str } from "./command.js";
 
 /** TLS from --tls psk or --tls-cert/--tls-key[/--tls-ca]; undefined without them. */

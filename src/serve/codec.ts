@@ -13,7 +13,7 @@ import { ArgumentError } from "../errors.js";
 import { type DType, dtypeSize, INTEGER_RANGE } from "../onnx/dtype.js";
 import { ort } from "../onnx/ort.js";
 import { bytesAsTyped } from "../onnx/tensor.js";
-import type { Tensors } from "../runtime/pipeline.js";
+import type { Tensors } from "../runtime/coordinator/pipeline.js";
 import { oipDatatype } from "./datatype.js";
 
 /** The inputs and outputs a served model has, as its metadata lists them. */

@@ -2,7 +2,7 @@ import sharp from "sharp";
 import { ArgumentError, errorMessage } from "../errors.js";
 import { IMAGE_INPUT, type ImagePreprocess } from "../onnx/preprocess.js";
 import { ort } from "../onnx/ort.js";
-import type { Tensors } from "../runtime/pipeline.js";
+import type { Tensors } from "../runtime/coordinator/pipeline.js";
 import type { ServedModel } from "./server.js";
 
 /**

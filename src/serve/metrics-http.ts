@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-import { formatEndpoint } from "../runtime/transport.js";
+import { formatEndpoint } from "../runtime/transport/transport.js";
 
 /** A running metrics endpoint. */
 export interface MetricsEndpoint {

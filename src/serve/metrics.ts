@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { PipelineStats } from "../runtime/pipeline.js";
-import type { StatsReplyMsg } from "../runtime/protocol.js";
+import type { PipelineStats } from "../runtime/coordinator/pipeline.js";
+import type { StatsReplyMsg } from "../runtime/transport/protocol.js";
 
 /** How a served request ended, as the `outcome` label of the request metrics. */
 export type RequestOutcome = "ok" | "bad_request" | "queue_full" | "timeout" | "unavailable" | "error";

@@ -8,14 +8,14 @@ import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { backoffDelay, sleep } from "../runtime/backoff.js";
-import { deploy } from "../runtime/deploy.js";
-import { type LocalCluster, startLocalWorkers } from "../runtime/local-cluster.js";
-import { workersFor } from "../runtime/run-split.js";
-import type { Pipeline, Tensors, WorkerAddress } from "../runtime/pipeline.js";
+import { deploy } from "../runtime/coordinator/deploy.js";
+import { type LocalCluster, startLocalWorkers } from "../runtime/coordinator/local-cluster.js";
+import { workersFor } from "../runtime/coordinator/run-split.js";
+import type { Pipeline, Tensors, WorkerAddress } from "../runtime/coordinator/pipeline.js";
 import { logger } from "../runtime/log.js";
 import type { MetricsSource } from "./metrics.js";
 import type { ServedModel } from "./server.js";
-import type { TlsConfig } from "../runtime/transport.js";
+import type { TlsConfig } from "../runtime/transport/transport.js";
 
 const log = logger("serve:deploy");
 

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { ArgumentError, CleaveError, errorMessage } from "../errors.js";
-import type { Tensors } from "../runtime/pipeline.js";
-import { formatEndpoint } from "../runtime/transport.js";
+import type { Tensors } from "../runtime/coordinator/pipeline.js";
+import { formatEndpoint } from "../runtime/transport/transport.js";
 import { VERSION } from "../version.js";
 import { decodeInferRequest, encodeInferResponse, type ModelSignature, modelMetadata } from "./codec.js";
 import type { RequestOutcome, ServeMetrics } from "./metrics.js";

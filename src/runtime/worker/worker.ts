@@ -2,12 +2,12 @@ import { createHash, type Hash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import type { TensorSpec } from "../export/manifest.js";
-import { ArgumentError, errorMessage } from "../errors.js";
-import { PROTOBUF_LIMIT_BYTES } from "../onnx/model-io.js";
-import { createSession, type ort } from "../onnx/ort.js";
-import { VERSION } from "../version.js";
-import { retry } from "./backoff.js";
+import type { TensorSpec } from "../../export/manifest.js";
+import { ArgumentError, errorMessage } from "../../errors.js";
+import { PROTOBUF_LIMIT_BYTES } from "../../onnx/model-io.js";
+import { createSession, type ort } from "../../onnx/ort.js";
+import { VERSION } from "../../version.js";
+import { retry } from "../backoff.js";
 import {
   type ControlFrame,
   DEFAULT_MAX_FRAME_BYTES,
@@ -15,12 +15,12 @@ import {
   frameTensor,
   type TensorFrame,
   tensorFrame,
-} from "./frame.js";
-import { FramePool } from "./frame-pool.js";
-import { Admission, type AdmissionLimits } from "./admission.js";
-import { CLOSE_NOTICE } from "./connection.js";
-import { acceptHandshake, connectWorker, HANDSHAKE_MAX_FRAME_BYTES } from "./handshake.js";
-import { logger } from "./log.js";
+} from "../transport/frame.js";
+import { FramePool } from "../transport/frame-pool.js";
+import { Admission, type AdmissionLimits } from "../transport/admission.js";
+import { CLOSE_NOTICE } from "../transport/connection.js";
+import { acceptHandshake, connectWorker, HANDSHAKE_MAX_FRAME_BYTES } from "../transport/handshake.js";
+import { logger } from "../log.js";
 import {
   checkMessage,
   type ErrorMsg,
@@ -34,7 +34,7 @@ import {
   type Role,
   type StageStats,
   type StatsReplyMsg,
-} from "./protocol.js";
+} from "../transport/protocol.js";
 import { checkLoad, stageExternalData } from "./stage-check.js";
 import type {
   Connection,
@@ -43,8 +43,8 @@ import type {
   Transport,
   TransportName,
   TransportOptions,
-} from "./transport.js";
-import { makeTransport } from "./transports.js";
+} from "../transport/transport.js";
+import { makeTransport } from "../transport/transports.js";
 
 const log = logger("runtime:worker");
 

@@ -1,7 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { type GraphProto, ModelProtoSchema, type TensorProto, TensorProto_DataLocation } from "onnx-buf";
-import { errorMessage, RuntimeFault } from "../errors.js";
-import type { LoadMsg } from "./protocol.js";
+import { errorMessage, RuntimeFault } from "../../errors.js";
+import type { LoadMsg } from "../transport/protocol.js";
 
 /** Calls `fn` on every tensor of a graph, sparse ones and those of subgraphs included. */
 function eachTensor(graph: GraphProto, fn: (t: TensorProto) => void): void {

@@ -1,18 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Manifest, ManifestStage, TensorSpec } from "../export/manifest.js";
-import { readManifest } from "../export/manifest-io.js";
-import { ArgumentError, CleaveError, errorMessage, RuntimeFault } from "../errors.js";
-import { connectWorker } from "./handshake.js";
-import { logger } from "./log.js";
-import { DEFAULT_MAX_FRAME_BYTES } from "./frame.js";
+import type { Manifest, ManifestStage, TensorSpec } from "../../export/manifest.js";
+import { readManifest } from "../../export/manifest-io.js";
+import { ArgumentError, CleaveError, errorMessage, RuntimeFault } from "../../errors.js";
+import { connectWorker } from "../transport/handshake.js";
+import { logger } from "../log.js";
+import { DEFAULT_MAX_FRAME_BYTES } from "../transport/frame.js";
 import { Pipeline, type PipelineLink, type StageLoad, type WorkerAddress } from "./pipeline.js";
-import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "./protocol.js";
-import { MAX_PATH } from "./frame.js";
+import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "../transport/protocol.js";
+import { MAX_PATH } from "../transport/frame.js";
 import { Replica, ReplicaGroup } from "./replicas.js";
-import type { TlsConfig, TransportName } from "./transport.js";
-import { makeTransport } from "./transports.js";
+import type { TlsConfig, TransportName } from "../transport/transport.js";
+import { makeTransport } from "../transport/transports.js";
 
 const log = logger("runtime:deploy");
 

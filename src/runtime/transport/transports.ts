@@ -1,4 +1,4 @@
-import { ArgumentError } from "../errors.js";
+import { ArgumentError } from "../../errors.js";
 import { TcpTransport } from "./transport-tcp.js";
 import type { Transport, TransportName, TransportOptions } from "./transport.js";
 import { WsTransport } from "./transport-ws.js";

@@ -1,7 +1,7 @@
-import { RuntimeFault } from "../errors.js";
-import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx, isDType } from "../onnx/dtype.js";
-import { ort } from "../onnx/ort.js";
-import { bytesAsTyped, numel } from "../onnx/tensor.js";
+import { RuntimeFault } from "../../errors.js";
+import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx, isDType } from "../../onnx/dtype.js";
+import { ort } from "../../onnx/ort.js";
+import { bytesAsTyped, numel } from "../../onnx/tensor.js";
 
 /**
  * Binary frames: the unit every transport carries. Two kinds:

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
-import { RuntimeFault } from "../errors.js";
+import { RuntimeFault } from "../../errors.js";
 import { BaseConnection, dialWithin } from "./connection.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "./frame.js";
 import {

@@ -1,19 +1,19 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cluster, Device } from "../cluster/types.js";
-import { ArgumentError } from "../errors.js";
-import type { StageAssignment } from "../partition/assign.js";
-import { buildStages } from "../export/stage.js";
-import { writeSplit } from "../export/write.js";
-import { inputFeeds } from "../ir/input-values.js";
-import type { AnalyzedModel } from "../ir/analyze.js";
-import { createSession, type ort } from "../onnx/ort.js";
+import type { Cluster, Device } from "../../cluster/types.js";
+import { ArgumentError } from "../../errors.js";
+import type { StageAssignment } from "../../partition/assign.js";
+import { buildStages } from "../../export/stage.js";
+import { writeSplit } from "../../export/write.js";
+import { inputFeeds } from "../../ir/input-values.js";
+import type { AnalyzedModel } from "../../ir/analyze.js";
+import { createSession, type ort } from "../../onnx/ort.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
-import type { StatsReplyMsg } from "./protocol.js";
-import type { TlsConfig } from "./transport.js";
+import type { StatsReplyMsg } from "../transport/protocol.js";
+import type { TlsConfig } from "../transport/transport.js";
 
 /** Options of {@link runSplit}. */
 export interface RunSplitOptions {

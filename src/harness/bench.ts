@@ -19,16 +19,16 @@ import {
   speedupOf,
   transferTimeMs,
 } from "./bench-figures.js";
-import { type LatencySummary, summarizeLatencies } from "./latency.js";
-import type { RunReport, WorkerAddress } from "./pipeline.js";
+import { type LatencySummary, summarizeLatencies } from "../runtime/latency.js";
+import type { RunReport, WorkerAddress } from "../runtime/coordinator/pipeline.js";
 import {
   type DeployedSplit,
   deploySplit,
   type ReplicaMeasurement,
   type SplitMeasurement,
   wholeModel,
-} from "./run-split.js";
-import type { TlsConfig } from "./transport.js";
+} from "../runtime/coordinator/run-split.js";
+import type { TlsConfig } from "../runtime/transport/transport.js";
 
 /** Predicted and measured figures of one configuration. */
 export interface BenchRow {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { RuntimeFault } from "../errors.js";
+import { RuntimeFault } from "../../errors.js";
 import { BaseConnection, CLOSE_NOTICE, dialWithin } from "./connection.js";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameSize } from "./frame.js";
 import type { FramePool } from "./frame-pool.js";

@@ -2,7 +2,12 @@ import type { Cluster, Device } from "../cluster/types.js";
 import { type Profile, scaleProfile } from "../cost/profile.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { transferCpuPerByte } from "./bench-figures.js";
-import { type DeployedSplit, deploySplit, type SplitMeasurement, wholeModel } from "./run-split.js";
+import {
+  type DeployedSplit,
+  deploySplit,
+  type SplitMeasurement,
+  wholeModel,
+} from "../runtime/coordinator/run-split.js";
 
 /** Host name given to emulated devices (those with `cpus`) that name none: they all run on this machine. */
 export const THIS_HOST = "this-machine";

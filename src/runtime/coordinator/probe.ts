@@ -1,8 +1,8 @@
-import { RuntimeFault } from "../errors.js";
-import { connectWorker } from "./handshake.js";
-import { summarizeLatencies } from "./latency.js";
-import type { Connection, TlsConfig, TransportName } from "./transport.js";
-import { makeTransport } from "./transports.js";
+import { RuntimeFault } from "../../errors.js";
+import { connectWorker } from "../transport/handshake.js";
+import { summarizeLatencies } from "../latency.js";
+import type { Connection, TlsConfig, TransportName } from "../transport/transport.js";
+import { makeTransport } from "../transport/transports.js";
 
 /** Options of {@link probeWorker}. */
 export interface ProbeOptions {

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { errorMessage, RuntimeFault } from "../errors.js";
-import { VERSION } from "../version.js";
+import { errorMessage, RuntimeFault } from "../../errors.js";
+import { VERSION } from "../../version.js";
 import type { Frame } from "./frame.js";
 import {
   AUTH_MESSAGE,

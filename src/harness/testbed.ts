@@ -7,10 +7,10 @@ import { z } from "zod";
 import type { Cluster, Device } from "../cluster/types.js";
 import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
 import { writeOutputFile } from "../output-file.js";
-import { hasTaskset, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
-import { logger } from "./log.js";
-import type { WorkerAddress } from "./pipeline.js";
-import type { TransportName } from "./transport.js";
+import { hasTaskset, type LocalDevice, startLocalWorkers } from "../runtime/coordinator/local-cluster.js";
+import { logger } from "../runtime/log.js";
+import type { WorkerAddress } from "../runtime/coordinator/pipeline.js";
+import type { TransportName } from "../runtime/transport/transport.js";
 
 const log = logger("runtime:testbed");
 

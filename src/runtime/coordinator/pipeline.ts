@@ -1,12 +1,12 @@
-import type { Manifest, TensorSpec } from "../export/manifest.js";
-import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
-import type { ort } from "../onnx/ort.js";
-import { type Frame, frameTensor, tensorFrame } from "./frame.js";
-import { type LatencySummary, summarizeLatencies } from "./latency.js";
-import { logger } from "./log.js";
-import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "./protocol.js";
+import type { Manifest, TensorSpec } from "../../export/manifest.js";
+import { ArgumentError, errorMessage, RuntimeFault } from "../../errors.js";
+import type { ort } from "../../onnx/ort.js";
+import { type Frame, frameTensor, tensorFrame } from "../transport/frame.js";
+import { type LatencySummary, summarizeLatencies } from "../latency.js";
+import { logger } from "../log.js";
+import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "../transport/protocol.js";
 import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
-import type { Connection } from "./transport.js";
+import type { Connection } from "../transport/transport.js";
 
 const log = logger("runtime:pipeline");
 

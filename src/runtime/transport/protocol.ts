@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { StageDataFile, TensorSpec } from "../export/manifest.js";
-import { isDType } from "../onnx/dtype.js";
+import type { StageDataFile, TensorSpec } from "../../export/manifest.js";
+import { isDType } from "../../onnx/dtype.js";
 
 /**
  * Control messages between a coordinator, workers and probes (JSON in control frames; tensors travel

@@ -3,10 +3,10 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { RuntimeFault } from "../errors.js";
-import { logger } from "./log.js";
+import { RuntimeFault } from "../../errors.js";
+import { logger } from "../log.js";
 import type { WorkerAddress } from "./pipeline.js";
-import type { TransportName } from "./transport.js";
+import type { TransportName } from "../transport/transport.js";
 
 const log = logger("runtime:local-cluster");
 
@@ -70,10 +70,10 @@ export function hasTaskset(): boolean {
 export function cliCommand(): string[] {
   const here = fileURLToPath(import.meta.url);
   if (here.endsWith(".ts")) {
-    const main = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
+    const main = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
     return [process.execPath, "--import", "tsx", main];
   }
-  const main = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+  const main = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
   if (!existsSync(main))
     throw new RuntimeFault("RUNTIME", `${main}: cleave's CLI entry is missing (run npm run build)`);
   return [process.execPath, main];

@@ -1,4 +1,4 @@
-import { RuntimeFault } from "../errors.js";
+import { RuntimeFault } from "../../errors.js";
 import { type Frame, decodeFrame, encodeFrame, frameSize } from "./frame.js";
 import type { EventEmitter } from "node:events";
 import { type ConnectOptions, type Connection, parseEndpoint } from "./transport.js";
