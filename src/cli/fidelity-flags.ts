@@ -5,7 +5,13 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { readNpy } from "../onnx/npy.js";
 import { type EncodingName, parseEncodingName } from "../onnx/encoding.js";
 import { ort } from "../onnx/ort.js";
-import { Calibrator, calibrationInputs, type Feeds, formatFidelity } from "../partition/calibrate.js";
+import {
+  Calibrator,
+  type FidelityBudget,
+  calibrationInputs,
+  type Feeds,
+  formatFidelity,
+} from "../partition/calibrate.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { formatBudget, parseFidelityBudget } from "../partition/encodings.js";
 import { measureCodecTimes } from "../partition/calibrate.js";
@@ -30,16 +36,15 @@ export const FIDELITY_USAGE = `  --fidelity        plan cut and encodings togeth
   --calibration     calibration inputs, .npy files (one per input set, for a one-input model), repeatable;
                     the first half calibrates, the rest is held out. Default: seeded random inputs (said so)`;
 
+/** What the fidelity flags ask for: the budget, the encodings to try and calibration files. */
+export interface FidelityRequest {
+  budget: FidelityBudget;
+  encodings?: EncodingName[];
+  calibration?: string[];
+}
+
 /** The budget and options the flags give; undefined when no budget was asked for (then nothing changes). */
-export function fidelityFromFlags(
-  values: ParsedFlags["values"],
-):
-  | {
-      budget: NonNullable<ReturnType<typeof parseFidelityBudget>>;
-      encodings?: EncodingName[];
-      calibration?: string[];
-    }
-  | undefined {
+export function fidelityFromFlags(values: ParsedFlags["values"]): FidelityRequest | undefined {
   const budget = parseFidelityBudget(str(values, "fidelity"), str(values, "max-rel-error"));
   const list = str(values, "encodings")
     ?.split(",")
@@ -90,7 +95,7 @@ export async function planUnderBudget(
   model: AnalyzedModel,
   cluster: Cluster,
   cost: CostModel,
-  f: NonNullable<ReturnType<typeof fidelityFromFlags>>,
+  f: FidelityRequest,
   opts: {
     objective: Objective;
     constraints?: PlanConstraints;

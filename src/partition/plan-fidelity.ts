@@ -65,8 +65,8 @@ export function cutReaders(
         ? !(group.length === 1 && group[0] === inputDevice)
         : v.producer !== undefined && stageOf[v.producer.index] !== s;
       if (!crosses) continue;
-      let r = out.get(name);
-      if (!r) out.set(name, (r = new Set()));
+      const r = out.get(name) ?? new Set<number>();
+      out.set(name, r);
       r.add(node.index);
     }
   }
