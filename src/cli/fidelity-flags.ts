@@ -140,8 +140,9 @@ export function renderEncodings(plan: Plan): string[] {
     out.push(`  ${t.tensor}: ${t.encoding}, ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`);
   out.push(`measured on calibration inputs: ${formatFidelity(e.fidelity.calibration)}`);
   out.push(`measured on held-out inputs:    ${formatFidelity(e.fidelity.held)}`);
-  out.push(
-    `best float32 plan: ${e.float32.throughput.toPrecision(3)}/s, ${(e.float32.latency * 1e3).toFixed(1)} ms; this plan ${plan.totals.throughput.toPrecision(3)}/s, ${(plan.totals.latency * 1e3).toFixed(1)} ms`,
-  );
+  if (e.float32)
+    out.push(
+      `best float32 plan: ${e.float32.throughput.toPrecision(3)}/s, ${(e.float32.latency * 1e3).toFixed(1)} ms; this plan ${plan.totals.throughput.toPrecision(3)}/s, ${(plan.totals.latency * 1e3).toFixed(1)} ms`,
+    );
   return out;
 }

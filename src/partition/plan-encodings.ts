@@ -24,8 +24,8 @@ export interface PlanEncodings {
   fidelity: { calibration: Fidelity; held: Fidelity };
   /** False when the model's outputs are not [N, classes] logits (top-1/top-5 then mean nothing). */
   classifier: boolean;
-  /** The best float32 plan's predicted totals, for comparison. */
-  float32: { latency: number; throughput: number; energy: number };
+  /** The best float32 plan's predicted totals, for comparison (absent when no float32 plan fits). */
+  float32?: { latency: number; throughput: number; energy: number };
   /** Planning rounds (plan, calibrate the cut, plan again) until the cut's encodings were all measured. */
   rounds: number;
 }
@@ -60,7 +60,7 @@ export const PLAN_ENCODINGS = z.object({
   ),
   fidelity: z.object({ calibration: FIDELITY, held: FIDELITY }),
   classifier: z.boolean(),
-  float32: z.object({ latency: z.number(), throughput: z.number(), energy: z.number() }),
+  float32: z.object({ latency: z.number(), throughput: z.number(), energy: z.number() }).optional(),
   rounds: z.int(),
 });
 

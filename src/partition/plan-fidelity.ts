@@ -1,6 +1,6 @@
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
-import { CleaveError } from "../errors.js";
+import { ArgumentError, CleaveError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { type EncodingName, encodedElementBytes, type TensorEncoding } from "../onnx/encoding.js";
 import {
@@ -39,7 +39,8 @@ export interface FidelityPlanOptions {
 /** A plan made under a fidelity budget, with the best float32 plan beside it. */
 export interface FidelityPlan {
   plan: ClusterPlan;
-  float32: ClusterPlan;
+  /** The best float32 plan (undefined when none fits the constraints). */
+  float32?: ClusterPlan;
   encodings: TensorEncoding[];
   /** Node indices that read each encoded tensor's decoded copy (consumer stages), as the stages will. */
   readers: Map<string, Set<number>>;
@@ -95,7 +96,18 @@ export async function planWithFidelity(
     pareto: opts.pareto,
     replicas: opts.replicas,
   };
-  const float32 = planForCluster(model, cluster, cost, base);
+  if ((opts.budget.top1 !== undefined || opts.budget.top5 !== undefined) && !isClassifier(model))
+    throw new ArgumentError(
+      `--fidelity top1/top5: ${opts.modelPath ?? model.graph.source}'s outputs are not [N, classes] logits; give --max-rel-error instead`,
+      { field: "fidelity" },
+    );
+  // No float32 plan may fit (a --min-fps only encodings reach): then there is none to compare with.
+  let float32: ClusterPlan | undefined;
+  try {
+    float32 = planForCluster(model, cluster, cost, base);
+  } catch (err) {
+    if (!(err instanceof CleaveError && err.code === "INFEASIBLE")) throw err;
+  }
   const order = choosePartitionOrder(model);
   const graphOutputs = new Set(model.graph.outputs.map((v) => v.name));
   const opset = Number(
@@ -200,13 +212,18 @@ export async function planWithFidelity(
       }),
       fidelity: { calibration: fCal, held: fHeld },
       classifier: isClassifier(model),
-      float32: float32.plan.totals,
+      ...(float32 ? { float32: float32.plan.totals } : {}),
       rounds: round,
     };
     cp.plan.encodings = record;
     return { plan: cp, float32, encodings: sent, readers: sentReaders };
   }
   // Out of rounds: the float32 plan honours any budget.
+  if (!float32)
+    throw new CleaveError(
+      "INFEASIBLE",
+      `no plan within the fidelity budget ${formatBudget(opts.budget)} was found in ${maxRounds} rounds`,
+    );
   return { plan: float32, float32, encodings: [], readers: new Map() };
 }
 
