@@ -87,6 +87,8 @@ for (const name of values.models.split(",")) {
         ...(state ? { workers: state.workers, token: state.token } : {}),
         ...(state ? { linkDelayMs: (a: string, b: string) => state.linkDelayMs[`${a}>${b}`] ?? 0 } : {}),
         encodings: c.encodings,
+        // The input starts on the input device in both configurations, as the planner prices it.
+        relayInputs: true,
         warmupMs: 1000,
         onStep: (s) => process.stderr.write(`${name} ${c.name} round ${r + 1}: ${s}\n`),
       });
@@ -135,6 +137,7 @@ for (const name of values.models.split(",")) {
     })),
     fidelity: q.plan.plan.encodings?.fidelity,
     calibration: q.plan.plan.encodings?.calibration,
+    planningRounds: q.plan.plan.encodings?.rounds,
     rows,
     ...(f32
       ? {

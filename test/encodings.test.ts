@@ -271,3 +271,32 @@ test("bad input: unknown encoding, wrong calibration shape, an unmeetable budget
     /^error: no plan .* within the fidelity budget max-rel-error=1e-9 \(the best fidelity measured with encodings that would fit: max rel error .*\)\n$/,
   );
 });
+
+test("graph inputs relayed through the input device: an encoder stage there, outputs unchanged", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
+  const cutAt = model.graph.nodes.find((n) => n.op === "Concat")!.outputs[0];
+  const stages = buildStages(model, assignByTensors(model, [cutAt]));
+  const relayed = encodeStages(model, stages, [], {
+    devices: ["b", "c"],
+    inputDevice: "a",
+    relayInputs: true,
+  });
+  assert.equal(relayed.stages.length, 3);
+  assert.deepEqual(relayed.devices, ["a", "b", "c"]);
+  assert.deepEqual(relayed.stages[0].outputs, ["input::f32"]);
+  assert.deepEqual(relayed.stages[1].inputs, ["input::f32"]);
+  // A first stage on the input device reads the input as it is: nothing to relay.
+  const local = encodeStages(model, stages, [], { devices: ["a", "c"], inputDevice: "a", relayInputs: true });
+  assert.equal(local.stages.length, 2);
+  const runner = await SequentialRunner.fromStages(relayed.stages, ["output"]);
+  const whole = await createSession(encodeModel(model.graph.model));
+  try {
+    const feeds = calibrationInputs(model, undefined, 1).held[0];
+    const got = (await runner.run(feeds)).output.data as Float32Array;
+    const want = (await whole.run(feeds)).output.data as Float32Array;
+    assert.deepEqual(Array.from(got), Array.from(want));
+  } finally {
+    await runner.close();
+    await whole.release();
+  }
+});

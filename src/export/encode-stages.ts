@@ -34,9 +34,22 @@ export function encodeStages(
   model: AnalyzedModel,
   stages: readonly StageModel[],
   encodings: readonly TensorEncoding[],
-  opts: { devices?: readonly (string | readonly string[])[]; inputDevice?: string } = {},
+  opts: {
+    devices?: readonly (string | readonly string[])[];
+    inputDevice?: string;
+    /**
+     * Also send float32 graph inputs from the input device through a stage there (as `X::f32`), so a split
+     * that reads them elsewhere pays for the input device's link as the planner priced it (benchmarks: the
+     * coordinator would otherwise send them straight to the reading device).
+     */
+    relayInputs?: boolean;
+  } = {},
 ): EncodedStages {
   const enc = new Map(encodings.filter((e) => e.encoding !== "float32").map((e) => [e.tensor, e]));
+  if (opts.relayInputs)
+    for (const v of model.graph.inputs)
+      if (!enc.has(v.name) && model.types.get(v.name)?.dtype === "float32")
+        enc.set(v.name, { tensor: v.name, encoding: "float32" });
   for (const t of enc.keys())
     if (!model.types.has(t))
       throw new ArgumentError(`encodings: '${t}' is not a tensor of the model`, {
@@ -61,7 +74,7 @@ export function encodeStages(
     return { name, shape: t?.shape ?? [], dtype: t?.dtype ?? "float32" };
   };
   const wireSpec = (e: TensorEncoding): TensorSpec => ({
-    name: encodedName(e.tensor, e.encoding),
+    name: e.encoding === "float32" ? `${e.tensor}::f32` : encodedName(e.tensor, e.encoding),
     shape: spec(e.tensor).shape,
     dtype: encodedDType(e.encoding),
   });
@@ -87,7 +100,7 @@ export function encodeStages(
     });
     const outputs = st.outputs.map((name) => {
       const e = enc.get(name);
-      if (!e || graphOutputs.has(name)) return spec(name);
+      if (!e || e.encoding === "float32" || graphOutputs.has(name)) return spec(name);
       const w = wireSpec(e);
       const c = encodeNodes(e, name, w.name);
       post.push(...c.nodes);

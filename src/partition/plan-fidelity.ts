@@ -31,7 +31,7 @@ export interface FidelityPlanOptions {
   codecTimes: CodecTimes;
   /** Encodings to try, in order of preference among equal sizes (default int8-channel, int8, float16). */
   encodings?: readonly EncodingName[];
-  /** Most plan-and-calibrate rounds (default 24); past it the last float32-safe choice is kept. */
+  /** Most plan-and-calibrate rounds (default 64); past it the last float32-safe choice is kept. */
   maxRounds?: number;
   onStep?: (what: string) => void;
 }
@@ -131,7 +131,7 @@ export async function planWithFidelity(
   };
   const sortedOptions = (t: string) =>
     [...options(t)].sort((a, b) => encodedElementBytes(a) - encodedElementBytes(b));
-  const maxRounds = opts.maxRounds ?? 24;
+  const maxRounds = opts.maxRounds ?? 64;
   for (let round = 1; round <= maxRounds; round++) {
     const assumed = new Map<string, EncodingName>();
     for (const t of candidates) {
@@ -157,18 +157,22 @@ export async function planWithFidelity(
     const readers = cutReaders(model, cp, cluster.inputDevice);
     const cut = [...readers.keys()].filter((t) => assumed.has(t));
     const unmeasured = cut.filter((t) => !table.get(t)?.has(assumed.get(t)!));
-    const needRanges = unmeasured.filter((t) => !ranges.has(t) && assumed.get(t) !== "float16");
+    const needRanges = unmeasured.filter((t) => !ranges.has(t));
     if (needRanges.length > 0)
       for (const [t, r] of await opts.calibrator.ranges(needRanges)) ranges.set(t, r);
     if (unmeasured.length > 0) {
       opts.onStep?.(`round ${round}: calibrating ${unmeasured.length} cut tensor(s)`);
+      // Each tensor's encodings are measured cheapest first until one meets the budget, in this round.
       for (const t of unmeasured) {
-        const e = assumed.get(t)!;
-        const f = await opts.calibrator.fidelity([tensorEncoding(t, e, ranges.get(t))]);
         if (!table.has(t)) table.set(t, new Map());
-        table.get(t)!.set(e, f);
-        if (!meetsBudget(f, opts.budget)) refused.add(key(t, e));
-        better(f);
+        for (const e of sortedOptions(t)) {
+          if (refused.has(key(t, e)) || table.get(t)!.has(e)) continue;
+          const f = await opts.calibrator.fidelity([tensorEncoding(t, e, ranges.get(t))]);
+          table.get(t)!.set(e, f);
+          better(f);
+          if (meetsBudget(f, opts.budget)) break;
+          refused.add(key(t, e));
+        }
       }
       continue;
     }

@@ -59,6 +59,8 @@ export interface RunSplitOptions {
    * `encodeStages`); a graph input sent encoded adds a stage on the cluster's input device that only encodes.
    */
   encodings?: readonly TensorEncoding[];
+  /** Graph inputs read off the input device go through a stage there (see `encodeStages`'s `relayInputs`). */
+  relayInputs?: boolean;
 }
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
@@ -243,6 +245,7 @@ export async function deploySplit(
   const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
     devices: planned,
     inputDevice: cluster.inputDevice,
+    relayInputs: opts.relayInputs,
   });
   const stages = encoded.stages;
   const groups = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
