@@ -12,7 +12,7 @@
  * Without --testbed the devices get local pinned workers (no CPU quota, no shaping: the slow link is not there).
  *
  * Usage: node dist/bench/encodings.js [--cluster FILE] [--models efficientnet_b0,resnet50,ppocr-det]
- *        [--requests N] [--rounds R] [--testbed] [--top1 0.99] [--max-rel-error 0.02]
+ *        [--requests N] [--rounds R] [--testbed] [--top1 0.99] [--max-rel-error 0.02] [--objective latency]
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -36,6 +36,7 @@ const { values } = parseArgs({
     testbed: { type: "boolean" },
     top1: { type: "string", default: "0.99" },
     "max-rel-error": { type: "string", default: "0.02" },
+    objective: { type: "string", default: "throughput" },
   },
   allowPositionals: false,
 });
@@ -72,7 +73,7 @@ for (const name of values.models.split(",")) {
     cluster,
     cost,
     { budget: classifier ? { top1: Number(values.top1) } : { maxRelError: Number(values["max-rel-error"]) } },
-    { objective: "throughput", modelPath: name },
+    { objective: values.objective as "throughput" | "latency" | "energy", modelPath: name },
     (s) => process.stderr.write(`${name}: ${s}\n`),
   );
   const configs: Array<{ name: string; cp: ClusterPlan; encodings: TensorEncoding[] }> = [
@@ -128,6 +129,7 @@ for (const name of values.models.split(",")) {
     model: name,
     cluster: cluster.name,
     testbed: state ? state.mode : "none",
+    objective: values.objective,
     budget: q.plan.plan.encodings?.budget,
     encodings: q.plan.plan.encodings?.tensors.map((t) => ({
       tensor: t.tensor,
