@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 /**
  * Frame-path benchmark: what a request path in the tensor frame header costs on the hot path. Encodes and
  * decodes tensor frames (every hop does both) without a path (what an unreplicated pipeline sends) and with a
@@ -30,7 +31,12 @@ const rounds = Number(values.rounds);
 type FrameModule = Pick<typeof current, "encodeFrame" | "decodeFrame">;
 const base: FrameModule | undefined = values.base
   ? ((await import(
-      pathToFileURL(join(resolve(values.base), "dist/src/runtime/frame.js")).href
+      // A checkout from before the runtime got its subfolders keeps frames at dist/src/runtime/frame.js.
+      pathToFileURL(
+        ["dist/src/runtime/transport/frame.js", "dist/src/runtime/frame.js"]
+          .map((f) => join(resolve(values.base as string), f))
+          .find((f) => existsSync(f)) ?? join(resolve(values.base), "dist/src/runtime/transport/frame.js"),
+      ).href
     )) as FrameModule)
   : undefined;
 

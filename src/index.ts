@@ -105,6 +105,27 @@ export {
 export { planReplicas, type ReplicaPlanResult } from "./partition/planner-replicas.js";
 export { estimateReplicaSplit, type ReplicaEstimate } from "./partition/replica-estimate.js";
 
+// Compressed cuts: encodings, calibration, planning under a fidelity budget
+export { ENCODINGS, type EncodingName, type TensorEncoding } from "./onnx/encoding.js";
+export { encodeStages, type EncodedStages } from "./export/encode-stages.js";
+export {
+  Calibrator,
+  calibrationInputs,
+  type Fidelity,
+  type FidelityBudget,
+  meetsBudget,
+  measureCodecTimes,
+  withEncodings,
+} from "./partition/calibrate.js";
+export {
+  chooseEncodings,
+  type CodecTimes,
+  encodedProblem,
+  parseFidelityBudget,
+} from "./partition/encodings.js";
+export { type FidelityPlan, planWithFidelity } from "./partition/plan-fidelity.js";
+export type { PlanEncodings } from "./partition/plan-encodings.js";
+
 // Runtime
 export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/coordinator/deploy.js";
 export {

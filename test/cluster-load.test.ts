@@ -362,6 +362,7 @@ test("the example clusters load, with the figures their comments derive", () => 
   const files = readdirSync(examplesDir).filter((f) => f.endsWith(".yaml"));
   assert.deepEqual(files.sort(), [
     "accel-pair.yaml",
+    "camera-server.yaml",
     "edge-mix.yaml",
     "equal-pair.yaml",
     "hetero-pair.yaml",
@@ -384,6 +385,10 @@ test("the example clusters load, with the figures their comments derive", () => 
     ],
   );
   assert.equal(local.links[0].kind, "loopback");
+  const camera = byName["camera-server.yaml"];
+  assert.equal(camera.devices.find((d) => d.name === "camera")!.cpuShare, 0.125);
+  assert.equal(camera.links[0].bandwidth, 20e6 / 8);
+  assert.deepEqual([camera.inputDevice, camera.outputDevice], ["camera", "server"]);
   const hetero = byName["hetero-pair.yaml"];
   assert.deepEqual(
     hetero.devices.map((d) => [d.name, d.cpuShare, d.macsPerSecond.float32]),

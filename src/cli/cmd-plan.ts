@@ -29,6 +29,13 @@ import { fmtBytes, fmtGroup, fmtTime, type Style, style, table } from "./format.
 import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
+import {
+  FIDELITY_FLAGS,
+  FIDELITY_USAGE,
+  fidelityFromFlags,
+  planUnderBudget,
+  renderEncodings,
+} from "./fidelity-flags.js";
 
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
@@ -57,6 +64,7 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
+${FIDELITY_USAGE}
 Exits 1 with an explanation (which limit binds, by how much, what would fit) when nothing fits.
 
 Model input flags:
@@ -85,7 +93,9 @@ export const planCommand: Command = {
       json: { type: "boolean" },
       output: { type: "string", short: "o" },
       ...MODEL_INPUT_FLAGS,
+      ...FIDELITY_FLAGS,
     });
+    const fidelity = fidelityFromFlags(values);
     const path = onePositional("plan", positionals, "model file");
     const output = str(values, "output");
     if (output !== undefined) checkOutputFile(output);
@@ -121,19 +131,31 @@ export const planCommand: Command = {
     const timeLimitMs = limit === undefined ? undefined : Number(limit);
     if (timeLimitMs !== undefined && !(timeLimitMs > 0))
       throw new ArgumentError(`--time-limit: expected ms > 0, got '${limit}'`, { field: "time-limit" });
-    const outcome = makePlan({
-      model,
-      modelPath: path,
-      ...inputs,
-      cluster,
-      cost,
-      objective,
-      constraints,
-      pareto: bool(values, "pareto"),
-      hierarchical: !bool(values, "no-local"),
-      replicas: !bool(values, "no-replicas"),
-      ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
-    });
+    const outcome = fidelity
+      ? {
+          plan: (
+            await planUnderBudget(model, cluster, cost, fidelity, {
+              objective,
+              constraints,
+              modelPath: path,
+              replicas: !bool(values, "no-replicas"),
+              pareto: bool(values, "pareto"),
+            })
+          ).plan.plan,
+        }
+      : makePlan({
+          model,
+          modelPath: path,
+          ...inputs,
+          cluster,
+          cost,
+          objective,
+          constraints,
+          pareto: bool(values, "pareto"),
+          hierarchical: !bool(values, "no-local"),
+          replicas: !bool(values, "no-replicas"),
+          ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
+        });
     if (output !== undefined) writePlan(output, outcome.plan);
     if (bool(values, "json")) {
       io.out(
@@ -142,6 +164,7 @@ export const planCommand: Command = {
       return 0;
     }
     io.out(renderPlan(outcome.plan, style(io.isTTY)));
+    for (const line of renderEncodings(outcome.plan)) io.out(line);
     if (output !== undefined) io.out(style(io.isTTY).dim(`plan written to ${output}`));
     return 0;
   },

@@ -1,4 +1,6 @@
 import type { Cluster } from "../cluster/types.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
+import { formatFidelity } from "../partition/calibrate.js";
 import { ArgumentError } from "../errors.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { resolveSplit } from "../export/split.js";
@@ -148,6 +150,7 @@ export const runCommand: Command = {
       linkDelayMs: remote.linkDelayMs,
       modelPath: path,
       replicaWeights: weights,
+      ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
       onStep: (s) => bar.step(s),
     });
     bar.done();
@@ -167,6 +170,12 @@ export const runCommand: Command = {
           `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`,
       ),
     );
+    if (plan?.encodings)
+      io.out(
+        st.dim(
+          `encoded cut tensors: ${plan.encodings.tensors.map((t) => `${t.tensor} ${t.encoding} ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`).join(", ") || "none"}; planned fidelity on held-out inputs: ${formatFidelity(plan.encodings.fidelity.held)}`,
+        ),
+      );
     const replicated = result.replicas.filter((r) => (result.replicaGroups[r.stage]?.length ?? 0) > 1);
     if (replicated.length > 0)
       io.out(

@@ -16,6 +16,8 @@ import {
 } from "./command.js";
 import { fmtBytes, fmtCount, style, table } from "./format.js";
 import { loadForCli } from "./load.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
+import { clusterForPlan } from "./cluster-flag.js";
 
 const USAGE = `usage: cleave split <model.onnx | zoo:NAME> (--cuts a,b | --stages k | --plan plan.json) -o outdir/ [model input flags]
 
@@ -64,6 +66,8 @@ export const splitCommand: Command = {
     const { manifest } = splitModel(model, spec, out, {
       modelPath: path,
       devices: plan?.stages.map(stageDevices),
+      ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
+      ...(plan?.encodings ? { inputDevice: clusterForPlan(undefined, plan, planPath).inputDevice } : {}),
     });
     if (values.json === true) {
       io.out(JSON.stringify(manifest));
@@ -88,6 +92,8 @@ export const splitCommand: Command = {
         style(io.isTTY),
       ),
     );
+    for (const e of manifest.encodings ?? [])
+      io.out(`${e.tensor} travels ${e.encoding} (${e.tensor}::... between stages)`);
     io.out(`wrote ${manifest.stages.length} stages and manifest.json to ${out}`);
     return 0;
   },

@@ -1,4 +1,5 @@
 import type { DType } from "../onnx/dtype.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
 
 /** A tensor crossing a stage boundary or the model boundary. */
 export interface TensorSpec {
@@ -60,5 +61,7 @@ export interface Manifest {
   outputs: TensorSpec[];
   /** Type of every tensor that crosses a stage boundary or the model boundary. */
   tensors: Record<string, TensorSpec>;
+  /** Cut tensors sent encoded (`X::u8` between stages), with their scales and zero points; absent: none. */
+  encodings?: TensorEncoding[];
   stages: ManifestStage[];
 }

@@ -5,6 +5,7 @@ import { choosePartitionOrder, type PartitionOrder } from "../partition/order.js
 import { assignByBoundaries, assignByTensors, type StageAssignment } from "../partition/assign.js";
 import type { Manifest } from "./manifest.js";
 import { buildStages, type StageModel } from "./stage.js";
+import { encodeStages } from "./encode-stages.js";
 import { type WriteOptions, writeSplit } from "./write.js";
 
 /** How to split: cut specs (cut indices of the partition order, or tensor names), a stage count, or an assignment. */
@@ -46,10 +47,14 @@ export function splitModel(
   model: AnalyzedModel,
   spec: SplitSpec,
   outDir: string,
-  opts: WriteOptions & { order?: PartitionOrder },
+  opts: WriteOptions & { order?: PartitionOrder; inputDevice?: string },
 ): { manifest: Manifest; stages: StageModel[] } {
   const assignment = resolveSplit(model, spec, opts.order);
-  const stages = buildStages(model, assignment);
-  const manifest = writeSplit(model, stages, outDir, opts);
+  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
+    devices: opts.devices,
+    inputDevice: opts.inputDevice,
+  });
+  const stages = encoded.stages;
+  const manifest = writeSplit(model, stages, outDir, { ...opts, devices: encoded.devices ?? opts.devices });
   return { manifest, stages };
 }

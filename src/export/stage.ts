@@ -11,6 +11,7 @@ import {
 } from "onnx-buf";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { valueInfo } from "../onnx/builder.js";
+import type { DType } from "../onnx/dtype.js";
 import { tensorDims, numel } from "../onnx/tensor.js";
 import { typeBytes } from "../ir/graph.js";
 import { type StageAssignment, validateAssignment } from "../partition/assign.js";
@@ -32,6 +33,8 @@ export interface StageModel {
   macs: number;
   bytesIn: number;
   bytesOut: number;
+  /** Types of tensors the source model does not have (encoded cut tensors such as `X::u8`). */
+  tensorTypes?: Record<string, { name: string; shape: number[]; dtype: DType }>;
 }
 
 const FLOAT_TYPES = new Set<number>([DT.FLOAT, DT.FLOAT16, DT.BFLOAT16, DT.DOUBLE]);

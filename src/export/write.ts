@@ -6,6 +6,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { encodedSize, PROTOBUF_LIMIT_BYTES, saveModel } from "../onnx/model-io.js";
 import type { Manifest, TensorSpec } from "./manifest.js";
 import type { StageModel } from "./stage.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
 
 /** Options for {@link writeSplit}. */
 export interface WriteOptions {
@@ -22,6 +23,8 @@ export interface WriteOptions {
    * (`stage-<i>.onnx.data`); default PROTOBUF_LIMIT_BYTES, the most one ONNX protobuf can hold.
    */
   externalDataAbove?: number;
+  /** Cut tensors the stages send encoded, recorded in the manifest (see `encodeStages`). */
+  encodings?: readonly TensorEncoding[];
 }
 
 /** Tensors of at least this many bytes go to a stage's external data file (onnx.save_model's threshold). */
@@ -69,6 +72,7 @@ export function writeSplit(
       inputs: model.graph.inputs.map((v) => spec(v.name)),
       outputs: model.graph.outputs.map((v) => spec(v.name)),
       tensors,
+      ...(opts.encodings && opts.encodings.length > 0 ? { encodings: [...opts.encodings] } : {}),
       stages: stages.map((st) => {
         const file = `stage-${st.index}.onnx`;
         const external = encodedSize(st.model) > (opts.externalDataAbove ?? PROTOBUF_LIMIT_BYTES);
@@ -77,7 +81,7 @@ export function writeSplit(
           join(tmp, file),
           external ? { externalDataThreshold: EXTERNAL_TENSOR_BYTES } : {},
         );
-        for (const n of [...st.inputs, ...st.outputs]) tensors[n] = spec(n);
+        for (const n of [...st.inputs, ...st.outputs]) tensors[n] = st.tensorTypes?.[n] ?? spec(n);
         return {
           index: st.index,
           file,

@@ -109,6 +109,8 @@ export function planForCluster(
     pareto?: boolean;
     /** Also plan replica groups (default true; see makePlan). */
     replicas?: boolean;
+    /** See `PlanRequest.transformProblem`. */
+    transformProblem?: (p: PlanProblem) => PlanProblem;
   },
 ): ClusterPlan {
   const out = makePlan({
@@ -120,6 +122,7 @@ export function planForCluster(
     constraints: opts.constraints,
     pareto: opts.pareto,
     replicas: opts.replicas,
+    transformProblem: opts.transformProblem,
   });
   const { problem, order } = out;
   const baselines: RunnableSplit[] = [];

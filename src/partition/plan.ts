@@ -6,6 +6,7 @@ import { type StageAssignment, validateAssignment } from "./assign.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { Objective, PlanConstraints } from "./constraints.js";
 import type { PartitionOrder } from "./order.js";
+import { PLAN_ENCODINGS, type PlanEncodings } from "./plan-encodings.js";
 
 /** A local stage of a stage split over its device's core clusters. */
 export interface PlanLocalStage {
@@ -142,6 +143,8 @@ export interface Plan {
   baselines: PlanBaseline[];
   pareto?: PlanParetoPoint[];
   paretoMethod?: "exact" | "nsga2";
+  /** Cut tensors sent encoded under a fidelity budget, with the fidelity measured (absent: all float32). */
+  encodings?: PlanEncodings;
 }
 
 const NUM = z.number();
@@ -242,6 +245,7 @@ const PLAN = z.object({
     )
     .optional(),
   paretoMethod: z.enum(["exact", "nsga2"]).optional(),
+  encodings: PLAN_ENCODINGS.optional(),
 });
 
 /** Infinity and NaN become null in JSON; keep that explicit. */

@@ -46,6 +46,8 @@ export interface PlanRequest {
    * one device per stage.
    */
   replicas?: boolean;
+  /** Rewrites the planning problem before any search (e.g. `encodedProblem`: cut tensors sent encoded). */
+  transformProblem?: (p: PlanProblem) => PlanProblem;
 }
 
 /**
@@ -86,7 +88,8 @@ export interface PlanOutcome {
  */
 export function makePlan(req: PlanRequest): PlanOutcome {
   const order = req.order ?? choosePartitionOrder(req.model);
-  const problem = buildProblem(req.model, order, req.cluster, req.cost);
+  const built = buildProblem(req.model, order, req.cluster, req.cost);
+  const problem = req.transformProblem ? req.transformProblem(built) : built;
   const constraints = req.constraints ?? {};
   const rc = resolveConstraints(problem, constraints);
   const t0 = performance.now();

@@ -5,6 +5,8 @@ import type { Cluster, Device } from "../../cluster/types.js";
 import { ArgumentError } from "../../errors.js";
 import type { StageAssignment } from "../../partition/assign.js";
 import { buildStages } from "../../export/stage.js";
+import { encodeStages } from "../../export/encode-stages.js";
+import type { TensorEncoding } from "../../onnx/encoding.js";
 import { writeSplit } from "../../export/write.js";
 import { inputFeeds } from "../../ir/input-values.js";
 import type { AnalyzedModel } from "../../ir/analyze.js";
@@ -52,6 +54,13 @@ export interface RunSplitOptions {
   replicaWeights?: (stage: number, device: string) => number | undefined;
   /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
   tls?: TlsConfig;
+  /**
+   * Cut tensors sent encoded (a plan's `encodings.tensors`): the stage models encode and decode them (see
+   * `encodeStages`); a graph input sent encoded adds a stage on the cluster's input device that only encodes.
+   */
+  encodings?: readonly TensorEncoding[];
+  /** Graph inputs read off the input device go through a stage there (see `encodeStages`'s `relayInputs`). */
+  relayInputs?: boolean;
 }
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
@@ -221,7 +230,7 @@ export async function deploySplit(
   if (devices.length !== assignment.count) {
     throw new ArgumentError(`${assignment.count} stages but ${devices.length} devices given`);
   }
-  const groups = devices.map((g, i) => {
+  const planned = devices.map((g, i) => {
     const list = typeof g === "string" ? [g] : [...g];
     if (list.length === 0)
       throw new ArgumentError(`devices[${i}]: stage ${i} has an empty replica group`, { stage: i });
@@ -233,8 +242,14 @@ export async function deploySplit(
       });
     return list;
   });
+  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
+    devices: planned,
+    inputDevice: cluster.inputDevice,
+    relayInputs: opts.relayInputs,
+  });
+  const stages = encoded.stages;
+  const groups = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
   const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
-  const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   let local: LocalCluster | undefined;
   let pipeline: Pipeline | undefined;
@@ -248,6 +263,7 @@ export async function deploySplit(
     const manifest = writeSplit(model, stages, split, {
       modelPath: opts.modelPath ?? model.graph.source,
       devices: groups,
+      encodings: opts.encodings,
     });
     opts.onStep?.(`starting ${toStart.length} local worker(s)`);
     local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;

@@ -1,0 +1,193 @@
+import { ArgumentError } from "../errors.js";
+import {
+  ENCODINGS,
+  type EncodingName,
+  encodedElementBytes,
+  quantParams,
+  type TensorEncoding,
+} from "../onnx/encoding.js";
+import type { Fidelity, FidelityBudget, TensorRange } from "./calibrate.js";
+import { meetsBudget } from "./calibrate.js";
+import { boundaryBytes, type PlanProblem } from "./problem.js";
+
+/**
+ * CPU time of encoding and decoding, s per element on one core of this machine, by encoding (measured with
+ * onnxruntime by `measureCodecTimes`, or given). float32 costs nothing.
+ */
+export type CodecTimes = Partial<Record<EncodingName, { encode: number; decode: number }>>;
+
+/**
+ * Nominal float32 rate of one core of this machine, MAC/s (local.yaml's core0: resnet18 in ~34.5 ms on one
+ * onnxruntime thread). A device's codec time is this machine's, scaled by this over the device's MAC rate.
+ */
+export const HOST_CORE_MACS = 52e9;
+
+/** Seconds one device spends encoding (or decoding) `elements` with `e`. */
+export function codecSeconds(
+  times: CodecTimes,
+  e: EncodingName,
+  side: "encode" | "decode",
+  elements: number,
+  deviceMacsPerSecond: number,
+): number {
+  const t = times[e];
+  if (!t || e === "float32") return 0;
+  return elements * t[side] * (HOST_CORE_MACS / deviceMacsPerSecond);
+}
+
+/**
+ * The problem with some tensors sent encoded: their bytes become elements x wire bytes (boundary bytes follow),
+ * a stage ending at a boundary pays the encoding of what crosses it and a stage starting there the decoding
+ * (on its device's speed). Graph inputs sent from the input device are encoded there and decoded by the first
+ * stage; both are priced on the first stage when it is on another device (a stage on the input device reads
+ * them as they are). Graph outputs stay float32. `p` is not changed.
+ */
+export function encodedProblem(
+  p: PlanProblem,
+  chosen: ReadonlyMap<string, EncodingName>,
+  times: CodecTimes,
+): PlanProblem {
+  if (chosen.size === 0) return p;
+  const tensors = p.tensors.map((t) => {
+    const e = chosen.get(t.name);
+    return e && e !== "float32" && t.lastUse < p.n
+      ? { ...t, bytes: (t.bytes / 4) * encodedElementBytes(e) }
+      : t;
+  });
+  const D = p.devices.length;
+  const startCost = p.startCost.map((a) => Float64Array.from(a));
+  const endCost = p.endCost.map((a) => Float64Array.from(a));
+  for (const t of p.tensors) {
+    const e = chosen.get(t.name);
+    if (!e || e === "float32" || t.lastUse >= p.n) continue;
+    const elements = t.bytes / 4;
+    for (let d = 0; d < D; d++) {
+      const rate = p.devices[d].macsPerSecond;
+      const dec = codecSeconds(times, e, "decode", elements, rate);
+      if (t.def < 0) {
+        if (d !== p.inputDevice)
+          startCost[d][0] +=
+            dec + codecSeconds(times, e, "encode", elements, p.devices[p.inputDevice].macsPerSecond);
+        for (let b = 1; b <= t.lastUse; b++) startCost[d][b] += dec;
+        continue;
+      }
+      const enc = codecSeconds(times, e, "encode", elements, rate);
+      for (let b = t.def + 1; b <= t.lastUse; b++) {
+        endCost[d][b] += enc;
+        startCost[d][b] += dec;
+      }
+    }
+  }
+  return { ...p, tensors, cutBytes: boundaryBytes(p.n, tensors), startCost, endCost };
+}
+
+/** Fidelity measured per tensor and encoding (each alone), as calibration fills it in. */
+export type FidelityTable = ReadonlyMap<string, ReadonlyMap<EncodingName, Fidelity>>;
+
+/** A tensor crossing a cut now: its elements and the link it takes (s/byte, from a bandwidth estimate). */
+export interface CutTensorLink {
+  tensor: string;
+  elements: number;
+  secondsPerByte: number;
+  /** MAC rates of the sending and receiving devices (codec time scales with them). */
+  fromMacsPerSecond: number;
+  toMacsPerSecond: number;
+}
+
+/**
+ * The encoding of each cut tensor that sends it fastest (transfer + encode + decode) at the given bandwidths
+ * among those whose measured fidelity meets the budget (float32 always does). A pure function of its
+ * arguments, so a control loop with online bandwidth estimates can call it again whenever an estimate moves
+ * and swap the stage models' encodings as it swaps cuts; the combination it returns should be checked again
+ * (`Calibrator.fidelity`) before it is trusted, as each entry of the table is a tensor measured alone.
+ */
+export function chooseEncodings(
+  links: readonly CutTensorLink[],
+  table: FidelityTable,
+  budget: FidelityBudget,
+  times: CodecTimes,
+): Map<string, EncodingName> {
+  const out = new Map<string, EncodingName>();
+  for (const l of links) {
+    let best: EncodingName = "float32";
+    let bestTime = l.elements * 4 * l.secondsPerByte;
+    for (const e of ENCODINGS) {
+      if (e === "float32") continue;
+      const f = table.get(l.tensor)?.get(e);
+      if (!f || !meetsBudget(f, budget)) continue;
+      const time =
+        l.elements * encodedElementBytes(e) * l.secondsPerByte +
+        codecSeconds(times, e, "encode", l.elements, l.fromMacsPerSecond) +
+        codecSeconds(times, e, "decode", l.elements, l.toMacsPerSecond);
+      if (time < bestTime) {
+        best = e;
+        bestTime = time;
+      }
+    }
+    out.set(l.tensor, best);
+  }
+  return out;
+}
+
+/** The recorded encoding of a tensor with its calibrated parameters (uint8 ranges for the int8 encodings). */
+export function tensorEncoding(tensor: string, e: EncodingName, range?: TensorRange): TensorEncoding {
+  if (e === "float32" || e === "float16") return { tensor, encoding: e };
+  if (!range || !Number.isFinite(range.min))
+    throw new ArgumentError(`encoding of '${tensor}': ${e} needs the tensor's calibrated range`, { tensor });
+  if (e === "int8") {
+    const q = quantParams(range.min, range.max);
+    return { tensor, encoding: e, scale: [q.scale], zeroPoint: [q.zeroPoint] };
+  }
+  if (!range.channelMin || !range.channelMax)
+    throw new ArgumentError(`encoding of '${tensor}': int8-channel needs a tensor of rank 2 or more`, {
+      tensor,
+    });
+  const qs = range.channelMin.map((lo, c) => quantParams(lo, range.channelMax![c]));
+  return { tensor, encoding: e, scale: qs.map((q) => q.scale), zeroPoint: qs.map((q) => q.zeroPoint) };
+}
+
+/**
+ * Parses `--fidelity top1=0.99,top5=0.999` and `--max-rel-error 1e-2` into a budget; undefined when neither
+ * is given. One-line errors name the flag and the key.
+ */
+export function parseFidelityBudget(fidelity?: string, maxRelError?: string): FidelityBudget | undefined {
+  if (fidelity === undefined && maxRelError === undefined) return undefined;
+  const budget: FidelityBudget = {};
+  const num = (flag: string, s: string, lo: number, hi: number): number => {
+    const v = Number(s);
+    if (s.trim() === "" || !Number.isFinite(v) || v < lo || v > hi)
+      throw new ArgumentError(`${flag}: expected a number in [${lo}, ${hi}], got '${s}'`, {
+        field: flag.replace(/^--/, ""),
+      });
+    return v;
+  };
+  for (const item of (fidelity ?? "").split(",").filter((s) => s.trim() !== "")) {
+    const m = /^\s*([a-z0-9-]+)\s*=\s*(.*)$/i.exec(item);
+    const key = m?.[1].toLowerCase();
+    if (!m || !key)
+      throw new ArgumentError(`--fidelity: expected key=value, got '${item}'`, { field: "fidelity" });
+    if (key === "top1" || key === "top5") budget[key] = num(`--fidelity ${key}`, m[2], 0, 1);
+    else if (key === "max-rel-error")
+      budget.maxRelError = num("--fidelity max-rel-error", m[2], 0, Number.MAX_VALUE);
+    else if (key === "mean-rel-error")
+      budget.meanRelError = num("--fidelity mean-rel-error", m[2], 0, Number.MAX_VALUE);
+    else
+      throw new ArgumentError(
+        `--fidelity: unknown key '${m[1]}' (known: top1, top5, max-rel-error, mean-rel-error)`,
+        { field: "fidelity" },
+      );
+  }
+  if (maxRelError !== undefined)
+    budget.maxRelError = num("--max-rel-error", maxRelError, 0, Number.MAX_VALUE);
+  return budget;
+}
+
+/** The budget as flags would write it (`top1=0.99, max-rel-error=0.01`). */
+export function formatBudget(b: FidelityBudget): string {
+  const parts: string[] = [];
+  if (b.top1 !== undefined) parts.push(`top1=${b.top1}`);
+  if (b.top5 !== undefined) parts.push(`top5=${b.top5}`);
+  if (b.maxRelError !== undefined) parts.push(`max-rel-error=${b.maxRelError}`);
+  if (b.meanRelError !== undefined) parts.push(`mean-rel-error=${b.meanRelError}`);
+  return parts.join(", ");
+}

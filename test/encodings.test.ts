@@ -1,0 +1,302 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { loadCluster } from "../src/cluster/load.js";
+import { costModelFor } from "../src/cost/cost-factory.js";
+import { encodeStages } from "../src/export/encode-stages.js";
+import { SequentialRunner } from "../src/export/run-sequential.js";
+import { buildStages } from "../src/export/stage.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import {
+  decodeNodes,
+  encodedDType,
+  encodedName,
+  encodeNodes,
+  type EncodingName,
+} from "../src/onnx/encoding.js";
+import { encodeModel } from "../src/onnx/model-io.js";
+import { createSession, ort } from "../src/onnx/ort.js";
+import { assignByTensors } from "../src/partition/assign.js";
+import {
+  Calibrator,
+  calibrationInputs,
+  compareOutputs,
+  meetsBudget,
+  withEncodings,
+} from "../src/partition/calibrate.js";
+import { chooseEncodings, parseFidelityBudget, tensorEncoding } from "../src/partition/encodings.js";
+import { planWithFidelity } from "../src/partition/plan-fidelity.js";
+import { buildZooModel } from "../src/zoo/index.js";
+import { cleave } from "./helpers/cli.js";
+
+const dir = mkdtempSync(join(tmpdir(), "cleave-encodings-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const clusters = join(import.meta.dirname, "..", "..", "examples", "clusters");
+
+/** x -> encode -> decode, run by onnxruntime. */
+async function roundTrip(
+  e: EncodingName,
+  x: Float32Array,
+  shape: number[],
+  range: { min: number; max: number; channelMin?: number[]; channelMax?: number[] },
+) {
+  const enc = tensorEncoding("x", e, range);
+  const b = new GraphBuilder("rt");
+  b.input("x", "float32", shape);
+  const w = encodedName("x", e);
+  const a = encodeNodes(enc, "x", w);
+  const d = decodeNodes(enc, w, "y");
+  b.nodes.push(...a.nodes, ...d.nodes);
+  b.initializers.push(
+    ...a.initializers,
+    ...d.initializers.filter((t) => !a.initializers.some((u) => u.name === t.name)),
+  );
+  b.output(w, encodedDType(e), shape);
+  b.output("y", "float32", shape);
+  const s = await createSession(b.toModel());
+  try {
+    const out = await s.run({ x: new ort.Tensor("float32", x, shape) });
+    return { wire: out[w] as ort.Tensor, y: out.y.data as Float32Array, enc };
+  } finally {
+    await s.release();
+  }
+}
+
+test("each encoding's round trip is within its expected error, and travels as the smaller dtype", async () => {
+  const shape = [1, 4, 8, 8];
+  const x = new Float32Array(256);
+  // Channels with very different ranges, half zeros (post-ReLU-like).
+  for (let i = 0; i < x.length; i++) {
+    const c = Math.floor(i / 64);
+    x[i] = i % 2 === 0 ? 0 : Math.sin(i) * 10 ** (c - 1) + 10 ** (c - 1);
+  }
+  const channelMin = [0, 1, 2, 3].map((c) => Math.min(...x.subarray(c * 64, (c + 1) * 64)));
+  const channelMax = [0, 1, 2, 3].map((c) => Math.max(...x.subarray(c * 64, (c + 1) * 64)));
+  const range = { min: Math.min(...x), max: Math.max(...x), channelMin, channelMax };
+  const f16 = await roundTrip("float16", x, shape, range);
+  assert.equal(f16.wire.type, "float16");
+  for (let i = 0; i < x.length; i++)
+    assert.ok(Math.abs(f16.y[i] - x[i]) <= Math.abs(x[i]) * 2 ** -11 + 1e-7, `float16 at ${i}`);
+  const q = await roundTrip("int8", x, shape, range);
+  assert.equal(q.wire.type, "uint8");
+  const step = q.enc.scale![0];
+  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(q.y[i] - x[i]) <= step / 2 + 1e-6, `int8 at ${i}`);
+  for (let i = 0; i < x.length; i += 2) assert.equal(q.y[i], 0, "zeros stay exact");
+  const qc = await roundTrip("int8-channel", x, shape, range);
+  assert.equal(qc.wire.type, "uint8");
+  let worstSmall = 0;
+  for (let i = 0; i < x.length; i++) {
+    const c = Math.floor(i / 64);
+    assert.ok(Math.abs(qc.y[i] - x[i]) <= qc.enc.scale![c] / 2 + 1e-6, `int8-channel at ${i}`);
+    if (c === 0) worstSmall = Math.max(worstSmall, Math.abs(q.y[i] - x[i]));
+  }
+  // Per channel keeps the small channel far better than one scale for the whole tensor.
+  assert.ok(qc.enc.scale![0] < step / 100 && worstSmall > qc.enc.scale![0]);
+});
+
+test("stage files with QuantizeLinear/DequantizeLinear reproduce the model within the encoding's error", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
+  const cutAt = model.graph.nodes.find((n) => n.op === "Concat")!.outputs[0];
+  const a = assignByTensors(model, [cutAt]);
+  const stages = buildStages(model, a);
+  const cut = stages[1].inputs.filter((t) => t !== "input");
+  assert.ok(cut.length >= 1);
+  const cal = new Calibrator(model, calibrationInputs(model, undefined, 2));
+  const ranges = await cal.ranges(cut);
+  for (const e of ["int8-channel", "float16"] as const) {
+    const encs = cut.map((t) => tensorEncoding(t, e, ranges.get(t)));
+    const encoded = encodeStages(model, stages, encs, { devices: ["a", "b"], inputDevice: "a" });
+    assert.equal(encoded.stages.length, 2);
+    assert.ok(
+      encoded.stages[1].inputs.every((t) => t.includes("::")),
+      "the consumer reads the wire tensors",
+    );
+    assert.ok(encoded.stages[0].bytesOut * (e === "float16" ? 1.9 : 3.9) < stages[0].bytesOut + 1);
+    const runner = await SequentialRunner.fromStages(encoded.stages, ["output"]);
+    const copy = await createSession(encodeModel(withEncodings(model, encs)));
+    const whole = await createSession(encodeModel(model.graph.model));
+    try {
+      for (const feeds of cal.inputs.held) {
+        const got = await runner.run(feeds);
+        const same = await copy.run(feeds);
+        const want = await whole.run(feeds);
+        const g = got.output.data as Float32Array;
+        const s = same.output.data as Float32Array;
+        // The split computes exactly what the calibration copy computes...
+        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - s[i]) <= 1e-4 * (1 + Math.abs(s[i])));
+        // ...and stays close to float32.
+        const f = compareOutputs(model, [want as never], [got as never]);
+        assert.ok(f.maxRelError < (e === "float16" ? 1e-2 : 5e-2), `${e}: ${f.maxRelError}`);
+        assert.ok(f.maxRelError > 0, "the encoding changed something");
+      }
+    } finally {
+      await runner.close();
+      await copy.release();
+      await whole.release();
+    }
+  }
+});
+
+test("a plan under a budget meets it on held-out inputs, checked again from scratch", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
+  const cluster = loadCluster(join(clusters, "camera-server.yaml"));
+  const cost = costModelFor(model, cluster, { mode: { camera: "analytic", server: "analytic" } });
+  const budget = parseFidelityBudget("top1=0.99")!;
+  const inputs = calibrationInputs(model, undefined, 4);
+  const times = {
+    float16: { encode: 1e-9, decode: 1e-9 },
+    int8: { encode: 1e-9, decode: 1e-9 },
+    "int8-channel": { encode: 1e-9, decode: 1e-9 },
+  };
+  const r = await planWithFidelity(model, cluster, cost, {
+    objective: "throughput",
+    budget,
+    calibrator: new Calibrator(model, inputs),
+    codecTimes: times,
+  });
+  const enc = r.plan.plan.encodings!;
+  assert.ok(enc.tensors.length > 0, "on a 20 Mbit/s link some cut tensor is sent encoded");
+  assert.ok(enc.tensors.every((t) => t.encodedBytes < t.bytes));
+  assert.ok(r.plan.throughput > r.float32!.throughput, "encoding pays on the slow link");
+  assert.ok(meetsBudget(enc.fidelity.held, budget));
+  // A fresh calibrator with other held inputs on the same stages, via the stage files themselves.
+  const stages = encodeStages(model, buildStages(model, r.plan.assignment), r.encodings, {
+    devices: r.plan.devices,
+    inputDevice: cluster.inputDevice,
+  });
+  const runner = await SequentialRunner.fromStages(stages.stages, ["output"]);
+  const whole = await createSession(encodeModel(model.graph.model));
+  try {
+    const held = calibrationInputs(model, undefined, 4).held;
+    const want = [];
+    const got = [];
+    for (const f of held) {
+      want.push(await whole.run(f));
+      got.push(await runner.run(f));
+    }
+    const f = compareOutputs(model, want as never, got as never);
+    assert.ok(meetsBudget(f, budget), JSON.stringify(f));
+  } finally {
+    await runner.close();
+    await whole.release();
+  }
+});
+
+test("the encoding choice is a pure function of bandwidth, fidelity table and budget", () => {
+  const table = new Map([
+    [
+      "t",
+      new Map<EncodingName, { maxRelError: number; meanRelError: number; top1: number; samples: number }>([
+        ["int8", { maxRelError: 0.02, meanRelError: 0.01, top1: 0.95, samples: 8 }],
+        ["float16", { maxRelError: 1e-4, meanRelError: 1e-5, top1: 1, samples: 8 }],
+      ]),
+    ],
+  ]);
+  const times = { float16: { encode: 1e-9, decode: 1e-9 }, int8: { encode: 1e-9, decode: 1e-9 } };
+  const link = (secondsPerByte: number) => [
+    { tensor: "t", elements: 1e5, secondsPerByte, fromMacsPerSecond: 52e9, toMacsPerSecond: 52e9 },
+  ];
+  assert.equal(chooseEncodings(link(8 / 20e6), table, { top1: 0.99 }, times).get("t"), "float16");
+  assert.equal(chooseEncodings(link(8 / 20e6), table, { top1: 0.9 }, times).get("t"), "int8");
+  // On a fast link the codec costs more than the bytes it saves.
+  assert.equal(chooseEncodings(link(1e-12), table, { top1: 0.9 }, times).get("t"), "float32");
+});
+
+test("bad input: unknown encoding, wrong calibration shape, an unmeetable budget: one line each", () => {
+  const last = (r: { stderr: string }) => {
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1, r.stderr);
+    assert.ok(!r.stderr.includes("    at "), "no stack trace");
+    return `${lines[lines.length - 1]}\n`;
+  };
+  const bad = cleave([
+    "plan",
+    "zoo:squeezenet1_1",
+    "--cluster",
+    "camera-server",
+    "--fidelity",
+    "top1=0.99",
+    "--encodings",
+    "int4",
+  ]);
+  assert.notEqual(bad.code, 0);
+  assert.match(
+    last(bad),
+    /^error: --encodings: unknown encoding 'int4' \(known: float32, float16, int8-channel, int8\)\n$/,
+  );
+  const key = cleave(["plan", "zoo:squeezenet1_1", "--cluster", "camera-server", "--fidelity", "top3=0.9"]);
+  assert.match(last(key), /^error: --fidelity: unknown key 'top3'.*\n$/);
+  const npy = join(dir, "small.npy");
+  const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 8), }";
+  const pad = 16 - ((10 + header.length + 1) % 16);
+  const h = Buffer.from(`${header}${" ".repeat(pad)}\n`, "latin1");
+  const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 255, h.length >> 8]);
+  writeFileSync(npy, Buffer.concat([pre, h, Buffer.alloc(4 * 3 * 64)]));
+  const shape = cleave([
+    "plan",
+    "zoo:squeezenet1_1",
+    "--cluster",
+    "camera-server",
+    "--fidelity",
+    "top1=0.99",
+    "--calibration",
+    `${npy},${npy}`,
+  ]);
+  assert.notEqual(shape.code, 0);
+  assert.match(
+    last(shape),
+    /^error: .*small\.npy: calibration input 'input' is float32 \[1x3x8x8\], the model takes float32 \[1x3x224x224\]\n$/,
+  );
+  const unmet = cleave(
+    [
+      "plan",
+      "zoo:squeezenet1_1",
+      "--cluster",
+      "camera-server",
+      "--objective",
+      "throughput",
+      "--min-fps",
+      "25",
+      "--fidelity",
+      "max-rel-error=1e-9",
+    ],
+    { timeoutMs: 300_000 },
+  );
+  assert.notEqual(unmet.code, 0, unmet.stderr);
+  assert.match(
+    last(unmet),
+    /^error: no plan .* within the fidelity budget max-rel-error=1e-9 \(the best fidelity measured with encodings that would fit: max rel error .*\)\n$/,
+  );
+});
+
+test("graph inputs relayed through the input device: an encoder stage there, outputs unchanged", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
+  const cutAt = model.graph.nodes.find((n) => n.op === "Concat")!.outputs[0];
+  const stages = buildStages(model, assignByTensors(model, [cutAt]));
+  const relayed = encodeStages(model, stages, [], {
+    devices: ["b", "c"],
+    inputDevice: "a",
+    relayInputs: true,
+  });
+  assert.equal(relayed.stages.length, 3);
+  assert.deepEqual(relayed.devices, ["a", "b", "c"]);
+  assert.deepEqual(relayed.stages[0].outputs, ["input::f32"]);
+  assert.deepEqual(relayed.stages[1].inputs, ["input::f32"]);
+  // A first stage on the input device reads the input as it is: nothing to relay.
+  const local = encodeStages(model, stages, [], { devices: ["a", "c"], inputDevice: "a", relayInputs: true });
+  assert.equal(local.stages.length, 2);
+  const runner = await SequentialRunner.fromStages(relayed.stages, ["output"]);
+  const whole = await createSession(encodeModel(model.graph.model));
+  try {
+    const feeds = calibrationInputs(model, undefined, 1).held[0];
+    const got = (await runner.run(feeds)).output.data as Float32Array;
+    const want = (await whole.run(feeds)).output.data as Float32Array;
+    assert.deepEqual(Array.from(got), Array.from(want));
+  } finally {
+    await runner.close();
+    await whole.release();
+  }
+});
