@@ -44,6 +44,8 @@ export interface TiledStack {
   rows: Rows[];
   /** Node names of each tile's copy (Slices included), and the joining Concat. */
   tileNodes: string[][];
+  /** Of those, the Slices that cut each tile's rows out of tensors from outside the stack. */
+  scatter: string[][];
   join: string;
   /** Multiply-accumulates of the stack untiled, and of all its tiles together (the difference is the halo). */
   macs: number;
@@ -54,6 +56,11 @@ export interface TiledStack {
 export interface TiledModel {
   model: ModelProto;
   stacks: TiledStack[];
+  /**
+   * For each layer copy (by node name): the original layer and the share of its output rows the copy computes
+   * (for pricing a copy from the original's cost). Slices and joins are absent.
+   */
+  origin: Map<string, { node: string; share: number }>;
 }
 
 function bad(model: AnalyzedModel, msg: string, ctx: { node?: string; tensor?: string } = {}): ArgumentError {
@@ -149,8 +156,85 @@ export function splitRows(h: number, weights: readonly number[]): Rows[] {
 const hull = (x: Rows | undefined, y: Rows): Rows =>
   x ? { a: Math.min(x.a, y.a), b: Math.max(x.b, y.b) } : y;
 
+/** The row plan of one tile: the rows every tensor must hold, and each layer copy's plan. */
+export interface TileRowPlan {
+  need: Map<string, Rows>;
+  plans: Map<number, RowPlan>;
+}
+
+/** A checked stack and the row plans of its tiles (no model is built: cheap, for pricing). */
+export interface StackRows {
+  nodes: Node[];
+  rows: Rows[];
+  tiles: TileRowPlan[];
+}
+
+/**
+ * Works out a stack's tiles backwards from the rows of `to` each tile computes: the rows every tensor must
+ * hold (union over its readers) and each layer copy's padding. Errors name the layer or tensor at fault.
+ */
+export function tileRows(model: AnalyzedModel, spec: TileStackSpec): StackRows {
+  const { graph } = model;
+  const nodes = stackNodes(model, spec.from, spec.to);
+  const hTo = height(model, spec.to)!;
+  const k = spec.tiles;
+  if (!Number.isInteger(k) || k < 2)
+    throw bad(model, `tile stack ${spec.from} -> ${spec.to}: tiles must be an integer >= 2 (got ${k})`);
+  if (k > hTo)
+    throw bad(model, `--tiles ${k} is more than the ${hTo} rows of tensor '${spec.to}' (at most ${hTo} tiles)`, {
+      tensor: spec.to,
+    });
+  const weights = spec.weights ?? Array.from({ length: k }, () => 1);
+  if (weights.length !== k || weights.some((w) => !(w > 0)))
+    throw bad(model, `tile stack ${spec.from} -> ${spec.to}: give ${k} positive tile weights`);
+  const rows = splitRows(hTo, weights);
+  const stackTensors = new Set(nodes.map((n) => n.outputs[0]));
+  const tiles = rows.map((r) => {
+    const need = new Map<string, Rows>([[spec.to, r]]);
+    const plans = new Map<number, RowPlan>();
+    for (let q = nodes.length - 1; q >= 0; q--) {
+      const n = nodes[q];
+      const want = need.get(n.outputs[0]);
+      if (!want) continue;
+      const hIn = height(model, n.inputs[0]) ?? 0;
+      const hOut = height(model, n.outputs[0])!;
+      const plan = rowRule(graph, n, want, hIn, hOut, n.inputs.map((i) => height(model, i)));
+      plans.set(n.index, plan);
+      plan.inputs.forEach((r, i) => {
+        if (r) need.set(n.inputs[i], hull(need.get(n.inputs[i]), r));
+        else if (stackTensors.has(n.inputs[i]))
+          throw bad(model, `node '${n.name}' (${n.op}) reads '${n.inputs[i]}' whole inside a tile`, {
+            node: n.name,
+          });
+      });
+    }
+    return { need, plans };
+  });
+  return { nodes, rows, tiles };
+}
+
+/** The share of a layer's output rows a tile copy computes (1: all of them, so > 1/k means halo). */
+export function rowShare(model: AnalyzedModel, n: Node, plan: RowPlan, need: Rows): number {
+  const made = plan.computes ?? need;
+  return (made.b - made.a) / (height(model, n.outputs[0]) ?? 1);
+}
+
+/** Options of {@link tileModel}. */
+export interface TileOptions {
+  /**
+   * Put the Slices that cut each tile's rows out of the stack's input before all tile copies (default
+   * false: each with its tile). A plan then runs them where the input is made and sends each tile only its
+   * rows.
+   */
+  slicesFirst?: boolean;
+}
+
 /** Tiles every stack of `specs` (disjoint stacks of one analyzed model) and returns the rewritten model. */
-export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[]): TiledModel {
+export function tileModel(
+  model: AnalyzedModel,
+  specs: readonly TileStackSpec[],
+  opts: TileOptions = {},
+): TiledModel {
   const { graph } = model;
   const opset = graph.opset;
   const replaced = new Map<number, NodeProto[]>(); // index of a stack's last node -> what replaces the stack
@@ -158,68 +242,35 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
   const removedTensors = new Set<string>();
   const inits = [...(graph.model.graph?.initializer ?? [])];
   const stacks: TiledStack[] = [];
+  const origin = new Map<string, { node: string; share: number }>();
   for (const spec of specs) {
-    const nodes = stackNodes(model, spec.from, spec.to);
+    const { nodes, rows, tiles } = tileRows(model, spec);
     for (const n of nodes) {
       if (removed.has(n.index)) throw bad(model, `tile stacks overlap at node '${n.name}'`, { node: n.name });
       removed.add(n.index);
       for (const o of n.outputs) if (o !== spec.to) removedTensors.add(o);
     }
-    const hTo = height(model, spec.to)!;
-    const k = spec.tiles;
-    if (!Number.isInteger(k) || k < 2)
-      throw bad(model, `tile stack ${spec.from} -> ${spec.to}: tiles must be an integer >= 2 (got ${k})`);
-    if (k > hTo)
-      throw bad(
-        model,
-        `--tiles ${k} is more than the ${hTo} rows of tensor '${spec.to}' (at most ${hTo} tiles)`,
-        { tensor: spec.to },
-      );
-    const weights = spec.weights ?? Array.from({ length: k }, () => 1);
-    if (weights.length !== k || weights.some((w) => !(w > 0)))
-      throw bad(model, `tile stack ${spec.from} -> ${spec.to}: give ${k} positive tile weights`);
-    const rows = splitRows(hTo, weights);
+    const k = rows.length;
     const stackTensors = new Set(nodes.map((n) => n.outputs[0]));
     const int64 = (name: string, v: number): string => {
       inits.push(makeTensor(name, "int64", [1], BigInt64Array.of(BigInt(v))));
       return name;
     };
     const out: NodeProto[] = [];
+    const scatter: NodeProto[] = [];
     const tileNodes: string[][] = [];
+    const scatterNames: string[][] = [];
     let tiledMacs = 0;
     const macs = nodes.reduce((s, n) => s + model.costs[n.index].macs, 0);
     for (let j = 0; j < k; j++) {
-      // Backwards: the rows every tensor must hold for this tile (union over its readers).
-      const need = new Map<string, Rows>([[spec.to, rows[j]]]);
-      const plans = new Map<number, RowPlan>();
-      for (let q = nodes.length - 1; q >= 0; q--) {
-        const n = nodes[q];
-        const want = need.get(n.outputs[0]);
-        if (!want) continue;
-        const hIn = height(model, n.inputs[0]) ?? 0;
-        const hOut = height(model, n.outputs[0])!;
-        const plan = rowRule(
-          graph,
-          n,
-          want,
-          hIn,
-          hOut,
-          n.inputs.map((i) => height(model, i)),
-        );
-        plans.set(n.index, plan);
-        plan.inputs.forEach((r, i) => {
-          if (r) need.set(n.inputs[i], hull(need.get(n.inputs[i]), r));
-          else if (stackTensors.has(n.inputs[i]))
-            throw bad(model, `node '${n.name}' (${n.op}) reads '${n.inputs[i]}' whole inside a tile`, {
-              node: n.name,
-            });
-        });
-      }
+      const { need, plans } = tiles[j];
       // Forwards: the copy of each layer, reading Slices where it needs fewer rows than were computed.
       const names: string[] = [];
+      const outside: string[] = [];
+      scatterNames.push(outside);
       const sliced = new Map<string, string>();
       const tname = (t: string) => `${t}.tile${j}`;
-      const slice = (src: string, have: Rows, want: Rows, base: string, as?: string): string => {
+      const slice = (src: string, have: Rows, want: Rows, base: string, as?: string, first = false): string => {
         if (have.a === want.a && have.b === want.b && as === undefined) return src;
         const key = `${src}:${want.a}:${want.b}`;
         const done = sliced.get(key);
@@ -247,8 +298,9 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
                 output: [name],
                 attribute: [attribute("starts", [s0]), attribute("ends", [s1]), attribute("axes", [2])],
               });
-        out.push(node);
+        (first ? scatter : out).push(node);
         names.push(nodeName);
+        if (base.endsWith(".in")) outside.push(nodeName);
         sliced.set(key, name);
         return name;
       };
@@ -259,7 +311,7 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
           const r = plan.inputs[i];
           if (!r) return name;
           if (stackTensors.has(name)) return slice(tname(name), need.get(name)!, r, tname(name));
-          return slice(name, { a: 0, b: height(model, name)! }, r, `${tname(name)}.in`);
+          return slice(name, { a: 0, b: height(model, name)! }, r, `${tname(name)}.in`, undefined, opts.slicesFirst);
         });
         const want = need.get(n.outputs[0])!;
         const made = plan.computes ?? want;
@@ -273,7 +325,9 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
         });
         out.push(copy);
         names.push(copy.name);
-        tiledMacs += (model.costs[n.index].macs * (made.b - made.a)) / (height(model, n.outputs[0]) ?? 1);
+        const share = rowShare(model, n, plan, want);
+        tiledMacs += model.costs[n.index].macs * share;
+        origin.set(copy.name, { node: n.name, share });
         if (plan.computes) slice(target, made, want, target, tname(n.outputs[0]));
       }
       tileNodes.push(names);
@@ -288,8 +342,17 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
         attribute: [attribute("axis", 2)],
       }),
     );
-    replaced.set(nodes[nodes.length - 1].index, out);
-    stacks.push({ spec, nodes: nodes.map((n) => n.name), rows, tileNodes, join, macs, tiledMacs });
+    replaced.set(nodes[nodes.length - 1].index, [...scatter, ...out]);
+    stacks.push({
+      spec,
+      nodes: nodes.map((n) => n.name),
+      rows,
+      tileNodes,
+      scatter: scatterNames,
+      join,
+      macs,
+      tiledMacs,
+    });
   }
   const nodeList: NodeProto[] = [];
   for (const n of graph.nodes) {
@@ -307,7 +370,7 @@ export function tileModel(model: AnalyzedModel, specs: readonly TileStackSpec[])
       valueInfo: g.valueInfo.filter((vi) => !removedTensors.has(vi.name)),
     }),
   });
-  return { model: tiled, stacks };
+  return { model: tiled, stacks, origin };
 }
 
 /** The attributes of a layer's tile copy: its height padding (and output padding) from the row plan. */
