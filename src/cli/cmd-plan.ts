@@ -142,7 +142,9 @@ export const planCommand: Command = {
     });
     const tiles = tilesFlag(values);
     if (tiles !== undefined && bool(values, "no-parallel"))
-      throw new ArgumentError("--tiles and --no-parallel contradict each other: give one", { field: "tiles" });
+      throw new ArgumentError("--tiles and --no-parallel contradict each other: give one", {
+        field: "tiles",
+      });
     if (tiles !== undefined || (objective === "latency" && !bool(values, "no-parallel"))) {
       const par = await parallelPlanFor(outcome.plan, model, outcome.order, outcome.problem, cluster, cost, {
         ...(tiles !== undefined ? { tiles } : {}),
@@ -240,7 +242,9 @@ export function renderPlan(plan: Plan, st: Style): string {
   const out: string[] = [];
   const how = plan.planner.exact
     ? "optimal"
-    : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
+    : plan.tiles
+      ? "tiles side by side"
+      : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
   out.push(
     `${st.bold(plan.model)} on ${st.bold(plan.clusterName)}: ${plan.objective} (${how}, ${plan.planner.ms.toFixed(0)} ms, ${plan.order} order)`,
   );
@@ -249,6 +253,18 @@ export function renderPlan(plan: Plan, st: Style): string {
   );
   if (limits.length > 0) out.push(st.dim(`constraints: ${limits.join(" ")}`));
   if (plan.planner.limited) out.push(st.dim(`search limited: ${plan.planner.limited}`));
+  for (const t of plan.tiles?.stacks ?? [])
+    out.push(
+      `tiles: ${t.from} -> ${t.to} in ${t.tiles} row tiles${t.weights ? ` (sizes ${t.weights.map((w) => (w / t.weights!.reduce((a, b) => a + b, 0)).toFixed(2)).join(" : ")})` : ""}`,
+    );
+  if (plan.tiles) {
+    const macs = plan.stages.length > 0 ? plan.tiles.haloMacs : 0;
+    out.push(
+      st.dim(
+        `halo recompute ${(macs / 1e6).toFixed(1)} M MACs; timeline per request: ${plan.tiles.timeline.map((t, k) => `${k}@${plan.stages[k].device} ${fmtTime(t.start)}-${fmtTime(t.finish)}`).join(", ")}`,
+      ),
+    );
+  }
   out.push(
     table(
       [

@@ -53,7 +53,9 @@ export class TiledCostModel implements CostModel {
       if (n.isConstant) continue;
       const o = this.originIndex[n.index];
       out[n.index] =
-        o >= 0 ? lat[o] * this.share[n.index] : this.tiled.costs[n.index].outputBytes / device.memoryBandwidth;
+        o >= 0
+          ? lat[o] * this.share[n.index]
+          : this.tiled.costs[n.index].outputBytes / device.memoryBandwidth;
     }
     return out;
   }
@@ -65,14 +67,18 @@ export class TiledCostModel implements CostModel {
 
   segmentEnergy(device: Device, nodes: readonly number[]): number {
     const all = this.original.graph.nodes.filter((n) => !n.isConstant).map((n) => n.index);
-    const power = this.base.segmentEnergy(device, all) / Math.max(1e-12, this.base.segmentLatency(device, all));
+    const power =
+      this.base.segmentEnergy(device, all) / Math.max(1e-12, this.base.segmentLatency(device, all));
     return power * this.segmentLatency(device, nodes);
   }
 
   segmentMemory(device: Device, nodes: readonly number[]): number {
     const originals = new Set<number>();
     for (const i of nodes) if (this.originIndex[i] >= 0) originals.add(this.originIndex[i]);
-    return this.base.segmentMemory(device, [...originals].sort((a, b) => a - b));
+    return this.base.segmentMemory(
+      device,
+      [...originals].sort((a, b) => a - b),
+    );
   }
 
   transfer(link: Link, bytes: number): { time: number; energy: number } {

@@ -181,9 +181,13 @@ export function tileRows(model: AnalyzedModel, spec: TileStackSpec): StackRows {
   if (!Number.isInteger(k) || k < 2)
     throw bad(model, `tile stack ${spec.from} -> ${spec.to}: tiles must be an integer >= 2 (got ${k})`);
   if (k > hTo)
-    throw bad(model, `--tiles ${k} is more than the ${hTo} rows of tensor '${spec.to}' (at most ${hTo} tiles)`, {
-      tensor: spec.to,
-    });
+    throw bad(
+      model,
+      `--tiles ${k} is more than the ${hTo} rows of tensor '${spec.to}' (at most ${hTo} tiles)`,
+      {
+        tensor: spec.to,
+      },
+    );
   const weights = spec.weights ?? Array.from({ length: k }, () => 1);
   if (weights.length !== k || weights.some((w) => !(w > 0)))
     throw bad(model, `tile stack ${spec.from} -> ${spec.to}: give ${k} positive tile weights`);
@@ -198,7 +202,14 @@ export function tileRows(model: AnalyzedModel, spec: TileStackSpec): StackRows {
       if (!want) continue;
       const hIn = height(model, n.inputs[0]) ?? 0;
       const hOut = height(model, n.outputs[0])!;
-      const plan = rowRule(graph, n, want, hIn, hOut, n.inputs.map((i) => height(model, i)));
+      const plan = rowRule(
+        graph,
+        n,
+        want,
+        hIn,
+        hOut,
+        n.inputs.map((i) => height(model, i)),
+      );
       plans.set(n.index, plan);
       plan.inputs.forEach((r, i) => {
         if (r) need.set(n.inputs[i], hull(need.get(n.inputs[i]), r));
@@ -270,7 +281,14 @@ export function tileModel(
       scatterNames.push(outside);
       const sliced = new Map<string, string>();
       const tname = (t: string) => `${t}.tile${j}`;
-      const slice = (src: string, have: Rows, want: Rows, base: string, as?: string, first = false): string => {
+      const slice = (
+        src: string,
+        have: Rows,
+        want: Rows,
+        base: string,
+        as?: string,
+        first = false,
+      ): string => {
         if (have.a === want.a && have.b === want.b && as === undefined) return src;
         const key = `${src}:${want.a}:${want.b}`;
         const done = sliced.get(key);
@@ -311,7 +329,14 @@ export function tileModel(
           const r = plan.inputs[i];
           if (!r) return name;
           if (stackTensors.has(name)) return slice(tname(name), need.get(name)!, r, tname(name));
-          return slice(name, { a: 0, b: height(model, name)! }, r, `${tname(name)}.in`, undefined, opts.slicesFirst);
+          return slice(
+            name,
+            { a: 0, b: height(model, name)! },
+            r,
+            `${tname(name)}.in`,
+            undefined,
+            opts.slicesFirst,
+          );
         });
         const want = need.get(n.outputs[0])!;
         const made = plan.computes ?? want;

@@ -89,7 +89,17 @@ export function evaluateDag(p: PlanProblem, stages: readonly DagStage[]): DagEva
       const start = l < 0 ? ready : Math.max(ready, linkFree[l]);
       const end = start + cost.time;
       if (l >= 0) linkFree[l] = end;
-      transfers.push({ fromStage: f.from, toStage: to, from: a, to: b, link: l, bytes: f.bytes, start, finish: end, energy: cost.energy });
+      transfers.push({
+        fromStage: f.from,
+        toStage: to,
+        from: a,
+        to: b,
+        link: l,
+        bytes: f.bytes,
+        start,
+        finish: end,
+        energy: cost.energy,
+      });
       return end;
     };
     for (let k = 0; k < S; k++) {

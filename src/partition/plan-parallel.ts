@@ -32,7 +32,11 @@ export interface ParallelPlan {
 export async function modelForPlan(model: AnalyzedModel, plan: Pick<Plan, "tiles">): Promise<AnalyzedModel> {
   if (!plan.tiles) return model;
   const tiled = tileModel(model, plan.tiles.stacks, { slicesFirst: true });
-  return analyzeModel(tiled.model, { source: model.graph.source, noFold: true, inputShapes: shapesOf(model) });
+  return analyzeModel(tiled.model, {
+    source: model.graph.source,
+    noFold: true,
+    inputShapes: shapesOf(model),
+  });
 }
 
 function shapesOf(model: AnalyzedModel): Record<string, number[]> {
@@ -54,7 +58,8 @@ export async function buildParallelPlan(
 ): Promise<ParallelPlan> {
   const specs: TileStackSpec[] = [];
   for (const s of search.segments)
-    if (s.kind === "tiles") specs.push({ from: s.from, to: s.to, tiles: s.devices.length, weights: s.weights });
+    if (s.kind === "tiles")
+      specs.push({ from: s.from, to: s.to, tiles: s.devices.length, weights: s.weights });
   const tiled = tileModel(model, specs, { slicesFirst: true });
   const tmodel = await analyzeModel(tiled.model, {
     source: model.graph.source,
@@ -78,7 +83,8 @@ export async function buildParallelPlan(
         devices[st] = pendingJoin.device;
         stageOfName.set(pendingJoin.name, st);
         const st2 = open(seg.device);
-        for (let q = seg.start; q < seg.end; q++) stageOfName.set(model.graph.nodes[order.nodes[q]].name, st2);
+        for (let q = seg.start; q < seg.end; q++)
+          stageOfName.set(model.graph.nodes[order.nodes[q]].name, st2);
         lastStage = st2;
       } else {
         if (pendingJoin) stageOfName.set(pendingJoin.name, st);
@@ -109,7 +115,8 @@ export async function buildParallelPlan(
   for (const n of tmodel.graph.nodes) {
     if (n.isConstant) continue;
     const s = stageOfName.get(n.name);
-    if (s === undefined) throw new ArgumentError(`tiled plan: node '${n.name}' is in no stage`, { node: n.name });
+    if (s === undefined)
+      throw new ArgumentError(`tiled plan: node '${n.name}' is in no stage`, { node: n.name });
     stageOf[n.index] = s;
   }
   // Drop stages left empty (a join merged away), renumbering in order.
@@ -179,7 +186,9 @@ export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan
   });
   const stages: PlanStage[] = pp.stages.map((s, k) => {
     const inputs = p.tensors
-      .filter((t) => (t.def < 0 || stageOfPos[t.def] !== k) && t.uses.some((u) => u < p.n && stageOfPos[u] === k))
+      .filter(
+        (t) => (t.def < 0 || stageOfPos[t.def] !== k) && t.uses.some((u) => u < p.n && stageOfPos[u] === k),
+      )
       .map((t) => t.name)
       .sort();
     const ev = pp.evaluation.stages[k];

@@ -1,7 +1,7 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import { tileRows } from "../ir/tile.js";
-import { type PartitionOrder } from "./order.js";
+import type { PartitionOrder } from "./order.js";
 import { linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
 import { tileBoundaries, tileCandidates } from "./tile-candidates.js";
 
@@ -161,7 +161,16 @@ export function searchParallel(
                 prev: i,
                 d,
                 used,
-                seg: { kind: "tiles", start: x, end: y, from: span.from, to: span.to, devices, weights, join: e },
+                seg: {
+                  kind: "tiles",
+                  start: x,
+                  end: y,
+                  from: span.from,
+                  to: span.to,
+                  devices,
+                  weights,
+                  join: e,
+                },
               });
             }
           }
