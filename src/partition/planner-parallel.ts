@@ -29,6 +29,11 @@ export type ParallelSegment =
 export interface ParallelSearchOptions {
   /** Force this many tiles in one stack at least (`--tiles K`); absent: any number from 2 to the device count, or none. */
   tiles?: number;
+  /**
+   * Most tile stacks in one plan (default 4): each adds a stage per device, and a worker receives at most 16
+   * stage models at once, so a plan stays deployable.
+   */
+  maxStacks?: number;
 }
 
 /** The best plan of the space found by the dynamic program, with its estimated latency, s. */
@@ -52,7 +57,7 @@ function subsets(devices: number, sizes: (k: number) => boolean): number[][] {
 
 /**
  * Dynamic program over the segments of the plan space, state (boundary, device holding the tensor there,
- * whether a stack was tiled yet): exact for that space under the estimate it prices with. A segment on one
+ * how many stacks were tiled so far, at most `maxStacks`): exact for that space under the estimate it prices with. A segment on one
  * device costs its stage time plus the transfer of the boundary tensor to it; a tiled segment costs the
  * slowest tile: sending its input rows (halo included; the whole tensor when it is a graph input), its
  * compute (each layer's time times the share of rows the tile computes) and sending its output rows to the
@@ -88,9 +93,13 @@ export function searchParallel(
         : [Array.from({ length: forced }, (_, j) => j % D)];
   type Back = { prev: number; d: number; used: number; seg: ParallelSegment };
   const B = bounds.length;
-  const f = Array.from({ length: B }, () => Array.from({ length: D }, () => [Infinity, Infinity]));
+  const M = opts.maxStacks ?? 4;
+  const U = M + 1;
+  const f = Array.from({ length: B }, () =>
+    Array.from({ length: D }, () => new Array<number>(U).fill(Infinity)),
+  );
   const back: (Back | undefined)[][][] = Array.from({ length: B }, () =>
-    Array.from({ length: D }, () => [undefined, undefined]),
+    Array.from({ length: D }, () => new Array<Back | undefined>(U).fill(undefined)),
   );
   f[0][p.inputDevice][0] = 0;
   const rowBytes = (t: string) => bytesPerRow(model, t);
@@ -106,7 +115,7 @@ export function searchParallel(
     for (let j = i + 1; j < B; j++) {
       const y = bounds[j];
       for (let d = 0; d < D; d++) {
-        for (let used = 0; used < 2; used++) {
+        for (let used = 0; used < U; used++) {
           const base = f[i][d][used];
           if (base === Infinity) continue;
           for (let e = 0; e < D; e++) {
@@ -145,7 +154,7 @@ export function searchParallel(
           return time;
         });
         for (let d = 0; d < D; d++) {
-          for (let used = 0; used < 2; used++) {
+          for (let used = 0; used < M; used++) {
             const base = f[i][d][used];
             if (base === Infinity) continue;
             for (let e = 0; e < D; e++) {
@@ -157,7 +166,7 @@ export function searchParallel(
                 busy[s] = Math.max(busy[s], ready) + compute[k];
                 worst = Math.max(worst, busy[s] + tx(s, e, outBytes[k]));
               });
-              relax(j, e, 1, base + worst, {
+              relax(j, e, used + 1, base + worst, {
                 prev: i,
                 d,
                 used,
@@ -183,7 +192,7 @@ export function searchParallel(
   let bestD = -1;
   let bestUsed = -1;
   for (let d = 0; d < D; d++) {
-    for (let used = forced === undefined ? 0 : 1; used < 2; used++) {
+    for (let used = forced === undefined ? 0 : 1; used < U; used++) {
       const v = f[last][d][used] + tx(d, p.outputDevice, p.cutBytes[n]);
       if (v < best) {
         best = v;
