@@ -342,7 +342,7 @@ export function tileModel(
         const made = plan.computes ?? want;
         const target = plan.computes ? `${tname(n.outputs[0])}.full` : tname(n.outputs[0]);
         const copy = create(NodeProtoSchema, {
-          ...n.proto,
+          ...fields(n.proto),
           name: `${n.name}.tile${j}`,
           input: inputs,
           output: [target],
@@ -387,15 +387,24 @@ export function tileModel(
   }
   const g = graph.model.graph!;
   const tiled = create(ModelProtoSchema, {
-    ...graph.model,
+    ...fields(graph.model),
     graph: create(GraphProtoSchema, {
-      ...g,
+      ...fields(g),
       node: nodeList,
       initializer: inits,
       valueInfo: g.valueInfo.filter((vi) => !removedTensors.has(vi.name)),
     }),
   });
   return { model: tiled, stacks, origin };
+}
+
+/**
+ * A message's fields without its type tag: `create` returns a tagged object as it is, so a spread of a decoded
+ * message with fields changed would skip the schema's defaults (a node's `domain` would read undefined).
+ */
+function fields<T extends { $typeName: string }>(m: T): Omit<T, "$typeName"> {
+  const { $typeName: _, ...rest } = m;
+  return rest;
 }
 
 /** The attributes of a layer's tile copy: its height padding (and output padding) from the row plan. */

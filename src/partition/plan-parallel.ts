@@ -6,6 +6,7 @@ import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import { type TiledModel, type TileStackSpec, tileModel } from "../ir/tile.js";
 import { type StageAssignment, validateAssignment } from "./assign.js";
 import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
+import type { PlanConstraints } from "./constraints.js";
 import type { PartitionOrder } from "./order.js";
 import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
 import { type ParallelSearch, searchParallel } from "./planner-parallel.js";
@@ -265,6 +266,18 @@ export async function parallelPlanFor(
   opts: { tiles?: number } = {},
 ): Promise<{ plan: Plan; parallel: ParallelPlan } | undefined> {
   const t0 = performance.now();
+  // The tiled plan space honours memory and a latency limit; the other constraints keep today's plans.
+  const c = base.constraints as PlanConstraints;
+  const other = (["minThroughput", "maxEnergy", "maxLinkBytes", "devices", "deviceOrder"] as const).filter(
+    (k) => c[k] !== undefined,
+  );
+  if (other.length > 0) {
+    if (opts.tiles !== undefined)
+      throw new ArgumentError(`--tiles cannot be combined with ${other.join(", ")} yet: drop one`, {
+        field: "tiles",
+      });
+    return undefined;
+  }
   const search = searchParallel(model, order, problem, opts);
   if (!search) {
     if (opts.tiles !== undefined)
@@ -277,5 +290,18 @@ export async function parallelPlanFor(
   if (opts.tiles === undefined && !search.segments.some((s) => s.kind === "tiles")) return undefined;
   const pp = await buildParallelPlan(model, order, search, cluster, cost);
   if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency)) return undefined;
-  return { plan: parallelPlanFile(base, pp, performance.now() - t0), parallel: pp };
+  const plan = parallelPlanFile(base, pp, performance.now() - t0);
+  const over = plan.stages.find((s) => s.memory > pp.problem.devices[pp.stages[s.index].device].memory);
+  const late = c.maxLatency !== undefined && plan.totals.latency > c.maxLatency;
+  if (over || late) {
+    if (opts.tiles !== undefined)
+      throw new ArgumentError(
+        over
+          ? `--tiles ${opts.tiles}: stage ${over.index} needs more memory than device '${over.device}' has`
+          : `--tiles ${opts.tiles}: the tiled plan's latency is over --max-latency`,
+        { field: "tiles", ...(over ? { device: over.device } : {}) },
+      );
+    return undefined;
+  }
+  return { plan, parallel: pp };
 }
