@@ -8,6 +8,7 @@ import { type StageAssignment, validateAssignment } from "./assign.js";
 import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
 import type { PlanConstraints } from "./constraints.js";
 import type { PartitionOrder } from "./order.js";
+import type { ClusterPlan, RunnableSplit } from "./plan-cluster.js";
 import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
 import { type ParallelSearch, searchParallel } from "./planner-parallel.js";
 import { buildProblem, type PlanProblem } from "./problem.js";
@@ -304,4 +305,27 @@ export async function parallelPlanFor(
     return undefined;
   }
   return { plan, parallel: pp };
+}
+
+/**
+ * The latency plan with tiles beside a planned split, runnable (its `model` is the tiled model), or undefined
+ * when tiles do not predict a lower latency than the plan. For `bench` with objective latency.
+ */
+export async function tiledSplit(
+  model: AnalyzedModel,
+  planned: ClusterPlan,
+  cluster: Cluster,
+  cost: CostModel,
+): Promise<RunnableSplit | undefined> {
+  const problem = buildProblem(model, planned.order, cluster, cost);
+  const par = await parallelPlanFor(planned.plan, model, planned.order, problem, cluster, cost);
+  if (!par) return undefined;
+  return {
+    name: "tiles",
+    model: par.parallel.model,
+    assignment: par.parallel.assignment,
+    devices: par.plan.stages.map((s) => [s.device]),
+    throughput: par.plan.totals.throughput,
+    latency: par.plan.totals.latency,
+  };
 }
