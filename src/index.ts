@@ -93,6 +93,18 @@ export { OBJECTIVES, type Objective, type PlanConstraints } from "./partition/co
 export { makePlan, type PlanOutcome, type PlanRequest } from "./partition/planner.js";
 export { type Plan, planToAssignment, readPlan, stageDevices, writePlan } from "./partition/plan.js";
 export { type ClusterPlan, planForCluster, type RunnableSplit } from "./partition/plan-cluster.js";
+
+// Spatial tiles and stages side by side (latency of one request)
+export {
+  stackNodes,
+  type TiledModel,
+  type TiledStack,
+  type TileStackSpec,
+  tileModel,
+} from "./ir/tile.js";
+export { type DagEvaluation, type DagStage, evaluateDag } from "./partition/evaluate-dag.js";
+export { modelForPlan, type ParallelPlan, parallelPlanFor } from "./partition/plan-parallel.js";
+export type { PlanTiles } from "./partition/plan.js";
 export { buildProblem, type PlanProblem } from "./partition/problem.js";
 export { planExact } from "./partition/planner-exact.js";
 export { paretoFront } from "./partition/planner-pareto.js";

@@ -33,7 +33,7 @@ import {
 } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy] [model input flags]
-                    [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-replicas] [--no-corun] [-o bench.json] [--json]
+                    [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-replicas] [--no-parallel] [--no-corun] [-o bench.json] [--json]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
@@ -46,7 +46,8 @@ times multiplied by threads / cpuShare. When two or more devices are emulated he
 other down and what their workers spend per byte moved are measured first and priced into the plan
 (--no-corun skips that). The plan may replicate stages (a stage run by several devices, requests shared by
 speed); it is then also measured against the best plan of one device per stage, and --no-replicas plans
-pipelines only. --baselines also runs every baseline split of the planner for real. The
+pipelines only. With --objective latency, a plan whose row tiles run on several devices at once is also
+measured ("tiles") when the planner predicts it lower (--no-parallel: not). --baselines also runs every baseline split of the planner for real. The
 configurations take turns in R rounds (default 3) of N / R requests, so a machine whose speed drifts slows
 all of them alike; the speed-up is the ratio of the pooled throughputs shown. Latency is measured twice: for
 requests sent one at a time (what the prediction describes) and with the pipeline full. The efficiency is the
@@ -78,6 +79,7 @@ export const benchCommand: Command = {
       json: { type: "boolean" },
       baselines: { type: "boolean" },
       "no-replicas": { type: "boolean" },
+      "no-parallel": { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       ...WORKER_FLAGS,
@@ -131,6 +133,7 @@ export const benchCommand: Command = {
       modelPath: path,
       baselines: bool(values, "baselines"),
       replicas: !bool(values, "no-replicas"),
+      parallel: !bool(values, "no-parallel"),
       workers: ep.workers,
       token: remote.token,
       ...(remote.tls ? { tls: remote.tls } : {}),

@@ -36,11 +36,12 @@ import {
   planUnderBudget,
   renderEncodings,
 } from "./fidelity-flags.js";
+import { parallelPlanFor } from "../partition/plan-parallel.js";
 
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--no-replicas]
-                   [--time-limit ms]
+                   [--time-limit ms] [--tiles K] [--no-parallel]
                    [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
@@ -61,6 +62,9 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --pareto          also the Pareto front over latency, throughput and energy
   --no-local        do not split stages over a device's core clusters
   --no-replicas     one device per stage (a pipeline): no replica groups
+  --tiles K         split a run of spatial layers into K row tiles run side by side (forced; latency)
+  --no-parallel     no tiles or parallel stages: stages run one after another (the latency objective
+                    otherwise also searches plans whose tiles run on several devices at once)
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
@@ -88,6 +92,8 @@ export const planCommand: Command = {
       pareto: { type: "boolean" },
       "no-local": { type: "boolean" },
       "no-replicas": { type: "boolean" },
+      tiles: { type: "string" },
+      "no-parallel": { type: "boolean" },
       "time-limit": { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
@@ -156,6 +162,24 @@ export const planCommand: Command = {
           replicas: !bool(values, "no-replicas"),
           ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
         });
+    const tiles = tilesFlag(values);
+    if (tiles !== undefined && bool(values, "no-parallel"))
+      throw new ArgumentError("--tiles and --no-parallel contradict each other: give one", {
+        field: "tiles",
+      });
+    if (tiles !== undefined && fidelity)
+      throw new ArgumentError("--tiles with a fidelity budget is not planned yet: give one of them", {
+        field: "tiles",
+      });
+    if (
+      "order" in outcome &&
+      (tiles !== undefined || (objective === "latency" && !bool(values, "no-parallel")))
+    ) {
+      const par = await parallelPlanFor(outcome.plan, model, outcome.order, outcome.problem, cluster, cost, {
+        ...(tiles !== undefined ? { tiles } : {}),
+      });
+      if (par) outcome.plan = par.plan;
+    }
     if (output !== undefined) writePlan(output, outcome.plan);
     if (bool(values, "json")) {
       io.out(
@@ -169,6 +193,16 @@ export const planCommand: Command = {
     return 0;
   },
 };
+
+/** `--tiles K`: an integer >= 2, or undefined. */
+export function tilesFlag(values: Record<string, unknown>): number | undefined {
+  const v = values.tiles;
+  if (typeof v !== "string") return undefined;
+  const k = Number(v);
+  if (!Number.isInteger(k) || k < 2)
+    throw new ArgumentError(`--tiles: expected a whole number of tiles >= 2, got '${v}'`, { field: "tiles" });
+  return k;
+}
 
 /** True when a flag's value is a bare number (ms for --max-latency, bytes for --max-link-bytes). */
 const plain = (v: string) => /^\s*[0-9.eE+-]+\s*$/.test(v);
@@ -238,7 +272,9 @@ export function renderPlan(plan: Plan, st: Style): string {
   const out: string[] = [];
   const how = plan.planner.exact
     ? "optimal"
-    : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
+    : plan.tiles
+      ? "tiles side by side"
+      : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
   out.push(
     `${st.bold(plan.model)} on ${st.bold(plan.clusterName)}: ${plan.objective} (${how}, ${plan.planner.ms.toFixed(0)} ms, ${plan.order} order)`,
   );
@@ -247,6 +283,18 @@ export function renderPlan(plan: Plan, st: Style): string {
   );
   if (limits.length > 0) out.push(st.dim(`constraints: ${limits.join(" ")}`));
   if (plan.planner.limited) out.push(st.dim(`search limited: ${plan.planner.limited}`));
+  for (const t of plan.tiles?.stacks ?? [])
+    out.push(
+      `tiles: ${t.from} -> ${t.to} in ${t.tiles} row tiles${t.weights ? ` (sizes ${t.weights.map((w) => (w / t.weights!.reduce((a, b) => a + b, 0)).toFixed(2)).join(" : ")})` : ""}`,
+    );
+  if (plan.tiles) {
+    const macs = plan.stages.length > 0 ? plan.tiles.haloMacs : 0;
+    out.push(
+      st.dim(
+        `halo recompute ${(macs / 1e6).toFixed(1)} M MACs; timeline per request: ${plan.tiles.timeline.map((t, k) => `${k}@${plan.stages[k].device} ${fmtTime(t.start)}-${fmtTime(t.finish)}`).join(", ")}`,
+      ),
+    );
+  }
   out.push(
     table(
       [

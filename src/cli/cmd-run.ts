@@ -6,6 +6,7 @@ import type { StageAssignment } from "../partition/assign.js";
 import { resolveSplit } from "../export/split.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
+import { modelForPlan } from "../partition/plan-parallel.js";
 import { stageLabel } from "../partition/plan-cluster.js";
 import { type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
 import {
@@ -129,7 +130,8 @@ export const runCommand: Command = {
     const rerun = rerunInTestbed("run", argv, remote, io);
     if (rerun) return rerun;
     const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
-    const model = await loadForCli(path, modelInputs(values, fromPlan), io);
+    // A tiled plan's stages are of the model tiled as the plan records.
+    const model = await modelForPlan(await loadForCli(path, modelInputs(values, fromPlan), io), plan ?? {});
     const { assignment, devices, weights } = splitFromFlags(model, values, cluster);
     const ep = clusterEndpointWorkers(cluster, devices.flat(), remote.workers);
     checkWorkerNames(

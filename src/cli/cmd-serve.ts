@@ -27,6 +27,7 @@ import {
 } from "./command.js";
 import { clusterForPlan } from "./cluster-flag.js";
 import { splitFromFlags } from "./cmd-run.js";
+import { modelForPlan } from "../partition/plan-parallel.js";
 import { loadForCli } from "./load.js";
 import { withLocalProfiles } from "./local-profiles.js";
 import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers, WORKER_FLAGS } from "./testbed-flag.js";
@@ -130,7 +131,7 @@ export const serveCommand: Command = {
       if (preprocess) prependImagePreprocess(proto, preprocess);
       if (postprocess) appendTopK(proto, postprocess);
       model = await analyzeModel(proto, { ...inputs, source: path });
-    } else model = await loadForCli(path, inputs, io);
+    } else model = await modelForPlan(await loadForCli(path, inputs, io), plan ?? {});
     let split: ReturnType<typeof splitFromFlags>;
     let predicted: number | undefined = plan?.totals.throughput;
     if (plan === undefined && values.stages === undefined && values.cuts === undefined) {

@@ -2,6 +2,7 @@ import { checkOutputFolder } from "../output-file.js";
 import { ArgumentError } from "../errors.js";
 import { type SplitSpec, splitModel } from "../export/split.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
+import { modelForPlan } from "../partition/plan-parallel.js";
 import {
   type Command,
   intFlag,
@@ -57,7 +58,11 @@ export const splitCommand: Command = {
       });
     }
     const plan = planPath === undefined ? undefined : readPlan(planPath);
-    const model = await loadForCli(path, modelInputs(values, plan ? planInputs(plan) : {}), io);
+    // A tiled plan's stages are of the model tiled as the plan records.
+    const model = await modelForPlan(
+      await loadForCli(path, modelInputs(values, plan ? planInputs(plan) : {}), io),
+      plan ?? {},
+    );
     const spec: SplitSpec = plan
       ? { assignment: planToAssignment(model, plan) }
       : cuts

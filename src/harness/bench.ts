@@ -10,6 +10,7 @@ import {
   stageLabel,
 } from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
+import { tiledSplit } from "../partition/plan-parallel.js";
 import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
 import {
@@ -124,6 +125,8 @@ export interface BenchOptions {
   pareto?: boolean;
   /** Also plan replica groups (default true; false: one device per stage). */
   replicas?: boolean;
+  /** With objective latency, also run the plan with tiles side by side when one predicts lower (default true). */
+  parallel?: boolean;
   /** Workers already running, by device name (e.g. a testbed's); devices not listed get a local worker. */
   workers?: readonly WorkerAddress[];
   /** Token of the given workers. */
@@ -240,6 +243,11 @@ export async function benchCluster(
   const rounds = Math.max(1, Math.min(opts.rounds ?? 3, requests));
   // A replicated plan is set beside the best pipeline, so the bench shows what replicas add.
   const configs: RunnableSplit[] = [plan, plan.single, ...(plan.pipeline ? [plan.pipeline] : [])];
+  const tiles =
+    objective === "latency" && opts.parallel !== false
+      ? await tiledSplit(model, plan, cluster, cost)
+      : undefined;
+  if (tiles) configs.push(tiles);
   if (opts.baselines) {
     const key = (r: RunnableSplit) =>
       `${r.devices.map(stageLabel).join(",")}|${Array.from(r.assignment.stageOf).join(",")}`;
@@ -254,7 +262,12 @@ export async function benchCluster(
   const alone =
     opts.standalone !== false && plan.devices.length > 1 ? await standaloneStages(model, plan) : [];
   const runs: Measured[] = [
-    ...configs.map((c) => ({ name: c.name, model, assignment: c.assignment, devices: c.devices })),
+    ...configs.map((c) => ({
+      name: c.name,
+      model: c.model ?? model,
+      assignment: c.assignment,
+      devices: c.devices,
+    })),
     ...alone,
   ];
   const given = new Set((opts.workers ?? []).map((w) => w.name));

@@ -17,6 +17,8 @@ import type { PlanProblem } from "./problem.js";
  */
 export interface RunnableSplit {
   name: string;
+  /** The model its assignment is of, when not the planned model itself (a plan with tiles: the tiled model). */
+  model?: AnalyzedModel;
   assignment: StageAssignment;
   /** Devices of each stage: one name, or several for a replicated stage. */
   devices: string[][];

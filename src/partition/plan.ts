@@ -113,6 +113,18 @@ export interface PlanParetoPoint extends PlanTotals {
   stages: Array<{ device: string; start: number; end: number }>;
 }
 
+/**
+ * The tile stacks of a plan (objective latency): the model is tiled as `stacks` say before its stages are
+ * cut (see `tileModel`), so `split` and `run` rebuild the same tiled model. Also the predicted per-request
+ * timeline (stage start and finish, s, indexed like `stages`), the halo's extra MACs and the search estimate, s.
+ */
+export interface PlanTiles {
+  stacks: Array<{ from: string; to: string; tiles: number; weights?: number[] }>;
+  timeline: Array<{ start: number; finish: number }>;
+  haloMacs: number;
+  estimate: number;
+}
+
 /** The plan file `cleave plan -o plan.json` writes and `cleave split/run --plan` read. */
 export interface Plan {
   version: 1;
@@ -145,6 +157,8 @@ export interface Plan {
   paretoMethod?: "exact" | "nsga2";
   /** Cut tensors sent encoded under a fidelity budget, with the fidelity measured (absent: all float32). */
   encodings?: PlanEncodings;
+  /** Tiled stacks, when the plan splits layers into row tiles run side by side. */
+  tiles?: PlanTiles;
 }
 
 const NUM = z.number();
@@ -246,6 +260,23 @@ const PLAN = z.object({
     .optional(),
   paretoMethod: z.enum(["exact", "nsga2"]).optional(),
   encodings: PLAN_ENCODINGS.optional(),
+  tiles: z
+    .object({
+      stacks: z
+        .array(
+          z.object({
+            from: z.string().min(1),
+            to: z.string().min(1),
+            tiles: z.int().min(2),
+            weights: z.array(z.number().positive()).optional(),
+          }),
+        )
+        .min(1),
+      timeline: z.array(z.object({ start: NUM, finish: NUM })),
+      haloMacs: NUM,
+      estimate: NUM,
+    })
+    .optional(),
 });
 
 /** Infinity and NaN become null in JSON; keep that explicit. */

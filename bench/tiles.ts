@@ -1,0 +1,162 @@
+/**
+ * Single-request latency with spatial tiles: for each model, the best single device running the whole model
+ * beside the latency plan with tiles (the planner's own choice, and 2 tiles forced when it chose none), on the
+ * local cluster's two pinned one-core devices, requests sent one at a time, rounds alternating so a drift of
+ * the host hits all alike. Prints JSON: p50/p95 per configuration, the ratio to the best single device, the
+ * plan's predicted latency and its error, and the halo's extra MACs. Then, priced only (no run), whether the
+ * planner tiles on the equal pair (`examples/clusters/equal-pair.yaml`) at 1 Gbit/s and at 100 Mbit/s.
+ *
+ * Usage: node dist/bench/tiles.js [--models resnet50,efficientnet_b0,unet] [--requests N] [--rounds R]
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { localClusterPath } from "../src/cli/load.js";
+import { withLocalProfiles } from "../src/cli/local-profiles.js";
+import { loadCluster } from "../src/cluster/load.js";
+import type { Cluster } from "../src/cluster/types.js";
+import { costModelFor } from "../src/cost/cost-factory.js";
+import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
+import { parallelPlanFor } from "../src/partition/plan-parallel.js";
+import { makePlan } from "../src/partition/planner.js";
+import { summarizeLatencies } from "../src/runtime/latency.js";
+import { type DeployedSplit, deploySplit, wholeModel } from "../src/runtime/coordinator/run-split.js";
+import { buildZooModel } from "../src/zoo/index.js";
+
+const { values } = parseArgs({
+  options: {
+    models: { type: "string", default: "resnet50,efficientnet_b0,unet" },
+    requests: { type: "string", default: "15" },
+    rounds: { type: "string", default: "3" },
+  },
+});
+const requests = Number(values.requests);
+const rounds = Number(values.rounds);
+const quiet = { out: () => {}, err: (t: string) => process.stderr.write(`${t}\n`), isTTY: false };
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+async function planned(model: AnalyzedModel, cluster: Cluster, tiles?: number) {
+  const profiles = await withLocalProfiles(model, cluster, {}, quiet);
+  const cost = costModelFor(model, cluster, { profiles });
+  const out = makePlan({ model, modelPath: model.graph.source, cluster, cost, objective: "latency" });
+  const par = await parallelPlanFor(
+    out.plan,
+    model,
+    out.order,
+    out.problem,
+    cluster,
+    cost,
+    tiles ? { tiles } : {},
+  );
+  return { out, par };
+}
+
+const local = loadCluster(localClusterPath());
+const results = [];
+for (const name of values.models.split(",")) {
+  const model = await analyzeModel(buildZooModel(name), { source: `zoo:${name}` });
+  const { out, par: auto } = await planned(model, local);
+  const forced = auto ? undefined : (await planned(model, local, 2)).par;
+  const single = out.plan.baselines.find((b) => b.name === "single")!;
+  const configs = [
+    {
+      name: `single ${single.singleDevice}`,
+      model,
+      assignment: wholeModel(model),
+      devices: [single.singleDevice!],
+      predicted: single.totals.latency!,
+      halo: 0,
+      stacks: 0,
+    },
+    ...[
+      ["planned", auto],
+      ["2 tiles forced", forced],
+    ].flatMap(([label, p]) =>
+      p && typeof p !== "string"
+        ? [
+            {
+              name: label as string,
+              model: p.parallel.model,
+              assignment: p.parallel.assignment,
+              devices: p.plan.stages.map((s) => s.device),
+              predicted: p.plan.totals.latency,
+              halo: p.plan.tiles!.haloMacs,
+              stacks: p.plan.tiles!.stacks.length,
+            },
+          ]
+        : [],
+    ),
+  ];
+  const deployed: DeployedSplit[] = [];
+  try {
+    for (const c of configs)
+      deployed.push(await deploySplit(c.model, c.assignment, c.devices, local, { inFlight: 1 }));
+    const samples: number[][] = configs.map(() => []);
+    for (let r = 0; r < rounds; r++)
+      for (let i = 0; i < configs.length; i++) {
+        const m = await deployed[i].measure(requests);
+        samples[i].push(...(m.report.latencySamplesMs ?? []));
+      }
+    const rows = configs.map((c, i) => {
+      const s = summarizeLatencies(samples[i]);
+      return {
+        config: c.name,
+        stages: c.devices.length,
+        tileStacks: c.stacks,
+        p50Ms: r3(s.p50),
+        p95Ms: r3(s.p95),
+        predictedMs: r3(c.predicted * 1e3),
+        predictionError: r3((c.predicted * 1e3 - s.p50) / s.p50),
+        haloMacsM: r3(c.halo / 1e6),
+        haloShareOfModel: r3(c.halo / model.totals.macs),
+        maxRelativeDiff: deployed[i].maxRelativeDiff,
+      };
+    });
+    results.push({
+      model: name,
+      macsM: r3(model.totals.macs / 1e6),
+      rows,
+      p50SpeedupOverSingle: rows
+        .slice(1)
+        .map((r) => ({ config: r.config, ratio: r3(rows[0].p50Ms / r.p50Ms) })),
+    });
+  } finally {
+    for (const d of deployed) await d.close();
+  }
+}
+
+// Priced only: the equal pair at 1 Gbit/s and 100 Mbit/s (two one-core devices; roofline-priced, no profile).
+const pair = loadCluster(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"));
+const priced = [];
+for (const name of values.models.split(",")) {
+  const model = await analyzeModel(buildZooModel(name), { source: `zoo:${name}` });
+  for (const bw of [1e9 / 8, 1e8 / 8]) {
+    const cluster: Cluster = {
+      ...pair,
+      devices: pair.devices.map((d) => ({ ...d, cpus: undefined, cpuShare: undefined })),
+      links: pair.links.map((l) => ({ ...l, bandwidth: bw })),
+    };
+    const { out, par } = await planned(model, cluster);
+    const single = out.plan.baselines.find((b) => b.name === "single")!;
+    priced.push({
+      model: name,
+      link: `${(bw * 8) / 1e6} Mbit/s`,
+      tiles: par ? par.plan.tiles!.stacks.map((s) => `${s.from} -> ${s.to} x${s.tiles}`) : [],
+      predictedMs: r3((par?.plan.totals.latency ?? out.plan.totals.latency) * 1e3),
+      singleMs: r3(single.totals.latency! * 1e3),
+    });
+  }
+}
+console.log(
+  JSON.stringify(
+    {
+      bench: "tiles",
+      cluster: local.name,
+      requestsPerRound: requests,
+      rounds,
+      results,
+      equalPairPriced: priced,
+    },
+    null,
+    2,
+  ),
+);

@@ -1,0 +1,331 @@
+import type { Cluster } from "../cluster/types.js";
+import type { CostModel } from "../cost/cost-model.js";
+import { TiledCostModel } from "../cost/cost-tiled.js";
+import { ArgumentError } from "../errors.js";
+import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
+import { type TiledModel, type TileStackSpec, tileModel } from "../ir/tile.js";
+import { type StageAssignment, validateAssignment } from "./assign.js";
+import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
+import type { PlanConstraints } from "./constraints.js";
+import type { PartitionOrder } from "./order.js";
+import type { ClusterPlan, RunnableSplit } from "./plan-cluster.js";
+import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
+import { type ParallelSearch, searchParallel } from "./planner-parallel.js";
+import { buildProblem, type PlanProblem } from "./problem.js";
+
+/** A plan with tiled stacks, built: the tiled model, its stages, and their prediction. */
+export interface ParallelPlan {
+  search: ParallelSearch;
+  specs: TileStackSpec[];
+  tiled: TiledModel;
+  /** The tiled model analysed, the order its stages are contiguous in, and its planning problem. */
+  model: AnalyzedModel;
+  order: PartitionOrder;
+  problem: PlanProblem;
+  assignment: StageAssignment;
+  stages: DagStage[];
+  evaluation: DagEvaluation;
+}
+
+/**
+ * The tiled model a plan runs (`plan.tiles` set: the model tiled as recorded), else the model itself.
+ * `split`, `run`, `bench` and `serve` call this before turning the plan's stages into an assignment.
+ */
+export async function modelForPlan(model: AnalyzedModel, plan: Pick<Plan, "tiles">): Promise<AnalyzedModel> {
+  if (!plan.tiles) return model;
+  const tiled = tileModel(model, plan.tiles.stacks, { slicesFirst: true });
+  return analyzeModel(tiled.model, {
+    source: model.graph.source,
+    noFold: true,
+    inputShapes: shapesOf(model),
+  });
+}
+
+function shapesOf(model: AnalyzedModel): Record<string, number[]> {
+  return Object.fromEntries(model.graph.inputs.map((v) => [v.name, model.types.get(v.name)!.shape]));
+}
+
+/**
+ * Builds the plan the latency search found: tiles the stacks, assigns every node of the tiled model to a
+ * stage (a one-device segment; each tile, with the Slices that cut its rows made where its input is, so a
+ * tile receives only its rows; the join with what follows on its device), and prices the stages as a graph
+ * with {@link evaluateDag}, the tiled model priced from the original's cost model.
+ */
+export async function buildParallelPlan(
+  model: AnalyzedModel,
+  order: PartitionOrder,
+  search: ParallelSearch,
+  cluster: Cluster,
+  cost: CostModel,
+): Promise<ParallelPlan> {
+  const specs: TileStackSpec[] = [];
+  for (const s of search.segments)
+    if (s.kind === "tiles")
+      specs.push({ from: s.from, to: s.to, tiles: s.devices.length, weights: s.weights });
+  const tiled = tileModel(model, specs, { slicesFirst: true });
+  const tmodel = await analyzeModel(tiled.model, {
+    source: model.graph.source,
+    noFold: true,
+    inputShapes: shapesOf(model),
+  });
+  const stageOfName = new Map<string, number>();
+  const devices: number[] = [];
+  const open = (device: number) => {
+    devices.push(device);
+    return devices.length - 1;
+  };
+  let pendingJoin: { name: string; device: number } | undefined;
+  let lastStage = -1;
+  let t = 0;
+  for (const [k, seg] of search.segments.entries()) {
+    if (seg.kind === "one") {
+      const st = open(seg.device);
+      if (pendingJoin && pendingJoin.device !== seg.device) {
+        // The join runs where the tiles were gathered, then its output moves on.
+        devices[st] = pendingJoin.device;
+        stageOfName.set(pendingJoin.name, st);
+        const st2 = open(seg.device);
+        for (let q = seg.start; q < seg.end; q++)
+          stageOfName.set(model.graph.nodes[order.nodes[q]].name, st2);
+        lastStage = st2;
+      } else {
+        if (pendingJoin) stageOfName.set(pendingJoin.name, st);
+        for (let q = seg.start; q < seg.end; q++) stageOfName.set(model.graph.nodes[order.nodes[q]].name, st);
+        lastStage = st;
+      }
+      pendingJoin = undefined;
+      continue;
+    }
+    const stack = tiled.stacks[t++];
+    if (pendingJoin) {
+      lastStage = open(pendingJoin.device);
+      stageOfName.set(pendingJoin.name, lastStage);
+      pendingJoin = undefined;
+    }
+    const scatterHere = lastStage >= 0;
+    seg.devices.forEach((d, j) => {
+      const st = open(d);
+      const scatter = new Set(stack.scatter[j]);
+      for (const name of stack.tileNodes[j])
+        stageOfName.set(name, scatterHere && scatter.has(name) ? lastStage : st);
+    });
+    pendingJoin = { name: stack.join, device: seg.join };
+    void k;
+  }
+  if (pendingJoin) stageOfName.set(pendingJoin.name, open(pendingJoin.device));
+  const stageOf = new Int32Array(tmodel.graph.nodes.length).fill(-1);
+  for (const n of tmodel.graph.nodes) {
+    if (n.isConstant) continue;
+    const s = stageOfName.get(n.name);
+    if (s === undefined)
+      throw new ArgumentError(`tiled plan: node '${n.name}' is in no stage`, { node: n.name });
+    stageOf[n.index] = s;
+  }
+  // Drop stages left empty (a join merged away), renumbering in order.
+  const used = [...new Set(stageOf.filter((s) => s >= 0))].sort((a, b) => a - b);
+  const renum = new Map(used.map((s, i) => [s, i]));
+  for (let i = 0; i < stageOf.length; i++) if (stageOf[i] >= 0) stageOf[i] = renum.get(stageOf[i])!;
+  const stageDevices = used.map((s) => devices[s]);
+  const assignment = { stageOf, count: used.length };
+  validateAssignment(tmodel, assignment);
+  const nodes = tmodel.graph.nodes
+    .filter((n) => !n.isConstant)
+    .sort((a, b) => stageOf[a.index] - stageOf[b.index] || a.index - b.index)
+    .map((n) => n.index);
+  const position = new Int32Array(tmodel.graph.nodes.length).fill(-1);
+  nodes.forEach((i, q) => {
+    position[i] = q;
+  });
+  const order2: PartitionOrder = { nodes, position, strategy: "file" };
+  const tcost = new TiledCostModel(cost, model, tmodel, tiled.origin);
+  const problem = buildProblem(tmodel, order2, cluster, tcost);
+  const stages: DagStage[] = [];
+  nodes.forEach((i, q) => {
+    const s = stageOf[i];
+    if (stages[s]) stages[s].end = q + 1;
+    else stages[s] = { device: stageDevices[s], start: q, end: q + 1 };
+  });
+  return {
+    search,
+    specs,
+    tiled,
+    model: tmodel,
+    order: order2,
+    problem,
+    assignment,
+    stages,
+    evaluation: evaluateDag(problem, stages),
+  };
+}
+
+/** Searches the latency plan space with tiles and branches; undefined when it holds no plan. */
+export async function planParallel(
+  model: AnalyzedModel,
+  order: PartitionOrder,
+  problem: PlanProblem,
+  cluster: Cluster,
+  cost: CostModel,
+  opts: { tiles?: number } = {},
+): Promise<ParallelPlan | undefined> {
+  const search = searchParallel(model, order, problem, opts);
+  if (!search) return undefined;
+  return buildParallelPlan(model, order, search, cluster, cost);
+}
+
+/**
+ * The plan file of a tiled plan: `base` (the plan without tiles, whose baselines and constraints it keeps)
+ * with the tiled stages, their transfers and totals, and `tiles` (the stacks, so split and run rebuild the
+ * same tiled model).
+ */
+export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan {
+  const p = pp.problem;
+  const { graph } = pp.model;
+  const name = (d: number) => p.devices[d].name;
+  const S = pp.stages.length;
+  const stageOfPos = new Int32Array(p.n);
+  pp.stages.forEach((s, k) => {
+    for (let q = s.start; q < s.end; q++) stageOfPos[q] = k;
+  });
+  const stages: PlanStage[] = pp.stages.map((s, k) => {
+    const inputs = p.tensors
+      .filter(
+        (t) => (t.def < 0 || stageOfPos[t.def] !== k) && t.uses.some((u) => u < p.n && stageOfPos[u] === k),
+      )
+      .map((t) => t.name)
+      .sort();
+    const ev = pp.evaluation.stages[k];
+    return {
+      index: k,
+      device: name(s.device),
+      start: s.start,
+      end: s.end,
+      nodes: pp.order.nodes.slice(s.start, s.end).map((i) => graph.nodes[i].name),
+      inputs,
+      latency: ev.time,
+      memory: p.memory(s.device, s.start, s.end),
+      energy: ev.time * p.devices[s.device].power,
+    };
+  });
+  const links: PlanLink[] = pp.evaluation.transfers.map((t) => ({
+    from: name(t.from),
+    to: name(t.to),
+    fromStage: t.fromStage,
+    toStage: t.toStage === S ? S : t.toStage,
+    link: t.link >= 0 ? p.links[t.link].name : "none",
+    bytes: t.bytes,
+    time: t.finish - t.start,
+    energy: t.energy,
+  }));
+  const busy = new Float64Array(p.devices.length);
+  for (const s of pp.evaluation.stages) busy[s.device] += s.time;
+  const bottleneck = Math.max(...busy);
+  const tiles: PlanTiles = {
+    stacks: pp.specs,
+    timeline: pp.evaluation.stages.map((s) => ({ start: s.start, finish: s.finish })),
+    haloMacs: pp.tiled.stacks.reduce((sum, st) => sum + (st.tiledMacs - st.macs), 0),
+    estimate: pp.search.estimate,
+  };
+  return {
+    ...base,
+    order: "file",
+    planner: {
+      method: "parallel-dp",
+      exact: false,
+      lowerBound: null,
+      labels: pp.search.priced,
+      ms,
+      limited:
+        "optimal over segments at single-tensor cuts, each on one device or tiled across devices (estimate); priced as a stage graph",
+    },
+    stages,
+    links,
+    totals: {
+      latency: pp.evaluation.latency,
+      throughput: bottleneck > 0 ? 1 / bottleneck : Number.POSITIVE_INFINITY,
+      energy: pp.evaluation.energy,
+    },
+    baselines: base.baselines.map((b) => ({
+      ...b,
+      ratio: b.totals.latency === null ? null : b.totals.latency / pp.evaluation.latency,
+    })),
+    tiles,
+  };
+}
+
+/**
+ * The latency plan with tiles and branches where they pay: searches the space (with `tiles`: at least one
+ * stack of that many tiles) and returns its plan file when it predicts a lower latency than `base` (or
+ * always, when tiles are forced), else undefined.
+ */
+export async function parallelPlanFor(
+  base: Plan,
+  model: AnalyzedModel,
+  order: PartitionOrder,
+  problem: PlanProblem,
+  cluster: Cluster,
+  cost: CostModel,
+  opts: { tiles?: number } = {},
+): Promise<{ plan: Plan; parallel: ParallelPlan } | undefined> {
+  const t0 = performance.now();
+  // The tiled plan space honours memory and a latency limit; the other constraints keep today's plans.
+  const c = base.constraints as PlanConstraints;
+  const other = (["minThroughput", "maxEnergy", "maxLinkBytes", "devices", "deviceOrder"] as const).filter(
+    (k) => c[k] !== undefined,
+  );
+  if (other.length > 0) {
+    if (opts.tiles !== undefined)
+      throw new ArgumentError(`--tiles cannot be combined with ${other.join(", ")} yet: drop one`, {
+        field: "tiles",
+      });
+    return undefined;
+  }
+  const search = searchParallel(model, order, problem, opts);
+  if (!search) {
+    if (opts.tiles !== undefined)
+      throw new ArgumentError(
+        `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (a tile stack needs layers that keep spatial locality between two single-tensor cuts, and at least ${opts.tiles} rows)`,
+        { field: "tiles" },
+      );
+    return undefined;
+  }
+  if (opts.tiles === undefined && !search.segments.some((s) => s.kind === "tiles")) return undefined;
+  const pp = await buildParallelPlan(model, order, search, cluster, cost);
+  if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency)) return undefined;
+  const plan = parallelPlanFile(base, pp, performance.now() - t0);
+  const over = plan.stages.find((s) => s.memory > pp.problem.devices[pp.stages[s.index].device].memory);
+  const late = c.maxLatency !== undefined && plan.totals.latency > c.maxLatency;
+  if (over || late) {
+    if (opts.tiles !== undefined)
+      throw new ArgumentError(
+        over
+          ? `--tiles ${opts.tiles}: stage ${over.index} needs more memory than device '${over.device}' has`
+          : `--tiles ${opts.tiles}: the tiled plan's latency is over --max-latency`,
+        { field: "tiles", ...(over ? { device: over.device } : {}) },
+      );
+    return undefined;
+  }
+  return { plan, parallel: pp };
+}
+
+/**
+ * The latency plan with tiles beside a planned split, runnable (its `model` is the tiled model), or undefined
+ * when tiles do not predict a lower latency than the plan. For `bench` with objective latency.
+ */
+export async function tiledSplit(
+  model: AnalyzedModel,
+  planned: ClusterPlan,
+  cluster: Cluster,
+  cost: CostModel,
+): Promise<RunnableSplit | undefined> {
+  const problem = buildProblem(model, planned.order, cluster, cost);
+  const par = await parallelPlanFor(planned.plan, model, planned.order, problem, cluster, cost);
+  if (!par) return undefined;
+  return {
+    name: "tiles",
+    model: par.parallel.model,
+    assignment: par.parallel.assignment,
+    devices: par.plan.stages.map((s) => [s.device]),
+    throughput: par.plan.totals.throughput,
+    latency: par.plan.totals.latency,
+  };
+}

@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { parseCluster } from "../src/cluster/load.js";
+import { costModelFor } from "../src/cost/cost-factory.js";
+import { SequentialRunner } from "../src/export/run-sequential.js";
+import { buildStages } from "../src/export/stage.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
+import { evaluate } from "../src/partition/evaluate.js";
+import { evaluateDag } from "../src/partition/evaluate-dag.js";
+import { resolveConstraints } from "../src/partition/constraints.js";
+import { modelForPlan, parallelPlanFor } from "../src/partition/plan-parallel.js";
+import { makePlan } from "../src/partition/planner.js";
+import { planToAssignment } from "../src/partition/plan.js";
+import { buildZooModel } from "../src/zoo/index.js";
+import { assertOutputsClose } from "./helpers/compare.js";
+
+const EXACT = { optimization: "disabled" } as const;
+const CLI = join(import.meta.dirname, "..", "src", "cli", "main.js");
+
+/** Two equal analytic devices on a link of the given bandwidth (no profile: the roofline prices them). */
+function pair(bandwidth: string) {
+  return parseCluster(
+    {
+      name: `pair-${bandwidth}`,
+      inputDevice: "a",
+      outputDevice: "b",
+      devices: ["a", "b"].map((name) => ({
+        name,
+        kind: "cpu",
+        throughput: "52 GMAC/s",
+        memoryBandwidth: "20GB/s",
+        memory: "4GiB",
+        idlePower: "1W",
+        activePower: "3W",
+      })),
+      links: [
+        { devices: ["a", "b"], kind: "ethernet", bandwidth, latency: "0.1ms", energyPerBit: "0.5nJ/bit" },
+      ],
+    },
+    "pair",
+  );
+}
+
+async function planOf(name: string, bandwidth: string, tiles?: number) {
+  const model = await analyzeModel(buildZooModel(name), { source: name });
+  const cluster = pair(bandwidth);
+  const cost = costModelFor(model, cluster);
+  const out = makePlan({ model, modelPath: `zoo:${name}`, cluster, cost, objective: "latency" });
+  const par = await parallelPlanFor(
+    out.plan,
+    model,
+    out.order,
+    out.problem,
+    cluster,
+    cost,
+    tiles ? { tiles } : {},
+  );
+  return { model, out, par };
+}
+
+test("the stage-graph evaluator equals the relay model on a chain of stages, and overlaps independent ones", async () => {
+  const { out } = await planOf("resnet18", "1Gbit/s");
+  const p = out.problem;
+  const rc = resolveConstraints(p, {});
+  const n = p.n;
+  const chain = [
+    { device: 0, start: 0, end: Math.floor(n / 2) },
+    { device: 1, start: Math.floor(n / 2), end: n },
+  ];
+  const cut = out.order.nodes.findIndex(
+    (_, q) => q > 0 && q < n && p.cutBytes[q] > 0 && q === Math.floor(n / 2),
+  );
+  assert.ok(cut > 0);
+  const relay = evaluate(p, { stages: chain }, rc);
+  const dag = evaluateDag(p, chain);
+  // A chain where every tensor crosses one boundary: both models agree.
+  if (p.tensors.every((t) => t.def < 0 || t.lastUse <= Math.floor(n / 2) || t.def >= Math.floor(n / 2) - 1))
+    assert.ok(
+      Math.abs(dag.latency - relay.latency) <= 1e-9 * relay.latency,
+      `${dag.latency} vs ${relay.latency}`,
+    );
+  assert.ok(dag.stages[1].start >= dag.stages[0].finish, "the second stage waits for the first");
+});
+
+for (const name of ["unet", "resnet18"]) {
+  test(`zoo ${name}: a forced 2-tile plan runs its tiles side by side and its stages reproduce the model`, async () => {
+    const { model, par } = await planOf(name, "1Gbit/s", 2);
+    assert.ok(par, "a tiled plan");
+    const plan = par.plan;
+    assert.ok((plan.tiles?.stacks.length ?? 0) >= 1);
+    for (const st of plan.tiles!.stacks) assert.equal(st.tiles, 2);
+    // The two tiles run on two devices at the same time in the predicted timeline.
+    const tl = plan.tiles!.timeline;
+    const tileStages = plan.stages.filter((s) => s.nodes.some((x) => x.endsWith(".tile1")));
+    assert.ok(tileStages.length >= 1);
+    const k1 = tileStages[0].index;
+    const k0 = plan.stages.find((s) => s.nodes.some((x) => x.endsWith(".tile0")) && s.index !== k1)!.index;
+    assert.notEqual(plan.stages[k0].device, plan.stages[k1].device);
+    assert.ok(tl[k0].start < tl[k1].finish && tl[k1].start < tl[k0].finish, "tiles overlap in time");
+    assert.ok(plan.tiles!.haloMacs > 0);
+    // Rebuilt from the plan file alone, the stages run in sequence reproduce the original model.
+    const tiled = await modelForPlan(model, JSON.parse(JSON.stringify(plan)));
+    const stages = buildStages(tiled, planToAssignment(tiled, plan));
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const v of model.graph.inputs) {
+      const t = model.types.get(v.name)!;
+      feeds[v.name] = randomTensor(t.dtype, t.shape, 3);
+    }
+    const whole = await createSession(model.graph.model, EXACT);
+    const want = (await whole.run(feeds)) as Record<string, ort.Tensor>;
+    await whole.release();
+    const runner = await SequentialRunner.fromStages(
+      stages,
+      model.graph.outputs.map((v) => v.name),
+      EXACT,
+    );
+    assertOutputsClose(await runner.run(feeds), want, `${name} tiled plan`);
+    await runner.close();
+  });
+}
+
+test("UNet on an equal pair: tiles pay on 1 Gbit/s and the plan predicts below the best single device", async () => {
+  const { out, par } = await planOf("unet", "1Gbit/s");
+  assert.ok(par, "tiling chosen");
+  const single = out.plan.baselines.find((b) => b.name === "single")!;
+  assert.ok(par.plan.totals.latency < single.totals.latency!);
+});
+
+test("on a slow link (1 Mbit/s) the planner decides tiles do not pay", async () => {
+  const { par } = await planOf("unet", "1Mbit/s");
+  assert.equal(par, undefined);
+});
+
+test("cleave plan --tiles: a count above the rows, and a model with no spatial stack, fail in one line", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-tiles-"));
+  try {
+    // The equal pair without pinned cpus: priced by the roofline, nothing to profile.
+    const cluster = join(dir, "pair.yaml");
+    writeFileSync(
+      cluster,
+      readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"), "utf8")
+        .split("\n")
+        .filter((l) => !/^\s*(cpus|cpuShare|threads):/.test(l))
+        .join("\n"),
+    );
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [CLI, ...args], {
+        encoding: "utf8",
+        env: { ...process.env, CLEAVE_CACHE_DIR: dir },
+      });
+    const big = run(["plan", "zoo:unet", "--cluster", cluster, "--tiles", "100000"]);
+    assert.notEqual(big.status, 0);
+    assert.match(
+      big.stderr.trim(),
+      /^error: --tiles 100000: no stack of zoo:unet can be split into 100000 row tiles/,
+    );
+    assert.equal(big.stderr.trim().split("\n").length, 1, big.stderr);
+    const bad = run(["plan", "zoo:unet", "--cluster", cluster, "--tiles", "1"]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--tiles: expected a whole number of tiles >= 2, got '1'/);
+    const vit = run(["plan", "zoo:bert_mini", "--cluster", cluster, "--tiles", "2"]);
+    assert.notEqual(vit.status, 0);
+    assert.match(vit.stderr, /no stack of zoo:bert_mini can be split/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
