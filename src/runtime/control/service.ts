@@ -66,6 +66,8 @@ export class Controller {
   private pendingRecovery?: { event: Omit<RecoveryEvent, "restoredMs">; readyAt: number; faultAt: number };
   private replayedNow = 0;
   private readonly work = new Set<Promise<unknown>>();
+  /** Aborted by close(): ends the probes' waits at once. */
+  private readonly stopping = new AbortController();
   /** Every recovery so far, in order. */
   readonly recoveries: RecoveryEvent[] = [];
   /** Every re-plan (rejoin, or a switch asked from above) so far, in order. */
@@ -256,6 +258,7 @@ export class Controller {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopping.abort(new RuntimeFault("RUNTIME", "controller is closed"));
     this.gate?.open();
     this.flushRecovery(undefined);
     await Promise.allSettled([...this.work]);
@@ -465,7 +468,7 @@ export class Controller {
     const backoff: BackoffOptions = this.opts.rejoinBackoff ?? { initialMs: 200, maxMs: 5000 };
     try {
       for (let attempt = 0; !this.closed && this.lost.has(device); attempt++) {
-        await sleep(backoffDelay(attempt, backoff));
+        await sleep(backoffDelay(attempt, backoff), this.stopping.signal);
         if (this.closed) return;
         try {
           const { conn } = await connectWorker(transport, w.endpoint, {
@@ -473,6 +476,7 @@ export class Controller {
             role: "probe",
             from: "coordinator",
             timeoutMs: Math.max(1000, this.opts.heartbeatMs ?? 1000),
+            signal: this.stopping.signal,
           });
           conn.close();
         } catch {
