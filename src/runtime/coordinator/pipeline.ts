@@ -666,8 +666,11 @@ export class Pipeline {
   }
 
   private onFrame(link: PipelineLink, f: Frame): void {
-    if ((f.epoch ?? 0) !== this.epoch) return;
+    // A request's frames from another deployment are not this one's (replies to pings, stats and undeploy carry
+    // no epoch and are taken).
+    const stale = (f.epoch ?? 0) !== this.epoch;
     if (f.type === "tensor") {
+      if (stale) return;
       const req = this.pending.get(f.requestId);
       if (!req?.missing.has(f.name)) return;
       req.outputs[f.name] = frameTensor(f);
@@ -678,6 +681,7 @@ export class Pipeline {
     const m = f.msg;
     if (m.t === "error") {
       const e = m as unknown as ErrorMsg;
+      if (stale) return;
       const err = new RuntimeFault(
         e.kind === "load" ? "WORKER" : "RUNTIME",
         e.kind === "load"
