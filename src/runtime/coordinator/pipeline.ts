@@ -217,6 +217,8 @@ export class Pipeline {
   private readonly breakListeners: Array<(b: PipelineBreak) => void> = [];
   private heartbeat?: NodeJS.Timeout;
   private heartbeatMs = 0;
+  /** performance.now() of the previous heartbeat tick, ms. */
+  private lastBeat = 0;
 
   /** @internal Use {@link deploy}. */
   constructor(
@@ -280,6 +282,7 @@ export class Pipeline {
     clearInterval(this.heartbeat);
     this.heartbeatMs = heartbeatMs;
     const now = performance.now();
+    this.lastBeat = now;
     for (const l of this.links.values()) l.lastSeen = Math.max(l.lastSeen ?? now, now);
     this.heartbeat = setInterval(() => this.beat(), Math.max(1, heartbeatMs / 4));
     this.heartbeat.unref();
@@ -292,8 +295,14 @@ export class Pipeline {
       return;
     }
     const now = performance.now();
+    // This process's own thread was held (a run of the whole model here, a long synchronous step): timers run
+    // before the frames that waited, and no pings went out, so silence is not the workers'. Count it from now.
+    const interval = Math.max(1, this.heartbeatMs / 4);
+    const stalled = now - this.lastBeat > 2 * interval + 10;
+    this.lastBeat = now;
     for (const l of this.links.values()) {
       if (l.dead === true || l.conn.closed) continue;
+      if (stalled) l.lastSeen = Math.max(l.lastSeen ?? now, now);
       const silent = now - (l.lastSeen ?? now);
       const allowed =
         l.busy === undefined

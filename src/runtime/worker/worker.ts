@@ -855,7 +855,24 @@ export class Worker {
     // reads the event loop handles before reaching it (which a clock started here would count as compute).
     let t0 = performance.now();
     let cpu0 = cpuMs();
+    // The run blocks this thread: the coordinator hears first how long it may stay silent (see BusyMsg). Sent
+    // from the same callback, so it is the last frame before the run (a pong answered in this turn goes first)
+    // and the next frame the coordinator gets means the run ended.
+    const expectMs = s.recentMs.length > 0 ? Math.max(...s.recentMs) : undefined;
+    const notice = expectMs === undefined || expectMs >= BUSY_NOTICE_MS;
     setImmediate(() => {
+      if (notice)
+        d.coordinator
+          .send({
+            type: "control",
+            requestId,
+            epoch: d.epoch,
+            msg:
+              expectMs === undefined
+                ? { t: "busy", stage: s.load.stage }
+                : { t: "busy", stage: s.load.stage, expectMs },
+          })
+          .catch(() => {});
       t0 = performance.now();
       cpu0 = cpuMs();
     });
@@ -866,20 +883,6 @@ export class Worker {
       s.recentMs.push(ms);
       if (s.recentMs.length > RECENT_RUNS) s.recentMs.shift();
     };
-    // The run blocks this thread: the coordinator hears first how long it may stay silent (see BusyMsg).
-    const expectMs = s.recentMs.length > 0 ? Math.max(...s.recentMs) : undefined;
-    if (expectMs === undefined || expectMs >= BUSY_NOTICE_MS)
-      d.coordinator
-        .send({
-          type: "control",
-          requestId,
-          epoch: d.epoch,
-          msg:
-            expectMs === undefined
-              ? { t: "busy", stage: s.load.stage }
-              : { t: "busy", stage: s.load.stage, expectMs },
-        })
-        .catch(() => {});
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
       out = await s.session.run(job.feeds, s.load.outputs);
