@@ -72,3 +72,31 @@ test("with every worker killed, requests end with an explicit 'no feasible plan 
   }
   for (const pid of pids) assert.equal(alive(pid), false, `worker process ${pid} is still running`);
 });
+
+test("with recovery off, a kill fails the requests in flight with an error naming the worker, and later ones too", async () => {
+  const { fixture, manifest } = chaosModel();
+  const want = await expectedOutputs(fixture, COUNT);
+  const { cluster, controller } = await chaosCluster(manifest, fixture.dir, { recover: false });
+  const pids = [...cluster.pids];
+  try {
+    const { outcomes, answers } = await streamWithFault(controller, COUNT, 40, () => {
+      process.kill(pids[1], "SIGKILL");
+    });
+    answers.forEach((n, i) => {
+      assert.equal(n, 1, `request ${i} answered ${n} times`);
+    });
+    let failed = 0;
+    outcomes.forEach((o, i) => {
+      if (o.error !== undefined) {
+        failed++;
+        assert.match(o.error, /^worker w1 \(stage 1\) at 127\.0\.0\.1:\d+: /, `request ${i}`);
+      } else assertAllCorrect([o], [1], [want[i]]);
+    });
+    assert.ok(failed >= COUNT - 40 - 6, `${failed} failed`);
+    assert.equal(controller.recoveries.length, 0);
+  } finally {
+    await controller.close();
+    await cluster.stop();
+  }
+  for (const pid of pids) assert.equal(alive(pid), false, `worker process ${pid} is still running`);
+});

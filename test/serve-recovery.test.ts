@@ -61,6 +61,12 @@ test("a worker killed under load: live throughout, no admitted request lost, rea
     new Promise((r) => setTimeout(r, i * 5)).then(() => infer()),
   );
   await new Promise((r) => setTimeout(r, 20));
+  // Recovery of this small model can be over between two health probes: readiness is also read as the loss is
+  // handled.
+  let readyAtLoss: boolean | undefined;
+  served.controller.on("lost", () => {
+    readyAtLoss ??= served.ready();
+  });
   process.kill(victim, "SIGKILL");
   let sawNotReady = false;
   const probes = (async () => {
@@ -86,7 +92,8 @@ test("a worker killed under load: live throughout, no admitted request lost, rea
   }
   assert.ok(answered > 0);
   assert.equal(served.recoveries(), 1);
-  assert.ok(sawNotReady, "not ready while recovering");
+  assert.ok(sawNotReady || readyAtLoss === false, "not ready while recovering");
+  assert.equal(readyAtLoss, false);
   assert.equal((await fetch(`${base}/v2/health/ready`)).status, 200);
   // Its local worker is started again at its endpoint, found, and the first split deployed again.
   for (let i = 0; i < 500 && served.controller.replans.length === 0; i++)

@@ -42,7 +42,7 @@ export async function expectedOutputs(fixture: Fixture, count: number): Promise<
 export async function chaosCluster(
   manifest: Manifest,
   dir: string,
-  opts: { heartbeatMs?: number; deadlineMs?: number } = {},
+  opts: { heartbeatMs?: number; deadlineMs?: number; recover?: boolean } = {},
 ): Promise<{ cluster: LocalCluster; controller: Controller }> {
   const cluster = await startLocalWorkers([{ name: "w0" }, { name: "w1" }, { name: "w2" }]);
   try {
@@ -50,6 +50,7 @@ export async function chaosCluster(
       deploy: { token: cluster.token, maxInFlight: 6, timeoutMs: opts.deadlineMs ?? 20000 },
       heartbeatMs: opts.heartbeatMs ?? 1000,
       rejoinBackoff: { initialMs: 100, maxMs: 500 },
+      ...(opts.recover !== undefined ? { recover: opts.recover } : {}),
       replan: async (alive) => ({ manifest: reassignStages(manifest, alive), dir }),
     });
     return { cluster, controller };

@@ -375,7 +375,7 @@ export class Controller {
   /** After a loss broke deployment `d`: re-plan over the devices left, deploy, let the requests run again. */
   private async recover(d: Deployment, b: PipelineBreak): Promise<void> {
     if (this.opts.recover === false) {
-      this.goDown(`recovery is off, and ${b.error.message}`);
+      this.down = b.error;
       return;
     }
     this.shut(`recovering from the loss of ${b.device}`);
