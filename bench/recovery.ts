@@ -2,7 +2,7 @@
  * Recovery benchmark: EfficientNet-B0 as a two-stage pipeline (MAC-balanced cut) on the local cluster's two
  * pinned one-core devices, core0 > core1. Each scenario deploys it afresh, measures a round, kills (SIGKILL) or
  * stops (SIGSTOP) one worker while requests stream, and measures a round on the deployment the control loop
- * made over the device left. In the same run the whole model is deployed fresh on each device alone: the
+ * made over the device left (after a 1 s warm-up, as a fresh deployment gets). In the same run the whole model is deployed fresh on each device alone: the
  * fresh plan for the cluster that remains, which the recovered throughput is compared with. Prints JSON:
  * detection time and time to the first answer after the fault (ms), requests replayed and lost (must be 0),
  * throughput before, after and fresh, and after / fresh.

@@ -16,6 +16,11 @@ export interface FaultRecoveryOptions {
   faultAfter?: number;
   /** Requests in flight at once (default: the deployment's). */
   inFlight?: number;
+  /**
+   * Requests run after the recovery before the round after is measured, for at least this long, ms (default
+   * 1000): a stage just loaded on a worker runs slower for its first ~80 requests, as deploySplit's warm-up allows.
+   */
+  warmupMs?: number;
   /** Feeds of every request. */
   feeds: Tensors;
 }
@@ -35,7 +40,7 @@ export interface FaultRecoveryResult {
   lost: number;
   /** Requests the controller ran again after the fault. */
   replayed: number;
-  /** Requests/s of a round before the fault and of one after the recovery. */
+  /** A round before the fault, and one after the recovery and a warm-up. */
   before: SplitMeasurement;
   after: SplitMeasurement;
   /** Devices of each stage after the recovery. */
@@ -92,6 +97,9 @@ export async function measureFaultRecovery(
   };
   try {
     await Promise.all(Array.from({ length: opts.inFlight ?? c.pipeline.maxInFlight }, lane));
+    const t0 = performance.now();
+    while (performance.now() - t0 < (opts.warmupMs ?? 1000))
+      await c.runMany({ count: 10, feeds: () => opts.feeds }, { inFlight: opts.inFlight });
     const after = await split.measure(requests, opts.inFlight);
     return {
       victim: opts.victim,
