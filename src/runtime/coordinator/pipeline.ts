@@ -270,7 +270,8 @@ export class Pipeline {
 
   /**
    * Starts the failure detector (deploy calls it once every stage is loaded): every `heartbeatMs / 4` each live
-   * worker gets a ping, and one silent for longer than `heartbeatMs` is lost as `unresponsive`. A worker that
+   * worker gets a ping, and one silent for `heartbeatMs` (judged at the tick that would pass it: after 3/4 of
+   * it and within it) is lost as `unresponsive`. A worker that
    * announced a stage run (`busy`) may stay silent for `heartbeatMs + 3 x` its recent run time instead
    * (30 s for a first run), since onnxruntime-node's run holds its thread and no pong goes out until it ends.
    */
@@ -310,7 +311,8 @@ export class Pipeline {
           : l.busy.expectMs === undefined
             ? Math.max(FIRST_RUN_GRACE_MS, 10 * this.heartbeatMs)
             : this.heartbeatMs + BUSY_SLACK * l.busy.expectMs;
-      if (silent > allowed) {
+      // Judged a tick early, so a silent worker is lost within `allowed` (not up to a tick after it).
+      if (silent > allowed - interval) {
         this.lose(
           l,
           "unresponsive",
