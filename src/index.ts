@@ -141,12 +141,27 @@ export type { PlanEncodings } from "./partition/plan-encodings.js";
 // Runtime
 export { DEPLOY_CHUNK_BYTES, deploy, type DeployOptions } from "./runtime/coordinator/deploy.js";
 export {
+  DEFAULT_HEARTBEAT_MS,
+  type LossCause,
   Pipeline,
+  type PipelineBreak,
   type ReplicaLossEvent,
   type RunReport,
   type StageLoad,
   type WorkerAddress,
 } from "./runtime/coordinator/pipeline.js";
+export {
+  Controller,
+  type ControllerEvents,
+  type ControllerOptions,
+  type Deployable,
+  type DeviceEvent,
+  type RecoveryEvent,
+  type Replan,
+  type ReplanEvent,
+  startController,
+} from "./runtime/control/service.js";
+export { reassignStages } from "./runtime/control/reassign.js";
 export type { ReplicaStats } from "./runtime/coordinator/replicas.js";
 export { type LocalCluster, startLocalWorkers } from "./runtime/coordinator/local-cluster.js";
 export { Worker, type WorkerOptions } from "./runtime/worker/worker.js";
@@ -162,6 +177,11 @@ export {
   type StageDevices,
 } from "./runtime/coordinator/run-split.js";
 export { type BenchResult, type BenchRow, benchCluster } from "./harness/bench.js";
+export {
+  type FaultRecoveryOptions,
+  type FaultRecoveryResult,
+  measureFaultRecovery,
+} from "./harness/recovery.js";
 export {
   benchFindings,
   fmtPercent,

@@ -131,6 +131,11 @@ test("every mistake gives one error: line, a non-zero exit and no half-written f
       ["run", model, "--stages", "2", "--workers", "core0=127.0.0.1:1"],
       /--workers: no worker for device 'core1' of the split over cluster local/,
     ],
+    // A heartbeat of 0 would lose every worker at once.
+    [
+      ["run", model, "--stages", "2", "--heartbeat-ms", "0"],
+      /--heartbeat-ms: expected an integer >= 1, got '0'/,
+    ],
     [
       ["bench", model, "--cluster", "local", "--workers", "core0=127.0.0.1:1,gpu=127.0.0.1:2"],
       /--workers: 'gpu' is not a device of cluster local/,

@@ -2,13 +2,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "../cluster/types.js";
-import { ArgumentError, errorMessage, RuntimeFault } from "../errors.js";
+import { ArgumentError, errorMessage } from "../errors.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { StageAssignment } from "../partition/assign.js";
-import { backoffDelay, sleep } from "../runtime/backoff.js";
-import { deploy } from "../runtime/coordinator/deploy.js";
+import { reassignStages } from "../runtime/control/reassign.js";
+import {
+  type Controller,
+  type RecoveryEvent,
+  type ReplanEvent,
+  startController,
+} from "../runtime/control/service.js";
 import { type LocalCluster, startLocalWorkers } from "../runtime/coordinator/local-cluster.js";
 import { workersFor } from "../runtime/coordinator/run-split.js";
 import type { Pipeline, Tensors, WorkerAddress } from "../runtime/coordinator/pipeline.js";
@@ -18,25 +23,6 @@ import type { ServedModel } from "./server.js";
 import type { TlsConfig } from "../runtime/transport/transport.js";
 
 const log = logger("serve:deploy");
-
-/** Resolves when `p` does; rejects when `signal` aborts first. */
-function untilAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-      (err) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
-}
 
 /** Options of {@link deployForServing}. */
 export interface ServeSplitOptions {
@@ -56,6 +42,11 @@ export interface ServeSplitOptions {
   tls?: TlsConfig;
   /** Called with a short description of each step. */
   onStep?: (what: string) => void;
+  /** Failure detector, ms (default 1000; see Pipeline.startHeartbeat). */
+  heartbeatMs?: number;
+  /** Called with each recovery from a lost device, and each re-plan, as they happen. */
+  onRecovery?: (e: RecoveryEvent) => void;
+  onReplan?: (e: ReplanEvent) => void;
 }
 
 /** A split deployed for serving: the model the server answers for, and what its metrics read. */
@@ -65,7 +56,9 @@ export interface ServedSplit extends ServedModel, MetricsSource {
   readonly devices: readonly (readonly string[])[];
   /** Requests in the pipeline at once. */
   readonly inFlight: number;
-  /** Recoveries from worker faults so far. */
+  /** The control loop that owns the deployment (its recoveries and re-plans). */
+  readonly controller: Controller;
+  /** Recoveries from worker faults so far (deployments made over the devices left after a loss). */
   recoveries(): number;
   /** Undeploys, stops the local workers it started and removes the stage files. */
   close(): Promise<void>;
@@ -74,9 +67,11 @@ export interface ServedSplit extends ServedModel, MetricsSource {
 /**
  * Deploys a split of `model` on the devices of `cluster` for serving, under the name `name`: writes the stage
  * models, starts a pinned local worker for each emulated device (one with `cpus`) without a running worker,
- * and deploys. A worker fault (a connection lost) makes it not ready while it recovers: it restarts its local
- * workers and deploys again, with backoff, and the requests that met the fault run once more. The caller
- * closes it.
+ * and deploys under a {@link Controller}. A lost worker (connection closed, silent past the heartbeat) makes it
+ * not ready while the controller moves its stages to the devices left and runs the requests that met the
+ * fault again there; a local worker that was lost is killed and started again at its endpoint, and once it
+ * (or a given worker, restarted by whoever runs it) answers, the first split is deployed again (from the
+ * workers' stage caches). The caller closes it.
  */
 export async function deployForServing(
   model: AnalyzedModel,
@@ -93,9 +88,12 @@ export async function deployForServing(
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
-  let pipeline: Pipeline | undefined;
+  let controller: Controller | undefined;
+  const restarts = new Set<Promise<void>>();
   const release = async () => {
-    await pipeline?.close();
+    await controller?.close();
+    // A worker being started again is stopped with the rest, not left behind.
+    await Promise.allSettled([...restarts]);
     await local?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -110,46 +108,38 @@ export async function deployForServing(
       local = await startLocalWorkers(toStart, { token: opts.token });
     }
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
-    const deployNow = () =>
-      deploy({ manifest, dir: split }, [...given.values(), ...(local?.workers ?? [])], {
-        token: local?.token ?? opts.token,
-        maxInFlight: inFlight,
-        replicaWeights: opts.replicaWeights,
-        ...(opts.tls ? { tls: opts.tls } : {}),
-      });
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
-    pipeline = await deployNow();
+    const c = await startController(
+      { manifest, dir: split },
+      [...given.values(), ...(local?.workers ?? [])],
+      {
+        deploy: {
+          token: local?.token ?? opts.token,
+          maxInFlight: inFlight,
+          replicaWeights: opts.replicaWeights,
+          ...(opts.tls ? { tls: opts.tls } : {}),
+        },
+        ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+        replan: async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
+      },
+    );
+    controller = c;
     let closed = false;
-    let recovering: Promise<void> | undefined;
-    let recoveries = 0;
-    // After a worker fault: undeploy what is left, restart the local workers (a given worker is someone
-    // else's to restart, e.g. its StatefulSet's) and deploy again, with backoff, until it works or closes.
-    const recover = (): Promise<void> => {
-      recovering ??= (async () => {
-        for (let attempt = 0; !closed; attempt++) {
-          try {
-            await pipeline?.close();
-            if (local) {
-              const token = local.token;
-              await local.stop();
-              local = undefined;
-              local = await startLocalWorkers(toStart, { token });
-            }
-            pipeline = await deployNow();
-            recoveries++;
-            log(`recovered after ${attempt + 1} attempt(s)`);
-            return;
-          } catch (err) {
-            log(`recovery attempt ${attempt + 1} failed: ${errorMessage(err)}`);
-            await sleep(backoffDelay(attempt, { initialMs: 200, maxMs: 5000 }));
-          }
-        }
-      })().finally(() => {
-        recovering = undefined;
-      });
-      return recovering;
-    };
-    const current = () => pipeline as Pipeline;
+    // A local worker that was lost is ours to start again (a given one is someone else's, e.g. its
+    // StatefulSet's); the controller finds it at its endpoint and moves back to the first split.
+    const localNames = new Set(toStart.map((d) => d.name));
+    c.on("lost", (e) => {
+      if (closed || !local || !localNames.has(e.device)) return;
+      const r = local.restart(e.device).then(
+        () => log(`restarted local worker ${e.device}`),
+        (err) => log(`cannot restart local worker ${e.device}: ${errorMessage(err)}`),
+      );
+      restarts.add(r);
+      void r.finally(() => restarts.delete(r));
+    });
+    if (opts.onRecovery) c.on("recovery", opts.onRecovery);
+    if (opts.onReplan) c.on("replan", opts.onReplan);
+    const current = () => c.pipeline;
     return {
       name,
       signature: { inputs: manifest.inputs, outputs: manifest.outputs },
@@ -159,30 +149,16 @@ export async function deployForServing(
       devices,
       inFlight,
       predictedThroughput: opts.predictedThroughput,
-      ready: () => recovering === undefined && !closed,
-      recoveries: () => recoveries,
-      async infer(feeds: Tensors, o: { signal: AbortSignal }) {
-        // A request that meets a fault runs again (twice at most), after the recovery when a worker was lost,
-        // so an admitted request is answered rather than lost. A peer's death can first reach a request as
-        // a stage error (the stage before it could not send), and the pipeline learns of the lost
-        // connection a moment later, so any run-time fault is retried, and a lost worker starts recovery.
-        for (let attempt = 0; ; attempt++) {
-          if (recovering) await untilAborted(recovering, o.signal);
-          const p = current();
-          try {
-            return await p.infer(feeds, { signal: o.signal });
-          } catch (err) {
-            const runtime = err instanceof RuntimeFault;
-            if (!runtime || closed || o.signal.aborted || attempt >= 2) throw err;
-            if (err.code === "WORKER" && current() === p) void recover();
-          }
-        }
+      controller: c,
+      ready: () => c.ready && !closed,
+      recoveries: () => c.recoveries.length,
+      infer(feeds: Tensors, o: { signal: AbortSignal }) {
+        return c.infer(feeds, { signal: o.signal });
       },
       pipelineStats: () => current().stats(),
       workerStats: () => current().workerStats(),
       close: async () => {
         closed = true;
-        await recovering;
         await release();
       },
     };

@@ -7,7 +7,13 @@ import { ArgumentError, CleaveError, errorMessage, RuntimeFault } from "../../er
 import { connectWorker } from "../transport/handshake.js";
 import { logger } from "../log.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "../transport/frame.js";
-import { Pipeline, type PipelineLink, type StageLoad, type WorkerAddress } from "./pipeline.js";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  Pipeline,
+  type PipelineLink,
+  type StageLoad,
+  type WorkerAddress,
+} from "./pipeline.js";
 import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "../transport/protocol.js";
 import { MAX_PATH } from "../transport/frame.js";
 import { Replica, ReplicaGroup } from "./replicas.js";
@@ -49,6 +55,18 @@ export interface DeployOptions {
    */
   linkDelayMs?: (from: string, to: string) => number;
   signal?: AbortSignal;
+  /** Deployment epoch (u32) stamped on every request frame (default 0; the control loop counts deployments). */
+  epoch?: number;
+  /**
+   * Failure detector: a worker silent this long beyond an announced stage run is lost, ms (default
+   * DEFAULT_HEARTBEAT_MS; see Pipeline.startHeartbeat).
+   */
+  heartbeatMs?: number;
+  /**
+   * Ask each worker for a stage from its cache first (by sha256) and send the bytes only when it lacks it
+   * (default true): redeploying a stage a worker ran before ships nothing.
+   */
+  cache?: boolean;
 }
 
 /**
@@ -206,7 +224,14 @@ export async function deploy(
     stageLinks[i].map((link, k) => ({ stage, i, link, k })),
   );
   const maxInFlight = opts.maxInFlight ?? 2 * distinct.length;
-  const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs);
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  if (!(heartbeatMs > 0) || !Number.isFinite(heartbeatMs)) {
+    for (const l of links.values()) l.conn.close();
+    throw new ArgumentError(`heartbeat: ${heartbeatMs} ms is not a positive number of ms`, {
+      field: "heartbeatMs",
+    });
+  }
+  const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs, opts.epoch ?? 0);
   for (const l of links.values()) l.conn.delayMs = delay("coordinator", l.name);
 
   const modelOutputs = new Set(manifest.outputs.map((o) => o.name));
@@ -253,6 +278,8 @@ export async function deploy(
           // The token is not sent: each worker reaches the others with its own, by challenge-response.
           workers: distinct.map((w) => ({ worker: w.name, endpoint: w.endpoint })),
           coordinatorDelayMs: delay(link.name, "coordinator"),
+          epoch: opts.epoch ?? 0,
+          ...(stage.data === undefined && opts.cache !== false ? { cached: true } : {}),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);
@@ -265,6 +292,7 @@ export async function deploy(
     throw new RuntimeFault("WORKER", `deploy failed: ${errorMessage(err)}`);
   }
   log(`deployed ${manifest.stages.length} stages (${loads.length} replicas) on ${links.size} workers`);
+  pipeline.startHeartbeat(heartbeatMs);
   return pipeline;
 }
 
@@ -329,11 +357,25 @@ async function loadStage(
     );
   };
   let chunks = 0;
+  // Announced as cached: the worker answers `need` when it lacks the stage, else loads it from its cache.
+  const needed = new Promise<boolean>((resolve) => {
+    if (msg.cached === true) pipeline.needWaiters.set(key, () => resolve(true));
+    else resolve(true);
+    loaded.then(
+      () => resolve(false),
+      () => resolve(false),
+    );
+  });
   try {
     arm("announcement not taken");
-    await Promise.race([link.conn.send({ type: "control", requestId: 0, msg: { ...msg } }), loaded]);
-    const parts: Array<[LoadChunkMsg["part"], string, number]> = [["model", msg.file, msg.bytes]];
-    if (msg.data) parts.push(["data", msg.data.file, msg.data.bytes]);
+    await Promise.race([
+      link.conn.send({ type: "control", requestId: 0, epoch: msg.epoch ?? 0, msg: { ...msg } }),
+      loaded,
+    ]);
+    const parts: Array<[LoadChunkMsg["part"], string, number]> = (await needed)
+      ? [["model", msg.file, msg.bytes]]
+      : [];
+    if (msg.data && parts.length > 0) parts.push(["data", msg.data.file, msg.data.bytes]);
     for (const [part, file, bytes] of parts) {
       let offset = 0;
       if (bytes > 0) {
@@ -364,7 +406,7 @@ async function loadStage(
     return {
       stage: msg.stage,
       worker: link.name,
-      bytes: msg.bytes + (msg.data?.bytes ?? 0),
+      bytes: chunks > 0 ? msg.bytes + (msg.data?.bytes ?? 0) : 0,
       chunks,
       deployMs: performance.now() - t0,
       receiveMs: done.receiveMs,
@@ -373,5 +415,6 @@ async function loadStage(
   } finally {
     clearTimeout(timer);
     pipeline.loadWaiters.delete(key);
+    pipeline.needWaiters.delete(key);
   }
 }

@@ -19,6 +19,8 @@ export interface LocalDevice {
   threads?: number;
   /** Address this worker listens on (default: the cluster's host option). */
   host?: string;
+  /** Port to listen on (default 0: a free one); a restarted worker keeps its endpoint with it. */
+  port?: number;
 }
 
 /** Options of {@link startLocalWorkers}. */
@@ -49,8 +51,13 @@ export interface LocalCluster {
   workers: WorkerAddress[];
   /** The token the workers require. */
   token: string;
-  /** Process ids of the workers. */
+  /** Process ids of the workers (a restarted worker's entry is its new process). */
   pids: number[];
+  /**
+   * Kills worker `name` (SIGKILL, also when it is stopped or hung) and starts it again at the same endpoint with
+   * the same token, CPUs and threads; resolves once it listens. Its `pids` entry changes.
+   */
+  restart(name: string): Promise<void>;
   /** True when the workers are pinned with taskset. */
   pinned: boolean;
   /** Stops every worker (SIGTERM, then SIGKILL after 2 s) and waits for them to exit. */
@@ -140,47 +147,64 @@ export async function startLocalWorkers(
   const stop = async () => {
     await Promise.all(started.map(stopChild));
   };
+  const spawnOne = async (d: LocalDevice) => {
+    const threads = d.threads ?? (d.cpus && d.cpus.length > 0 ? d.cpus.length : 1);
+    let cmd = [
+      ...cliCommand(),
+      "worker",
+      "--listen",
+      `${d.host ?? opts.host ?? "127.0.0.1"}:${d.port ?? 0}`,
+      "--name",
+      d.name,
+      "--threads",
+      String(threads),
+      "--transport",
+      opts.transport ?? "tcp",
+      ...(opts.detached ? [] : ["--exit-on-stdin-close"]),
+    ];
+    if (canPin && d.cpus && d.cpus.length > 0) cmd = ["taskset", "-c", d.cpus.join(","), ...cmd];
+    if (opts.wrap) cmd = opts.wrap(d, cmd);
+    log(`starting ${d.name}: ${cmd.join(" ")}`);
+    const logFd = opts.detached && opts.logFile ? openSync(opts.logFile(d), "a") : undefined;
+    const child = spawn(cmd[0], cmd.slice(1), {
+      stdio: opts.detached ? ["ignore", "pipe", logFd ?? "ignore"] : ["pipe", "pipe", "pipe"],
+      env: { ...process.env, CLEAVE_TOKEN: token },
+      detached: opts.detached === true,
+    });
+    if (logFd !== undefined) closeSync(logFd);
+    started.push(child);
+    if (!opts.detached) {
+      live.add(child);
+      child.once("exit", () => live.delete(child));
+    }
+    const endpoint = await readListenLine(child, d.name, opts.startTimeoutMs ?? 20000);
+    if (opts.detached) {
+      child.stdout?.destroy();
+      child.unref();
+    }
+    return { name: d.name, endpoint, child };
+  };
   try {
-    const workers = await Promise.all(
-      devices.map(async (d) => {
-        const threads = d.threads ?? (d.cpus && d.cpus.length > 0 ? d.cpus.length : 1);
-        let cmd = [
-          ...cliCommand(),
-          "worker",
-          "--listen",
-          `${d.host ?? opts.host ?? "127.0.0.1"}:0`,
-          "--name",
-          d.name,
-          "--threads",
-          String(threads),
-          "--transport",
-          opts.transport ?? "tcp",
-          ...(opts.detached ? [] : ["--exit-on-stdin-close"]),
-        ];
-        if (canPin && d.cpus && d.cpus.length > 0) cmd = ["taskset", "-c", d.cpus.join(","), ...cmd];
-        if (opts.wrap) cmd = opts.wrap(d, cmd);
-        log(`starting ${d.name}: ${cmd.join(" ")}`);
-        const logFd = opts.detached && opts.logFile ? openSync(opts.logFile(d), "a") : undefined;
-        const child = spawn(cmd[0], cmd.slice(1), {
-          stdio: opts.detached ? ["ignore", "pipe", logFd ?? "ignore"] : ["pipe", "pipe", "pipe"],
-          env: { ...process.env, CLEAVE_TOKEN: token },
-          detached: opts.detached === true,
-        });
-        if (logFd !== undefined) closeSync(logFd);
-        started.push(child);
-        if (!opts.detached) {
-          live.add(child);
-          child.once("exit", () => live.delete(child));
-        }
-        const endpoint = await readListenLine(child, d.name, opts.startTimeoutMs ?? 20000);
-        if (opts.detached) {
-          child.stdout?.destroy();
-          child.unref();
-        }
-        return { name: d.name, endpoint };
-      }),
-    );
-    return { workers, token, pids: started.map((c) => c.pid ?? -1), pinned: canPin, stop };
+    const up = await Promise.all(devices.map((d) => spawnOne(d)));
+    const workers = up.map((u) => ({ name: u.name, endpoint: u.endpoint }));
+    const children = up.map((u) => u.child);
+    const pids = children.map((c) => c.pid ?? -1);
+    const restart = async (name: string) => {
+      const i = devices.findIndex((d) => d.name === name);
+      if (i < 0) throw new RuntimeFault("WORKER", `no local worker is named '${name}'`, { device: name });
+      const old = children[i];
+      if (old.exitCode === null && old.signalCode === null) {
+        old.kill("SIGKILL");
+        await waitExit(old, 5000);
+      }
+      live.delete(old);
+      const ep = workers[i].endpoint;
+      const port = Number(ep.slice(ep.lastIndexOf(":") + 1));
+      const again = await spawnOne({ ...devices[i], port });
+      children[i] = again.child;
+      pids[i] = again.child.pid ?? -1;
+    };
+    return { workers, token, pids, pinned: canPin, stop, restart };
   } catch (err) {
     await stop();
     throw err;

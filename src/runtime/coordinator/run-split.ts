@@ -11,7 +11,14 @@ import { writeSplit } from "../../export/write.js";
 import { inputFeeds } from "../../ir/input-values.js";
 import type { AnalyzedModel } from "../../ir/analyze.js";
 import { createSession, type ort } from "../../onnx/ort.js";
-import { deploy } from "./deploy.js";
+import {
+  type Controller,
+  type Deployable,
+  type RecoveryEvent,
+  type ReplanEvent,
+  startController,
+} from "../control/service.js";
+import { reassignStages } from "../control/reassign.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "../transport/protocol.js";
@@ -61,6 +68,24 @@ export interface RunSplitOptions {
   encodings?: readonly TensorEncoding[];
   /** Graph inputs read off the input device go through a stage there (see `encodeStages`'s `relayInputs`). */
   relayInputs?: boolean;
+  /** Failure detector, ms (default 1000; see Pipeline.startHeartbeat). */
+  heartbeatMs?: number;
+  /** Recover from a lost device by re-planning over the rest (default true). */
+  recover?: boolean;
+  /**
+   * Re-planning after a loss or a rejoin: a split over the devices `alive` (stage assignment and the devices
+   * of each stage), which is exported and deployed. Default: the first split's stages with each lost device's
+   * stages moved to a device left ({@link reassignStages}): no export, and stage files the workers hold are
+   * not sent again.
+   */
+  replan?: (
+    alive: readonly string[],
+    why: { reason: "loss" | "rejoin"; device: string },
+  ) => Promise<{ assignment: StageAssignment; devices: StageDevices[]; throughput?: number }>;
+  /** Called with each recovery as it happens. */
+  onRecovery?: (e: RecoveryEvent) => void;
+  /** Called with each re-plan (rejoin or switch) as it happens. */
+  onReplan?: (e: ReplanEvent) => void;
 }
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
@@ -145,6 +170,10 @@ export interface SplitMeasurement {
   replicas: ReplicaMeasurement[];
   /** Replicas lost during the round. */
   losses: ReplicaLossEvent[];
+  /** Recoveries from lost devices reported during the round (see RecoveryEvent). */
+  recoveries: RecoveryEvent[];
+  /** Re-plans (a device back, a switch) during the round. */
+  replans: ReplanEvent[];
 }
 
 /** What {@link runSplit} measured. */
@@ -168,8 +197,10 @@ export interface DeployedSplit {
   readonly devices: string[];
   /** Every device of each stage, in group order. */
   readonly replicaGroups: string[][];
-  /** The deployed pipeline (its stats and loss events). */
+  /** The pipeline deployed now (its stats and loss events); it changes after a recovery. */
   readonly pipeline: Pipeline;
+  /** The control loop that owns the deployment: recoveries, re-plans, switches. */
+  readonly controller: Controller;
   /** See {@link RunSplitResult.stageLoads}. */
   readonly stageLoads: StageLoad[];
   /** See {@link RunSplitResult.maxRelativeDiff}. */
@@ -252,9 +283,9 @@ export async function deploySplit(
   const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   let local: LocalCluster | undefined;
-  let pipeline: Pipeline | undefined;
+  let controller: Controller | undefined;
   const release = async () => {
-    await pipeline?.close();
+    await controller?.close();
     await local?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -270,15 +301,39 @@ export async function deploySplit(
     const workers = [...given.values(), ...(local?.workers ?? [])];
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
-    const p = await deploy({ manifest, dir: split }, workers, {
-      token: local?.token ?? opts.token,
-      maxInFlight: inFlight,
-      timeoutMs: opts.deadlineMs ?? 30000,
-      linkDelayMs: opts.linkDelayMs,
-      replicaWeights: opts.replicaWeights,
-      ...(opts.tls ? { tls: opts.tls } : {}),
+    let plans = 0;
+    const replan = opts.replan;
+    const c = await startController({ manifest, dir: split }, workers, {
+      deploy: {
+        token: local?.token ?? opts.token,
+        maxInFlight: inFlight,
+        timeoutMs: opts.deadlineMs ?? 30000,
+        linkDelayMs: opts.linkDelayMs,
+        replicaWeights: opts.replicaWeights,
+        ...(opts.tls ? { tls: opts.tls } : {}),
+      },
+      ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+      ...(opts.recover !== undefined ? { recover: opts.recover } : {}),
+      replan: replan
+        ? async (alive, why): Promise<Deployable> => {
+            const next = await replan(alive, why);
+            const out = join(dir, `replan-${++plans}`);
+            const m = writeSplit(model, buildStages(model, next.assignment), out, {
+              modelPath: opts.modelPath ?? model.graph.source,
+              devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+            });
+            return {
+              manifest: m,
+              dir: out,
+              ...(next.throughput !== undefined ? { throughput: next.throughput } : {}),
+            };
+          }
+        : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
     });
-    pipeline = p;
+    controller = c;
+    if (opts.onRecovery) c.on("recovery", opts.onRecovery);
+    if (opts.onReplan) c.on("replan", opts.onReplan);
+    const p = c;
     const feeds = opts.feeds ?? inputFeeds(model);
     const first = await p.infer(feeds);
     const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
@@ -292,14 +347,20 @@ export async function deploySplit(
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
-      pipeline: p,
-      stageLoads: [...p.stageLoads],
+      get pipeline() {
+        return c.pipeline;
+      },
+      controller: c,
+      stageLoads: [...c.pipeline.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
         const before = await p.workerStats();
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
-        const lossesBefore = p.events.length;
+        const pipelineBefore = c.pipeline;
+        const lossesBefore = c.pipeline.events.length;
+        const recoveriesBefore = c.recoveries.length;
+        const replansBefore = c.replans.length;
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
@@ -308,6 +369,8 @@ export async function deploySplit(
         const cpu = process.cpuUsage(cpuBefore);
         const after = await p.workerStats();
         const sentAfter = p.stats();
+        // After a recovery the counters are the new deployment's: nothing to subtract.
+        const same = c.pipeline === pipelineBefore;
         const done = Math.max(1, report.completed);
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
         const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
@@ -315,17 +378,19 @@ export async function deploySplit(
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};
         for (const a of after) {
-          const b = before.find((r) => r.worker === a.worker);
+          const b = same ? before.find((r) => r.worker === a.worker) : undefined;
           stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
           stageOrtCpuMs[a.worker] = (ortCpu(a) - ortCpu(b)) / done;
         }
         const bytesPerRequest =
-          (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
+          (sentAfter.bytesSent +
+            sentAfter.bytesReceived -
+            (same ? sentBefore.bytesSent + sentBefore.bytesReceived : 0)) /
           done;
         const replicas: ReplicaMeasurement[] = sentAfter.stages.flatMap((st, i) =>
           st.replicas.map((r, k) => {
-            const b = sentBefore.stages[i].replicas[k];
+            const b = (same ? sentBefore.stages[i]?.replicas[k] : undefined) ?? { completed: 0, failed: 0 };
             return {
               stage: r.stage,
               device: r.device,
@@ -340,7 +405,9 @@ export async function deploySplit(
         return {
           report,
           replicas,
-          losses: p.events.slice(lossesBefore),
+          losses: same ? c.pipeline.events.slice(lossesBefore) : [...c.pipeline.events],
+          recoveries: c.recoveries.slice(recoveriesBefore),
+          replans: c.replans.slice(replansBefore),
           stageBusyMs,
           stageCpuMs,
           stageOrtCpuMs,
