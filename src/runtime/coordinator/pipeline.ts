@@ -3,6 +3,7 @@ import { ArgumentError, errorMessage, RuntimeFault } from "../../errors.js";
 import type { ort } from "../../onnx/ort.js";
 import { type Frame, frameTensor, tensorFrame } from "../transport/frame.js";
 import { type LatencySummary, summarizeLatencies } from "../latency.js";
+import { armDeadline, WaiterMap, waiter } from "../deadline.js";
 import { logger } from "../log.js";
 import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "../transport/protocol.js";
 import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
@@ -112,7 +113,8 @@ export interface PipelineLink {
   stages: number[];
   pid: number;
   threads: number;
-  statsWaiters: Array<(m: StatsReplyMsg) => void>;
+  /** Stats requests waiting for their reply, by the request's id (the worker answers with the same id). */
+  statsWaiters: WaiterMap<number, StatsReplyMsg>;
   undeployWaiter?: () => void;
   /** Set once the worker is lost: nothing more is sent to it. */
   dead?: boolean;
@@ -130,8 +132,8 @@ interface Req {
   missing: Set<string>;
   resolve: (o: Tensors) => void;
   reject: (e: Error) => void;
-  timer?: NodeJS.Timeout;
-  cleanup?: () => void;
+  /** Disarms the request's deadline and abort listener. */
+  disarm?: () => void;
   sent: boolean;
   done: boolean;
 }
@@ -148,6 +150,7 @@ export class Pipeline {
   private readonly pending = new Map<number, Req>();
   private readonly waiting: Req[] = [];
   private nextId = 1;
+  private nextStatsId = 1;
   private inFlight = 0;
   private broken?: RuntimeFault;
   private closed = false;
@@ -160,7 +163,8 @@ export class Pipeline {
   private readonly stageNo: number[];
   /** Whether any stage has several replicas: frames carry a path only then. */
   private readonly replicated: boolean;
-  readonly loadWaiters = new Map<string, { resolve: (m: LoadedMsg) => void; reject: (e: Error) => void }>();
+  /** Stages being loaded, by `worker/stage` (deploy waits on them). */
+  readonly loadWaiters = new WaiterMap<string, LoadedMsg>();
   /** How each stage was deployed, in stage order, one entry per replica (filled by deploy). */
   readonly stageLoads: StageLoad[] = [];
   /** Replicas lost without breaking the pipeline, in the order noticed. */
@@ -189,6 +193,15 @@ export class Pipeline {
     for (const link of links.values()) {
       link.conn.onFrame((f) => this.onFrame(link, f));
       link.conn.onClose((err) => {
+        link.statsWaiters.rejectAll(
+          new RuntimeFault(
+            "WORKER",
+            `worker ${link.name} at ${link.endpoint}: connection lost before its stats came`,
+            {
+              device: link.name,
+            },
+          ),
+        );
         if (this.closed) return;
         this.lose(link, "closed", `connection lost (${err?.message ?? "closed"})`);
       });
@@ -227,21 +240,18 @@ export class Pipeline {
         done: false,
       };
       const deadline = opts.deadlineMs ?? this.timeoutMs;
-      req.timer = setTimeout(() => this.finish(req, this.deadlineError(req, deadline)), deadline);
-      const signal = opts.signal;
-      if (signal) {
-        const onAbort = () =>
+      req.disarm = armDeadline(
+        deadline,
+        (cause) =>
           this.finish(
             req,
-            new RuntimeFault("RUNTIME", `request ${req.id}: aborted (${errorMessage(signal.reason)})`),
-          );
-        if (signal.aborted) {
-          onAbort();
-          return;
-        }
-        signal.addEventListener("abort", onAbort, { once: true });
-        req.cleanup = () => signal.removeEventListener("abort", onAbort);
-      }
+            cause.kind === "deadline"
+              ? this.deadlineError(req, deadline)
+              : new RuntimeFault("RUNTIME", `request ${req.id}: aborted (${errorMessage(cause.reason)})`),
+          ),
+        opts.signal,
+      );
+      if (req.done) return;
       if (this.inFlight < this.maxInFlight) this.start(req);
       else this.waiting.push(req);
     });
@@ -332,34 +342,32 @@ export class Pipeline {
     };
   }
 
-  /** Per-stage counters from every worker still alive (runs, errors, time in onnxruntime). */
+  /**
+   * Per-stage counters from every worker still alive (runs, errors, time in onnxruntime). Each request has its
+   * own id, which the worker's reply carries, so a reply that comes after its request timed out is dropped
+   * rather than taken for a later request's.
+   */
   async workerStats(timeoutMs = 5000): Promise<StatsReplyMsg[]> {
     return Promise.all(
       [...this.links.values()]
         .filter((l) => l.dead !== true)
-        .map(
-          (l) =>
-            new Promise<StatsReplyMsg>((resolve, reject) => {
-              const timer = setTimeout(
-                () =>
-                  reject(
-                    new RuntimeFault(
-                      "WORKER",
-                      `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
-                    ),
-                  ),
-                timeoutMs,
-              );
-              l.statsWaiters.push((m) => {
-                clearTimeout(timer);
-                resolve(m);
-              });
-              l.conn.send({ type: "control", requestId: 0, msg: { t: "stats" } }).catch((err) => {
-                clearTimeout(timer);
-                reject(err);
-              });
-            }),
-        ),
+        .map((l) => {
+          const id = this.nextStatsId;
+          this.nextStatsId = this.nextStatsId >= 0xfffffffe ? 1 : this.nextStatsId + 1;
+          const w = l.statsWaiters.add(id, {
+            ms: timeoutMs,
+            timeout: () =>
+              new RuntimeFault(
+                "WORKER",
+                `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
+                {
+                  device: l.name,
+                },
+              ),
+          });
+          l.conn.send({ type: "control", requestId: id, msg: { t: "stats" } }).catch((err) => w.reject(err));
+          return w.promise;
+        }),
     );
   }
 
@@ -375,13 +383,12 @@ export class Pipeline {
     await Promise.all(
       [...this.links.values()].map(async (l) => {
         if (!l.conn.closed) {
-          const acked = new Promise<void>((resolve) => {
-            l.undeployWaiter = resolve;
-            setTimeout(resolve, 2000).unref();
-          });
+          // Waits up to 2 s for the acknowledgement, then closes anyway.
+          const acked = waiter<void>({ ms: 2000, timeout: () => new Error("no undeploy acknowledgement") });
+          l.undeployWaiter = () => acked.resolve();
           await l.conn.send({ type: "control", requestId: 0, msg: { t: "undeploy" } }).then(
-            () => acked,
-            () => {},
+            () => acked.promise.catch(() => {}),
+            () => acked.reject(new Error("not sent")),
           );
         }
         l.conn.close();
@@ -482,8 +489,7 @@ export class Pipeline {
   private finish(req: Req, err?: Error): void {
     if (req.done) return;
     req.done = true;
-    clearTimeout(req.timer);
-    req.cleanup?.();
+    req.disarm?.();
     if (req.sent) {
       this.pending.delete(req.id);
       this.inFlight--;
@@ -572,7 +578,7 @@ export class Pipeline {
     if (this.broken) return;
     this.broken = err;
     log(`pipeline broken: ${err.message}`);
-    for (const w of this.loadWaiters.values()) w.reject(err);
+    this.loadWaiters.rejectAll(err);
     for (const r of [...this.pending.values(), ...this.waiting]) this.finish(r, err);
   }
 
@@ -596,9 +602,7 @@ export class Pipeline {
         { device: e.worker, stage: e.stage },
       );
       if (e.kind === "load") {
-        const w = this.loadWaiters.get(`${link.name}/${e.stage}`);
-        if (w) w.reject(err);
-        else this.fail(err);
+        if (!this.loadWaiters.reject(`${link.name}/${e.stage}`, err)) this.fail(err);
         return;
       }
       const req = this.pending.get(f.requestId);
@@ -611,11 +615,11 @@ export class Pipeline {
       }
       this.finish(req, err);
     } else if (m.t === "loaded") {
-      this.loadWaiters.get(`${link.name}/${m.stage as number}`)?.resolve(m as unknown as LoadedMsg);
+      this.loadWaiters.resolve(`${link.name}/${m.stage as number}`, m as unknown as LoadedMsg);
     } else if (m.t === "undeployed") {
       link.undeployWaiter?.();
     } else if (m.t === "stats-reply") {
-      link.statsWaiters.shift()?.(m as unknown as StatsReplyMsg);
+      link.statsWaiters.resolve(f.requestId, m as unknown as StatsReplyMsg);
     }
   }
 
