@@ -35,7 +35,7 @@ import {
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
-                  [--requests N] [--in-flight K] [--json] [model input flags]
+                  [--requests N] [--in-flight K] [--deadline MS] [--json] [model input flags]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
@@ -46,6 +46,10 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
                stages share a device when there are more stages than devices)
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
+  --deadline   each request's deadline, ms (default 30000)
+A run that a fault or SIGINT/SIGTERM ends early still reports what it measured so far (with --json, the
+same document with 'stopped': why, naming the device) and exits 1 (a fault) or 130/143 (a signal); the stage
+files it wrote to the temporary folder are removed on every exit.
 ${WORKER_FLAGS_USAGE}
 
 Model input flags:
@@ -116,6 +120,7 @@ export const runCommand: Command = {
       ...WORKER_FLAGS,
       requests: { type: "string" },
       "in-flight": { type: "string" },
+      deadline: { type: "string" },
       json: { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
     });
@@ -137,23 +142,32 @@ export const runCommand: Command = {
       ep.fromCluster,
     );
     const json = bool(values, "json");
+    const requests = intFlag("requests", str(values, "requests"), 200);
+    const inFlight =
+      values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);
+    const deadlineMs = intFlag("deadline", str(values, "deadline"), 30000);
     const bar = progress(io, !json);
-    const result = await runSplit(model, assignment, devices, cluster, {
-      requests: intFlag("requests", str(values, "requests"), 200),
-      inFlight:
-        values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2),
-      workers: ep.workers,
-      token: remote.token,
-      ...(remote.tls ? { tls: remote.tls } : {}),
-      linkDelayMs: remote.linkDelayMs,
-      modelPath: path,
-      replicaWeights: weights,
-      onStep: (s) => bar.step(s),
-    });
+    const result = await withInterrupt((signal) =>
+      runSplit(model, assignment, devices, cluster, {
+        requests,
+        inFlight,
+        deadlineMs,
+        signal,
+        workers: ep.workers,
+        token: remote.token,
+        ...(remote.tls ? { tls: remote.tls } : {}),
+        linkDelayMs: remote.linkDelayMs,
+        modelPath: path,
+        replicaWeights: weights,
+        onStep: (s) => bar.step(s),
+      }),
+    );
     bar.done();
+    const code = exitCode(result);
+    if (result.stopped) io.err(`error: ${result.stopped.message}`);
     if (json) {
       io.out(JSON.stringify(result));
-      return result.report.failed > 0 ? 1 : 0;
+      return code;
     }
     const st = style(io.isTTY);
     io.out(
@@ -180,6 +194,37 @@ export const runCommand: Command = {
           `lost replica ${e.device} (stage ${e.stages.join(", ")}): ${e.message}; ${e.replayed} request(s) replayed on the others`,
         ),
       );
-    return result.report.failed > 0 ? 1 : 0;
+    return code;
   },
 };
+
+/** Signals that stop a run early, with the exit code of a process they would have ended (128 + number). */
+const STOP_SIGNALS: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * Runs `f` with a signal that aborts on SIGINT or SIGTERM (its reason: the signal's name), so the run stops,
+ * cleans up and reports; a second signal exits at once (the stage files still go: run-split removes them at
+ * exit, and the local workers are killed at exit).
+ */
+async function withInterrupt<T>(f: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const handlers = Object.keys(STOP_SIGNALS).map((sig) => {
+    const handler = () => {
+      if (ac.signal.aborted) process.exit(STOP_SIGNALS[sig]);
+      ac.abort(new Error(sig));
+    };
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  try {
+    return await f(ac.signal);
+  } finally {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+  }
+}
+
+/** 0 when every request was answered; 130/143 when a signal stopped the run; else 1. */
+function exitCode(r: RunSplitResult): number {
+  if (r.stopped?.reason === "interrupted") return STOP_SIGNALS[r.stopped.signal ?? "SIGINT"] ?? 130;
+  return r.stopped || r.report.failed > 0 ? 1 : 0;
+}

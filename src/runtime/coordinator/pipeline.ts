@@ -208,6 +208,11 @@ export class Pipeline {
     }
   }
 
+  /** The fault that broke the pipeline (it refuses requests from then on), or undefined while it serves. */
+  get fault(): RuntimeFault | undefined {
+    return this.broken;
+  }
+
   /** Model inputs the pipeline expects (name, dtype, shape). */
   get inputs(): TensorSpec[] {
     return this.manifest.inputs;
@@ -261,7 +266,9 @@ export class Pipeline {
    * Runs many requests with `inFlight` of them outstanding at a time (capped by maxInFlight) and
    * reports throughput and latency percentiles. `requests` is a list of feeds, or a count and a
    * function making the feeds of request i. Failed requests are counted, never thrown. Outputs are kept by
-   * request index, whatever order the replicas answer in.
+   * request index, whatever order the replicas answer in. Once `signal` aborts no further request is started
+   * (those in flight end aborted), nor once the pipeline broke, so `completed + failed` counts the requests
+   * that were sent.
    */
   async runMany(
     requests: readonly Tensors[] | { count: number; feeds: (i: number) => Tensors },
@@ -284,7 +291,7 @@ export class Pipeline {
     let next = 0;
     const t0 = performance.now();
     const lane = async () => {
-      while (next < count) {
+      while (next < count && opts.signal?.aborted !== true && this.broken === undefined) {
         const i = next++;
         const s = performance.now();
         try {

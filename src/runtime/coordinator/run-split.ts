@@ -2,13 +2,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster, Device } from "../../cluster/types.js";
-import { ArgumentError } from "../../errors.js";
+import { ArgumentError, CleaveError, errorMessage } from "../../errors.js";
 import type { StageAssignment } from "../../partition/assign.js";
 import { buildStages } from "../../export/stage.js";
 import { writeSplit } from "../../export/write.js";
 import { inputFeeds } from "../../ir/input-values.js";
 import type { AnalyzedModel } from "../../ir/analyze.js";
 import { createSession, type ort } from "../../onnx/ort.js";
+import { summarizeLatencies } from "../latency.js";
 import { deploy } from "./deploy.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
@@ -42,6 +43,11 @@ export interface RunSplitOptions {
   modelPath?: string;
   /** Deadline of each request, ms (default 30000). */
   deadlineMs?: number;
+  /**
+   * Stops the run: no request is started once it aborts, the split is undeployed, the workers it started are
+   * stopped, and {@link runSplit} returns what it measured so far with `stopped` set (`interrupted`).
+   */
+  signal?: AbortSignal;
   /** The inputs to send (default: seeded random inputs of the model's input types). */
   feeds?: Tensors;
   /** Check the first request's outputs against the whole model in this process (default true). */
@@ -138,8 +144,24 @@ export interface SplitMeasurement {
   losses: ReplicaLossEvent[];
 }
 
+/** Why a run ended before its requests were all sent and answered. */
+export interface RunStopped {
+  /** `error`: a fault of the deployment (a worker lost, a stage failing to load); `interrupted`: the signal. */
+  reason: "error" | "interrupted";
+  /** One line, naming the device where it is known. */
+  message: string;
+  /** The device at fault, when one is. */
+  device?: string;
+  /** For `interrupted`: the abort reason's message (the CLI's is the signal's name, e.g. `SIGINT`). */
+  signal?: string;
+  /** The step the run was in: deploying (and warming up) or measuring. */
+  during: "deploying" | "measuring";
+}
+
 /** What {@link runSplit} measured. */
 export interface RunSplitResult extends SplitMeasurement {
+  /** Set when the run ended early; the counts are those so far. */
+  stopped?: RunStopped;
   /** Device of each stage (the first of its group when replicated). */
   devices: string[];
   /** Every device of each stage, in group order. */
@@ -188,10 +210,23 @@ export async function runSplit(
   cluster: Cluster,
   opts: RunSplitOptions = {},
 ): Promise<RunSplitResult> {
-  const split = await deploySplit(model, assignment, devices, cluster, opts);
+  let split: DeployedSplit;
+  try {
+    split = await deploySplit(model, assignment, devices, cluster, opts);
+  } catch (err) {
+    // Bad input is the caller's to report; a fault once things started still gets a report.
+    if (err instanceof ArgumentError) throw err;
+    return notMeasured(devices, opts, stoppedBy(err, opts.signal, "deploying"));
+  }
   try {
     const m = await split.measure();
     const report = { ...m.report, latencySamplesMs: undefined };
+    const lost = m.report.failed > 0 ? split.pipeline.fault : undefined;
+    const stopped: RunStopped | undefined = opts.signal?.aborted
+      ? stoppedBy(opts.signal.reason, opts.signal, "measuring")
+      : lost
+        ? stoppedBy(lost, undefined, "measuring")
+        : undefined;
     return {
       devices: split.devices,
       replicaGroups: split.replicaGroups,
@@ -199,10 +234,53 @@ export async function runSplit(
       maxRelativeDiff: split.maxRelativeDiff,
       ...m,
       report,
+      ...(stopped ? { stopped } : {}),
     };
   } finally {
     await split.close();
   }
+}
+
+/** Why a run stopped: the signal when it aborted, else the fault `err` (its device when it names one). */
+function stoppedBy(err: unknown, signal: AbortSignal | undefined, during: RunStopped["during"]): RunStopped {
+  if (signal?.aborted) {
+    const why = errorMessage(signal.reason);
+    return { reason: "interrupted", message: `interrupted (${why})`, signal: why, during };
+  }
+  const device = err instanceof CleaveError ? err.context.device : undefined;
+  return { reason: "error", message: errorMessage(err), ...(device !== undefined ? { device } : {}), during };
+}
+
+/** The report of a run that stopped before anything was measured: every count 0. */
+function notMeasured(
+  devices: readonly StageDevices[],
+  opts: RunSplitOptions,
+  stopped: RunStopped,
+): RunSplitResult {
+  const groups = devices.map((g) => (typeof g === "string" ? [g] : [...g]));
+  return {
+    devices: groups.map((g) => g[0]),
+    replicaGroups: groups,
+    stageLoads: [],
+    maxRelativeDiff: Number.NaN,
+    report: {
+      requests: opts.requests ?? 200,
+      completed: 0,
+      failed: 0,
+      errors: [],
+      wallMs: 0,
+      throughput: 0,
+      latencyMs: summarizeLatencies([]),
+    },
+    stageBusyMs: {},
+    stageCpuMs: {},
+    stageOrtCpuMs: {},
+    coordinatorCpuMs: 0,
+    bytesPerRequest: 0,
+    replicas: [],
+    losses: [],
+    stopped,
+  };
 }
 
 /**
@@ -236,12 +314,23 @@ export async function deploySplit(
   const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
   const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
+  // The stage files go on every exit: close() and every failure below remove them, and an exit before that
+  // (a second Ctrl-C, process.exit) removes them here.
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.once("exit", removeDir);
   let local: LocalCluster | undefined;
   let pipeline: Pipeline | undefined;
+  let released = false;
   const release = async () => {
-    await pipeline?.close();
-    await local?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (released) return;
+    released = true;
+    try {
+      await pipeline?.close();
+      await local?.stop();
+    } finally {
+      removeDir();
+      process.off("exit", removeDir);
+    }
   };
   try {
     const split = join(dir, "split");
@@ -251,28 +340,34 @@ export async function deploySplit(
     });
     opts.onStep?.(`starting ${toStart.length} local worker(s)`);
     local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;
+    opts.signal?.throwIfAborted();
     const workers = [...given.values(), ...(local?.workers ?? [])];
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
+    const deadlineMs = opts.deadlineMs ?? 30000;
+    const signal = opts.signal;
     const p = await deploy({ manifest, dir: split }, workers, {
       token: local?.token ?? opts.token,
       maxInFlight: inFlight,
-      timeoutMs: opts.deadlineMs ?? 30000,
+      // Connecting and loading keep their own 30 s: a short request deadline must not cut a deploy short.
+      timeoutMs: 30000,
       linkDelayMs: opts.linkDelayMs,
       replicaWeights: opts.replicaWeights,
       ...(opts.tls ? { tls: opts.tls } : {}),
+      signal,
     });
     pipeline = p;
     const feeds = opts.feeds ?? inputFeeds(model);
-    const first = await p.infer(feeds);
+    const first = await p.infer(feeds, { deadlineMs, signal });
     const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
     const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
     const warmupMs = opts.warmupMs ?? 1000;
     opts.onStep?.(`warming up (${warmup} requests, at least ${warmupMs} ms)`);
     const t0 = performance.now();
-    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight });
-    while (performance.now() - t0 < warmupMs)
-      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight });
+    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+    while (performance.now() - t0 < warmupMs && signal?.aborted !== true)
+      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+    signal?.throwIfAborted();
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
@@ -280,17 +375,18 @@ export async function deploySplit(
       stageLoads: [...p.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
-        const before = await p.workerStats();
+        // Stats are best effort: after a fault the workers left may not all answer, and the counts still count.
+        const before = await p.workerStats().catch(() => [] as StatsReplyMsg[]);
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
         const lossesBefore = p.events.length;
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
-          { inFlight: flight, deadlineMs: opts.deadlineMs, keepLatencies: true },
+          { inFlight: flight, deadlineMs, keepLatencies: true, signal },
         );
         const cpu = process.cpuUsage(cpuBefore);
-        const after = await p.workerStats();
+        const after = await p.workerStats(2000).catch(() => [] as StatsReplyMsg[]);
         const sentAfter = p.stats();
         const done = Math.max(1, report.completed);
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
