@@ -78,6 +78,8 @@ test("a worker killed with SIGKILL mid-run: the JSON report comes, names the dev
     "--requests",
     "100000",
     "--json",
+    // Recovery would move its stage to the device left (test/chaos-kill.test.ts); here the run must end.
+    "--no-recover",
     "--workers",
     cluster.workers.map((w) => `${w.name}=${w.endpoint}`).join(","),
     "--token",

@@ -53,6 +53,7 @@ test("frame codec: tensor and control frames round-trip, header padded to 8 byte
   const t: TensorFrame = {
     type: "tensor",
     requestId: 0xfffffffe,
+    epoch: 0xfffffff0,
     name: "läyer/out:0",
     dtype: "int64",
     shape: [2, 3],
@@ -77,12 +78,18 @@ test("frame codec: tensor and control frames round-trip, header padded to 8 byte
   const cbuf = Buffer.concat(cp);
   const cback = decodeFrame(cbuf) as ControlFrame;
   assert.deepEqual(cback.msg, c.msg);
+  assert.equal(cback.epoch, 0, "a frame without an epoch is epoch 0");
+  const e = decodeFrame(Buffer.concat(encodeFrame({ ...c, epoch: 3 }))) as ControlFrame;
+  assert.equal(e.epoch, 3);
   assert.deepEqual([...(cback.payload ?? [])], [9, 8]);
 });
 
 test("frame codec: malformed frames and wrong data lengths are refused", () => {
   assert.throws(() => decodeFrame(new Uint8Array([1, 0, 0])), /malformed frame/);
-  assert.throws(() => decodeFrame(new Uint8Array([7, 0, 0, 0, 0, 0, 0, 0, 0])), /unknown frame type 7/);
+  assert.throws(
+    () => decodeFrame(new Uint8Array([7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+    /unknown frame type 7/,
+  );
   const parts = encodeFrame({
     type: "tensor",
     requestId: 1,

@@ -6,6 +6,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { stageLabel } from "../partition/plan-cluster.js";
 import { type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
+import type { RecoveryEvent, ReplanEvent } from "../runtime/control/service.js";
 import {
   bool,
   type CliIO,
@@ -35,7 +36,8 @@ import {
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
-                  [--requests N] [--in-flight K] [--deadline MS] [--json] [model input flags]
+                  [--requests N] [--in-flight K] [--deadline MS] [--heartbeat-ms MS] [--no-recover]
+                  [--json] [model input flags]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
@@ -46,6 +48,10 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
                stages share a device when there are more stages than devices)
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
+  --heartbeat-ms  a worker silent this long (beyond a stage run it announced) is lost (default 1000);
+               cleave then moves its stages to the devices left, runs the unfinished requests again
+               there, and moves back when the worker answers again
+  --no-recover a lost worker fails the requests in flight instead
   --deadline   each request's deadline, ms (default 30000)
 A run that a fault or SIGINT/SIGTERM ends early still reports what it measured so far (with --json, the
 same document with 'stopped': why, naming the device) and exits 1 (a fault) or 130/143 (a signal); the stage
@@ -91,6 +97,17 @@ export function splitFromFlags(
   return { assignment, devices };
 }
 
+/** One line for a recovery event, as the progress line shows it. */
+export function recoveryLine(e: RecoveryEvent): string {
+  return `lost ${e.device} (${e.cause}: ${e.message}); detected ${e.detectedMs.toFixed(0)} ms and first request answered ${e.restoredMs.toFixed(0)} ms after the fault, ${e.replayed} request(s) run again`;
+}
+
+/** One line for a re-plan event. */
+export function replanLine(e: ReplanEvent): string {
+  const tp = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)}/s` : "?");
+  return `re-planned (${e.reason}): ${tp(e.fromThroughput)} -> ${tp(e.toThroughput)}, requests held ${e.switchMs.toFixed(0)} ms, ${fmtBytes(e.shippedBytes)} of stages sent`;
+}
+
 /** Table rows of a measured run. */
 export function runRows(label: string, r: RunSplitResult): string[] {
   const l = r.report.latencyMs;
@@ -120,6 +137,8 @@ export const runCommand: Command = {
       ...WORKER_FLAGS,
       requests: { type: "string" },
       "in-flight": { type: "string" },
+      "heartbeat-ms": { type: "string" },
+      "no-recover": { type: "boolean" },
       deadline: { type: "string" },
       json: { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
@@ -142,6 +161,7 @@ export const runCommand: Command = {
       ep.fromCluster,
     );
     const json = bool(values, "json");
+    const heartbeatMs = intFlag("heartbeat-ms", str(values, "heartbeat-ms"), 1000);
     const requests = intFlag("requests", str(values, "requests"), 200);
     const inFlight =
       values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);
@@ -159,7 +179,11 @@ export const runCommand: Command = {
         linkDelayMs: remote.linkDelayMs,
         modelPath: path,
         replicaWeights: weights,
+        heartbeatMs,
+        recover: !bool(values, "no-recover"),
         onStep: (s) => bar.step(s),
+        onRecovery: (e) => io.err(`cleave: ${recoveryLine(e)}`),
+        onReplan: (e) => io.err(`cleave: ${replanLine(e)}`),
       }),
     );
     bar.done();
@@ -188,6 +212,8 @@ export const runCommand: Command = {
           `replicas: ${replicated.map((r) => `stage ${r.stage} on ${r.device} ${r.completed} requests (${r.throughput.toFixed(1)}/s)`).join(", ")}`,
         ),
       );
+    for (const e of result.recoveries) io.out(st.yellow(recoveryLine(e)));
+    for (const e of result.replans) io.out(st.yellow(replanLine(e)));
     for (const e of result.losses)
       io.out(
         st.yellow(

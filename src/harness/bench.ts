@@ -173,6 +173,8 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
       };
     }),
     losses: ms.flatMap((m) => m.losses),
+    recoveries: ms.flatMap((m) => m.recoveries),
+    replans: ms.flatMap((m) => m.replans),
   };
 }
 

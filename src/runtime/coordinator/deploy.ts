@@ -8,7 +8,13 @@ import { connectWorker } from "../transport/handshake.js";
 import { WaiterMap } from "../deadline.js";
 import { logger } from "../log.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "../transport/frame.js";
-import { Pipeline, type PipelineLink, type StageLoad, type WorkerAddress } from "./pipeline.js";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  Pipeline,
+  type PipelineLink,
+  type StageLoad,
+  type WorkerAddress,
+} from "./pipeline.js";
 import type { LoadChunkMsg, LoadMsg, Route } from "../transport/protocol.js";
 import { MAX_PATH } from "../transport/frame.js";
 import { Replica, ReplicaGroup } from "./replicas.js";
@@ -50,6 +56,18 @@ export interface DeployOptions {
    */
   linkDelayMs?: (from: string, to: string) => number;
   signal?: AbortSignal;
+  /** Deployment epoch (u32) stamped on every request frame (default 0; the control loop counts deployments). */
+  epoch?: number;
+  /**
+   * Failure detector: a worker silent this long beyond an announced stage run is lost, ms (default
+   * DEFAULT_HEARTBEAT_MS; see Pipeline.startHeartbeat).
+   */
+  heartbeatMs?: number;
+  /**
+   * Ask each worker for a stage from its cache first (by sha256) and send the bytes only when it lacks it
+   * (default true): redeploying a stage a worker ran before ships nothing.
+   */
+  cache?: boolean;
 }
 
 /**
@@ -209,7 +227,14 @@ export async function deploy(
     stageLinks[i].map((link, k) => ({ stage, i, link, k })),
   );
   const maxInFlight = opts.maxInFlight ?? 2 * distinct.length;
-  const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs);
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  if (!(heartbeatMs > 0) || !Number.isFinite(heartbeatMs)) {
+    for (const l of links.values()) l.conn.close();
+    throw new ArgumentError(`heartbeat: ${heartbeatMs} ms is not a positive number of ms`, {
+      field: "heartbeatMs",
+    });
+  }
+  const pipeline = new Pipeline(manifest, links, groups, maxInFlight, timeoutMs, opts.epoch ?? 0);
   for (const l of links.values()) l.conn.delayMs = delay("coordinator", l.name);
 
   const modelOutputs = new Set(manifest.outputs.map((o) => o.name));
@@ -256,6 +281,8 @@ export async function deploy(
           // The token is not sent: each worker reaches the others with its own, by challenge-response.
           workers: distinct.map((w) => ({ worker: w.name, endpoint: w.endpoint })),
           coordinatorDelayMs: delay(link.name, "coordinator"),
+          epoch: opts.epoch ?? 0,
+          ...(stage.data === undefined && opts.cache !== false ? { cached: true } : {}),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);
@@ -268,6 +295,7 @@ export async function deploy(
     throw new RuntimeFault("WORKER", `deploy failed: ${errorMessage(err)}`);
   }
   log(`deployed ${manifest.stages.length} stages (${loads.length} replicas) on ${links.size} workers`);
+  pipeline.startHeartbeat(heartbeatMs);
   return pipeline;
 }
 
@@ -307,6 +335,7 @@ async function loadStage(
   chunkBytes: number,
   timeoutMs: number,
 ): Promise<StageLoad> {
+  const key = `${link.name}/${msg.stage}`;
   const t0 = performance.now();
   const notLoaded = (what: string) => () =>
     new RuntimeFault(
@@ -315,17 +344,28 @@ async function loadStage(
       { device: link.name, stage: msg.stage },
     );
   // The deadline restarts with every chunk taken, so a slow link is not cut off while a stalled worker is.
-  const w = pipeline.loadWaiters.add(`${link.name}/${msg.stage}`, {
-    ms: timeoutMs,
-    timeout: notLoaded("announcement not taken"),
-  });
+  const w = pipeline.loadWaiters.add(key, { ms: timeoutMs, timeout: notLoaded("announcement not taken") });
   const loaded = w.promise;
   const arm = (what: string) => w.rearm(timeoutMs, notLoaded(what));
   let chunks = 0;
+  // Announced as cached: the worker answers `need` when it lacks the stage, else loads it from its cache.
+  const needed = new Promise<boolean>((resolve) => {
+    if (msg.cached === true) pipeline.needWaiters.set(key, () => resolve(true));
+    else resolve(true);
+    loaded.then(
+      () => resolve(false),
+      () => resolve(false),
+    );
+  });
   try {
-    await Promise.race([link.conn.send({ type: "control", requestId: 0, msg: { ...msg } }), loaded]);
-    const parts: Array<[LoadChunkMsg["part"], string, number]> = [["model", msg.file, msg.bytes]];
-    if (msg.data) parts.push(["data", msg.data.file, msg.data.bytes]);
+    await Promise.race([
+      link.conn.send({ type: "control", requestId: 0, epoch: msg.epoch ?? 0, msg: { ...msg } }),
+      loaded,
+    ]);
+    const parts: Array<[LoadChunkMsg["part"], string, number]> = (await needed)
+      ? [["model", msg.file, msg.bytes]]
+      : [];
+    if (msg.data && parts.length > 0) parts.push(["data", msg.data.file, msg.data.bytes]);
     for (const [part, file, bytes] of parts) {
       let offset = 0;
       if (bytes > 0) {
@@ -356,7 +396,7 @@ async function loadStage(
     return {
       stage: msg.stage,
       worker: link.name,
-      bytes: msg.bytes + (msg.data?.bytes ?? 0),
+      bytes: chunks > 0 ? msg.bytes + (msg.data?.bytes ?? 0) : 0,
       chunks,
       deployMs: performance.now() - t0,
       receiveMs: done.receiveMs,
@@ -364,5 +404,6 @@ async function loadStage(
     };
   } finally {
     w.reject(new RuntimeFault("WORKER", `worker ${link.name}: stage ${msg.stage} load abandoned`));
+    pipeline.needWaiters.delete(key);
   }
 }

@@ -19,6 +19,8 @@ export interface LocalDevice {
   threads?: number;
   /** Address this worker listens on (default: the cluster's host option). */
   host?: string;
+  /** Port to listen on (default 0: a free one); a restarted worker keeps its endpoint with it. */
+  port?: number;
 }
 
 /** Options of {@link startLocalWorkers}. */
@@ -148,7 +150,7 @@ export async function startLocalWorkers(
           ...cliCommand(),
           "worker",
           "--listen",
-          `${d.host ?? opts.host ?? "127.0.0.1"}:0`,
+          `${d.host ?? opts.host ?? "127.0.0.1"}:${d.port ?? 0}`,
           "--name",
           d.name,
           "--threads",

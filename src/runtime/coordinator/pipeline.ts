@@ -5,7 +5,7 @@ import { type Frame, frameTensor, tensorFrame } from "../transport/frame.js";
 import { type LatencySummary, summarizeLatencies } from "../latency.js";
 import { armDeadline, WaiterMap, waiter } from "../deadline.js";
 import { logger } from "../log.js";
-import type { ErrorMsg, LoadedMsg, StatsReplyMsg } from "../transport/protocol.js";
+import type { BusyMsg, ErrorMsg, LoadedMsg, StatsReplyMsg } from "../transport/protocol.js";
 import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
 import type { Connection } from "../transport/transport.js";
 
@@ -78,7 +78,7 @@ export interface PipelineStats {
  * of their groups.
  */
 export interface ReplicaLossEvent {
-  cause: "closed" | "unreachable";
+  cause: LossCause;
   device: string;
   /** The stages it was a replica of. */
   stages: number[];
@@ -88,6 +88,47 @@ export interface ReplicaLossEvent {
   /** performance.now() when it was noticed, ms. */
   atMs: number;
 }
+
+/**
+ * How a worker was lost: its connection closed (the process died, or the host closed it), another worker could
+ * not send it a tensor (`unreachable`), or it stayed silent past the heartbeat allowance (`unresponsive`: hung,
+ * stopped, or cut off).
+ */
+export type LossCause = "closed" | "unreachable" | "unresponsive";
+
+/** The loss that broke a pipeline: a worker whose stage had no other replica. */
+export interface PipelineBreak {
+  cause: LossCause;
+  device: string;
+  endpoint: string;
+  /** Stages it ran. */
+  stages: number[];
+  /** Why, in one line. */
+  message: string;
+  /**
+   * performance.now() of the last frame (tensor, pong, busy notice) received from it, ms: the estimate of when
+   * the fault happened (a fault between two frames is noticed from the first one missing).
+   */
+  lastSeenAt: number;
+  /** performance.now() when the loss was noticed, ms. */
+  detectedAt: number;
+  /** The requests in flight that it ended (each failed with `error`). */
+  inFlight: number;
+  error: RuntimeFault;
+}
+
+/**
+ * Default heartbeat: a worker silent for this long (beyond what a stage run it announced may take) is lost, ms.
+ */
+export const DEFAULT_HEARTBEAT_MS = 1000;
+
+/**
+ * Silence allowed after a `busy` notice without an expected time (a stage's first run, which also warms
+ * onnxruntime up), ms (at least 10 heartbeats).
+ */
+const FIRST_RUN_GRACE_MS = 30000;
+/** Silence allowed after a `busy` notice: the heartbeat plus this many times the stage's recent run time. */
+const BUSY_SLACK = 3;
 
 /** How one stage was deployed: its bytes, and the time from announcing it to the worker's `loaded`. */
 export interface StageLoad {
@@ -118,6 +159,10 @@ export interface PipelineLink {
   undeployWaiter?: () => void;
   /** Set once the worker is lost: nothing more is sent to it. */
   dead?: boolean;
+  /** performance.now() of the last frame received from the worker, ms. */
+  lastSeen?: number;
+  /** Set by a `busy` notice (the worker's thread is in a stage run), cleared by the next frame. */
+  busy?: { expectMs?: number };
 }
 
 interface Req {
@@ -152,7 +197,7 @@ export class Pipeline {
   private nextId = 1;
   private nextStatsId = 1;
   private inFlight = 0;
-  private broken?: RuntimeFault;
+  private brokenErr?: RuntimeFault;
   private closed = false;
   private readonly counters = { sent: 0, completed: 0, failed: 0, replayed: 0 };
   /** Stage positions each model input goes to. */
@@ -165,18 +210,28 @@ export class Pipeline {
   private readonly replicated: boolean;
   /** Stages being loaded, by `worker/stage` (deploy waits on them). */
   readonly loadWaiters = new WaiterMap<string, LoadedMsg>();
+  /** @internal Deploy's waiters for a worker's `need` (a stage announced as cached that it does not hold). */
+  readonly needWaiters = new Map<string, () => void>();
   /** How each stage was deployed, in stage order, one entry per replica (filled by deploy). */
   readonly stageLoads: StageLoad[] = [];
   /** Replicas lost without breaking the pipeline, in the order noticed. */
   readonly events: ReplicaLossEvent[] = [];
+  /** The loss that broke the pipeline, once one did. */
+  private breakInfo?: PipelineBreak;
+  private readonly breakListeners: Array<(b: PipelineBreak) => void> = [];
+  private heartbeat?: NodeJS.Timeout;
+  private heartbeatMs = 0;
 
   /** @internal Use {@link deploy}. */
   constructor(
     readonly manifest: Manifest,
     private readonly links: Map<string, PipelineLink>,
     private readonly groups: ReplicaGroup<PipelineLink>[],
-    private readonly maxInFlight: number,
+    /** Most requests in flight at once. */
+    readonly maxInFlight: number,
     private readonly timeoutMs: number,
+    /** Deployment epoch: stamped on the request frames sent; frames of another epoch are dropped. */
+    readonly epoch = 0,
   ) {
     this.stageNo = manifest.stages.map((s, i) => s.index ?? i);
     this.replicated = groups.some((g) => g.replicas.length > 1);
@@ -191,7 +246,12 @@ export class Pipeline {
       for (const o of s.outputs) if (!this.producer.has(o)) this.producer.set(o, i);
     });
     for (const link of links.values()) {
-      link.conn.onFrame((f) => this.onFrame(link, f));
+      link.lastSeen = performance.now();
+      link.conn.onFrame((f) => {
+        link.lastSeen = performance.now();
+        link.busy = undefined;
+        this.onFrame(link, f);
+      });
       link.conn.onClose((err) => {
         link.statsWaiters.rejectAll(
           new RuntimeFault(
@@ -208,9 +268,63 @@ export class Pipeline {
     }
   }
 
-  /** The fault that broke the pipeline (it refuses requests from then on), or undefined while it serves. */
-  get fault(): RuntimeFault | undefined {
-    return this.broken;
+  /** The loss that broke the pipeline (a worker whose stage had no replica left), once one did. */
+  get broken(): PipelineBreak | undefined {
+    return this.breakInfo;
+  }
+
+  /** Calls `fn` once, when a loss breaks the pipeline (after the requests in flight were ended). */
+  onBreak(fn: (b: PipelineBreak) => void): void {
+    if (this.breakInfo) fn(this.breakInfo);
+    else this.breakListeners.push(fn);
+  }
+
+  /**
+   * Starts the failure detector (deploy calls it once every stage is loaded): every `heartbeatMs / 4` each live
+   * worker gets a ping, and one silent for longer than `heartbeatMs` is lost as `unresponsive`. A worker that
+   * announced a stage run (`busy`) may stay silent for `heartbeatMs + 3 x` its recent run time instead
+   * (30 s for a first run), since onnxruntime-node's run holds its thread and no pong goes out until it ends.
+   */
+  startHeartbeat(heartbeatMs: number): void {
+    if (!(heartbeatMs > 0) || !Number.isFinite(heartbeatMs))
+      throw new ArgumentError(`heartbeat: ${heartbeatMs} ms is not a positive number of ms`, {
+        field: "heartbeatMs",
+      });
+    clearInterval(this.heartbeat);
+    this.heartbeatMs = heartbeatMs;
+    const now = performance.now();
+    for (const l of this.links.values()) l.lastSeen = Math.max(l.lastSeen ?? now, now);
+    this.heartbeat = setInterval(() => this.beat(), Math.max(1, heartbeatMs / 4));
+    this.heartbeat.unref();
+  }
+
+  /** One heartbeat tick: loses every silent worker, pings the rest. */
+  private beat(): void {
+    if (this.closed || this.breakInfo) {
+      clearInterval(this.heartbeat);
+      return;
+    }
+    const now = performance.now();
+    for (const l of this.links.values()) {
+      if (l.dead === true || l.conn.closed) continue;
+      const silent = now - (l.lastSeen ?? now);
+      const allowed =
+        l.busy === undefined
+          ? this.heartbeatMs
+          : l.busy.expectMs === undefined
+            ? Math.max(FIRST_RUN_GRACE_MS, 10 * this.heartbeatMs)
+            : this.heartbeatMs + BUSY_SLACK * l.busy.expectMs;
+      if (silent > allowed) {
+        this.lose(
+          l,
+          "unresponsive",
+          `no answer for ${Math.round(silent)} ms (heartbeat ${this.heartbeatMs} ms${l.busy ? ", in a stage run" : ""})`,
+        );
+        l.conn.close();
+        continue;
+      }
+      l.conn.send({ type: "control", requestId: 0, msg: { t: "ping" } }).catch(() => {});
+    }
   }
 
   /** Model inputs the pipeline expects (name, dtype, shape). */
@@ -230,7 +344,7 @@ export class Pipeline {
       return Promise.reject(err);
     }
     if (this.closed) return Promise.reject(new RuntimeFault("RUNTIME", "pipeline is closed"));
-    if (this.broken) return Promise.reject(this.broken);
+    if (this.brokenErr) return Promise.reject(this.brokenErr);
     return new Promise<Tensors>((resolve, reject) => {
       const req: Req = {
         id: 0,
@@ -266,58 +380,16 @@ export class Pipeline {
    * Runs many requests with `inFlight` of them outstanding at a time (capped by maxInFlight) and
    * reports throughput and latency percentiles. `requests` is a list of feeds, or a count and a
    * function making the feeds of request i. Failed requests are counted, never thrown. Outputs are kept by
-   * request index, whatever order the replicas answer in. Once `signal` aborts no further request is started
-   * (those in flight end aborted), nor once the pipeline broke, so `completed + failed` counts the requests
-   * that were sent.
+   * request index, whatever order the replicas answer in.
    */
-  async runMany(
-    requests: readonly Tensors[] | { count: number; feeds: (i: number) => Tensors },
-    opts: {
-      inFlight?: number;
-      deadlineMs?: number;
-      keepOutputs?: boolean;
-      keepLatencies?: boolean;
-      signal?: AbortSignal;
-    } = {},
-  ): Promise<RunReport> {
-    const count = Array.isArray(requests) ? requests.length : (requests as { count: number }).count;
-    const feedsOf = Array.isArray(requests)
-      ? (i: number) => requests[i]
-      : (requests as { feeds: (i: number) => Tensors }).feeds;
-    const outputs: Array<Tensors | undefined> | undefined = opts.keepOutputs ? new Array(count) : undefined;
-    const lat: number[] = [];
-    const errors: RunReport["errors"] = [];
-    let failed = 0;
-    let next = 0;
-    const t0 = performance.now();
-    const lane = async () => {
-      while (next < count && opts.signal?.aborted !== true && this.broken === undefined) {
-        const i = next++;
-        const s = performance.now();
-        try {
-          const out = await this.infer(feedsOf(i), { deadlineMs: opts.deadlineMs, signal: opts.signal });
-          lat.push(performance.now() - s);
-          if (outputs) outputs[i] = out;
-        } catch (err) {
-          failed++;
-          if (errors.length < 20) errors.push({ index: i, message: errorMessage(err) });
-        }
-      }
-    };
-    const lanes = Math.max(1, Math.min(count, opts.inFlight ?? this.maxInFlight));
-    await Promise.all(Array.from({ length: lanes }, lane));
-    const wallMs = performance.now() - t0;
-    return {
-      requests: count,
-      completed: lat.length,
-      failed,
-      errors,
-      wallMs,
-      throughput: wallMs > 0 ? (lat.length * 1000) / wallMs : 0,
-      latencyMs: summarizeLatencies(lat),
-      outputs,
-      latencySamplesMs: opts.keepLatencies ? lat : undefined,
-    };
+  async runMany(requests: RunRequests, opts: RunManyOptions = {}): Promise<RunReport> {
+    return runRequests(
+      (feeds, o) => this.infer(feeds, o),
+      this.maxInFlight,
+      requests,
+      opts,
+      () => this.brokenErr !== undefined,
+    );
   }
 
   /** Counters since deploy. */
@@ -385,11 +457,13 @@ export class Pipeline {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeat);
     const err = new RuntimeFault("RUNTIME", "pipeline closed");
     for (const r of [...this.pending.values(), ...this.waiting]) this.finish(r, err);
     await Promise.all(
       [...this.links.values()].map(async (l) => {
-        if (!l.conn.closed) {
+        // A lost worker is not waited for: a hung one would hold the close for the whole 2 s.
+        if (!l.conn.closed && l.dead !== true) {
           // Waits up to 2 s for the acknowledgement, then closes anyway.
           const acked = waiter<void>({ ms: 2000, timeout: () => new Error("no undeploy acknowledgement") });
           l.undeployWaiter = () => acked.resolve();
@@ -461,6 +535,7 @@ export class Pipeline {
     for (const [name, at] of this.inputRoutes) {
       const frame = tensorFrame(id, name, req.feeds[name]);
       if (path) frame.path = path;
+      frame.epoch = this.epoch;
       const to = new Set(at.map((i) => req.path[i].link));
       for (const l of to)
         l.conn.send(frame).catch((err) => {
@@ -490,7 +565,9 @@ export class Pipeline {
   private cancel(id: number): void {
     for (const l of this.links.values())
       if (l.dead !== true && !l.conn.closed)
-        l.conn.send({ type: "control", requestId: id, msg: { t: "cancel" } }).catch(() => {});
+        l.conn
+          .send({ type: "control", requestId: id, epoch: this.epoch, msg: { t: "cancel" } })
+          .catch(() => {});
   }
 
   private finish(req: Req, err?: Error): void {
@@ -501,7 +578,7 @@ export class Pipeline {
       this.pending.delete(req.id);
       this.inFlight--;
       this.release(req, err === undefined);
-      if (err && !this.closed && !this.broken) this.cancel(req.id);
+      if (err && !this.closed && !this.brokenErr) this.cancel(req.id);
     } else {
       const i = this.waiting.indexOf(req);
       if (i >= 0) this.waiting.splice(i, 1);
@@ -513,7 +590,7 @@ export class Pipeline {
       this.counters.completed++;
       req.resolve(req.outputs);
     }
-    if (this.broken || this.closed) return;
+    if (this.brokenErr || this.closed) return;
     while (this.inFlight < this.maxInFlight && this.waiting.length > 0) this.start(this.waiting.shift()!);
   }
 
@@ -523,20 +600,31 @@ export class Pipeline {
    * match no request, so none is answered twice). Otherwise the pipeline fails as a whole.
    */
   private lose(link: PipelineLink, cause: ReplicaLossEvent["cause"], why: string): void {
-    if (link.dead || this.broken || this.closed) return;
+    if (link.dead || this.brokenErr || this.closed) return;
     link.dead = true;
     const mine = this.groups.flatMap((g) => g.replicas.filter((r) => r.link === link));
     for (const r of mine) r.alive = false;
     const emptied = this.groups.find((g) => g.alive.length === 0);
     if (emptied) {
       const replicated = emptied.replicas.length > 1;
-      this.fail(
-        new RuntimeFault(
-          "WORKER",
-          `worker ${link.name} (stage ${link.stages.join(",")}) at ${link.endpoint}: ${why}${replicated ? `; no replica of stage ${emptied.stage} is left` : ""}`,
-          { device: link.name, stage: replicated ? emptied.stage : link.stages[0] },
-        ),
+      const error = new RuntimeFault(
+        "WORKER",
+        `worker ${link.name} (stage ${link.stages.join(",")}) at ${link.endpoint}: ${why}${replicated ? `; no replica of stage ${emptied.stage} is left` : ""}`,
+        { device: link.name, stage: replicated ? emptied.stage : link.stages[0] },
       );
+      this.breakInfo = {
+        cause,
+        device: link.name,
+        endpoint: link.endpoint,
+        stages: [...link.stages],
+        message: why,
+        lastSeenAt: link.lastSeen ?? performance.now(),
+        detectedAt: performance.now(),
+        inFlight: this.pending.size,
+        error,
+      };
+      this.fail(error);
+      for (const fn of this.breakListeners.splice(0)) fn(this.breakInfo);
       return;
     }
     const hit = [...this.pending.values()].filter((q) => q.path.some((r) => r.link === link));
@@ -582,14 +670,15 @@ export class Pipeline {
 
   /** Ends every pending and waiting request with `err`; the pipeline refuses new requests from now on. */
   private fail(err: RuntimeFault): void {
-    if (this.broken) return;
-    this.broken = err;
+    if (this.brokenErr) return;
+    this.brokenErr = err;
     log(`pipeline broken: ${err.message}`);
     this.loadWaiters.rejectAll(err);
     for (const r of [...this.pending.values(), ...this.waiting]) this.finish(r, err);
   }
 
   private onFrame(link: PipelineLink, f: Frame): void {
+    if ((f.epoch ?? 0) !== this.epoch) return;
     if (f.type === "tensor") {
       const req = this.pending.get(f.requestId);
       if (!req?.missing.has(f.name)) return;
@@ -615,12 +704,18 @@ export class Pipeline {
       const req = this.pending.get(f.requestId);
       if (!req) return;
       // A worker could not send to a replica: lose it when its stages have others, and the request runs again.
+      // When it was the only replica, the pipeline breaks, and a control loop above runs the request again.
       const target = e.unreachable !== undefined ? this.links.get(e.unreachable) : undefined;
-      if (target && target.dead !== true && this.replaceable(target)) {
+      if (target && target.dead !== true) {
         this.lose(target, "unreachable", `worker ${e.worker}: ${e.message}`);
         return;
       }
       this.finish(req, err);
+    } else if (m.t === "need") {
+      this.needWaiters.get(`${link.name}/${m.stage as number}`)?.();
+    } else if (m.t === "busy") {
+      const expectMs = (m as unknown as BusyMsg).expectMs;
+      link.busy = typeof expectMs === "number" && expectMs >= 0 ? { expectMs } : {};
     } else if (m.t === "loaded") {
       this.loadWaiters.resolve(`${link.name}/${m.stage as number}`, m as unknown as LoadedMsg);
     } else if (m.t === "undeployed") {
@@ -629,11 +724,71 @@ export class Pipeline {
       link.statsWaiters.resolve(f.requestId, m as unknown as StatsReplyMsg);
     }
   }
+}
 
-  /** True when every stage `link` runs has another live replica. */
-  private replaceable(link: PipelineLink): boolean {
-    return this.groups.every(
-      (g) => !g.replicas.some((r) => r.link === link) || g.alive.some((r) => r.link !== link),
-    );
-  }
+/** Requests for {@link Pipeline.runMany}: a list of feeds, or a count and a function making the feeds of request i. */
+export type RunRequests = readonly Tensors[] | { count: number; feeds: (i: number) => Tensors };
+
+/** Options of {@link Pipeline.runMany}. */
+export interface RunManyOptions {
+  /** Requests outstanding at a time (default: the pipeline's maxInFlight). */
+  inFlight?: number;
+  deadlineMs?: number;
+  keepOutputs?: boolean;
+  keepLatencies?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs many requests through `infer` with `inFlight` of them outstanding at a time (default `maxInFlight`)
+ * and reports throughput and latency percentiles; failed requests are counted, never thrown; outputs are kept
+ * by request index. Shared by {@link Pipeline.runMany} and the control loop's. No request is started once
+ * `opts.signal` aborted (those in flight end aborted) or `stopped()` says the deployment cannot serve any more,
+ * so `completed + failed` counts the requests sent.
+ */
+export async function runRequests(
+  infer: (feeds: Tensors, opts: InferOptions) => Promise<Tensors>,
+  maxInFlight: number,
+  requests: RunRequests,
+  opts: RunManyOptions = {},
+  stopped: () => boolean = () => false,
+): Promise<RunReport> {
+  const count = Array.isArray(requests) ? requests.length : (requests as { count: number }).count;
+  const feedsOf = Array.isArray(requests)
+    ? (i: number) => requests[i]
+    : (requests as { feeds: (i: number) => Tensors }).feeds;
+  const outputs: Array<Tensors | undefined> | undefined = opts.keepOutputs ? new Array(count) : undefined;
+  const lat: number[] = [];
+  const errors: RunReport["errors"] = [];
+  let failed = 0;
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async () => {
+    while (next < count && opts.signal?.aborted !== true && !stopped()) {
+      const i = next++;
+      const s = performance.now();
+      try {
+        const out = await infer(feedsOf(i), { deadlineMs: opts.deadlineMs, signal: opts.signal });
+        lat.push(performance.now() - s);
+        if (outputs) outputs[i] = out;
+      } catch (err) {
+        failed++;
+        if (errors.length < 20) errors.push({ index: i, message: errorMessage(err) });
+      }
+    }
+  };
+  const lanes = Math.max(1, Math.min(count, opts.inFlight ?? maxInFlight));
+  await Promise.all(Array.from({ length: lanes }, lane));
+  const wallMs = performance.now() - t0;
+  return {
+    requests: count,
+    completed: lat.length,
+    failed,
+    errors,
+    wallMs,
+    throughput: wallMs > 0 ? (lat.length * 1000) / wallMs : 0,
+    latencyMs: summarizeLatencies(lat),
+    outputs,
+    latencySamplesMs: opts.keepLatencies ? lat : undefined,
+  };
 }

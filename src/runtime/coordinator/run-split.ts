@@ -9,8 +9,15 @@ import { writeSplit } from "../../export/write.js";
 import { inputFeeds } from "../../ir/input-values.js";
 import type { AnalyzedModel } from "../../ir/analyze.js";
 import { createSession, type ort } from "../../onnx/ort.js";
+import {
+  type Controller,
+  type Deployable,
+  type RecoveryEvent,
+  type ReplanEvent,
+  startController,
+} from "../control/service.js";
+import { reassignStages } from "../control/reassign.js";
 import { summarizeLatencies } from "../latency.js";
-import { deploy } from "./deploy.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "../transport/protocol.js";
@@ -58,6 +65,24 @@ export interface RunSplitOptions {
   replicaWeights?: (stage: number, device: string) => number | undefined;
   /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
   tls?: TlsConfig;
+  /** Failure detector, ms (default 1000; see Pipeline.startHeartbeat). */
+  heartbeatMs?: number;
+  /** Recover from a lost device by re-planning over the rest (default true). */
+  recover?: boolean;
+  /**
+   * Re-planning after a loss or a rejoin: a split over the devices `alive` (stage assignment and the devices
+   * of each stage), which is exported and deployed. Default: the first split's stages with each lost device's
+   * stages moved to a device left ({@link reassignStages}): no export, and stage files the workers hold are
+   * not sent again.
+   */
+  replan?: (
+    alive: readonly string[],
+    why: { reason: "loss" | "rejoin"; device: string },
+  ) => Promise<{ assignment: StageAssignment; devices: StageDevices[]; throughput?: number }>;
+  /** Called with each recovery as it happens. */
+  onRecovery?: (e: RecoveryEvent) => void;
+  /** Called with each re-plan (rejoin or switch) as it happens. */
+  onReplan?: (e: ReplanEvent) => void;
 }
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
@@ -142,6 +167,10 @@ export interface SplitMeasurement {
   replicas: ReplicaMeasurement[];
   /** Replicas lost during the round. */
   losses: ReplicaLossEvent[];
+  /** Recoveries from lost devices reported during the round (see RecoveryEvent). */
+  recoveries: RecoveryEvent[];
+  /** Re-plans (a device back, a switch) during the round. */
+  replans: ReplanEvent[];
 }
 
 /** Why a run ended before its requests were all sent and answered. */
@@ -181,8 +210,10 @@ export interface DeployedSplit {
   readonly devices: string[];
   /** Every device of each stage, in group order. */
   readonly replicaGroups: string[][];
-  /** The deployed pipeline (its stats and loss events). */
+  /** The pipeline deployed now (its stats and loss events); it changes after a recovery. */
   readonly pipeline: Pipeline;
+  /** The control loop that owns the deployment: recoveries, re-plans, switches. */
+  readonly controller: Controller;
   /** See {@link RunSplitResult.stageLoads}. */
   readonly stageLoads: StageLoad[];
   /** See {@link RunSplitResult.maxRelativeDiff}. */
@@ -221,7 +252,7 @@ export async function runSplit(
   try {
     const m = await split.measure();
     const report = { ...m.report, latencySamplesMs: undefined };
-    const lost = m.report.failed > 0 ? split.pipeline.fault : undefined;
+    const lost = m.report.failed > 0 ? split.pipeline.broken?.error : undefined;
     const stopped: RunStopped | undefined = opts.signal?.aborted
       ? stoppedBy(opts.signal.reason, opts.signal, "measuring")
       : lost
@@ -279,6 +310,8 @@ function notMeasured(
     bytesPerRequest: 0,
     replicas: [],
     losses: [],
+    recoveries: [],
+    replans: [],
     stopped,
   };
 }
@@ -319,13 +352,13 @@ export async function deploySplit(
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
   process.once("exit", removeDir);
   let local: LocalCluster | undefined;
-  let pipeline: Pipeline | undefined;
+  let controller: Controller | undefined;
   let released = false;
   const release = async () => {
     if (released) return;
     released = true;
     try {
-      await pipeline?.close();
+      await controller?.close();
       await local?.stop();
     } finally {
       removeDir();
@@ -341,23 +374,48 @@ export async function deploySplit(
     opts.onStep?.(`starting ${toStart.length} local worker(s)`);
     local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;
     opts.signal?.throwIfAborted();
+    const deadlineMs = opts.deadlineMs ?? 30000;
+    const signal = opts.signal;
     const workers = [...given.values(), ...(local?.workers ?? [])];
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
-    const deadlineMs = opts.deadlineMs ?? 30000;
-    const signal = opts.signal;
-    const p = await deploy({ manifest, dir: split }, workers, {
-      token: local?.token ?? opts.token,
-      maxInFlight: inFlight,
-      // Connecting and loading keep their own 30 s: a short request deadline must not cut a deploy short.
-      timeoutMs: 30000,
-      linkDelayMs: opts.linkDelayMs,
-      replicaWeights: opts.replicaWeights,
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      signal,
+    let plans = 0;
+    const replan = opts.replan;
+    const c = await startController({ manifest, dir: split }, workers, {
+      deploy: {
+        token: local?.token ?? opts.token,
+        maxInFlight: inFlight,
+        // Connecting and loading keep their own 30 s: a short request deadline must not cut a deploy short.
+        timeoutMs: 30000,
+        linkDelayMs: opts.linkDelayMs,
+        replicaWeights: opts.replicaWeights,
+        ...(opts.tls ? { tls: opts.tls } : {}),
+      },
+      deadlineMs,
+      ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+      ...(opts.recover !== undefined ? { recover: opts.recover } : {}),
+      replan: replan
+        ? async (alive, why): Promise<Deployable> => {
+            const next = await replan(alive, why);
+            const out = join(dir, `replan-${++plans}`);
+            const m = writeSplit(model, buildStages(model, next.assignment), out, {
+              modelPath: opts.modelPath ?? model.graph.source,
+              devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+            });
+            return {
+              manifest: m,
+              dir: out,
+              ...(next.throughput !== undefined ? { throughput: next.throughput } : {}),
+            };
+          }
+        : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
     });
-    pipeline = p;
+    controller = c;
+    if (opts.onRecovery) c.on("recovery", opts.onRecovery);
+    if (opts.onReplan) c.on("replan", opts.onReplan);
+    const p = c;
     const feeds = opts.feeds ?? inputFeeds(model);
+    signal?.throwIfAborted();
     const first = await p.infer(feeds, { deadlineMs, signal });
     const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
     const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
@@ -371,15 +429,21 @@ export async function deploySplit(
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
-      pipeline: p,
-      stageLoads: [...p.stageLoads],
+      get pipeline() {
+        return c.pipeline;
+      },
+      controller: c,
+      stageLoads: [...c.pipeline.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
         // Stats are best effort: after a fault the workers left may not all answer, and the counts still count.
         const before = await p.workerStats().catch(() => [] as StatsReplyMsg[]);
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
-        const lossesBefore = p.events.length;
+        const pipelineBefore = c.pipeline;
+        const lossesBefore = c.pipeline.events.length;
+        const recoveriesBefore = c.recoveries.length;
+        const replansBefore = c.replans.length;
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
@@ -388,6 +452,8 @@ export async function deploySplit(
         const cpu = process.cpuUsage(cpuBefore);
         const after = await p.workerStats(2000).catch(() => [] as StatsReplyMsg[]);
         const sentAfter = p.stats();
+        // After a recovery the counters are the new deployment's: nothing to subtract.
+        const same = c.pipeline === pipelineBefore;
         const done = Math.max(1, report.completed);
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
         const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
@@ -395,17 +461,19 @@ export async function deploySplit(
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};
         for (const a of after) {
-          const b = before.find((r) => r.worker === a.worker);
+          const b = same ? before.find((r) => r.worker === a.worker) : undefined;
           stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
           stageOrtCpuMs[a.worker] = (ortCpu(a) - ortCpu(b)) / done;
         }
         const bytesPerRequest =
-          (sentAfter.bytesSent + sentAfter.bytesReceived - sentBefore.bytesSent - sentBefore.bytesReceived) /
+          (sentAfter.bytesSent +
+            sentAfter.bytesReceived -
+            (same ? sentBefore.bytesSent + sentBefore.bytesReceived : 0)) /
           done;
         const replicas: ReplicaMeasurement[] = sentAfter.stages.flatMap((st, i) =>
           st.replicas.map((r, k) => {
-            const b = sentBefore.stages[i].replicas[k];
+            const b = (same ? sentBefore.stages[i]?.replicas[k] : undefined) ?? { completed: 0, failed: 0 };
             return {
               stage: r.stage,
               device: r.device,
@@ -420,7 +488,9 @@ export async function deploySplit(
         return {
           report,
           replicas,
-          losses: p.events.slice(lossesBefore),
+          losses: same ? c.pipeline.events.slice(lossesBefore) : [...c.pipeline.events],
+          recoveries: c.recoveries.slice(recoveriesBefore),
+          replans: c.replans.slice(replansBefore),
           stageBusyMs,
           stageCpuMs,
           stageOrtCpuMs,

@@ -7,12 +7,17 @@ import { bytesAsTyped, numel } from "../../onnx/tensor.js";
  * Binary frames: the unit every transport carries. Two kinds:
  *
  * - tensor frame: `u8 type=1 | u32 requestId | u8 dtype (ONNX code) | u8 ndim | u16 nameLength |
- *   u8 pathLength | ndim x u32 dims | pathLength x u8 path | name (UTF-8) | zero padding to a multiple of
- *   8 bytes | raw little-endian tensor bytes`. Tensors never travel as JSON numbers or base64. The path is
+ *   u8 pathLength | u32 epoch | ndim x u32 dims | pathLength x u8 path | name (UTF-8) | zero padding to a
+ *   multiple of 8 bytes | raw little-endian tensor bytes`. Tensors never travel as JSON numbers or base64. The path is
  *   the request's route through replicated stages: entry s is the replica (index in stage s's group) that
  *   runs stage s for this request; it is empty when no stage is replicated (every stage's replica 0).
- * - control frame: `u8 type=2 | u32 requestId | u32 jsonLength | JSON message | payload bytes`, for
- *   handshakes, stage deployment (the payload is the stage model) and errors.
+ * - control frame: `u8 type=2 | u32 requestId | u32 epoch | u32 jsonLength | JSON message | payload bytes`,
+ *   for handshakes, stage deployment (the payload is the stage model) and errors.
+ *
+ * The epoch (u32) is the deployment a request frame belongs to: the coordinator's control loop numbers each
+ * deployment it makes (0 outside one), workers stamp it on everything they send for that deployment, and both
+ * sides drop a request's frames whose epoch is not the one they run, so outputs that arrive late from a
+ * deployment that was replaced are never taken for the new one's.
  *
  * All integers are little-endian. A transport adds its own message boundary (a u32 length prefix on TCP,
  * one binary message on WebSocket) and refuses frames above its maximum size.
@@ -24,6 +29,8 @@ export interface TensorFrame {
   type: "tensor";
   /** Request id (u32) the tensor belongs to. */
   requestId: number;
+  /** Deployment epoch (u32) of the request; absent: 0. */
+  epoch?: number;
   name: string;
   dtype: DType;
   shape: number[];
@@ -41,6 +48,8 @@ export interface ControlFrame {
   type: "control";
   /** Request id (u32) the message is about; 0 when none. */
   requestId: number;
+  /** Deployment epoch (u32) the message belongs to; absent: 0. */
+  epoch?: number;
   msg: ControlMessage;
   payload?: Uint8Array;
 }
@@ -53,6 +62,9 @@ export interface ControlMessage {
 
 const TYPE_TENSOR = 1;
 const TYPE_CONTROL = 2;
+/** Bytes of a tensor frame's header before its dims, and of a control frame's before its JSON. */
+const TENSOR_FIXED = 14;
+const CONTROL_FIXED = 13;
 const MAX_NDIM = 255;
 /** Most stages a request path can name (its length travels in one byte). */
 export const MAX_PATH = 255;
@@ -84,7 +96,7 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
         `tensor '${frame.name}': ${frame.data.byteLength} data bytes for shape [${frame.shape}] ${frame.dtype} (expected ${expected})`,
         { tensor: frame.name },
       );
-    const raw = 10 + 4 * nd + np + name.length;
+    const raw = TENSOR_FIXED + 4 * nd + np + name.length;
     const headerLen = Math.ceil(raw / 8) * 8;
     const h = new Uint8Array(headerLen);
     const dv = new DataView(h.buffer);
@@ -94,18 +106,20 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     h[6] = nd;
     dv.setUint16(7, name.length, true);
     h[9] = np;
-    for (let i = 0; i < nd; i++) dv.setUint32(10 + 4 * i, frame.shape[i], true);
-    if (path && np > 0) h.set(path, 10 + 4 * nd);
-    h.set(name, 10 + 4 * nd + np);
+    dv.setUint32(10, (frame.epoch ?? 0) >>> 0, true);
+    for (let i = 0; i < nd; i++) dv.setUint32(TENSOR_FIXED + 4 * i, frame.shape[i], true);
+    if (path && np > 0) h.set(path, TENSOR_FIXED + 4 * nd);
+    h.set(name, TENSOR_FIXED + 4 * nd + np);
     return frame.data.byteLength > 0 ? [h, frame.data] : [h];
   }
   const json = enc.encode(JSON.stringify(frame.msg));
-  const h = new Uint8Array(9 + json.length);
+  const h = new Uint8Array(CONTROL_FIXED + json.length);
   const dv = new DataView(h.buffer);
   h[0] = TYPE_CONTROL;
   dv.setUint32(1, frame.requestId >>> 0, true);
-  dv.setUint32(5, json.length, true);
-  h.set(json, 9);
+  dv.setUint32(5, (frame.epoch ?? 0) >>> 0, true);
+  dv.setUint32(9, json.length, true);
+  h.set(json, CONTROL_FIXED);
   return frame.payload && frame.payload.byteLength > 0 ? [h, frame.payload] : [h];
 }
 
@@ -125,24 +139,25 @@ function malformed(why: string): RuntimeFault {
  * for a malformed frame.
  */
 export function decodeFrame(buf: Uint8Array): Frame {
-  if (buf.byteLength < 9) throw malformed(`${buf.byteLength} bytes is shorter than any header`);
+  if (buf.byteLength < CONTROL_FIXED) throw malformed(`${buf.byteLength} bytes is shorter than any header`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const requestId = dv.getUint32(1, true);
   if (buf[0] === TYPE_TENSOR) {
     const dtype = dtypeFromOnnx(buf[5]);
     if (dtype === undefined || dtype === "string") throw malformed(`unknown dtype code ${buf[5]}`);
-    if (buf.byteLength < 10) throw malformed("tensor header runs past the end");
+    if (buf.byteLength < TENSOR_FIXED) throw malformed("tensor header runs past the end");
     const nd = buf[6];
     const nameLen = dv.getUint16(7, true);
     const np = buf[9];
-    const raw = 10 + 4 * nd + np + nameLen;
+    const epoch = dv.getUint32(10, true);
+    const raw = TENSOR_FIXED + 4 * nd + np + nameLen;
     const headerLen = Math.ceil(raw / 8) * 8;
     if (headerLen > buf.byteLength) throw malformed("header runs past the end");
     const shape: number[] = [];
-    for (let i = 0; i < nd; i++) shape.push(dv.getUint32(10 + 4 * i, true));
+    for (let i = 0; i < nd; i++) shape.push(dv.getUint32(TENSOR_FIXED + 4 * i, true));
     // Copied: the receive buffer is handed back to a pool once the stage ran, the path outlives it.
-    const path = np > 0 ? buf.slice(10 + 4 * nd, 10 + 4 * nd + np) : undefined;
-    const name = dec.decode(buf.subarray(10 + 4 * nd + np, raw));
+    const path = np > 0 ? buf.slice(TENSOR_FIXED + 4 * nd, TENSOR_FIXED + 4 * nd + np) : undefined;
+    const name = dec.decode(buf.subarray(TENSOR_FIXED + 4 * nd + np, raw));
     const data = buf.subarray(headerLen);
     const expected = numel(shape) * dtypeSize(dtype);
     if (data.byteLength !== expected)
@@ -150,24 +165,26 @@ export function decodeFrame(buf: Uint8Array): Frame {
         `tensor '${name}' has ${data.byteLength} data bytes, shape [${shape}] needs ${expected}`,
       );
     return path
-      ? { type: "tensor", requestId, name, dtype, shape, data, path }
-      : { type: "tensor", requestId, name, dtype, shape, data };
+      ? { type: "tensor", requestId, epoch, name, dtype, shape, data, path }
+      : { type: "tensor", requestId, epoch, name, dtype, shape, data };
   }
   if (buf[0] === TYPE_CONTROL) {
-    const jsonLen = dv.getUint32(5, true);
-    if (9 + jsonLen > buf.byteLength) throw malformed("control message runs past the end");
+    const epoch = dv.getUint32(5, true);
+    const jsonLen = dv.getUint32(9, true);
+    if (CONTROL_FIXED + jsonLen > buf.byteLength) throw malformed("control message runs past the end");
     let msg: unknown;
     try {
-      msg = JSON.parse(dec.decode(buf.subarray(9, 9 + jsonLen)));
+      msg = JSON.parse(dec.decode(buf.subarray(CONTROL_FIXED, CONTROL_FIXED + jsonLen)));
     } catch {
       throw malformed("control message is not JSON");
     }
     if (typeof msg !== "object" || msg === null || typeof (msg as { t?: unknown }).t !== "string")
       throw malformed("control message has no tag");
-    const payload = buf.subarray(9 + jsonLen);
+    const payload = buf.subarray(CONTROL_FIXED + jsonLen);
     return {
       type: "control",
       requestId,
+      epoch,
       msg: msg as ControlMessage,
       payload: payload.byteLength > 0 ? payload : undefined,
     };

@@ -115,6 +115,34 @@ export interface LoadMsg {
   threads?: number;
   /** User-space one-way delay on this worker's sends to the coordinator, ms. */
   coordinatorDelayMs?: number;
+  /**
+   * The deployment's epoch (u32, default 0): stamped on every frame this worker sends for it; tensor frames of
+   * another epoch are dropped.
+   */
+  epoch?: number;
+  /**
+   * The coordinator asks whether the worker holds this stage file in its cache (by sha256): if it does, the
+   * stage loads from the cache and no chunk follows; if not, the worker answers `need` and the chunks follow.
+   */
+  cached?: boolean;
+}
+
+/** Worker -> coordinator: a stage announced with `cached` is not in the cache; send its chunks. */
+export interface NeedMsg {
+  t: "need";
+  stage: number;
+}
+
+/**
+ * Worker -> coordinator, just before a stage run that may keep the worker's event loop busy (onnxruntime-node
+ * runs a session on the JS thread, so no ping is answered until it returns): the stage, and how long its runs
+ * took lately (the longest of the last few, ms; absent before the first). The coordinator's failure detector
+ * allows this much silence before it suspects the worker.
+ */
+export interface BusyMsg {
+  t: "busy";
+  stage: number;
+  expectMs?: number;
 }
 
 /**
@@ -285,6 +313,13 @@ const loadMessage = z
     workers: z.array(routeTarget).max(1024),
     threads: z.number().int().min(1).max(4096).optional(),
     coordinatorDelayMs: delayMs.optional(),
+    epoch: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
+    cached: z.boolean().optional(),
   })
   .strict();
 

@@ -36,6 +36,7 @@ import {
   type StatsReplyMsg,
 } from "../transport/protocol.js";
 import { checkLoad, stageExternalData } from "./stage-check.js";
+import { StageCache } from "./stage-cache.js";
 import type {
   Connection,
   Listener,
@@ -76,7 +77,17 @@ export interface WorkerOptions {
   receivePool?: boolean;
   /** Version this worker announces and requires of peers (default VERSION; other values only for tests). */
   version?: string;
+  /** Stage files kept after loading, for a later deploy of the same stage (default 4 entries, 1 GiB). */
+  stageCache?: { entries?: number; bytes?: number };
 }
+
+/**
+ * A run expected to take at least this long (its stage's recent runs did), ms, is announced to the coordinator
+ * with a `busy` notice first: a shorter one delays a pong by less than any heartbeat worth setting.
+ */
+const BUSY_NOTICE_MS = 5;
+/** Recent run times kept per stage for the `busy` notice's expectation. */
+const RECENT_RUNS = 8;
 
 /** Bytes of output sends a stage may leave unfinished before it waits (backpressure toward downstream). */
 const MAX_UNSENT_REQUESTS = 4;
@@ -98,6 +109,8 @@ interface Stage {
   specs: Map<string, TensorSpec>;
   pending: Map<number, PendingInputs>;
   stats: StageStats;
+  /** Wall times of the last RECENT_RUNS runs, ms. */
+  recentMs: number[];
 }
 
 /** The inputs of one request received so far, and the request's path (from its first tensor). */
@@ -120,6 +133,8 @@ interface Incoming {
   dataFd?: number;
   dataHash?: Hash;
   dataFilled: number;
+  /** Set when the model came from the stage cache (its sha256 is known: it was checked when it was kept). */
+  cachedSha?: string;
 }
 
 interface Deployment {
@@ -133,6 +148,8 @@ interface Deployment {
   peers: Map<string, Promise<Connection>>;
   /** The deployment's workers by name, endpoint (from its loads): the only peers tensors are taken from. */
   workers: Map<string, string>;
+  /** The coordinator's epoch for this deployment, stamped on every frame sent for it. */
+  epoch: number;
 }
 
 interface Job {
@@ -196,6 +213,7 @@ export class Worker {
   /** Connections not read from while the run queue is long, and how often one was paused. */
   private readonly paused = new Set<Connection>();
   private readsPaused = 0;
+  private readonly cache: StageCache;
 
   constructor(opts: WorkerOptions = {}) {
     this.opts = opts;
@@ -213,6 +231,7 @@ export class Worker {
     this.transport = makeTransport(opts.transport ?? "tcp", t);
     this.admission = new Admission(opts.admission);
     this.maxPendingBytes = Math.max(2 ** 30, 8 * (opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
+    this.cache = new StageCache(opts.stageCache?.entries ?? 4, opts.stageCache?.bytes ?? 2 ** 30);
   }
 
   /**
@@ -428,6 +447,7 @@ export class Worker {
       .send({
         type: "control",
         requestId: 0,
+        epoch: this.deployment?.epoch ?? 0,
         msg: { t: "error", kind: "load", worker: m.worker, stage: m.stage, message },
       })
       .catch(() => {});
@@ -445,6 +465,7 @@ export class Worker {
         incoming: new Map(),
         peers: new Map(),
         workers: new Map(),
+        epoch: m.epoch ?? 0,
       };
     }
     const d = this.deployment;
@@ -506,6 +527,18 @@ export class Worker {
         return;
       }
       inc.dataHash = createHash("sha256");
+    }
+    if (m.cached === true) {
+      const kept = m.data === undefined ? this.cache.get(m.sha256) : undefined;
+      if (kept !== undefined && kept.byteLength === m.bytes) {
+        inc.model = Buffer.from(kept.buffer, kept.byteOffset, kept.byteLength);
+        inc.modelFilled = m.bytes;
+        inc.cachedSha = m.sha256;
+      } else {
+        conn
+          .send({ type: "control", requestId: 0, epoch: d.epoch, msg: { t: "need", stage: m.stage } })
+          .catch(() => {});
+      }
     }
     d.incoming.set(m.stage, inc);
     this.completeIfDone(conn, d, inc);
@@ -576,7 +609,7 @@ export class Worker {
     const t0 = inc.t0;
     const fail = (message: string) => this.loadFailed(conn, m, message);
     const model = inc.model;
-    const sha = inc.modelHash.digest("hex");
+    const sha = inc.cachedSha ?? inc.modelHash.digest("hex");
     if (sha !== m.sha256) {
       await fail(
         `${m.file}: sha256 of the ${model.byteLength} bytes received is ${sha}, the manifest says ${m.sha256}`,
@@ -593,6 +626,7 @@ export class Worker {
       }
     }
     const receiveMs = performance.now() - t0;
+    if (m.data === undefined && inc.cachedSha === undefined) this.cache.put(sha, model);
     // onnxruntime resolves external data locations against the model's folder (or, for bytes, the working
     // directory): a stage may only name the data file streamed with it, never a file of this machine.
     let locations: string[];
@@ -657,12 +691,14 @@ export class Worker {
       specs: new Map(m.inputs.map((s) => [s.name, s])),
       pending: new Map(),
       stats: { stage: m.stage, runs: 0, errors: 0, computeMs: 0, computeCpuMs: 0, pending: 0 },
+      recentMs: [],
     });
     log(`stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms`);
     await conn
       .send({
         type: "control",
         requestId: 0,
+        epoch: d.epoch,
         msg: {
           ...({ t: "loaded", stage: m.stage, loadMs: performance.now() - t0, receiveMs } satisfies LoadedMsg),
         },
@@ -709,11 +745,13 @@ export class Worker {
     log(`request ${requestId} failed in stage ${stage}: ${message}`);
     const msg: ErrorMsg = { t: "error", kind: "request", worker: d.name, stage, message };
     if (unreachable !== undefined) msg.unreachable = unreachable;
-    d.coordinator.send({ type: "control", requestId, msg: { ...msg } }).catch(() => {});
+    d.coordinator.send({ type: "control", requestId, epoch: d.epoch, msg: { ...msg } }).catch(() => {});
   }
 
   private dispatch(d: Deployment, f: TensorFrame): void {
     if (this.cancelled.has(f.requestId)) return;
+    // A late tensor of a deployment this one replaced: its request is not this deployment's to run.
+    if ((f.epoch ?? 0) !== d.epoch) return;
     let consumers = 0;
     for (const s of d.stages.values()) {
       const spec = s.specs.get(f.name);
@@ -822,9 +860,26 @@ export class Worker {
       cpu0 = cpuMs();
     });
     const charge = () => {
-      s.stats.computeMs += performance.now() - t0;
+      const ms = performance.now() - t0;
+      s.stats.computeMs += ms;
       s.stats.computeCpuMs += cpuMs() - cpu0;
+      s.recentMs.push(ms);
+      if (s.recentMs.length > RECENT_RUNS) s.recentMs.shift();
     };
+    // The run blocks this thread: the coordinator hears first how long it may stay silent (see BusyMsg).
+    const expectMs = s.recentMs.length > 0 ? Math.max(...s.recentMs) : undefined;
+    if (expectMs === undefined || expectMs >= BUSY_NOTICE_MS)
+      d.coordinator
+        .send({
+          type: "control",
+          requestId,
+          epoch: d.epoch,
+          msg:
+            expectMs === undefined
+              ? { t: "busy", stage: s.load.stage }
+              : { t: "busy", stage: s.load.stage, expectMs },
+        })
+        .catch(() => {});
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
       out = await s.session.run(job.feeds, s.load.outputs);
@@ -842,6 +897,7 @@ export class Worker {
       try {
         const frame = tensorFrame(requestId, name, out[name] as ort.Tensor);
         if (job.path) frame.path = job.path;
+        frame.epoch = d.epoch;
         frames.push(frame);
       } catch (err) {
         this.requestError(d, requestId, s.load.stage, `output ${errorMessage(err)}`);
