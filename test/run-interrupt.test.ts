@@ -13,7 +13,7 @@ import { cliCommand, startLocalWorkers } from "../src/runtime/coordinator/local-
  * wrote its stage files into is empty afterwards.
  */
 
-/** A running `cleave run` in its own temporary folder; resolves `measuring` once its progress says so. */
+/** A running `cleave run` in its own temporary folder; resolves `measuring` 2 s after its progress says so. */
 function startRun(args: string[]) {
   const tmp = mkdtempSync(join(tmpdir(), "cleave-run-test-"));
   const [cmd, ...pre] = cliCommand();
@@ -32,7 +32,8 @@ function startRun(args: string[]) {
   });
   child.stderr.on("data", (d) => {
     stderr += d;
-    if (/measuring/.test(stderr)) onMeasuring();
+    // The step's line can come as it starts: give it time to answer some requests.
+    if (/measuring/.test(stderr)) setTimeout(onMeasuring, 2000);
   });
   const exited = once(child, "exit").then(([code, signal]) => ({ code, signal }));
   return {

@@ -17,6 +17,8 @@ import {
   startController,
 } from "../control/service.js";
 import { reassignStages } from "../control/reassign.js";
+import { type Adaptation, type AdaptOptions, startAdaptation } from "../control/adapt.js";
+import type { AdaptPolicy } from "../control/adapt-policy.js";
 import { summarizeLatencies } from "../latency.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
@@ -83,7 +85,23 @@ export interface RunSplitOptions {
   onRecovery?: (e: RecoveryEvent) => void;
   /** Called with each re-plan (rejoin or switch) as it happens. */
   onReplan?: (e: ReplanEvent) => void;
+  /**
+   * Live re-partitioning (off by default): measured costs are fed back to a planner above the runtime, and the
+   * split is switched when a better plan holds (see control/adapt.ts). `evaluate` is made once the first split
+   * runs, with the exporter that writes a split's stage files for a switch.
+   */
+  adapt?: {
+    evaluate: (exportSplit: SplitExporter) => AdaptOptions["evaluate"];
+    policy?: Partial<AdaptPolicy>;
+    intervalMs?: number;
+  };
 }
+
+/** Writes a split's stage files (beside the first split's) for a switch; `throughput` is its prediction. */
+export type SplitExporter = (
+  split: { assignment: StageAssignment; devices: readonly StageDevices[] },
+  throughput?: number,
+) => Promise<Deployable>;
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
 export type StageDevices = string | readonly string[];
@@ -353,11 +371,13 @@ export async function deploySplit(
   process.once("exit", removeDir);
   let local: LocalCluster | undefined;
   let controller: Controller | undefined;
+  let adaptation: Adaptation | undefined;
   let released = false;
   const release = async () => {
     if (released) return;
     released = true;
     try {
+      await adaptation?.stop();
       await controller?.close();
       await local?.stop();
     } finally {
@@ -380,6 +400,14 @@ export async function deploySplit(
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
     let plans = 0;
+    const exportSplit: SplitExporter = async (next, throughput) => {
+      const out = join(dir, `replan-${++plans}`);
+      const m = writeSplit(model, buildStages(model, next.assignment), out, {
+        modelPath: opts.modelPath ?? model.graph.source,
+        devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+      });
+      return { manifest: m, dir: out, ...(throughput !== undefined ? { throughput } : {}) };
+    };
     const replan = opts.replan;
     const c = await startController({ manifest, dir: split }, workers, {
       deploy: {
@@ -397,16 +425,7 @@ export async function deploySplit(
       replan: replan
         ? async (alive, why): Promise<Deployable> => {
             const next = await replan(alive, why);
-            const out = join(dir, `replan-${++plans}`);
-            const m = writeSplit(model, buildStages(model, next.assignment), out, {
-              modelPath: opts.modelPath ?? model.graph.source,
-              devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
-            });
-            return {
-              manifest: m,
-              dir: out,
-              ...(next.throughput !== undefined ? { throughput: next.throughput } : {}),
-            };
+            return exportSplit(next, next.throughput);
           }
         : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
     });
@@ -426,6 +445,12 @@ export async function deploySplit(
     while (performance.now() - t0 < warmupMs && signal?.aborted !== true)
       await p.runMany({ count: 10, feeds: () => feeds }, { inFlight, deadlineMs, signal });
     signal?.throwIfAborted();
+    if (opts.adapt)
+      adaptation = startAdaptation(c, {
+        evaluate: opts.adapt.evaluate(exportSplit),
+        ...(opts.adapt.policy ? { policy: opts.adapt.policy } : {}),
+        ...(opts.adapt.intervalMs !== undefined ? { intervalMs: opts.adapt.intervalMs } : {}),
+      });
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
