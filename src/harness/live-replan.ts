@@ -27,8 +27,9 @@ export interface LiveReplanOptions {
   /** Writes a split's stage files for a switch (run-split's exporter). */
   exportSplit(split: LiveSplit, throughput: number): Promise<Deployable>;
   /**
-   * The measured period may exceed the one predicted from the measured stage times by this factor before the
-   * excess is put on the links (default 1.25): below it, the gap is the model's usual error, not a slow link.
+   * The measured period may exceed the one predicted from the measured stage times by this factor times its
+   * ratio on the first evaluation before the excess is put on the links (default 1.25): below it, the gap is
+   * the usual overhead and error, not a slow link.
    */
   linkSlack?: number;
 }
@@ -59,6 +60,8 @@ export function liveReplanner(opts: LiveReplanOptions): {
   const baseCost = costModelFor(model, cluster, { profiles: { ...opts.profiles } });
   let running = opts.running;
   let scaling: LiveScaling | undefined;
+  /** Measured period over the one the measured stages explain, on the first evaluation (>= 1). */
+  let baseline: number | undefined;
   const estimateOn = (c: Cluster, cost: CostModel, s: LiveSplit): SplitEstimate =>
     estimateSplit(
       model,
@@ -105,11 +108,16 @@ export function liveReplanner(opts: LiveReplanOptions): {
       };
       const devCost = costModelFor(model, devScaled, { profiles });
       const predicted = estimateOn(devScaled, devCost, running);
-      // The pipeline's measured period against the one its measured stages explain.
+      // The pipeline's measured period against the one its measured stages explain. Part of the gap is always
+      // there (the coordinator, queueing, co-run): its ratio on the first evaluation is the baseline, and only
+      // time beyond `slack` times it is put on the links, as extra time on the slowest predicted transfer.
       const periodS = 1 / est.throughput;
       const explained = 1 / predicted.throughput;
+      const ratio = periodS / explained;
+      baseline ??= Math.max(1, ratio);
       const slowest = Math.max(0, ...predicted.transfers.map((t) => t.time));
-      const link = periodS > slack * explained && slowest > 0 ? Math.max(1, periodS / slowest) : 1;
+      const excess = periodS - baseline * explained;
+      const link = ratio > slack * baseline && slowest > 0 ? Math.max(1, (slowest + excess) / slowest) : 1;
       const scaled: Cluster =
         link === 1
           ? devScaled

@@ -76,9 +76,11 @@ export function startAdaptation(controller: Controller, opts: AdaptOptions): Ada
     const snap = est.snapshot();
     if (snap.windows < warm) return;
     const c = await opts.evaluate(snap);
+    if (!c) log(`no estimate yet (${snap.windows} windows, ${snap.stageMs.size} stages timed)`);
     if (!c || stopped) return;
     const d = decideAdapt(state, { ...c, atMs: performance.now() }, policy);
     state = d.state;
+    log(`${d.action}: ${d.reason} (${c.why})`);
     opts.onDecision?.(d);
     if (d.action !== "switch") return;
     log(`switching: ${d.reason} (${c.why})`);

@@ -678,7 +678,10 @@ export class Pipeline {
   }
 
   private onFrame(link: PipelineLink, f: Frame): void {
-    if ((f.epoch ?? 0) !== this.epoch) return;
+    // Replies matched by their own id (stats) carry the epoch of the request the worker answered (0: stats
+    // requests carry none); every other frame of another epoch is a late one from an earlier deployment.
+    const byId = f.type === "control" && f.msg.t === "stats-reply";
+    if (!byId && (f.epoch ?? 0) !== this.epoch) return;
     if (f.type === "tensor") {
       const req = this.pending.get(f.requestId);
       if (!req?.missing.has(f.name)) return;
