@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -139,4 +139,36 @@ test("--deadline takes a positive integer, in one line", async (t) => {
   const { code } = await run.exited;
   assert.equal(code, 2);
   assert.equal(run.err().trim(), "error: --deadline: expected an integer >= 1, got '0'");
+});
+
+test("--adapt with one device, a threshold outside (0, 1), a heartbeat of 0: one line each", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-adapt-flags-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const one = join(dir, "one.yaml");
+  writeFileSync(
+    one,
+    "name: one\ninputDevice: solo\noutputDevice: solo\nlinks: []\ndevices:\n  - {name: solo, kind: cpu, throughput: 52 GMAC/s, memoryBandwidth: 20GB/s, memory: 4GiB, idlePower: 1W, activePower: 3W, cpus: [0], threads: 1}\n",
+  );
+  const cases: Array<[string[], string]> = [
+    [
+      ["--stages", "1", "--cluster", one, "--adapt"],
+      "error: --adapt: cluster one has one device (solo); re-partitioning needs two or more",
+    ],
+    [
+      ["--stages", "2", "--adapt", "--adapt-threshold", "1.5"],
+      "error: --adapt-threshold: expected a number in (0, 1), got 1.5",
+    ],
+    [
+      ["--stages", "2", "--adapt", "--adapt-threshold", "0"],
+      "error: --adapt-threshold: expected a number in (0, 1), got 0",
+    ],
+    [["--stages", "2", "--heartbeat-ms", "0"], "error: --heartbeat-ms: expected an integer >= 1, got '0'"],
+  ];
+  for (const [args, line] of cases) {
+    const run = startRun([MODEL, ...args]);
+    const { code } = await run.exited;
+    rmSync(run.tmp, { recursive: true, force: true });
+    assert.equal(code, 2, run.err());
+    assert.equal(run.err().trim(), line);
+  }
 });
