@@ -193,6 +193,13 @@ export {
   transferTimeMs,
 } from "./harness/bench-figures.js";
 export { type CoRunMeasurement, measureCoRun, withCoRun, withMeasuredCoRun } from "./harness/corun.js";
+export {
+  type EmulatedCosts,
+  type LocalProfileNote,
+  emulatedCosts,
+  emulatedProfile,
+  withLocalProfiles,
+} from "./harness/emulated-profiles.js";
 
 // Serving: the Open Inference Protocol over HTTP, metrics, pre- and post-processing layers
 export {

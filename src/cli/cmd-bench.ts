@@ -4,7 +4,7 @@ import { loadProfile, type Profile } from "../cost/profile.js";
 import { ArgumentError } from "../errors.js";
 import { OBJECTIVES, type Objective } from "../partition/constraints.js";
 import { benchCluster, benchReplacer } from "../harness/bench.js";
-import { withMeasuredCoRun } from "../harness/corun.js";
+import { emulatedCosts } from "../harness/emulated-profiles.js";
 import { printBench } from "./bench-table.js";
 import {
   bool,
@@ -20,7 +20,7 @@ import {
 } from "./command.js";
 import { clusterFromFlags } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
-import { withLocalProfiles } from "./local-profiles.js";
+import { profileCallbacks } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
@@ -120,10 +120,10 @@ export const benchCommand: Command = {
         });
       profiles[m[1]] = loadProfile(m[2]);
     }
-    Object.assign(profiles, await withLocalProfiles(model, declared, profiles, io, bar));
-    const measured = bool(values, "no-corun")
-      ? { cluster: declared, profiles, coRun: undefined }
-      : await withMeasuredCoRun(model, declared, profiles, { onStep: (s) => bar.step(s) });
+    const measured = await emulatedCosts(model, declared, profiles, {
+      ...profileCallbacks(io, bar),
+      coRun: !bool(values, "no-corun"),
+    });
     const { cluster, coRun } = measured;
     const cost = costModelFor(model, cluster, { profiles: measured.profiles });
     const bench = await benchCluster(model, cluster, cost, {

@@ -11,11 +11,11 @@ import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
 import { benchCluster, benchReplacer } from "../harness/bench.js";
-import { withMeasuredCoRun } from "../harness/corun.js";
+import { emulatedCosts } from "../harness/emulated-profiles.js";
 import { buildZooModel } from "../zoo/index.js";
 import { bool, type Command, intFlag, parseFlags, str } from "./command.js";
 import { localClusterPath } from "./load.js";
-import { withLocalProfiles } from "./local-profiles.js";
+import { profileCallbacks } from "./local-profiles.js";
 import { printBench } from "./bench-table.js";
 import { fmtBytes, fmtCount, fmtTime, style } from "./format.js";
 import { progress } from "./progress.js";
@@ -64,17 +64,19 @@ export const demoCommand: Command = {
     );
 
     const declared = loadCluster(localClusterPath());
-    const local = await withLocalProfiles(model, declared, {}, io, bar);
+    const { cluster, coRun, profiles, local } = await emulatedCosts(
+      model,
+      declared,
+      {},
+      profileCallbacks(io, bar),
+    );
+    // The profile as measured here, before the co-run calibration, is the one saved and reported.
     const profile = local[declared.devices[0].name];
     const profilePath = join(out, "profile.json");
     saveProfile(profile, profilePath);
     say(
       `${st.bold("2. profile")} one onnxruntime thread on this machine: ${fmtTime(profile.wholeRun)} per inference -> ${profilePath}`,
     );
-
-    const { cluster, coRun, profiles } = await withMeasuredCoRun(model, declared, local, {
-      onStep: (s) => bar.step(s),
-    });
     bar.done();
     const cost = costModelFor(model, cluster, { profiles });
     const result = {

@@ -8,7 +8,8 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { modelForPlan } from "../partition/plan-parallel.js";
 import { stageLabel } from "../partition/plan-cluster.js";
-import { type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
+import { liveReplanner } from "../harness/live-replan.js";
+import { type RunSplitOptions, type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
 import type { RecoveryEvent, ReplanEvent } from "../runtime/control/service.js";
 import {
   bool,
@@ -20,12 +21,15 @@ import {
   MODEL_INPUT_FLAGS,
   MODEL_INPUT_USAGE,
   modelInputs,
+  numberFlag,
+  type ParsedFlags,
   planInputs,
   str,
 } from "./command.js";
 import { fmtBytes, style, table } from "./format.js";
 import { clusterForPlan } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
+import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
@@ -39,8 +43,8 @@ import {
 
 const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
-                  [--requests N] [--in-flight K] [--heartbeat-ms MS] [--no-recover] [--json]
-                  [model input flags]
+                  [--requests N] [--in-flight K] [--deadline MS] [--heartbeat-ms MS] [--no-recover]
+                  [--adapt [--adapt-threshold F] [--adapt-hold MS]] [--json] [model input flags]
 
 Deploys the stages of a split on workers, streams requests through them as a pipeline and reports
 throughput and latency percentiles. Devices with 'cpus' in the cluster file get a local worker pinned to
@@ -55,6 +59,14 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
                cleave then moves its stages to the devices left, runs the unfinished requests again
                there, and moves back when the worker answers again
   --no-recover a lost worker fails the requests in flight instead
+  --deadline   each request's deadline, ms (default 30000)
+  --adapt      live re-partitioning: stage compute times and the pipeline's throughput are measured as it
+               runs (smoothed), the costs rescaled by them, and the split switched between requests when
+               the best plan beats the running one by more than --adapt-threshold (default 0.15) for
+               --adapt-hold ms (default 3000) and the gain over a minute pays for the stage bytes it ships
+A run that a fault or SIGINT/SIGTERM ends early still reports what it measured so far (with --json, the
+same document with 'stopped': why, naming the device) and exits 1 (a fault) or 130/143 (a signal); the stage
+files it wrote to the temporary folder are removed on every exit.
 ${WORKER_FLAGS_USAGE}
 
 Model input flags:
@@ -138,6 +150,10 @@ export const runCommand: Command = {
       "in-flight": { type: "string" },
       "heartbeat-ms": { type: "string" },
       "no-recover": { type: "boolean" },
+      deadline: { type: "string" },
+      adapt: { type: "boolean" },
+      "adapt-threshold": { type: "string" },
+      "adapt-hold": { type: "string" },
       json: { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
     });
@@ -161,28 +177,41 @@ export const runCommand: Command = {
     );
     const json = bool(values, "json");
     const heartbeatMs = intFlag("heartbeat-ms", str(values, "heartbeat-ms"), 1000);
+    const requests = intFlag("requests", str(values, "requests"), 200);
+    const inFlight =
+      values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);
+    const deadlineMs = intFlag("deadline", str(values, "deadline"), 30000);
+    const adapt = bool(values, "adapt")
+      ? await adaptFromFlags(model, cluster, devices, assignment, values, io, bar0(io, json))
+      : undefined;
     const bar = progress(io, !json);
-    const result = await runSplit(model, assignment, devices, cluster, {
-      requests: intFlag("requests", str(values, "requests"), 200),
-      inFlight:
-        values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2),
-      workers: ep.workers,
-      token: remote.token,
-      ...(remote.tls ? { tls: remote.tls } : {}),
-      linkDelayMs: remote.linkDelayMs,
-      modelPath: path,
-      replicaWeights: weights,
-      ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
-      heartbeatMs,
-      recover: !bool(values, "no-recover"),
-      onStep: (s) => bar.step(s),
-      onRecovery: (e) => io.err(`cleave: ${recoveryLine(e)}`),
-      onReplan: (e) => io.err(`cleave: ${replanLine(e)}`),
-    });
+    const result = await withInterrupt((signal) =>
+      runSplit(model, assignment, devices, cluster, {
+        requests,
+        inFlight,
+        deadlineMs,
+        signal,
+        workers: ep.workers,
+        token: remote.token,
+        ...(remote.tls ? { tls: remote.tls } : {}),
+        linkDelayMs: remote.linkDelayMs,
+        modelPath: path,
+        replicaWeights: weights,
+        ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
+        heartbeatMs,
+        recover: !bool(values, "no-recover"),
+        ...(adapt ? { adapt } : {}),
+        onStep: (s) => bar.step(s),
+        onRecovery: (e) => io.err(`cleave: ${recoveryLine(e)}`),
+        onReplan: (e) => io.err(`cleave: ${replanLine(e)}`),
+      }),
+    );
     bar.done();
+    const code = exitCode(result);
+    if (result.stopped) io.err(`error: ${result.stopped.message}`);
     if (json) {
       io.out(JSON.stringify(result));
-      return result.report.failed > 0 ? 1 : 0;
+      return code;
     }
     const st = style(io.isTTY);
     io.out(
@@ -217,6 +246,81 @@ export const runCommand: Command = {
           `lost replica ${e.device} (stage ${e.stages.join(", ")}): ${e.message}; ${e.replayed} request(s) replayed on the others`,
         ),
       );
-    return result.report.failed > 0 ? 1 : 0;
+    return code;
   },
 };
+
+/** A progress display for the profiling before a run (the run's own comes after). */
+function bar0(io: CliIO, json: boolean) {
+  return progress(io, !json);
+}
+
+/**
+ * `--adapt`: checks its flags (one line each: a cluster of one device, a threshold outside (0, 1)), profiles the
+ * emulated devices as plan does, and builds the live re-planner over the running split.
+ */
+async function adaptFromFlags(
+  model: AnalyzedModel,
+  cluster: Cluster,
+  devices: string[][],
+  assignment: StageAssignment,
+  values: Record<string, unknown>,
+  io: CliIO,
+  bar: ReturnType<typeof progress>,
+): Promise<NonNullable<RunSplitOptions["adapt"]>> {
+  if (cluster.devices.length < 2)
+    throw new ArgumentError(
+      `--adapt: cluster ${cluster.name} has one device (${cluster.devices[0]?.name ?? "none"}); re-partitioning needs two or more`,
+      { field: "adapt" },
+    );
+  const threshold = numberFlag("adapt-threshold", str(values as ParsedFlags["values"], "adapt-threshold"));
+  if (threshold !== undefined && !(threshold > 0 && threshold < 1))
+    throw new ArgumentError(`--adapt-threshold: expected a number in (0, 1), got ${threshold}`, {
+      field: "adapt-threshold",
+    });
+  const holdMs = intFlag("adapt-hold", str(values as ParsedFlags["values"], "adapt-hold"), 3000, 0);
+  const profiles = await withLocalProfiles(model, cluster, {}, io, bar);
+  bar.done();
+  return {
+    policy: { ...(threshold !== undefined ? { threshold } : {}), holdMs },
+    evaluate: (exportSplit) =>
+      liveReplanner({
+        model,
+        cluster,
+        profiles,
+        running: { assignment, devices },
+        exportSplit: (split, throughput) => exportSplit(split, throughput),
+      }).evaluate,
+  };
+}
+
+/** Signals that stop a run early, with the exit code of a process they would have ended (128 + number). */
+const STOP_SIGNALS: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * Runs `f` with a signal that aborts on SIGINT or SIGTERM (its reason: the signal's name), so the run stops,
+ * cleans up and reports; a second signal exits at once (the stage files still go: run-split removes them at
+ * exit, and the local workers are killed at exit).
+ */
+async function withInterrupt<T>(f: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const handlers = Object.keys(STOP_SIGNALS).map((sig) => {
+    const handler = () => {
+      if (ac.signal.aborted) process.exit(STOP_SIGNALS[sig]);
+      ac.abort(new Error(sig));
+    };
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  try {
+    return await f(ac.signal);
+  } finally {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+  }
+}
+
+/** 0 when every request was answered; 130/143 when a signal stopped the run; else 1. */
+function exitCode(r: RunSplitResult): number {
+  if (r.stopped?.reason === "interrupted") return STOP_SIGNALS[r.stopped.signal ?? "SIGINT"] ?? 130;
+  return r.stopped || r.report.failed > 0 ? 1 : 0;
+}

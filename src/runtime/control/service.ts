@@ -172,7 +172,17 @@ export class Controller {
 
   /** Like Pipeline.runMany, through {@link infer}: requests survive recoveries and switches. */
   runMany(requests: RunRequests, opts: RunManyOptions = {}): Promise<RunReport> {
-    return runRequests((f, o) => this.infer(f, o), this.current.pipeline.maxInFlight, requests, opts);
+    // Stops starting requests once none can be served: no feasible plan left, or a break with recovery off.
+    return runRequests(
+      (f, o) => this.infer(f, o),
+      this.current.pipeline.maxInFlight,
+      requests,
+      opts,
+      () =>
+        this.closed ||
+        this.down !== undefined ||
+        (this.opts.recover === false && this.current.pipeline.broken !== undefined),
+    );
   }
 
   /** The current pipeline's counters, with the controller's own. */

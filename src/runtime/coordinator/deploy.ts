@@ -5,6 +5,7 @@ import type { Manifest, ManifestStage, TensorSpec } from "../../export/manifest.
 import { readManifest } from "../../export/manifest-io.js";
 import { ArgumentError, CleaveError, errorMessage, RuntimeFault } from "../../errors.js";
 import { connectWorker } from "../transport/handshake.js";
+import { WaiterMap } from "../deadline.js";
 import { logger } from "../log.js";
 import { DEFAULT_MAX_FRAME_BYTES } from "../transport/frame.js";
 import {
@@ -14,7 +15,7 @@ import {
   type StageLoad,
   type WorkerAddress,
 } from "./pipeline.js";
-import type { LoadChunkMsg, LoadedMsg, LoadMsg, Route } from "../transport/protocol.js";
+import type { LoadChunkMsg, LoadMsg, Route } from "../transport/protocol.js";
 import { MAX_PATH } from "../transport/frame.js";
 import { Replica, ReplicaGroup } from "./replicas.js";
 import type { TlsConfig, TransportName } from "../transport/transport.js";
@@ -189,17 +190,19 @@ export async function deploy(
   const frameLimit = new Map<string, number>();
   settled.forEach((s, i) => {
     const w = distinct[i];
-    if (s.status === "fulfilled") frameLimit.set(w.name, s.value.welcome.maxFrameBytes);
-    if (s.status === "fulfilled")
-      links.set(w.name, {
-        name: w.name,
-        endpoint: w.endpoint,
-        conn: s.value.conn,
-        stages: [],
-        pid: s.value.welcome.pid,
-        threads: s.value.welcome.threads,
-        statsWaiters: [],
-      });
+    if (s.status !== "fulfilled") return;
+    frameLimit.set(w.name, s.value.welcome.maxFrameBytes);
+    // From here on the connection's own errors name the device, not its (often ephemeral) port.
+    s.value.conn.peer = `worker ${w.name}`;
+    links.set(w.name, {
+      name: w.name,
+      endpoint: w.endpoint,
+      conn: s.value.conn,
+      stages: [],
+      pid: s.value.welcome.pid,
+      threads: s.value.welcome.threads,
+      statsWaiters: new WaiterMap(),
+    });
   });
   const failedAt = settled.findIndex((s) => s.status === "rejected");
   if (failedAt >= 0) {
@@ -334,28 +337,16 @@ async function loadStage(
 ): Promise<StageLoad> {
   const key = `${link.name}/${msg.stage}`;
   const t0 = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  let stalled: (e: Error) => void = () => {};
-  const loaded = new Promise<LoadedMsg>((resolve, reject) => {
-    stalled = reject;
-    pipeline.loadWaiters.set(key, { resolve, reject });
-  });
-  // Observed below (raced with every send, then awaited); this keeps an early failure from going unhandled.
-  loaded.catch(() => {});
-  const arm = (what: string) => {
-    clearTimeout(timer);
-    timer = setTimeout(
-      () =>
-        stalled(
-          new RuntimeFault(
-            "WORKER",
-            `worker ${link.name} at ${link.endpoint}: stage ${msg.stage} not loaded (${what} within ${timeoutMs} ms)`,
-            { device: link.name, stage: msg.stage },
-          ),
-        ),
-      timeoutMs,
+  const notLoaded = (what: string) => () =>
+    new RuntimeFault(
+      "WORKER",
+      `worker ${link.name} at ${link.endpoint}: stage ${msg.stage} not loaded (${what} within ${timeoutMs} ms)`,
+      { device: link.name, stage: msg.stage },
     );
-  };
+  // The deadline restarts with every chunk taken, so a slow link is not cut off while a stalled worker is.
+  const w = pipeline.loadWaiters.add(key, { ms: timeoutMs, timeout: notLoaded("announcement not taken") });
+  const loaded = w.promise;
+  const arm = (what: string) => w.rearm(timeoutMs, notLoaded(what));
   let chunks = 0;
   // Announced as cached: the worker answers `need` when it lacks the stage, else loads it from its cache.
   const needed = new Promise<boolean>((resolve) => {
@@ -367,7 +358,6 @@ async function loadStage(
     );
   });
   try {
-    arm("announcement not taken");
     await Promise.race([
       link.conn.send({ type: "control", requestId: 0, epoch: msg.epoch ?? 0, msg: { ...msg } }),
       loaded,
@@ -413,8 +403,7 @@ async function loadStage(
       loadMs: done.loadMs,
     };
   } finally {
-    clearTimeout(timer);
-    pipeline.loadWaiters.delete(key);
+    w.reject(new RuntimeFault("WORKER", `worker ${link.name}: stage ${msg.stage} load abandoned`));
     pipeline.needWaiters.delete(key);
   }
 }

@@ -3,6 +3,7 @@ import { ArgumentError, errorMessage, RuntimeFault } from "../../errors.js";
 import type { ort } from "../../onnx/ort.js";
 import { type Frame, frameTensor, tensorFrame } from "../transport/frame.js";
 import { type LatencySummary, summarizeLatencies } from "../latency.js";
+import { armDeadline, WaiterMap, waiter } from "../deadline.js";
 import { logger } from "../log.js";
 import type { BusyMsg, ErrorMsg, LoadedMsg, StatsReplyMsg } from "../transport/protocol.js";
 import type { Replica, ReplicaGroup, ReplicaStats } from "./replicas.js";
@@ -153,7 +154,8 @@ export interface PipelineLink {
   stages: number[];
   pid: number;
   threads: number;
-  statsWaiters: Array<(m: StatsReplyMsg) => void>;
+  /** Stats requests waiting for their reply, by the request's id (the worker answers with the same id). */
+  statsWaiters: WaiterMap<number, StatsReplyMsg>;
   undeployWaiter?: () => void;
   /** Set once the worker is lost: nothing more is sent to it. */
   dead?: boolean;
@@ -175,8 +177,8 @@ interface Req {
   missing: Set<string>;
   resolve: (o: Tensors) => void;
   reject: (e: Error) => void;
-  timer?: NodeJS.Timeout;
-  cleanup?: () => void;
+  /** Disarms the request's deadline and abort listener. */
+  disarm?: () => void;
   sent: boolean;
   done: boolean;
 }
@@ -193,6 +195,7 @@ export class Pipeline {
   private readonly pending = new Map<number, Req>();
   private readonly waiting: Req[] = [];
   private nextId = 1;
+  private nextStatsId = 1;
   private inFlight = 0;
   private brokenErr?: RuntimeFault;
   private closed = false;
@@ -205,7 +208,8 @@ export class Pipeline {
   private readonly stageNo: number[];
   /** Whether any stage has several replicas: frames carry a path only then. */
   private readonly replicated: boolean;
-  readonly loadWaiters = new Map<string, { resolve: (m: LoadedMsg) => void; reject: (e: Error) => void }>();
+  /** Stages being loaded, by `worker/stage` (deploy waits on them). */
+  readonly loadWaiters = new WaiterMap<string, LoadedMsg>();
   /** @internal Deploy's waiters for a worker's `need` (a stage announced as cached that it does not hold). */
   readonly needWaiters = new Map<string, () => void>();
   /** How each stage was deployed, in stage order, one entry per replica (filled by deploy). */
@@ -251,6 +255,15 @@ export class Pipeline {
         this.onFrame(link, f);
       });
       link.conn.onClose((err) => {
+        link.statsWaiters.rejectAll(
+          new RuntimeFault(
+            "WORKER",
+            `worker ${link.name} at ${link.endpoint}: connection lost before its stats came`,
+            {
+              device: link.name,
+            },
+          ),
+        );
         if (this.closed) return;
         this.lose(link, "closed", `connection lost (${err?.message ?? "closed"})`);
       });
@@ -357,21 +370,18 @@ export class Pipeline {
         done: false,
       };
       const deadline = opts.deadlineMs ?? this.timeoutMs;
-      req.timer = setTimeout(() => this.finish(req, this.deadlineError(req, deadline)), deadline);
-      const signal = opts.signal;
-      if (signal) {
-        const onAbort = () =>
+      req.disarm = armDeadline(
+        deadline,
+        (cause) =>
           this.finish(
             req,
-            new RuntimeFault("RUNTIME", `request ${req.id}: aborted (${errorMessage(signal.reason)})`),
-          );
-        if (signal.aborted) {
-          onAbort();
-          return;
-        }
-        signal.addEventListener("abort", onAbort, { once: true });
-        req.cleanup = () => signal.removeEventListener("abort", onAbort);
-      }
+            cause.kind === "deadline"
+              ? this.deadlineError(req, deadline)
+              : new RuntimeFault("RUNTIME", `request ${req.id}: aborted (${errorMessage(cause.reason)})`),
+          ),
+        opts.signal,
+      );
+      if (req.done) return;
       if (this.inFlight < this.maxInFlight) this.start(req);
       else this.waiting.push(req);
     });
@@ -384,7 +394,13 @@ export class Pipeline {
    * request index, whatever order the replicas answer in.
    */
   async runMany(requests: RunRequests, opts: RunManyOptions = {}): Promise<RunReport> {
-    return runRequests((feeds, o) => this.infer(feeds, o), this.maxInFlight, requests, opts);
+    return runRequests(
+      (feeds, o) => this.infer(feeds, o),
+      this.maxInFlight,
+      requests,
+      opts,
+      () => this.brokenErr !== undefined,
+    );
   }
 
   /** Counters since deploy. */
@@ -416,34 +432,32 @@ export class Pipeline {
     };
   }
 
-  /** Per-stage counters from every worker still alive (runs, errors, time in onnxruntime). */
+  /**
+   * Per-stage counters from every worker still alive (runs, errors, time in onnxruntime). Each request has its
+   * own id, which the worker's reply carries, so a reply that comes after its request timed out is dropped
+   * rather than taken for a later request's.
+   */
   async workerStats(timeoutMs = 5000): Promise<StatsReplyMsg[]> {
     return Promise.all(
       [...this.links.values()]
         .filter((l) => l.dead !== true)
-        .map(
-          (l) =>
-            new Promise<StatsReplyMsg>((resolve, reject) => {
-              const timer = setTimeout(
-                () =>
-                  reject(
-                    new RuntimeFault(
-                      "WORKER",
-                      `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
-                    ),
-                  ),
-                timeoutMs,
-              );
-              l.statsWaiters.push((m) => {
-                clearTimeout(timer);
-                resolve(m);
-              });
-              l.conn.send({ type: "control", requestId: 0, msg: { t: "stats" } }).catch((err) => {
-                clearTimeout(timer);
-                reject(err);
-              });
-            }),
-        ),
+        .map((l) => {
+          const id = this.nextStatsId;
+          this.nextStatsId = this.nextStatsId >= 0xfffffffe ? 1 : this.nextStatsId + 1;
+          const w = l.statsWaiters.add(id, {
+            ms: timeoutMs,
+            timeout: () =>
+              new RuntimeFault(
+                "WORKER",
+                `worker ${l.name} at ${l.endpoint}: no stats within ${timeoutMs} ms`,
+                {
+                  device: l.name,
+                },
+              ),
+          });
+          l.conn.send({ type: "control", requestId: id, msg: { t: "stats" } }).catch((err) => w.reject(err));
+          return w.promise;
+        }),
     );
   }
 
@@ -461,13 +475,12 @@ export class Pipeline {
       [...this.links.values()].map(async (l) => {
         // A lost worker is not waited for: a hung one would hold the close for the whole 2 s.
         if (!l.conn.closed && l.dead !== true) {
-          const acked = new Promise<void>((resolve) => {
-            l.undeployWaiter = resolve;
-            setTimeout(resolve, 2000).unref();
-          });
+          // Waits up to 2 s for the acknowledgement, then closes anyway.
+          const acked = waiter<void>({ ms: 2000, timeout: () => new Error("no undeploy acknowledgement") });
+          l.undeployWaiter = () => acked.resolve();
           await l.conn.send({ type: "control", requestId: 0, msg: { t: "undeploy" } }).then(
-            () => acked,
-            () => {},
+            () => acked.promise.catch(() => {}),
+            () => acked.reject(new Error("not sent")),
           );
         }
         l.conn.close();
@@ -571,8 +584,7 @@ export class Pipeline {
   private finish(req: Req, err?: Error): void {
     if (req.done) return;
     req.done = true;
-    clearTimeout(req.timer);
-    req.cleanup?.();
+    req.disarm?.();
     if (req.sent) {
       this.pending.delete(req.id);
       this.inFlight--;
@@ -672,13 +684,13 @@ export class Pipeline {
     if (this.brokenErr) return;
     this.brokenErr = err;
     log(`pipeline broken: ${err.message}`);
-    for (const w of this.loadWaiters.values()) w.reject(err);
+    this.loadWaiters.rejectAll(err);
     for (const r of [...this.pending.values(), ...this.waiting]) this.finish(r, err);
   }
 
   private onFrame(link: PipelineLink, f: Frame): void {
     // A request's frames from another deployment are not this one's (replies to pings, stats and undeploy carry
-    // no epoch and are taken).
+    // no epoch and are taken; stats replies are matched to their request by id).
     const stale = (f.epoch ?? 0) !== this.epoch;
     if (f.type === "tensor") {
       if (stale) return;
@@ -701,9 +713,7 @@ export class Pipeline {
         { device: e.worker, stage: e.stage },
       );
       if (e.kind === "load") {
-        const w = this.loadWaiters.get(`${link.name}/${e.stage}`);
-        if (w) w.reject(err);
-        else this.fail(err);
+        if (!this.loadWaiters.reject(`${link.name}/${e.stage}`, err)) this.fail(err);
         return;
       }
       const req = this.pending.get(f.requestId);
@@ -722,11 +732,11 @@ export class Pipeline {
       const expectMs = (m as unknown as BusyMsg).expectMs;
       link.busy = typeof expectMs === "number" && expectMs >= 0 ? { expectMs } : {};
     } else if (m.t === "loaded") {
-      this.loadWaiters.get(`${link.name}/${m.stage as number}`)?.resolve(m as unknown as LoadedMsg);
+      this.loadWaiters.resolve(`${link.name}/${m.stage as number}`, m as unknown as LoadedMsg);
     } else if (m.t === "undeployed") {
       link.undeployWaiter?.();
     } else if (m.t === "stats-reply") {
-      link.statsWaiters.shift()?.(m as unknown as StatsReplyMsg);
+      link.statsWaiters.resolve(f.requestId, m as unknown as StatsReplyMsg);
     }
   }
 }
@@ -747,13 +757,16 @@ export interface RunManyOptions {
 /**
  * Runs many requests through `infer` with `inFlight` of them outstanding at a time (default `maxInFlight`)
  * and reports throughput and latency percentiles; failed requests are counted, never thrown; outputs are kept
- * by request index. Shared by {@link Pipeline.runMany} and the control loop's.
+ * by request index. Shared by {@link Pipeline.runMany} and the control loop's. No request is started once
+ * `opts.signal` aborted (those in flight end aborted) or `stopped()` says the deployment cannot serve any more,
+ * so `completed + failed` counts the requests sent.
  */
 export async function runRequests(
   infer: (feeds: Tensors, opts: InferOptions) => Promise<Tensors>,
   maxInFlight: number,
   requests: RunRequests,
   opts: RunManyOptions = {},
+  stopped: () => boolean = () => false,
 ): Promise<RunReport> {
   const count = Array.isArray(requests) ? requests.length : (requests as { count: number }).count;
   const feedsOf = Array.isArray(requests)
@@ -766,7 +779,7 @@ export async function runRequests(
   let next = 0;
   const t0 = performance.now();
   const lane = async () => {
-    while (next < count) {
+    while (next < count && opts.signal?.aborted !== true && !stopped()) {
       const i = next++;
       const s = performance.now();
       try {

@@ -1,4 +1,5 @@
 import { RuntimeFault } from "../../errors.js";
+import { WaiterMap } from "../deadline.js";
 import { connectWorker } from "../transport/handshake.js";
 import { summarizeLatencies } from "../latency.js";
 import type { Connection, TlsConfig, TransportName } from "../transport/transport.js";
@@ -36,26 +37,22 @@ export interface ProbeResult {
   link: { bandwidth: number; latency: number };
 }
 
+/** Sends ping `id` and waits for its pong (matched by id), at most `timeoutMs`. */
 function pingOnce(
   conn: Connection,
+  endpoint: string,
   id: number,
   timeoutMs: number,
-  waiters: Map<number, () => void>,
+  waiters: WaiterMap<number, void>,
+  signal?: AbortSignal,
 ): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      waiters.delete(id);
-      reject(new RuntimeFault("WORKER", `${conn.remote}: no answer to a ping within ${timeoutMs} ms`));
-    }, timeoutMs);
-    waiters.set(id, () => {
-      clearTimeout(t);
-      resolve();
-    });
-    conn.send({ type: "control", requestId: id, msg: { t: "ping" } }).catch((err) => {
-      clearTimeout(t);
-      reject(err);
-    });
+  const w = waiters.add(id, {
+    ms: timeoutMs,
+    signal,
+    timeout: () => new RuntimeFault("WORKER", `${endpoint}: no answer to a ping within ${timeoutMs} ms`),
   });
+  conn.send({ type: "control", requestId: id, msg: { t: "ping" } }).catch((err) => w.reject(err));
+  return w.promise;
 }
 
 /**
@@ -73,19 +70,21 @@ export async function probeWorker(endpoint: string, opts: ProbeOptions = {}): Pr
     timeoutMs,
     signal: opts.signal,
   });
-  const waiters = new Map<number, () => void>();
+  const waiters = new WaiterMap<number, void>();
   conn.onFrame((f) => {
-    if (f.type === "control" && f.msg.t === "pong") {
-      waiters.get(f.requestId)?.();
-      waiters.delete(f.requestId);
-    }
+    if (f.type === "control" && f.msg.t === "pong") waiters.resolve(f.requestId, undefined);
   });
+  conn.onClose((err) =>
+    waiters.rejectAll(
+      new RuntimeFault("WORKER", `${endpoint}: connection lost (${err?.message ?? "closed"})`),
+    ),
+  );
   let id = 1;
   try {
     const rtts: number[] = [];
     for (let i = 0; i < (opts.pings ?? 20); i++) {
       const t0 = performance.now();
-      await pingOnce(conn, id++, timeoutMs, waiters);
+      await pingOnce(conn, endpoint, id++, timeoutMs, waiters, opts.signal);
       rtts.push(performance.now() - t0);
     }
     const rtt = summarizeLatencies(rtts);
@@ -98,7 +97,7 @@ export async function probeWorker(endpoint: string, opts: ProbeOptions = {}): Pr
       for (let sent = 0; sent < total; sent += chunk.byteLength)
         sends.push(conn.send({ type: "control", requestId: 0, msg: { t: "sink" }, payload: chunk }));
       await Promise.all(sends);
-      await pingOnce(conn, id++, timeoutMs, waiters);
+      await pingOnce(conn, endpoint, id++, timeoutMs, waiters, opts.signal);
       // The final ping's return trip is not part of the upload.
       const seconds = Math.max(1e-6, (performance.now() - t0 - rtt.p50 / 2) / 1000);
       best = Math.max(best, total / seconds);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster, Device } from "../../cluster/types.js";
-import { ArgumentError } from "../../errors.js";
+import { ArgumentError, CleaveError, errorMessage } from "../../errors.js";
 import type { StageAssignment } from "../../partition/assign.js";
 import { buildStages } from "../../export/stage.js";
 import { encodeStages } from "../../export/encode-stages.js";
@@ -19,6 +19,9 @@ import {
   startController,
 } from "../control/service.js";
 import { reassignStages } from "../control/reassign.js";
+import { type Adaptation, type AdaptOptions, startAdaptation } from "../control/adapt.js";
+import type { AdaptPolicy } from "../control/adapt-policy.js";
+import { summarizeLatencies } from "../latency.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "../transport/protocol.js";
@@ -51,6 +54,11 @@ export interface RunSplitOptions {
   modelPath?: string;
   /** Deadline of each request, ms (default 30000). */
   deadlineMs?: number;
+  /**
+   * Stops the run: no request is started once it aborts, the split is undeployed, the workers it started are
+   * stopped, and {@link runSplit} returns what it measured so far with `stopped` set (`interrupted`).
+   */
+  signal?: AbortSignal;
   /** The inputs to send (default: seeded random inputs of the model's input types). */
   feeds?: Tensors;
   /** Check the first request's outputs against the whole model in this process (default true). */
@@ -86,7 +94,23 @@ export interface RunSplitOptions {
   onRecovery?: (e: RecoveryEvent) => void;
   /** Called with each re-plan (rejoin or switch) as it happens. */
   onReplan?: (e: ReplanEvent) => void;
+  /**
+   * Live re-partitioning (off by default): measured costs are fed back to a planner above the runtime, and the
+   * split is switched when a better plan holds (see control/adapt.ts). `evaluate` is made once the first split
+   * runs, with the exporter that writes a split's stage files for a switch.
+   */
+  adapt?: {
+    evaluate: (exportSplit: SplitExporter) => AdaptOptions["evaluate"];
+    policy?: Partial<AdaptPolicy>;
+    intervalMs?: number;
+  };
 }
+
+/** Writes a split's stage files (beside the first split's) for a switch; `throughput` is its prediction. */
+export type SplitExporter = (
+  split: { assignment: StageAssignment; devices: readonly StageDevices[] },
+  throughput?: number,
+) => Promise<Deployable>;
 
 /** A stage's device, or its replica group (each device runs the whole stage; requests are spread over them). */
 export type StageDevices = string | readonly string[];
@@ -176,8 +200,24 @@ export interface SplitMeasurement {
   replans: ReplanEvent[];
 }
 
+/** Why a run ended before its requests were all sent and answered. */
+export interface RunStopped {
+  /** `error`: a fault of the deployment (a worker lost, a stage failing to load); `interrupted`: the signal. */
+  reason: "error" | "interrupted";
+  /** One line, naming the device where it is known. */
+  message: string;
+  /** The device at fault, when one is. */
+  device?: string;
+  /** For `interrupted`: the abort reason's message (the CLI's is the signal's name, e.g. `SIGINT`). */
+  signal?: string;
+  /** The step the run was in: deploying (and warming up) or measuring. */
+  during: "deploying" | "measuring";
+}
+
 /** What {@link runSplit} measured. */
 export interface RunSplitResult extends SplitMeasurement {
+  /** Set when the run ended early; the counts are those so far. */
+  stopped?: RunStopped;
   /** Device of each stage (the first of its group when replicated). */
   devices: string[];
   /** Every device of each stage, in group order. */
@@ -228,10 +268,23 @@ export async function runSplit(
   cluster: Cluster,
   opts: RunSplitOptions = {},
 ): Promise<RunSplitResult> {
-  const split = await deploySplit(model, assignment, devices, cluster, opts);
+  let split: DeployedSplit;
+  try {
+    split = await deploySplit(model, assignment, devices, cluster, opts);
+  } catch (err) {
+    // Bad input is the caller's to report; a fault once things started still gets a report.
+    if (err instanceof ArgumentError) throw err;
+    return notMeasured(devices, opts, stoppedBy(err, opts.signal, "deploying"));
+  }
   try {
     const m = await split.measure();
     const report = { ...m.report, latencySamplesMs: undefined };
+    const lost = m.report.failed > 0 ? split.pipeline.broken?.error : undefined;
+    const stopped: RunStopped | undefined = opts.signal?.aborted
+      ? stoppedBy(opts.signal.reason, opts.signal, "measuring")
+      : lost
+        ? stoppedBy(lost, undefined, "measuring")
+        : undefined;
     return {
       devices: split.devices,
       replicaGroups: split.replicaGroups,
@@ -239,10 +292,55 @@ export async function runSplit(
       maxRelativeDiff: split.maxRelativeDiff,
       ...m,
       report,
+      ...(stopped ? { stopped } : {}),
     };
   } finally {
     await split.close();
   }
+}
+
+/** Why a run stopped: the signal when it aborted, else the fault `err` (its device when it names one). */
+function stoppedBy(err: unknown, signal: AbortSignal | undefined, during: RunStopped["during"]): RunStopped {
+  if (signal?.aborted) {
+    const why = errorMessage(signal.reason);
+    return { reason: "interrupted", message: `interrupted (${why})`, signal: why, during };
+  }
+  const device = err instanceof CleaveError ? err.context.device : undefined;
+  return { reason: "error", message: errorMessage(err), ...(device !== undefined ? { device } : {}), during };
+}
+
+/** The report of a run that stopped before anything was measured: every count 0. */
+function notMeasured(
+  devices: readonly StageDevices[],
+  opts: RunSplitOptions,
+  stopped: RunStopped,
+): RunSplitResult {
+  const groups = devices.map((g) => (typeof g === "string" ? [g] : [...g]));
+  return {
+    devices: groups.map((g) => g[0]),
+    replicaGroups: groups,
+    stageLoads: [],
+    maxRelativeDiff: Number.NaN,
+    report: {
+      requests: opts.requests ?? 200,
+      completed: 0,
+      failed: 0,
+      errors: [],
+      wallMs: 0,
+      throughput: 0,
+      latencyMs: summarizeLatencies([]),
+    },
+    stageBusyMs: {},
+    stageCpuMs: {},
+    stageOrtCpuMs: {},
+    coordinatorCpuMs: 0,
+    bytesPerRequest: 0,
+    replicas: [],
+    losses: [],
+    recoveries: [],
+    replans: [],
+    stopped,
+  };
 }
 
 /**
@@ -282,12 +380,25 @@ export async function deploySplit(
   const groups = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
   const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
+  // The stage files go on every exit: close() and every failure below remove them, and an exit before that
+  // (a second Ctrl-C, process.exit) removes them here.
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.once("exit", removeDir);
   let local: LocalCluster | undefined;
   let controller: Controller | undefined;
+  let adaptation: Adaptation | undefined;
+  let released = false;
   const release = async () => {
-    await controller?.close();
-    await local?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (released) return;
+    released = true;
+    try {
+      await adaptation?.stop();
+      await controller?.close();
+      await local?.stop();
+    } finally {
+      removeDir();
+      process.off("exit", removeDir);
+    }
   };
   try {
     const split = join(dir, "split");
@@ -298,35 +409,39 @@ export async function deploySplit(
     });
     opts.onStep?.(`starting ${toStart.length} local worker(s)`);
     local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;
+    opts.signal?.throwIfAborted();
+    const deadlineMs = opts.deadlineMs ?? 30000;
+    const signal = opts.signal;
     const workers = [...given.values(), ...(local?.workers ?? [])];
     const inFlight = opts.inFlight ?? 2 * Math.max(stages.length, used.length);
     opts.onStep?.(`deploying ${stages.length} stage(s)`);
     let plans = 0;
+    const exportSplit: SplitExporter = async (next, throughput) => {
+      const out = join(dir, `replan-${++plans}`);
+      const m = writeSplit(model, buildStages(model, next.assignment), out, {
+        modelPath: opts.modelPath ?? model.graph.source,
+        devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+      });
+      return { manifest: m, dir: out, ...(throughput !== undefined ? { throughput } : {}) };
+    };
     const replan = opts.replan;
     const c = await startController({ manifest, dir: split }, workers, {
       deploy: {
         token: local?.token ?? opts.token,
         maxInFlight: inFlight,
-        timeoutMs: opts.deadlineMs ?? 30000,
+        // Connecting and loading keep their own 30 s: a short request deadline must not cut a deploy short.
+        timeoutMs: 30000,
         linkDelayMs: opts.linkDelayMs,
         replicaWeights: opts.replicaWeights,
         ...(opts.tls ? { tls: opts.tls } : {}),
       },
+      deadlineMs,
       ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
       ...(opts.recover !== undefined ? { recover: opts.recover } : {}),
       replan: replan
         ? async (alive, why): Promise<Deployable> => {
             const next = await replan(alive, why);
-            const out = join(dir, `replan-${++plans}`);
-            const m = writeSplit(model, buildStages(model, next.assignment), out, {
-              modelPath: opts.modelPath ?? model.graph.source,
-              devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
-            });
-            return {
-              manifest: m,
-              dir: out,
-              ...(next.throughput !== undefined ? { throughput: next.throughput } : {}),
-            };
+            return exportSplit(next, next.throughput);
           }
         : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
     });
@@ -335,15 +450,23 @@ export async function deploySplit(
     if (opts.onReplan) c.on("replan", opts.onReplan);
     const p = c;
     const feeds = opts.feeds ?? inputFeeds(model);
-    const first = await p.infer(feeds);
+    signal?.throwIfAborted();
+    const first = await p.infer(feeds, { deadlineMs, signal });
     const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
     const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
     const warmupMs = opts.warmupMs ?? 1000;
     opts.onStep?.(`warming up (${warmup} requests, at least ${warmupMs} ms)`);
     const t0 = performance.now();
-    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight });
-    while (performance.now() - t0 < warmupMs)
-      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight });
+    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+    while (performance.now() - t0 < warmupMs && signal?.aborted !== true)
+      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+    signal?.throwIfAborted();
+    if (opts.adapt)
+      adaptation = startAdaptation(c, {
+        evaluate: opts.adapt.evaluate(exportSplit),
+        ...(opts.adapt.policy ? { policy: opts.adapt.policy } : {}),
+        ...(opts.adapt.intervalMs !== undefined ? { intervalMs: opts.adapt.intervalMs } : {}),
+      });
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
@@ -354,7 +477,8 @@ export async function deploySplit(
       stageLoads: [...c.pipeline.stageLoads],
       maxRelativeDiff,
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
-        const before = await p.workerStats();
+        // Stats are best effort: after a fault the workers left may not all answer, and the counts still count.
+        const before = await p.workerStats().catch(() => [] as StatsReplyMsg[]);
         const sentBefore = p.stats();
         opts.onStep?.(`measuring (${count} requests)`);
         const pipelineBefore = c.pipeline;
@@ -364,10 +488,10 @@ export async function deploySplit(
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
-          { inFlight: flight, deadlineMs: opts.deadlineMs, keepLatencies: true },
+          { inFlight: flight, deadlineMs, keepLatencies: true, signal },
         );
         const cpu = process.cpuUsage(cpuBefore);
-        const after = await p.workerStats();
+        const after = await p.workerStats(2000).catch(() => [] as StatsReplyMsg[]);
         const sentAfter = p.stats();
         // After a recovery the counters are the new deployment's: nothing to subtract.
         const same = c.pipeline === pipelineBefore;

@@ -10,6 +10,7 @@ import { type ConnectOptions, type Connection, parseEndpoint } from "./transport
  */
 export abstract class BaseConnection implements Connection {
   delayMs = 0;
+  peer?: string;
   bytesSent = 0;
   bytesReceived = 0;
   private isClosed = false;
@@ -28,6 +29,11 @@ export abstract class BaseConnection implements Connection {
     protected readonly maxFrameBytes: number,
   ) {
     this.limit = maxFrameBytes;
+  }
+
+  /** The peer's name for messages: `peer` when known, else the remote address. */
+  protected get label(): string {
+    return this.peer ?? this.remote;
   }
 
   get frameLimit(): number {
@@ -57,7 +63,7 @@ export abstract class BaseConnection implements Connection {
   send(frame: Frame): Promise<void> {
     if (this.isClosed)
       return Promise.reject(
-        new RuntimeFault("RUNTIME", `${this.remote}: connection closed${this.reasonSuffix()}`),
+        new RuntimeFault("RUNTIME", `${this.label}: connection closed${this.reasonSuffix()}`),
       );
     let parts: Uint8Array[];
     try {
@@ -70,7 +76,7 @@ export abstract class BaseConnection implements Connection {
       return Promise.reject(
         new RuntimeFault(
           "RUNTIME",
-          `${this.remote}: frame of ${size} bytes${frame.type === "tensor" ? ` (tensor '${frame.name}')` : ""} exceeds the limit of ${this.maxFrameBytes} bytes; refused`,
+          `${this.label}: frame of ${size} bytes${frame.type === "tensor" ? ` (tensor '${frame.name}')` : ""} exceeds the limit of ${this.maxFrameBytes} bytes; refused`,
           frame.type === "tensor" ? { tensor: frame.name } : {},
         ),
       );
@@ -112,7 +118,7 @@ export abstract class BaseConnection implements Connection {
       this.fail(
         new RuntimeFault(
           "RUNTIME",
-          `${this.remote}: incoming frame of ${buf.byteLength} bytes exceeds the limit of ${this.limit} bytes; refused`,
+          `${this.label}: incoming frame of ${buf.byteLength} bytes exceeds the limit of ${this.limit} bytes; refused`,
         ),
       );
       return;
@@ -126,7 +132,7 @@ export abstract class BaseConnection implements Connection {
       return;
     }
     if (frame.type === "control" && frame.msg.t === CLOSE_NOTICE) {
-      this.fail(new RuntimeFault("RUNTIME", `${this.remote}: ${String(frame.msg.message)}`));
+      this.fail(new RuntimeFault("RUNTIME", `${this.label}: ${String(frame.msg.message)}`));
       return;
     }
     if (this.frameHandler) this.frameHandler(frame);

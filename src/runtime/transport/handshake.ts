@@ -13,6 +13,7 @@ import {
   type Role,
   type WelcomeMsg,
 } from "./protocol.js";
+import { waiter } from "../deadline.js";
 import type { Connection, Transport } from "./transport.js";
 
 /**
@@ -104,63 +105,60 @@ export async function connectWorker(
     ...(opts.deployment !== undefined ? { deployment: opts.deployment } : {}),
     nonce: nonce(),
   };
-  return new Promise<WorkerLink>((resolve, reject) => {
-    let settled = false;
-    let serverNonce: string | undefined;
-    const fail = (message: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      conn.close();
-      reject(new RuntimeFault("WORKER", `${endpoint}: ${message}`));
-    };
-    const send = (msg: HelloMsg | AuthMsg) =>
-      conn.send({ type: "control", requestId: 0, msg: { ...msg } }).catch((err) => fail(errorMessage(err)));
-    const remaining = Math.max(1, timeoutMs - (performance.now() - t0));
-    const timer = setTimeout(
-      () => fail(`no answer to the handshake within ${timeoutMs} ms (is it a cleave worker?)`),
-      remaining,
-    );
-    conn.onClose((err) =>
-      fail(`closed the connection during the handshake${err ? ` (${err.message})` : ""}`),
-    );
-    conn.onFrame((f) => {
-      if (settled) return;
-      if (f.type !== "control") return fail("sent a tensor instead of a handshake answer");
-      const m = f.msg;
-      if (m.t === "reject") {
-        const r = m as unknown as RejectMsg;
-        if (r.reason === "token") return fail("wrong token (the worker refused the handshake)");
-        if (r.reason === "version") return fail(`runs cleave ${String(r.version)}, this is ${version}`);
-        return fail(
-          `${r.reason === "busy" ? "busy" : "refused the handshake"} (${String(r.message).slice(0, 300)})`,
-        );
-      }
-      if (serverNonce === undefined) {
-        if (m.t !== "challenge") return fail(`answered '${String(m.t).slice(0, 32)}' to the handshake`);
-        const c = m as unknown as ChallengeMsg;
-        if (c.version !== version) return fail(`runs cleave ${String(c.version)}, this is ${version}`);
-        if (typeof c.nonce !== "string" || !/^[0-9a-f]{64}$/.test(c.nonce))
-          return fail("sent a malformed challenge");
-        serverNonce = c.nonce;
-        void send({ t: "auth", proof: proof(token, "client", hello, serverNonce) });
-        return;
-      }
-      if (m.t !== "welcome") return fail(`answered '${String(m.t).slice(0, 32)}' to the handshake`);
-      const w = m as unknown as WelcomeMsg;
-      if (w.version !== version) return fail(`runs cleave ${String(w.version)}, this is ${version}`);
-      if (
-        token !== "" &&
-        !(typeof w.proof === "string" && sameHex(w.proof, proof(token, "worker", hello, serverNonce)))
-      )
-        return fail("does not prove it holds the token (not the worker it claims to be, or another token)");
-      settled = true;
-      clearTimeout(timer);
-      conn.frameLimit = frameLimit;
-      resolve({ conn, welcome: w });
-    });
-    void send(hello);
+  let serverNonce: string | undefined;
+  const w = waiter<WorkerLink>({
+    ms: Math.max(1, timeoutMs - (performance.now() - t0)),
+    signal: opts.signal,
+    timeout: () =>
+      new RuntimeFault(
+        "WORKER",
+        `${endpoint}: no answer to the handshake within ${timeoutMs} ms (is it a cleave worker?)`,
+      ),
+    aborted: (reason) =>
+      new RuntimeFault("WORKER", `${endpoint}: handshake aborted (${errorMessage(reason)})`),
   });
+  // Whichever way the handshake failed, the connection goes with it.
+  w.promise.catch(() => conn.close());
+  const settled = () => w.settled;
+  const fail = (message: string) => w.reject(new RuntimeFault("WORKER", `${endpoint}: ${message}`));
+  const send = (msg: HelloMsg | AuthMsg) =>
+    conn.send({ type: "control", requestId: 0, msg: { ...msg } }).catch((err) => fail(errorMessage(err)));
+  conn.onClose((err) => fail(`closed the connection during the handshake${err ? ` (${err.message})` : ""}`));
+  conn.onFrame((f) => {
+    if (settled()) return;
+    if (f.type !== "control") return fail("sent a tensor instead of a handshake answer");
+    const m = f.msg;
+    if (m.t === "reject") {
+      const r = m as unknown as RejectMsg;
+      if (r.reason === "token") return fail("wrong token (the worker refused the handshake)");
+      if (r.reason === "version") return fail(`runs cleave ${String(r.version)}, this is ${version}`);
+      return fail(
+        `${r.reason === "busy" ? "busy" : "refused the handshake"} (${String(r.message).slice(0, 300)})`,
+      );
+    }
+    if (serverNonce === undefined) {
+      if (m.t !== "challenge") return fail(`answered '${String(m.t).slice(0, 32)}' to the handshake`);
+      const c = m as unknown as ChallengeMsg;
+      if (c.version !== version) return fail(`runs cleave ${String(c.version)}, this is ${version}`);
+      if (typeof c.nonce !== "string" || !/^[0-9a-f]{64}$/.test(c.nonce))
+        return fail("sent a malformed challenge");
+      serverNonce = c.nonce;
+      void send({ t: "auth", proof: proof(token, "client", hello, serverNonce) });
+      return;
+    }
+    if (m.t !== "welcome") return fail(`answered '${String(m.t).slice(0, 32)}' to the handshake`);
+    const wm = m as unknown as WelcomeMsg;
+    if (wm.version !== version) return fail(`runs cleave ${String(wm.version)}, this is ${version}`);
+    if (
+      token !== "" &&
+      !(typeof wm.proof === "string" && sameHex(wm.proof, proof(token, "worker", hello, serverNonce)))
+    )
+      return fail("does not prove it holds the token (not the worker it claims to be, or another token)");
+    conn.frameLimit = frameLimit;
+    w.resolve({ conn, welcome: wm });
+  });
+  void send(hello);
+  return w.promise;
 }
 
 /** What the worker side of a handshake needs to know. */

@@ -84,7 +84,7 @@ class TcpConnection extends BaseConnection {
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.fail(err));
     socket.on("close", () =>
-      this.ended(this.closedByUs ? undefined : new RuntimeFault("RUNTIME", `${remote}: closed by peer`)),
+      this.ended(this.closedByUs ? undefined : new RuntimeFault("RUNTIME", `${this.label}: closed by peer`)),
     );
   }
 
@@ -108,7 +108,7 @@ class TcpConnection extends BaseConnection {
       const onClose = () => {
         s.off("drain", onDrain);
         this.drained = undefined;
-        reject(new RuntimeFault("RUNTIME", `${this.remote}: connection closed while sending`));
+        reject(new RuntimeFault("RUNTIME", `${this.label}: connection closed while sending`));
       };
       s.once("drain", onDrain);
       s.once("close", onClose);
@@ -137,7 +137,7 @@ class TcpConnection extends BaseConnection {
     this.ending = true;
     this.socket.end(Buffer.concat([head, ...parts]));
     this.closedByUs = true;
-    this.fail(new RuntimeFault("RUNTIME", `${this.remote}: incoming ${why}`));
+    this.fail(new RuntimeFault("RUNTIME", `${this.label}: incoming ${why}`));
   }
 
   protected shutdown(): void {

@@ -31,7 +31,7 @@ class WsConnection extends BaseConnection {
     ws.binaryType = "nodebuffer";
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
-        this.fail(new RuntimeFault("RUNTIME", `${remote}: text message on a binary channel`));
+        this.fail(new RuntimeFault("RUNTIME", `${this.label}: text message on a binary channel`));
         return;
       }
       this.received(data);
@@ -40,8 +40,8 @@ class WsConnection extends BaseConnection {
     ws.on("close", (code: number) => {
       if (this.closedByUs) this.ended();
       else if (code === CLOSE_TOO_BIG)
-        this.ended(new RuntimeFault("RUNTIME", `${remote}: peer refused a frame over its size limit`));
-      else this.ended(new RuntimeFault("RUNTIME", `${remote}: closed by peer`));
+        this.ended(new RuntimeFault("RUNTIME", `${this.label}: peer refused a frame over its size limit`));
+      else this.ended(new RuntimeFault("RUNTIME", `${this.label}: closed by peer`));
     });
   }
 
@@ -50,7 +50,7 @@ class WsConnection extends BaseConnection {
     if ((err as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH")
       return new RuntimeFault(
         "RUNTIME",
-        `${this.remote}: incoming frame exceeds the limit of ${this.maxFrameBytes} bytes; refused`,
+        `${this.label}: incoming frame exceeds the limit of ${this.maxFrameBytes} bytes; refused`,
       );
     return err;
   }
@@ -73,7 +73,7 @@ class WsConnection extends BaseConnection {
   protected write(parts: Uint8Array[], _size: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const cb = (err?: Error) =>
-        err ? reject(new RuntimeFault("RUNTIME", `${this.remote}: send failed (${err.message})`)) : resolve();
+        err ? reject(new RuntimeFault("RUNTIME", `${this.label}: send failed (${err.message})`)) : resolve();
       // Fragments of one message: the header and the tensor bytes go out without being concatenated.
       for (let i = 0; i < parts.length - 1; i++) this.ws.send(parts[i], { binary: true, fin: false });
       this.ws.send(parts[parts.length - 1], { binary: true, fin: true }, cb);

@@ -72,6 +72,11 @@ export interface Listener {
 export interface Connection {
   /** `host:port` of the other side. */
   readonly remote: string;
+  /**
+   * Who the other side is, for error messages (e.g. `worker core1`), set where the connection is made and the
+   * peer is known; messages name `remote` until then. An ephemeral port tells a user nothing.
+   */
+  peer?: string;
   /** True once closed by either side. */
   readonly closed: boolean;
   /**

@@ -1,0 +1,100 @@
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RuntimeFault } from "../errors.js";
+import type { TestbedState } from "./testbed.js";
+
+/**
+ * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
+ * bandwidth cut with `tc`, a device's CPU quota cut (cgroup v1 `cpu.cfs_quota_us`), a worker's interface taken
+ * down or brought back. Devices are named as in the cluster; the testbed made namespace `<prefix>-<i>` and
+ * cgroup `<prefix>-<i>` for the i-th device, and its egress class `1:<10 + j>` towards device j.
+ */
+
+function run(cmd: string[]): void {
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+  if (r.status !== 0)
+    throw new RuntimeFault(
+      "RUNTIME",
+      `${cmd.join(" ")}: ${(r.stderr || r.error?.message || "failed").trim()}`,
+    );
+}
+
+function indexOf(state: TestbedState, device: string): number {
+  const i = state.workers.findIndex((w) => w.name === device);
+  if (i < 0)
+    throw new RuntimeFault(
+      "RUNTIME",
+      `testbed: no device '${device}' (devices: ${state.workers.map((w) => w.name).join(", ")})`,
+      { device },
+    );
+  return i;
+}
+
+function needNetns(state: TestbedState, what: string): void {
+  if (state.mode !== "netns")
+    throw new RuntimeFault(
+      "RUNTIME",
+      `testbed: ${what} needs network namespaces (this testbed is ${state.mode})`,
+    );
+}
+
+/** Sets the bandwidth of the link `from -> to` (the sender's egress class), bytes/s; both directions when `both`. */
+export function setLinkBandwidth(
+  state: TestbedState,
+  from: string,
+  to: string,
+  bytesPerSecond: number,
+  both = true,
+): void {
+  needNetns(state, "a bandwidth change");
+  const bits = Math.max(8000, Math.round(bytesPerSecond * 8));
+  const burst = Math.max(16 * 1024, Math.round(bytesPerSecond / 100));
+  const change = (a: string, b: string) => {
+    const i = indexOf(state, a);
+    const j = indexOf(state, b);
+    run([
+      "tc",
+      "-n",
+      `${state.prefix}-${i}`,
+      "class",
+      "change",
+      "dev",
+      "eth0",
+      "parent",
+      "1:",
+      "classid",
+      `1:${10 + j}`,
+      "htb",
+      "rate",
+      `${bits}bit`,
+      "ceil",
+      `${bits}bit`,
+      "burst",
+      String(burst),
+      "cburst",
+      String(burst),
+    ]);
+  };
+  change(from, to);
+  if (both) change(to, from);
+}
+
+/** Sets a device's CPU quota to `share` cores (cgroup v1; -1 or Infinity removes the quota). */
+export function setCpuQuota(state: TestbedState, device: string, share: number): void {
+  const dir = state.cgroups[indexOf(state, device)];
+  if (dir === undefined)
+    throw new RuntimeFault("RUNTIME", `testbed: ${device} has no cgroup (not root?)`, { device });
+  const period = 100000;
+  writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
+  writeFileSync(
+    join(dir, "cpu.cfs_quota_us"),
+    Number.isFinite(share) && share > 0 ? String(Math.round(share * period)) : "-1",
+  );
+}
+
+/** Takes a device's network interface down (`up` false) or brings it back. */
+export function setInterface(state: TestbedState, device: string, up: boolean): void {
+  needNetns(state, "taking an interface down");
+  run(["ip", "-n", `${state.prefix}-${indexOf(state, device)}`, "link", "set", "eth0", up ? "up" : "down"]);
+}
