@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RuntimeFault } from "../errors.js";
-import type { TestbedState } from "./testbed.js";
+import { htbClassCommand, type TestbedState } from "./testbed.js";
 
 /**
  * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
@@ -48,34 +48,8 @@ export function setLinkBandwidth(
   both = true,
 ): void {
   needNetns(state, "a bandwidth change");
-  const bits = Math.max(8000, Math.round(bytesPerSecond * 8));
-  const burst = Math.max(16 * 1024, Math.round(bytesPerSecond / 100));
-  const change = (a: string, b: string) => {
-    const i = indexOf(state, a);
-    const j = indexOf(state, b);
-    run([
-      "tc",
-      "-n",
-      `${state.prefix}-${i}`,
-      "class",
-      "change",
-      "dev",
-      "eth0",
-      "parent",
-      "1:",
-      "classid",
-      `1:${10 + j}`,
-      "htb",
-      "rate",
-      `${bits}bit`,
-      "ceil",
-      `${bits}bit`,
-      "burst",
-      String(burst),
-      "cburst",
-      String(burst),
-    ]);
-  };
+  const change = (a: string, b: string) =>
+    run(htbClassCommand(`${state.prefix}-${indexOf(state, a)}`, "change", indexOf(state, b), bytesPerSecond));
   change(from, to);
   if (both) change(to, from);
 }

@@ -155,6 +155,31 @@ function save(file: string, state: TestbedState): void {
   writeOutputFile(file, JSON.stringify(state, null, 2), { mode: 0o600 });
 }
 
+/**
+ * The `tc` command that adds or changes the egress class of device namespace `ns` towards device number `to`
+ * (class `1:<10 + to>`), shaped to `bytesPerSecond` (at least 8 kbit/s; burst 1/100 s of it, at least 16 KiB).
+ */
+export function htbClassCommand(
+  ns: string,
+  verb: "add" | "change",
+  to: number,
+  bytesPerSecond: number,
+): string[] {
+  const bits = `${Math.max(8000, Math.round(bytesPerSecond * 8))}bit`;
+  const burst = String(Math.max(16 * 1024, Math.round(bytesPerSecond / 100)));
+  const cls = `1:${10 + to}`;
+  return ["tc", "-n", ns, "class", verb, "dev", "eth0", "parent", "1:", "classid", cls, "htb"].concat([
+    "rate",
+    bits,
+    "ceil",
+    bits,
+    "burst",
+    burst,
+    "cburst",
+    burst,
+  ]);
+}
+
 /** Why namespaces cannot be used here, or undefined when they can. */
 export function netnsUnavailable(): string | undefined {
   if (process.platform !== "linux") return `network namespaces need Linux (this is ${process.platform})`;
@@ -338,31 +363,8 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
       if (j === i) return;
       const l = linkBetween(cluster, d.name, e.name);
       if (!l) return;
-      const bits = Math.max(8000, Math.round(l.bandwidth * 8));
-      const burst = Math.max(16 * 1024, Math.round(l.bandwidth / 100));
       const cls = `1:${10 + j}`;
-      sh([
-        "tc",
-        "-n",
-        ns,
-        "class",
-        "add",
-        "dev",
-        "eth0",
-        "parent",
-        "1:",
-        "classid",
-        cls,
-        "htb",
-        "rate",
-        `${bits}bit`,
-        "ceil",
-        `${bits}bit`,
-        "burst",
-        String(burst),
-        "cburst",
-        String(burst),
-      ]);
+      sh(htbClassCommand(ns, "add", j, l.bandwidth));
       sh([
         "tc",
         "-n",
@@ -385,7 +387,9 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
         "flowid",
         cls,
       ]);
-      state.notes.push(`${d.name} -> ${e.name}: ${(bits / 1e6).toFixed(1)} Mbit/s (htb)`);
+      state.notes.push(
+        `${d.name} -> ${e.name}: ${(Math.max(8000, Math.round(l.bandwidth * 8)) / 1e6).toFixed(1)} Mbit/s (htb)`,
+      );
     });
   });
   save(file, state);
