@@ -30,7 +30,8 @@ test("plan --tiles 2, split and run on real local workers: both devices compute 
   const planFile = join(dir, "plan.json");
   const p = cleave(["plan", m, "--tiles", "2", "-o", planFile]);
   assert.equal(p.code, 0, p.stderr);
-  assert.match(p.stdout, /tiles: x -> .* in 2 row tiles/);
+  // The planner may start the tile stack at any layer (a first layer alone on one device is as good).
+  assert.match(p.stdout, /tiles: \S+ -> \S+ in 2 row tiles/);
   const plan = JSON.parse(readFileSync(planFile, "utf8"));
   assert.equal(plan.tiles.stacks[0].tiles, 2);
   const tileDevices = new Set(
