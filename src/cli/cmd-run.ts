@@ -8,7 +8,11 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { modelForPlan } from "../partition/plan-parallel.js";
 import { stageLabel } from "../partition/plan-cluster.js";
-import { liveReplanner } from "../harness/live-replan.js";
+import { type LiveScaling, liveReplanner } from "../harness/live-replan.js";
+import { lossReplanner } from "../harness/loss-replan.js";
+import { withLocalProfiles as harnessLocalProfiles } from "../harness/emulated-profiles.js";
+import type { Profile } from "../cost/profile.js";
+import type { LossPlanChoice } from "../runtime/coordinator/loss-plan.js";
 import { type RunSplitOptions, type RunSplitResult, runSplit } from "../runtime/coordinator/run-split.js";
 import type { RecoveryEvent, ReplanEvent } from "../runtime/control/service.js";
 import {
@@ -29,7 +33,7 @@ import {
 import { fmtBytes, style, table } from "./format.js";
 import { clusterForPlan } from "./cluster-flag.js";
 import { loadForCli } from "./load.js";
-import { withLocalProfiles } from "./local-profiles.js";
+import { localProfileLine, withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import {
   checkWorkerNames,
@@ -111,6 +115,13 @@ export function splitFromFlags(
 /** One line for a recovery event, as the progress line shows it. */
 export function recoveryLine(e: RecoveryEvent): string {
   return `lost ${e.device} (${e.cause}: ${e.message}); detected ${e.detectedMs.toFixed(0)} ms and first request answered ${e.restoredMs.toFixed(0)} ms after the fault, ${e.replayed} request(s) run again`;
+}
+
+/** One line for the choice of split after a loss or a rejoin. */
+export function lossPlanLine(c: LossPlanChoice): string {
+  return c.used === "planned"
+    ? `after the ${c.reason} of ${c.device}: the planner's split (${c.why}, planned in ${c.planMs.toFixed(0)} ms)`
+    : `after the ${c.reason} of ${c.device}: the stages moved to the devices left (${c.why})`;
 }
 
 /** One line for a re-plan event. */
@@ -200,7 +211,20 @@ export const runCommand: Command = {
         ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
         heartbeatMs,
         recover: !bool(values, "no-recover"),
-        ...(adapt ? { adapt } : {}),
+        ...(adapt ? { adapt: adapt.adapt } : {}),
+        planAfterLoss: {
+          plan: lossReplanner({
+            model,
+            cluster,
+            // Without --adapt, devices are profiled (or their cached profiles read) only once one is lost.
+            profiles:
+              adapt?.profiles ??
+              (() =>
+                harnessLocalProfiles(model, cluster, {}, { onProfile: (n) => io.err(localProfileLine(n)) })),
+            ...(adapt ? { scaling: adapt.scaling } : {}),
+          }),
+          onChoice: (c) => io.err(`cleave: ${lossPlanLine(c)}`),
+        },
         onStep: (s) => bar.step(s),
         onRecovery: (e) => io.err(`cleave: ${recoveryLine(e)}`),
         onReplan: (e) => io.err(`cleave: ${replanLine(e)}`),
@@ -267,7 +291,11 @@ async function adaptFromFlags(
   values: Record<string, unknown>,
   io: CliIO,
   bar: ReturnType<typeof progress>,
-): Promise<NonNullable<RunSplitOptions["adapt"]>> {
+): Promise<{
+  adapt: NonNullable<RunSplitOptions["adapt"]>;
+  profiles: Record<string, Profile>;
+  scaling: () => LiveScaling | undefined;
+}> {
   if (cluster.devices.length < 2)
     throw new ArgumentError(
       `--adapt: cluster ${cluster.name} has one device (${cluster.devices[0]?.name ?? "none"}); re-partitioning needs two or more`,
@@ -281,16 +309,23 @@ async function adaptFromFlags(
   const holdMs = intFlag("adapt-hold", str(values as ParsedFlags["values"], "adapt-hold"), 3000, 0);
   const profiles = await withLocalProfiles(model, cluster, {}, io, bar);
   bar.done();
+  let live: ReturnType<typeof liveReplanner> | undefined;
   return {
-    policy: { ...(threshold !== undefined ? { threshold } : {}), holdMs },
-    evaluate: (exportSplit) =>
-      liveReplanner({
-        model,
-        cluster,
-        profiles,
-        running: { assignment, devices },
-        exportSplit: (split, throughput) => exportSplit(split, throughput),
-      }).evaluate,
+    profiles,
+    scaling: () => live?.lastScaling(),
+    adapt: {
+      policy: { ...(threshold !== undefined ? { threshold } : {}), holdMs },
+      evaluate: (exportSplit) => {
+        live = liveReplanner({
+          model,
+          cluster,
+          profiles,
+          running: { assignment, devices },
+          exportSplit: (split, throughput) => exportSplit(split, throughput),
+        });
+        return live.evaluate;
+      },
+    },
   };
 }
 

@@ -69,6 +69,7 @@ export async function streamWithFault(
   count: number,
   at: number,
   fault: () => void | Promise<void>,
+  feeds: (i: number) => Tensors = feedsOf,
 ): Promise<{ outcomes: Array<{ out?: Tensors; error?: string }>; answers: number[] }> {
   const outcomes: Array<{ out?: Tensors; error?: string }> = new Array(count);
   const answers = new Array(count).fill(0);
@@ -79,7 +80,7 @@ export async function streamWithFault(
     while (next < count) {
       const i = next++;
       try {
-        const out = await controller.infer(feedsOf(i));
+        const out = await controller.infer(feeds(i));
         answers[i]++;
         outcomes[i] = { out };
       } catch (err) {

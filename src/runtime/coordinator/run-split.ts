@@ -19,6 +19,7 @@ import {
   startController,
 } from "../control/service.js";
 import { reassignStages } from "../control/reassign.js";
+import { type LossPlanChoice, type PlanAfterLoss, planThenReassign } from "./loss-plan.js";
 import { type Adaptation, type AdaptOptions, startAdaptation } from "../control/adapt.js";
 import type { AdaptPolicy } from "../control/adapt-policy.js";
 import { summarizeLatencies } from "../latency.js";
@@ -90,6 +91,13 @@ export interface RunSplitOptions {
     alive: readonly string[],
     why: { reason: "loss" | "rejoin"; device: string },
   ) => Promise<{ assignment: StageAssignment; devices: StageDevices[]; throughput?: number }>;
+  /**
+   * A planner asked after a loss or a rejoin, over the devices left (see {@link PlanAfterLoss}; e.g.
+   * `lossReplanner` in harness/): its split is exported and deployed, and when it fails, takes longer than
+   * `budgetMs` (default 2000) or is not better, the default reassignment is. Not used with `replan`, nor with
+   * encoded cut tensors (their plan chose the cut).
+   */
+  planAfterLoss?: { plan: PlanAfterLoss; budgetMs?: number; onChoice?: (c: LossPlanChoice) => void };
   /** Called with each recovery as it happens. */
   onRecovery?: (e: RecoveryEvent) => void;
   /** Called with each re-plan (rejoin or switch) as it happens. */
@@ -443,7 +451,12 @@ export async function deploySplit(
             const next = await replan(alive, why);
             return exportSplit(next, next.throughput);
           }
-        : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
+        : opts.planAfterLoss && (opts.encodings ?? []).length === 0 && stages.length === assignment.count
+          ? planThenReassign(opts.planAfterLoss.plan, { manifest, dir: split, assignment }, exportSplit, {
+              ...(opts.planAfterLoss.budgetMs !== undefined ? { budgetMs: opts.planAfterLoss.budgetMs } : {}),
+              ...(opts.planAfterLoss.onChoice ? { onChoice: opts.planAfterLoss.onChoice } : {}),
+            })
+          : async (alive) => ({ manifest: reassignStages(manifest, alive), dir: split }),
     });
     controller = c;
     if (opts.onRecovery) c.on("recovery", opts.onRecovery);
