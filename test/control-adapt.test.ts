@@ -8,6 +8,7 @@ import {
   decideAdapt,
 } from "../src/runtime/control/adapt-policy.js";
 import { Ewma, OnlineEstimates } from "../src/runtime/control/estimates.js";
+import { type AdaptPolicy, restartAdaptState } from "../src/runtime/control/adapt-policy.js";
 import type { StatsReplyMsg } from "../src/runtime/transport/protocol.js";
 import { seededRandom } from "../src/onnx/prng.js";
 
@@ -50,11 +51,125 @@ test("a real change switches once, after the hold, and not again", () => {
   const d = run(seq);
   const switches = d.flatMap((x, i) => (x.action === "switch" ? [i] : []));
   assert.equal(switches.length, 1);
-  // The change comes at sample 10; the hold is 3000 ms at 500 ms a sample.
-  assert.equal(switches[0], 16);
+  // The change comes at sample 10; the smoothed gain less its deviation passes 15% two samples later, and the
+  // hold is 3000 ms at 500 ms a sample.
+  assert.equal(switches[0], 18);
   // After the switch the estimates describe the new plan: it runs at the best rate.
-  const after = run([...seq.slice(0, 17), ...Array.from({ length: 20 }, () => ({ running: 90, best: 93 }))]);
+  const after = run([...seq.slice(0, 19), ...Array.from({ length: 20 }, () => ({ running: 90, best: 93 }))]);
   assert.equal(after.filter((x) => x.action === "switch").length, 1);
+});
+
+/**
+ * Two plans A and B whose true throughputs are `truth(t)` (req/s, t in ms), each estimate multiplied by noise
+ * of a loaded host (0.6x to 1.6x, independently per sample), evaluated every 500 ms as the adaptation loop
+ * does: after a switch the running plan is the other one, the state restarts (restartAdaptState) and three
+ * windows pass before the next sample counts. Returns the times of the switches and the plan each went to.
+ */
+function simulate(
+  policy: AdaptPolicy,
+  truth: (t: number) => { A: number; B: number },
+  ms: number,
+  seed = 11,
+): Array<{ at: number; to: "A" | "B" }> {
+  const r = seededRandom(seed);
+  const noise = () => 0.6 + r();
+  let running: "A" | "B" = "A";
+  let state: AdaptState = {};
+  let skip = 0;
+  const out: Array<{ at: number; to: "A" | "B" }> = [];
+  for (let t = 0; t < ms; t += 500) {
+    const tr = truth(t);
+    const est = { A: tr.A * noise(), B: tr.B * noise() };
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    const other: "A" | "B" = running === "A" ? "B" : "A";
+    const d = decideAdapt(
+      state,
+      {
+        atMs: t,
+        running: est[running],
+        best: Math.max(est[running], est[other]),
+        moveBytes: 0,
+        bandwidth: 125e6,
+        runningKey: running,
+        bestKey: est[other] > est[running] ? other : running,
+      },
+      policy,
+    );
+    state = d.state;
+    if (d.action === "switch") {
+      running = other;
+      out.push({ at: t, to: running });
+      state = restartAdaptState(state);
+      skip = 3;
+    }
+  }
+  return out;
+}
+
+/** The policy before hysteresis was made robust: raw gains, no cool-down, no penalty for going back. */
+const NAIVE: AdaptPolicy = {
+  ...DEFAULT_ADAPT_POLICY,
+  smoothing: 1,
+  confidence: 0,
+  cooldownMs: 0,
+  returnThreshold: DEFAULT_ADAPT_POLICY.threshold,
+};
+
+test("a loaded host's noisy estimates (0.6x-1.6x) of two plans 5% apart: no switch in 70 s (raw gains flap)", () => {
+  const flat = () => ({ A: 100, B: 105 });
+  for (const seed of [11, 12, 13, 14]) {
+    const naive = simulate({ ...NAIVE, holdMs: 1000 }, flat, 70000, seed);
+    assert.ok(naive.length >= 3, `seed ${seed}: raw gains switched ${naive.length} times`);
+    assert.deepEqual(simulate(DEFAULT_ADAPT_POLICY, flat, 70000, seed), [], `seed ${seed}`);
+  }
+});
+
+test("a real change under the same noise switches once and does not go back", () => {
+  // At 10 s the running plan A loses half its speed (a link cut); B is then 1.8x A.
+  const cut = (t: number) => ({ A: t < 10000 ? 100 : 50, B: 90 });
+  for (const seed of [11, 12, 13, 14]) {
+    const s = simulate(DEFAULT_ADAPT_POLICY, cut, 70000, seed);
+    assert.equal(s.length, 1, `seed ${seed}: ${JSON.stringify(s)}`);
+    assert.equal(s[0].to, "B");
+    assert.ok(s[0].at >= 13000 && s[0].at < 45000, `seed ${seed}: switched at ${s[0].at} ms`);
+  }
+});
+
+test("the plan just left is taken back only for a much larger gain, and never within the cool-down", () => {
+  const step = (state: AdaptState, atMs: number, running: number, best: number, bestKey: string) =>
+    decideAdapt(
+      state,
+      { atMs, running, best, moveBytes: 0, bandwidth: 125e6, runningKey: "B", bestKey },
+      { ...DEFAULT_ADAPT_POLICY, confidence: 0, smoothing: 1 },
+    );
+  // Just switched A -> B at 0 ms.
+  const left: AdaptState = { switchedAt: 0, left: "A" };
+  // A 30% better: over the threshold, under the 50% to go back; C 30% better: switches after the hold.
+  const backs = (key: string, gain: number, from: number) => {
+    let st = left;
+    let n = 0;
+    for (let t = from; t < from + 10000; t += 500) {
+      const d = step(st, t, 100, 100 * (1 + gain), key);
+      st = d.action === "switch" ? restartAdaptState(d.state) : d.state;
+      if (d.action === "switch") n++;
+      if (d.action === "switch") break;
+    }
+    return n;
+  };
+  assert.equal(backs("A", 0.3, 16000), 0);
+  assert.equal(backs("C", 0.3, 16000), 1);
+  assert.equal(backs("A", 0.8, 16000), 1);
+  // Within the cool-down (15 s) not even a large gain switches.
+  let st = left;
+  for (let t = 500; t < 15000; t += 500) {
+    const d = step(st, t, 100, 300, "C");
+    assert.equal(d.action, "stay", `at ${t} ms: ${d.reason}`);
+    assert.match(d.reason, /cooling down/);
+    st = d.state;
+  }
 });
 
 test("a gain that does not pay for moving the stages stays", () => {
@@ -82,6 +197,12 @@ test("policy values out of range are refused in one line", () => {
       /threshold must be in \(0, 1\)/,
     );
   assert.throws(() => checkAdaptPolicy({ ...DEFAULT_ADAPT_POLICY, holdMs: -1 }), /hold/);
+  assert.throws(() => checkAdaptPolicy({ ...DEFAULT_ADAPT_POLICY, smoothing: 0 }), /smoothing/);
+  assert.throws(() => checkAdaptPolicy({ ...DEFAULT_ADAPT_POLICY, cooldownMs: -5 }), /cool-down/);
+  assert.throws(
+    () => checkAdaptPolicy({ ...DEFAULT_ADAPT_POLICY, returnThreshold: 0.1 }),
+    /return threshold/,
+  );
 });
 
 function stats(worker: string, stage: number, runs: number, computeMs: number): StatsReplyMsg {

@@ -143,6 +143,8 @@ export function liveReplanner(opts: LiveReplanOptions): {
         best: best.throughput,
         moveBytes,
         bandwidth: Number.isFinite(bandwidth) ? bandwidth : 125e6,
+        runningKey: splitKey(running),
+        bestKey: splitKey(next),
         why: changed.length > 0 ? `measured: ${changed.join(", ")}` : "measured costs",
         build: async () => {
           const d = await opts.exportSplit(next, best.throughput);
@@ -152,6 +154,11 @@ export function liveReplanner(opts: LiveReplanOptions): {
       };
     },
   };
+}
+
+/** A split's identity: each node's stage and each stage's devices (equal keys: the same split). */
+export function splitKey(s: LiveSplit): string {
+  return `${s.devices.map((g) => g.join("+")).join(">")}:${s.assignment.stageOf.join(",")}`;
 }
 
 /** Weight bytes of the stages of `next` whose device runs other nodes in `prev` (what a switch ships). */

@@ -3,6 +3,11 @@
  * with synthetic sequences. Switch when the best plan under the current estimates beats the running plan's
  * predicted throughput by more than `threshold` continuously for `holdMs`, and the requests gained over
  * `horizonMs` outweigh those lost while moving (stage bytes to ship over the link, plus the pause of the cut-over).
+ *
+ * Robust to noise (a loaded host's estimates swing 2-3x): the gain judged is smoothed (an EWMA over samples)
+ * less `confidence` times its mean absolute deviation, so a gain that only shows in noisy samples does not
+ * count; after a switch nothing switches for `cooldownMs`; and the plan just left is taken back only when its
+ * gain passes `returnThreshold` (a move that reverses the last one needs much stronger evidence).
  */
 
 /** Parameters of the decision. */
@@ -13,10 +18,26 @@ export interface AdaptPolicy {
   holdMs: number;
   /** Time over which the gain is counted against the cost of moving, ms (default 60000). */
   horizonMs: number;
+  /** Weight of the newest sample in the smoothed gain, in (0, 1] (default 0.3; 1: no smoothing). */
+  smoothing: number;
+  /** Deviations of the gain taken off the smoothed gain before it is compared, >= 0 (default 1). */
+  confidence: number;
+  /** No switch for this long after one, ms (default 15000). */
+  cooldownMs: number;
+  /** The gain needed to go back to the plan just left, > threshold (default 0.5: 50%). */
+  returnThreshold: number;
 }
 
-/** The defaults: 15%, 3 s, 60 s. */
-export const DEFAULT_ADAPT_POLICY: AdaptPolicy = { threshold: 0.15, holdMs: 3000, horizonMs: 60000 };
+/** The defaults: 15%, 3 s, 60 s; smoothing 0.3, one deviation, 15 s cool-down, 50% to go back. */
+export const DEFAULT_ADAPT_POLICY: AdaptPolicy = {
+  threshold: 0.15,
+  holdMs: 3000,
+  horizonMs: 60000,
+  smoothing: 0.3,
+  confidence: 1,
+  cooldownMs: 15000,
+  returnThreshold: 0.5,
+};
 
 /** One evaluation of the plans under the current estimates. */
 export interface AdaptSample {
@@ -32,12 +53,32 @@ export interface AdaptSample {
   bandwidth: number;
   /** Time requests wait at the cut-over besides the shipping (undeploy, load, first run), ms (default 0). */
   pauseMs?: number;
+  /** Identity of the running plan and of the best one (e.g. their cuts and devices), to know a plan just left. */
+  runningKey?: string;
+  bestKey?: string;
 }
 
 /** What the decision remembers between samples. */
 export interface AdaptState {
-  /** When the gain went above the threshold and stayed there, ms (undefined: it is not above). */
+  /** When the judged gain went above the threshold and stayed there, ms (undefined: it is not above). */
   aboveSince?: number;
+  /** Smoothed gain and its smoothed absolute deviation (undefined before the first sample). */
+  gain?: number;
+  deviation?: number;
+  /** When the last switch was decided, ms, and the key of the plan it left. */
+  switchedAt?: number;
+  left?: string;
+}
+
+/**
+ * The state to keep when a new deployment starts (a switch or a recovery): the estimates start again, so the
+ * hold and the smoothed gain do; the cool-down and the plan left stay.
+ */
+export function restartAdaptState(state: AdaptState): AdaptState {
+  return {
+    ...(state.switchedAt !== undefined ? { switchedAt: state.switchedAt } : {}),
+    ...(state.left !== undefined ? { left: state.left } : {}),
+  };
 }
 
 /** A decision and why, in one line. */
@@ -57,31 +98,64 @@ export function checkAdaptPolicy(p: AdaptPolicy): AdaptPolicy {
     throw new RangeError(`adapt hold must be a number of ms >= 0, got ${p.holdMs}`);
   if (!(p.horizonMs > 0 && Number.isFinite(p.horizonMs)))
     throw new RangeError(`adapt horizon must be a positive number of ms, got ${p.horizonMs}`);
+  if (!(p.smoothing > 0 && p.smoothing <= 1))
+    throw new RangeError(`adapt smoothing must be in (0, 1], got ${p.smoothing}`);
+  if (!(p.confidence >= 0 && Number.isFinite(p.confidence)))
+    throw new RangeError(`adapt confidence must be a number >= 0, got ${p.confidence}`);
+  if (!(p.cooldownMs >= 0 && Number.isFinite(p.cooldownMs)))
+    throw new RangeError(`adapt cool-down must be a number of ms >= 0, got ${p.cooldownMs}`);
+  if (!(p.returnThreshold >= p.threshold && Number.isFinite(p.returnThreshold)))
+    throw new RangeError(
+      `adapt return threshold must be at least the threshold (${p.threshold}), got ${p.returnThreshold}`,
+    );
   return p;
 }
 
 /**
- * Decides for one sample. `stay`: the gain is at most the threshold (the hold restarts), or it held but does
- * not pay for the move; `wait`: above the threshold for less than the hold; `switch`: above for the hold and
- * worth it (the state restarts, so the next switch needs a new hold).
+ * Decides for one sample. The gain judged is the smoothed gain less `confidence` deviations (see the policy).
+ * `stay`: in the cool-down after a switch, or the judged gain is at most the threshold (the return threshold
+ * when the best plan is the one just left; the hold restarts), or it held but does not pay for the move;
+ * `wait`: above for less than the hold; `switch`: above for the hold and worth it (the hold restarts, the
+ * cool-down starts, and the running plan becomes the one left).
  */
 export function decideAdapt(state: AdaptState, s: AdaptSample, policy: AdaptPolicy): AdaptDecision {
-  const gain = s.running > 0 ? s.best / s.running - 1 : s.best > 0 ? Number.POSITIVE_INFINITY : 0;
-  if (!(gain > policy.threshold))
+  const raw = s.running > 0 ? s.best / s.running - 1 : s.best > 0 ? Number.POSITIVE_INFINITY : 0;
+  // An infinite gain (nothing runs) is judged as it is; a finite one is smoothed.
+  const a = policy.smoothing;
+  const prev = state.gain;
+  const gainNow =
+    Number.isFinite(raw) && prev !== undefined && Number.isFinite(prev) ? a * raw + (1 - a) * prev : raw;
+  const devNow =
+    prev !== undefined && Number.isFinite(raw) && Number.isFinite(prev)
+      ? a * Math.abs(raw - prev) + (1 - a) * (state.deviation ?? 0)
+      : 0;
+  const judged = gainNow - policy.confidence * devNow;
+  const kept = { ...restartAdaptState(state), gain: gainNow, deviation: devNow };
+  const back = s.bestKey !== undefined && s.bestKey === state.left;
+  const needed = back ? policy.returnThreshold : policy.threshold;
+  const shown = `best plan ${pct(judged)} over the running one (${pct(gainNow)} smoothed, ${pct(raw)} now)`;
+  if (state.switchedAt !== undefined && s.atMs - state.switchedAt < policy.cooldownMs)
     return {
       action: "stay",
-      reason: `best plan ${pct(gain)} over the running one (threshold ${pct(policy.threshold)})`,
-      gain,
-      state: {},
+      reason: `${shown}; cooling down for ${Math.round(policy.cooldownMs - (s.atMs - state.switchedAt))} ms after the last switch`,
+      gain: judged,
+      state: kept,
+    };
+  if (!(judged > needed))
+    return {
+      action: "stay",
+      reason: `${shown}; threshold ${pct(needed)}${back ? " (the plan just left)" : ""}`,
+      gain: judged,
+      state: kept,
     };
   const since = state.aboveSince ?? s.atMs;
   const held = s.atMs - since;
   if (held < policy.holdMs)
     return {
       action: "wait",
-      reason: `best plan ${pct(gain)} better for ${Math.round(held)} of ${policy.holdMs} ms`,
-      gain,
-      state: { aboveSince: since },
+      reason: `${shown} for ${Math.round(held)} of ${policy.holdMs} ms`,
+      gain: judged,
+      state: { ...kept, aboveSince: since },
     };
   const moveS =
     (s.bandwidth > 0 ? s.moveBytes / s.bandwidth : s.moveBytes > 0 ? Infinity : 0) + (s.pauseMs ?? 0) / 1000;
@@ -91,15 +165,18 @@ export function decideAdapt(state: AdaptState, s: AdaptSample, policy: AdaptPoli
   if (!(gained > lost))
     return {
       action: "stay",
-      reason: `best plan ${pct(gain)} better, but moving (${moveS.toFixed(2)} s) costs ${lost.toFixed(0)} requests against ${gained.toFixed(0)} gained over ${policy.horizonMs} ms`,
-      gain,
-      state: { aboveSince: since },
+      reason: `${shown}, but moving (${moveS.toFixed(2)} s) costs ${lost.toFixed(0)} requests against ${gained.toFixed(0)} gained over ${policy.horizonMs} ms`,
+      gain: judged,
+      state: { ...kept, aboveSince: since },
     };
   return {
     action: "switch",
-    reason: `best plan ${pct(gain)} better for ${Math.round(held)} ms (${s.running.toFixed(1)} -> ${s.best.toFixed(1)}/s)`,
-    gain,
-    state: {},
+    reason: `${shown} for ${Math.round(held)} ms (${s.running.toFixed(1)} -> ${s.best.toFixed(1)}/s)`,
+    gain: judged,
+    state: {
+      switchedAt: s.atMs,
+      ...(s.runningKey !== undefined ? { left: s.runningKey } : {}),
+    },
   };
 }
 

@@ -8,6 +8,7 @@ import {
   checkAdaptPolicy,
   DEFAULT_ADAPT_POLICY,
   decideAdapt,
+  restartAdaptState,
 } from "./adapt-policy.js";
 import { type EstimateSnapshot, OnlineEstimates } from "./estimates.js";
 import type { Controller, Deployable, ReplanEvent } from "./service.js";
@@ -68,7 +69,7 @@ export function startAdaptation(controller: Controller, opts: AdaptOptions): Ada
     if (controller.currentEpoch !== epoch) {
       epoch = controller.currentEpoch;
       est.reset();
-      state = {};
+      state = restartAdaptState(state);
     }
     const stats = await controller.workerStats(Math.max(200, intervalMs)).catch(() => undefined);
     if (!stats || stopped || controller.currentEpoch !== epoch) return;
@@ -93,6 +94,7 @@ export function startAdaptation(controller: Controller, opts: AdaptOptions): Ada
     switches.push(e);
     epoch = controller.currentEpoch;
     est.reset();
+    state = restartAdaptState(state);
   };
   const timer = setInterval(() => {
     busy = busy.then(tick).catch((err) => log(`adaptation step failed: ${errorMessage(err)}`));
