@@ -10,6 +10,7 @@ import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
 import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
+import { cleave } from "./helpers/cli.js";
 
 // A real `cleave serve` (two stages on the local cluster's two pinned workers) answering real HTTP requests
 // built as the Open Inference Protocol's examples build them, with node's fetch.
@@ -51,6 +52,8 @@ before(async () => {
     "2",
     "--queue",
     "2",
+    "--heartbeat-ms",
+    "800",
   ]);
   serve.stderr?.on("data", (b: Buffer) => stderr.push(b.toString()));
   const rl = createInterface({ input: serve.stdout! });
@@ -131,6 +134,14 @@ async function metric(name: string): Promise<number> {
       sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   return sum;
 }
+
+test("--heartbeat-ms of 0 or not a number: one line naming the flag", () => {
+  for (const v of ["0", "fast"]) {
+    const r = cleave(["serve", modelPath, "--stages", "2", "--heartbeat-ms", v]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim(), `error: --heartbeat-ms: expected an integer >= 1, got '${v}'`);
+  }
+});
 
 test("health, server and model metadata", async () => {
   const live = await fetch(`${base}/v2/health/live`);

@@ -60,8 +60,9 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
   --heartbeat-ms  a worker silent this long (beyond a stage run it announced) is lost (default 1000);
-               cleave then moves its stages to the devices left, runs the unfinished requests again
-               there, and moves back when the worker answers again
+               cleave then plans again over the devices left (or moves its stages to them when that
+               plan is no faster), runs the unfinished requests again there, and re-plans with the
+               worker when it answers again
   --no-recover a lost worker fails the requests in flight instead
   --deadline   each request's deadline, ms (default 30000)
   --adapt      live re-partitioning: stage compute times and the pipeline's throughput are measured as it

@@ -35,6 +35,7 @@ import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers, WORKER_FLAGS }
 const USAGE = `usage: cleave serve <model.onnx | zoo:NAME> [--plan plan.json | --stages k | --cuts a,b]
                     [--cluster c.yaml] [--workers name=host:port,... --token-file F]
                     [--listen HOST:PORT] [--name N] [--queue N] [--in-flight K] [--timeout MS]
+                    [--heartbeat-ms MS]
                     [--preprocess image:HxW,...] [--postprocess topk=K] [model input flags]
 
 Deploys a split and serves it with the Open Inference Protocol (KServe v2) over HTTP/REST until SIGINT or
@@ -56,6 +57,7 @@ requests in flight, undeploys, stops the workers it started and exits 0.
   --in-flight  requests in the pipeline at once (default 2 per stage)
   --timeout    deadline of a request that sets none, ms (default 30000); a request sets its own with the
                Inference-Timeout-Ms header or its 'timeout' parameter (microseconds)
+  --heartbeat-ms  a worker silent this long (beyond a stage run it announced) is lost (default 1000)
   --preprocess image:HxW[,mean=a/b/c][,std=a/b/c][,layout=nchw|nhwc]  prepend Cast, Div 255, Sub mean,
                Div std (and Transpose for nchw) to the model as ONNX layers, planned and placed like any
                other; the model then takes 'image', one JPEG or PNG as BYTES [1], decoded and resized
@@ -90,6 +92,7 @@ export const serveCommand: Command = {
       queue: { type: "string" },
       "in-flight": { type: "string" },
       timeout: { type: "string" },
+      "heartbeat-ms": { type: "string" },
       preprocess: { type: "string" },
       postprocess: { type: "string" },
       ...MODEL_INPUT_FLAGS,
@@ -109,6 +112,7 @@ export const serveCommand: Command = {
       });
     const queue = intFlag("queue", str(values, "queue"), 64, 0);
     const timeoutMs = intFlag("timeout", str(values, "timeout"), 30000);
+    const heartbeatMs = intFlag("heartbeat-ms", str(values, "heartbeat-ms"), 1000);
     const planPath = str(values, "plan");
     const plan = planPath === undefined ? undefined : readPlan(planPath);
     const cluster = clusterForPlan(str(values, "cluster"), plan, planPath);
@@ -168,6 +172,7 @@ export const serveCommand: Command = {
       modelPath: path,
       predictedThroughput: predicted,
       replicaWeights: split.weights,
+      heartbeatMs,
     });
     const metrics = new ServeMetrics();
     const server = new InferenceServer(preprocess ? withEncodedImageInput(served, preprocess) : served, {
