@@ -37,9 +37,10 @@ const log = logger("runtime:control");
  * - **Rejoin**: a lost device's endpoint is tried again with backoff (a probe handshake); once it answers,
  *   `replan` is asked again with it among the devices, and the new split replaces the running one through
  *   {@link Controller.switchTo}.
- * - **Switch** (also for planned re-partitions from above): new requests wait, the ones in flight finish on
- *   the old deployment, the new one is deployed and the waiting requests go to it. No request is lost or
- *   duplicated; the pause is the `switchMs` of the `replan` event.
+ * - **Switch** (also for planned re-partitions from above): the new split is deployed beside the running one
+ *   (workers hold two deployments), new requests go to it once it is ready, and the old one is closed once
+ *   its requests finished. No request is lost or duplicated; `pauseMs` of the `replan` event is the longest
+ *   time no request completed during it.
  *
  * Events (`on`): `recovery` ({@link RecoveryEvent}, once the first request completes on the new deployment,
  * or when the controller closes first), `replan` ({@link ReplanEvent}), `lost` and `rejoined`
@@ -65,6 +66,14 @@ export class Controller {
   /** A recovery whose deployment is up, waiting for its first completed request to be reported. */
   private pendingRecovery?: { event: Omit<RecoveryEvent, "restoredMs">; readyAt: number; faultAt: number };
   private replayedNow = 0;
+  /** Set while a switch deploys beside the running deployment and the old one drains. */
+  private switching?: Promise<void>;
+  /** The deployment a switch left, while its requests finish. */
+  private draining?: Deployment;
+  /** While a switch runs: the last completion and the longest time between two, ms. */
+  private gaps?: { last: number; longest: number };
+  /** The last epoch given to a deployment (the current one's, or a newer one being deployed). */
+  private issued: number;
   private readonly work = new Set<Promise<unknown>>();
   /** Aborted by close(): ends the probes' waits at once. */
   private readonly stopping = new AbortController();
@@ -82,6 +91,7 @@ export class Controller {
   ) {
     this.current = first;
     this.epoch = first.pipeline.epoch;
+    this.issued = this.epoch;
     this.watch(first);
   }
 
@@ -151,6 +161,11 @@ export class Controller {
         const out = await d.pipeline.infer(feeds, { deadlineMs: left, signal: opts.signal });
         this.counters.completed++;
         this.completedOn(d);
+        if (this.gaps) {
+          const t = performance.now();
+          this.gaps.longest = Math.max(this.gaps.longest, t - this.gaps.last);
+          this.gaps.last = t;
+        }
         return out;
       } catch (err) {
         // The deployment broke under it: run it again on the next one (this.gate is already set).
@@ -211,53 +226,65 @@ export class Controller {
   }
 
   /**
-   * Replaces the running split with `next` between requests: new requests wait, those in flight finish, the old
-   * deployment is closed, `next` is deployed under the next epoch (stage files the workers hold are not sent),
-   * and the waiting requests go to it. If `next` cannot be deployed, the split that ran is deployed again and
-   * the promise rejects. Resolves to the event also emitted as `replan` (`switchMs`: how long requests
-   * waited). `reason` and the throughputs are the caller's (a planner's predictions, or measurements).
+   * Replaces the running split with `next` without pausing requests: `next` is deployed beside the running
+   * deployment under the next epoch (workers hold both; stage files they hold are not sent), and once it is
+   * ready new requests go to it, while those in flight finish on the old deployment, which is closed once they
+   * have. A request the old deployment fails by breaking runs again on the new one, so none is lost or
+   * answered twice. If `next` cannot be deployed the running split stays and the promise rejects. Resolves
+   * to the event also emitted as `replan`: `switchMs` is how long the switch took from the call until the old
+   * deployment drained, `pauseMs` the longest time no request completed during it. `reason` and the
+   * throughputs are the caller's (a planner's predictions, or measurements).
    */
   async switchTo(
     next: Deployable,
     reason: string,
     figures: { fromThroughput?: number; toThroughput?: number } = {},
   ): Promise<ReplanEvent> {
-    while (this.gate) await this.gate.promise;
+    while (this.gate || this.switching) await (this.gate?.promise ?? this.switching);
     if (this.closed) throw new RuntimeFault("RUNTIME", "controller is closed");
     if (this.down) throw this.down;
     const t0 = performance.now();
-    this.shut(`switching to a new split (${reason})`);
     const old = this.current;
+    const gaps = { last: t0, longest: 0 };
+    this.gaps = gaps;
+    let done = () => {};
+    this.switching = new Promise<void>((r) => (done = r));
     try {
-      if (old.active > 0) await new Promise<void>((r) => (old.drained = r));
-      await old.pipeline.close();
-      const devices = devicesOf(next.manifest);
-      const p = await this.deployOn(next, devices);
+      const p = await this.deployOn(next, devicesOf(next.manifest));
+      if (this.closed || this.current !== old) {
+        // Closed, or a recovery replaced the deployment meanwhile: the new split is not wanted now.
+        await p.close();
+        throw new RuntimeFault(
+          "RUNTIME",
+          `switch (${reason}) overtaken: the deployment changed while it deployed`,
+        );
+      }
       this.adopt({ pipeline: p, source: next, active: 0 });
+      this.draining = old;
+      if (old.active > 0) await new Promise<void>((r) => (old.drained = r));
+      this.draining = undefined;
+      await old.pipeline.close();
+      const now = performance.now();
       const event: ReplanEvent = {
         reason,
         fromThroughput: figures.fromThroughput ?? old.source.throughput ?? Number.NaN,
         toThroughput: figures.toThroughput ?? next.throughput ?? Number.NaN,
-        switchMs: performance.now() - t0,
-        epoch: this.epoch,
+        switchMs: now - t0,
+        pauseMs: Math.max(gaps.longest, now - gaps.last),
+        epoch: p.epoch,
         shippedBytes: p.stageLoads.reduce((n, l) => n + l.bytes, 0),
       };
       this.replans.push(event);
       this.emit("replan", event);
       return event;
     } catch (err) {
-      log(`switch (${reason}) failed: ${errorMessage(err)}; deploying the previous split again`);
-      if (this.current === old) {
-        try {
-          const p = await this.deployOn(old.source, devicesOf(old.source.manifest));
-          this.adopt({ pipeline: p, source: old.source, active: 0 });
-        } catch (again) {
-          this.goDown(`the previous split could not be deployed again: ${errorMessage(again)}`);
-        }
-      }
+      log(`switch (${reason}) failed: ${errorMessage(err)}; the running split stays`);
       throw err;
     } finally {
-      this.reopen();
+      this.gaps = undefined;
+      this.draining = undefined;
+      this.switching = undefined;
+      done();
     }
   }
 
@@ -272,7 +299,7 @@ export class Controller {
     this.gate?.open();
     this.flushRecovery(undefined);
     await Promise.allSettled([...this.work]);
-    await this.current.pipeline.close();
+    await Promise.all([this.current.pipeline.close(), this.draining?.pipeline.close()]);
   }
 
   // ---- internals ----
@@ -367,11 +394,11 @@ export class Controller {
         throw new RuntimeFault("WORKER", `the split names device '${d}', which has no worker`, { device: d });
       return w;
     });
-    this.epoch = (this.epoch + 1) >>> 0 || 1;
+    this.issued = (this.issued + 1) >>> 0 || 1;
     return deploy(source, ws, {
       ...this.opts.deploy,
       ...(this.opts.heartbeatMs !== undefined ? { heartbeatMs: this.opts.heartbeatMs } : {}),
-      epoch: this.epoch,
+      epoch: this.issued,
     });
   }
 
@@ -588,8 +615,13 @@ export interface ReplanEvent {
   /** Inferences/s of the split before and after, as predicted or measured by the caller (NaN: unknown). */
   fromThroughput: number;
   toThroughput: number;
-  /** How long requests waited for the switch, ms. */
+  /**
+   * How long the switch took, ms: from its start until the old deployment drained (requests keep being
+   * served meanwhile: the old deployment serves until the new one is ready).
+   */
   switchMs: number;
+  /** The longest time no request completed during the switch, ms (absent for a re-plan that is no switch). */
+  pauseMs?: number;
   /** Epoch of the new deployment. */
   epoch: number;
   /** Stage bytes sent to deploy it (0 when every worker had its stages cached). */

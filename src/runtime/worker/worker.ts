@@ -150,9 +150,18 @@ interface Deployment {
   workers: Map<string, string>;
   /** The coordinator's epoch for this deployment, stamped on every frame sent for it. */
   epoch: number;
+  /** Cancelled request ids of this deployment (ids are the coordinator's, per deployment). */
+  cancelled: Set<number>;
 }
 
+/**
+ * Deployments a worker holds at once, each from its own coordinator connection: two, so a coordinator can
+ * deploy a new split beside the one running and cut over once it is ready (a third is refused as busy).
+ */
+export const MAX_DEPLOYMENTS = 2;
+
 interface Job {
+  deployment: Deployment;
   stage: Stage;
   requestId: number;
   feeds: Record<string, ort.Tensor>;
@@ -200,10 +209,10 @@ export class Worker {
   private readonly transport: Transport;
   private readonly version: string;
   private listener?: Listener;
-  private deployment?: Deployment;
+  /** Deployments by their coordinator's connection (at most MAX_DEPLOYMENTS). */
+  private readonly deployments = new Map<Connection, Deployment>();
   private readonly queue: Job[] = [];
   private running = false;
-  private readonly cancelled = new Set<number>();
   private readonly unsent: Promise<unknown>[] = [];
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
@@ -256,12 +265,16 @@ export class Worker {
     return this.listener ? { host: this.listener.host, port: this.listener.port } : undefined;
   }
 
-  /** The counters a coordinator's `stats` request gets: per stage of the deployment, and the process's CPU time. */
-  stats(): StatsReplyMsg {
+  /**
+   * The counters a coordinator's `stats` request gets: per stage of its deployment (`conn`'s; default: the
+   * newest), and the process's CPU time.
+   */
+  stats(conn?: Connection): StatsReplyMsg {
+    const d = conn !== undefined ? this.deployments.get(conn) : [...this.deployments.values()].at(-1);
     return {
       t: "stats-reply",
-      worker: this.deployment?.name ?? this.name,
-      stages: [...(this.deployment?.stages.values() ?? [])].map((s) => ({
+      worker: d?.name ?? this.name,
+      stages: [...(d?.stages.values() ?? [])].map((s) => ({
         ...s.stats,
         pending: s.pending.size,
       })),
@@ -273,7 +286,7 @@ export class Worker {
 
   /** Stops listening, closes every connection and releases the sessions. */
   async stop(): Promise<void> {
-    this.teardown();
+    for (const d of [...this.deployments.values()]) this.teardown(d);
     await this.listener?.close();
     this.listener = undefined;
   }
@@ -303,7 +316,8 @@ export class Worker {
       a.closed(conn);
       this.paused.delete(conn);
       if (peer !== undefined) log(`${peer.role} ${conn.remote} closed${err ? `: ${err.message}` : ""}`);
-      if (this.deployment?.coordinator === conn) this.teardown();
+      const d = this.deployments.get(conn);
+      if (d) this.teardown(d);
     });
     acceptHandshake(conn, {
       token: this.opts.token ?? "",
@@ -311,11 +325,13 @@ export class Worker {
       mayTry: () => a.mayTry(conn),
       onWrongToken: () => a.wrongToken(conn),
       admit: (h) => {
-        const d = this.deployment;
-        if (h.role === "coordinator" && d && d.coordinator !== conn && !d.coordinator.closed)
+        const others = [...this.deployments.values()].filter(
+          (d) => d.coordinator !== conn && !d.coordinator.closed,
+        );
+        if (h.role === "coordinator" && others.length >= MAX_DEPLOYMENTS)
           return {
             reason: "busy",
-            message: `stage(s) ${[...d.stages.keys()].join(",")} deployed by another coordinator`,
+            message: `${others.length} deployments held (stage(s) ${others.map((d) => [...d.stages.keys()].join(",")).join(" and ")}) by other coordinators`,
           };
         return undefined;
       },
@@ -364,18 +380,21 @@ export class Worker {
   private handle(conn: Connection, peer: HelloMsg, f: Frame): void {
     const role: Role = peer.role;
     if (f.type === "tensor") {
-      const d = this.deployment;
       if (role === "probe") {
         this.expel(conn, peer, `sent tensor '${f.name.slice(0, 64)}' as a probe`);
         return;
       }
-      if (!d) return;
-      // Tensors come from this deployment's coordinator, or from a worker the deployment names.
-      if (role === "coordinator" && d.coordinator !== conn) {
+      if (this.deployments.size === 0) return;
+      // Tensors come from a deployment's coordinator, or from a worker the deployment names.
+      const d =
+        role === "coordinator"
+          ? this.deployments.get(conn)
+          : [...this.deployments.values()].find((x) => x.id === peer.deployment);
+      if (role === "coordinator" && !d) {
         this.expel(conn, peer, "sent a tensor for a deployment it did not make");
         return;
       }
-      if (role === "peer" && (peer.deployment !== d.id || !d.workers.has(peer.from))) {
+      if (!d || (role === "peer" && !d.workers.has(peer.from))) {
         this.expel(conn, peer, "sent a tensor as a worker this deployment does not name");
         return;
       }
@@ -401,16 +420,20 @@ export class Worker {
         return;
       case "sink":
         return;
-      case "cancel":
-        if (this.deployment?.coordinator === conn) this.cancel(f.requestId);
+      case "cancel": {
+        const d = this.deployments.get(conn);
+        if (d) this.cancel(d, f.requestId);
         return;
+      }
       case "stats":
-        void reply({ ...this.stats() });
+        void reply({ ...this.stats(conn) });
         return;
-      case "undeploy":
-        if (this.deployment?.coordinator === conn) this.teardown();
+      case "undeploy": {
+        const d = this.deployments.get(conn);
+        if (d) this.teardown(d);
         void reply({ t: "undeployed" });
         return;
+      }
       case "load": {
         const bad = checkLoad(msg as LoadMsg);
         if (bad !== undefined) {
@@ -447,7 +470,7 @@ export class Worker {
       .send({
         type: "control",
         requestId: 0,
-        epoch: this.deployment?.epoch ?? 0,
+        epoch: this.deployments.get(conn)?.epoch ?? 0,
         msg: { t: "error", kind: "load", worker: m.worker, stage: m.stage, message },
       })
       .catch(() => {});
@@ -455,9 +478,10 @@ export class Worker {
 
   /** A stage announced: makes room for its bytes; its chunks follow. */
   private announce(conn: Connection, m: LoadMsg): void {
-    if (!this.deployment || this.deployment.id !== m.deployment || this.deployment.coordinator !== conn) {
-      this.teardown();
-      this.deployment = {
+    let d = this.deployments.get(conn);
+    if (!d || d.id !== m.deployment) {
+      if (d) this.teardown(d);
+      d = {
         id: m.deployment,
         coordinator: conn,
         name: m.worker,
@@ -466,9 +490,10 @@ export class Worker {
         peers: new Map(),
         workers: new Map(),
         epoch: m.epoch ?? 0,
+        cancelled: new Set(),
       };
+      this.deployments.set(conn, d);
     }
-    const d = this.deployment;
     for (const w of m.workers) d.workers.set(w.worker, w.endpoint);
     const old = d.incoming.get(m.stage);
     if (old) discardIncoming(old);
@@ -546,8 +571,8 @@ export class Worker {
 
   /** The next bytes of an announced stage: copied (or written) in place, hashed as they arrive. */
   private chunk(conn: Connection, c: LoadChunkMsg, payload: Uint8Array): void {
-    const d = this.deployment;
-    const inc = d?.coordinator === conn ? d.incoming.get(c.stage) : undefined;
+    const d = this.deployments.get(conn);
+    const inc = d?.incoming.get(c.stage);
     if (!d || !inc) {
       log(`ignored a chunk of stage ${c.stage}, which is not being loaded`);
       return;
@@ -675,7 +700,7 @@ export class Worker {
       await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
       return;
     }
-    if (this.deployment !== d) {
+    if (this.deployments.get(d.coordinator) !== d) {
       await session.release();
       return;
     }
@@ -749,7 +774,7 @@ export class Worker {
   }
 
   private dispatch(d: Deployment, f: TensorFrame): void {
-    if (this.cancelled.has(f.requestId)) return;
+    if (d.cancelled.has(f.requestId)) return;
     // A late tensor of a deployment this one replaced: its request is not this deployment's to run.
     if ((f.epoch ?? 0) !== d.epoch) return;
     let consumers = 0;
@@ -793,7 +818,13 @@ export class Worker {
       }
       if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
-        this.queue.push({ stage: s, requestId: f.requestId, feeds: Object.fromEntries(p.got), path: p.path });
+        this.queue.push({
+          deployment: d,
+          stage: s,
+          requestId: f.requestId,
+          feeds: Object.fromEntries(p.got),
+          path: p.path,
+        });
       }
     }
     // A tensor two stages here read must outlive the first run: its buffer is not handed back. (No job has
@@ -812,13 +843,12 @@ export class Worker {
     void this.pump();
   }
 
-  private cancel(requestId: number): void {
-    this.cancelled.add(requestId);
-    if (this.cancelled.size > CANCEL_MEMORY)
-      this.cancelled.delete(this.cancelled.values().next().value as number);
-    for (const s of this.deployment?.stages.values() ?? []) s.pending.delete(requestId);
+  private cancel(d: Deployment, requestId: number): void {
+    d.cancelled.add(requestId);
+    if (d.cancelled.size > CANCEL_MEMORY) d.cancelled.delete(d.cancelled.values().next().value as number);
+    for (const s of d.stages.values()) s.pending.delete(requestId);
     for (let i = this.queue.length - 1; i >= 0; i--)
-      if (this.queue[i].requestId === requestId) this.queue.splice(i, 1);
+      if (this.queue[i].deployment === d && this.queue[i].requestId === requestId) this.queue.splice(i, 1);
     this.resumeReading();
   }
 
@@ -830,9 +860,10 @@ export class Worker {
       while (this.queue.length > 0) {
         const job = this.queue.shift()!;
         this.resumeReading();
-        const d = this.deployment;
-        if (!d || d.stages.get(job.stage.load.stage) !== job.stage) continue;
-        if (this.cancelled.has(job.requestId)) continue;
+        const d = job.deployment;
+        if (this.deployments.get(d.coordinator) !== d || d.stages.get(job.stage.load.stage) !== job.stage)
+          continue;
+        if (d.cancelled.has(job.requestId)) continue;
         try {
           await this.run(d, job);
         } catch (err) {
@@ -961,16 +992,16 @@ export class Worker {
     for (const t of Object.values(job.feeds)) this.pool.give(t.data as ArrayBufferView);
   }
 
-  private teardown(): void {
-    const d = this.deployment;
-    if (!d) return;
-    this.deployment = undefined;
-    this.queue.length = 0;
+  /** Ends one deployment: its queued runs, stages being received, sessions and peer connections. */
+  private teardown(d: Deployment): void {
+    if (this.deployments.get(d.coordinator) !== d) return;
+    this.deployments.delete(d.coordinator);
+    for (let i = this.queue.length - 1; i >= 0; i--)
+      if (this.queue[i].deployment === d) this.queue.splice(i, 1);
     this.resumeReading();
     for (const inc of d.incoming.values()) discardIncoming(inc);
     d.incoming.clear();
-    // Request ids restart with every deployment.
-    this.cancelled.clear();
+    d.cancelled.clear();
     for (const s of d.stages.values()) s.session.release().catch(() => {});
     for (const p of d.peers.values()) p.then((c) => c.close()).catch(() => {});
     log(`deployment ${d.id} torn down`);
