@@ -128,7 +128,7 @@ export function lossPlanLine(c: LossPlanChoice): string {
 /** One line for a re-plan event. */
 export function replanLine(e: ReplanEvent): string {
   const tp = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)}/s` : "?");
-  return `re-planned (${e.reason}): ${tp(e.fromThroughput)} -> ${tp(e.toThroughput)}, requests held ${e.switchMs.toFixed(0)} ms, ${fmtBytes(e.shippedBytes)} of stages sent`;
+  return `re-planned (${e.reason}): ${tp(e.fromThroughput)} -> ${tp(e.toThroughput)}, switched in ${e.switchMs.toFixed(0)} ms${e.pauseMs !== undefined ? ` (longest pause ${e.pauseMs.toFixed(0)} ms)` : ""}, ${fmtBytes(e.shippedBytes)} of stages sent`;
 }
 
 /** Table rows of a measured run. */
