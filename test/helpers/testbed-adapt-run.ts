@@ -1,0 +1,103 @@
+/**
+ * The coordinator side of the testbed chaos tests under live re-partitioning, run inside the testbed's
+ * coordinator namespace by test/chaos-testbed-adapt.test.ts: deploys squeezenet1_1 as a MAC-balanced two-stage
+ * split on the testbed's workers with adaptation on, streams requests (16 distinct inputs in turn, 4 in
+ * flight) for `durationMs`, prints `FAULT` on stdout at `faultAtMs` (the parent then changes the testbed), and
+ * at the end prints one JSON line: completed, failed, wrong (outputs unlike the whole model's), answered twice,
+ * and the controller's replans and recoveries.
+ *
+ * argv[2]: JSON {cluster, workers, token, durationMs, faultAtMs, cut, threshold}.
+ */
+import type { Cluster } from "../../src/cluster/types.js";
+import { liveReplanner } from "../../src/harness/live-replan.js";
+import { analyzeModel } from "../../src/ir/analyze.js";
+import { inputFeeds } from "../../src/ir/input-values.js";
+import { createSession } from "../../src/onnx/ort.js";
+import { assignByBoundaries } from "../../src/partition/assign.js";
+import { balancedCuts } from "../../src/partition/cuts.js";
+import { choosePartitionOrder } from "../../src/partition/order.js";
+import type { Tensors, WorkerAddress } from "../../src/runtime/coordinator/pipeline.js";
+import { deploySplit } from "../../src/runtime/coordinator/run-split.js";
+import { buildZooModel } from "../../src/zoo/index.js";
+import { maxDiff } from "./compare.js";
+
+const args = JSON.parse(process.argv[2]) as {
+  cluster: Cluster;
+  workers: WorkerAddress[];
+  token: string;
+  durationMs: number;
+  faultAtMs: number;
+  /** Where the first split cuts: MAC-balanced, or after the first conv and its Relu (a 3 MiB tensor). */
+  cut: "balanced" | "early";
+  threshold: number;
+};
+const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
+const order = choosePartitionOrder(model);
+const two = assignByBoundaries(model, order, args.cut === "early" ? [2] : balancedCuts(model, order, 2));
+const devices = [["core0"], ["core1"]];
+const feeds = Array.from({ length: 16 }, (_, i) => inputFeeds(model, 200 + i));
+const whole = await createSession(model.graph.model);
+const want: Tensors[] = [];
+for (const f of feeds) want.push((await whole.run(f)) as Tensors);
+await whole.release();
+const split = await deploySplit(model, two, devices, args.cluster, {
+  workers: args.workers,
+  token: args.token,
+  inFlight: 4,
+  warmupMs: 500,
+  adapt: {
+    evaluate: (exportSplit) =>
+      liveReplanner({
+        model,
+        cluster: args.cluster,
+        profiles: {},
+        running: { assignment: two, devices },
+        exportSplit: (s, tp) => exportSplit(s, tp),
+      }).evaluate,
+    policy: { holdMs: 2000, threshold: args.threshold },
+  },
+});
+const c = split.controller;
+let completed = 0;
+let failed = 0;
+let wrong = 0;
+let twice = 0;
+let next = 0;
+const answered = new Set<number>();
+const errors: string[] = [];
+const t0 = performance.now();
+const faultAt = setTimeout(() => process.stdout.write("FAULT\n"), args.faultAtMs);
+const lane = async () => {
+  while (performance.now() - t0 < args.durationMs) {
+    const id = next++;
+    const k = id % feeds.length;
+    try {
+      const out = await c.infer(feeds[k]);
+      if (answered.has(id)) twice++;
+      answered.add(id);
+      completed++;
+      for (const name of Object.keys(want[k])) {
+        const { diff, scale } = maxDiff(out[name], want[k][name]);
+        if (!(diff <= 1e-5 * scale)) wrong++;
+      }
+    } catch (err) {
+      failed++;
+      if (errors.length < 5) errors.push((err as Error).message);
+    }
+  }
+};
+await Promise.all(Array.from({ length: 4 }, lane));
+clearTimeout(faultAt);
+const result = {
+  requests: next,
+  completed,
+  failed,
+  wrong,
+  twice,
+  errors,
+  replans: c.replans,
+  recoveries: c.recoveries,
+  deployed: c.deployed.manifest.stages.map((s) => ({ device: s.device, macs: s.macs })),
+};
+await split.close();
+process.stdout.write(`${JSON.stringify(result)}\n`);
