@@ -7,12 +7,14 @@
  * first completed request after the kill (from the fault), requests replayed and lost (failed: must be 0), and
  * throughput before, after, and of the fresh plan (goal: after within 15% of fresh).
  *
- * The bandwidth cut (1 Gbit/s -> 20 Mbit/s with tc on the emulated testbed, with --adapt) needs root and the
- * testbed; it is not part of this bench yet.
+ * `--bandwidth` runs the bandwidth part instead (root, the emulated testbed, inside
+ * `flock /tmp/cleave-testbed.lock`; see resilience-bandwidth.ts): a link cut from 1 Gbit/s to 20 Mbit/s mid-run,
+ * with live re-partitioning and on the old plan in the same run.
  *
- * Usage: node dist/bench/resilience.js [--model efficientnet_b0] [--requests 300]
+ * Usage: node dist/bench/resilience.js [--model efficientnet_b0] [--requests 300] [--bandwidth]
  */
 import { loadClusterSpec } from "../src/cli/cluster-flag.js";
+import { bandwidthCut } from "./resilience-bandwidth.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { saveModel } from "../src/onnx/model-io.js";
 import { resolveSplit } from "../src/export/split.js";
@@ -24,6 +26,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const args = process.argv.slice(2);
+if (args.includes("--bandwidth")) {
+  process.stdout.write(`${JSON.stringify(await bandwidthCut(), null, 2)}\n`);
+  process.exit(0);
+}
 const flag = (name: string, def: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : def;

@@ -54,7 +54,7 @@ async function adaptRun(
     cut,
     threshold,
   });
-  const script = join(import.meta.dirname, "helpers", "testbed-adapt-run.js");
+  const script = join(import.meta.dirname, "..", "bench", "testbed-adapt-run.js");
   const child = spawn(tb.coordinatorExec[0] ?? process.execPath, [
     ...(tb.coordinatorExec.length > 0 ? [...tb.coordinatorExec.slice(1), process.execPath] : []),
     script,

@@ -1,25 +1,25 @@
 /**
- * The coordinator side of the testbed chaos tests under live re-partitioning, run inside the testbed's
- * coordinator namespace by test/chaos-testbed-adapt.test.ts: deploys squeezenet1_1 as a MAC-balanced two-stage
+ * The coordinator side of the testbed chaos runs under live re-partitioning, run inside the testbed's
+ * coordinator namespace by test/chaos-testbed-adapt.test.ts and bench/resilience.ts (`--bandwidth`): deploys squeezenet1_1 as a MAC-balanced two-stage
  * split on the testbed's workers with adaptation on, streams requests (16 distinct inputs in turn, 4 in
  * flight) for `durationMs`, prints `FAULT` on stdout at `faultAtMs` (the parent then changes the testbed), and
  * at the end prints one JSON line: completed, failed, wrong (outputs unlike the whole model's), answered twice,
- * and the controller's replans and recoveries.
+ * the controller's replans and recoveries, when each replan happened and every completion's time (ms from the
+ * start). `adapt: false` runs the same without adaptation (the old plan kept).
  *
  * argv[2]: JSON {cluster, workers, token, durationMs, faultAtMs, cut, threshold}.
  */
-import type { Cluster } from "../../src/cluster/types.js";
-import { liveReplanner } from "../../src/harness/live-replan.js";
-import { analyzeModel } from "../../src/ir/analyze.js";
-import { inputFeeds } from "../../src/ir/input-values.js";
-import { createSession } from "../../src/onnx/ort.js";
-import { assignByBoundaries } from "../../src/partition/assign.js";
-import { balancedCuts } from "../../src/partition/cuts.js";
-import { choosePartitionOrder } from "../../src/partition/order.js";
-import type { Tensors, WorkerAddress } from "../../src/runtime/coordinator/pipeline.js";
-import { deploySplit } from "../../src/runtime/coordinator/run-split.js";
-import { buildZooModel } from "../../src/zoo/index.js";
-import { maxDiff } from "./compare.js";
+import type { Cluster } from "../src/cluster/types.js";
+import { liveReplanner } from "../src/harness/live-replan.js";
+import { analyzeModel } from "../src/ir/analyze.js";
+import { inputFeeds } from "../src/ir/input-values.js";
+import { createSession, type ort } from "../src/onnx/ort.js";
+import { assignByBoundaries } from "../src/partition/assign.js";
+import { balancedCuts } from "../src/partition/cuts.js";
+import { choosePartitionOrder } from "../src/partition/order.js";
+import type { Tensors, WorkerAddress } from "../src/runtime/coordinator/pipeline.js";
+import { deploySplit } from "../src/runtime/coordinator/run-split.js";
+import { buildZooModel } from "../src/zoo/index.js";
 
 const args = JSON.parse(process.argv[2]) as {
   cluster: Cluster;
@@ -30,7 +30,21 @@ const args = JSON.parse(process.argv[2]) as {
   /** Where the first split cuts: MAC-balanced, or after the first conv and its Relu (a 3 MiB tensor). */
   cut: "balanced" | "early";
   threshold: number;
+  adapt?: boolean;
 };
+
+/** Max |a - b| over two float tensors, and max |b|. */
+function maxDiff(a: ort.Tensor, b: ort.Tensor): { diff: number; scale: number } {
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  let diff = a.dims.join("x") === b.dims.join("x") ? 0 : Number.POSITIVE_INFINITY;
+  let scale = 0;
+  for (let i = 0; i < y.length; i++) {
+    diff = Math.max(diff, Math.abs(x[i] - y[i]));
+    scale = Math.max(scale, Math.abs(y[i]));
+  }
+  return { diff, scale };
+}
 const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
 const order = choosePartitionOrder(model);
 const two = assignByBoundaries(model, order, args.cut === "early" ? [2] : balancedCuts(model, order, 2));
@@ -45,19 +59,26 @@ const split = await deploySplit(model, two, devices, args.cluster, {
   token: args.token,
   inFlight: 4,
   warmupMs: 500,
-  adapt: {
-    evaluate: (exportSplit) =>
-      liveReplanner({
-        model,
-        cluster: args.cluster,
-        profiles: {},
-        running: { assignment: two, devices },
-        exportSplit: (s, tp) => exportSplit(s, tp),
-      }).evaluate,
-    policy: { holdMs: 2000, threshold: args.threshold },
-  },
+  adapt:
+    args.adapt === false
+      ? undefined
+      : {
+          evaluate: (exportSplit) =>
+            liveReplanner({
+              model,
+              cluster: args.cluster,
+              profiles: {},
+              running: { assignment: two, devices },
+              exportSplit: (s, tp) => exportSplit(s, tp),
+            }).evaluate,
+          policy: { holdMs: 2000, threshold: args.threshold },
+        },
 });
 const c = split.controller;
+const t0 = performance.now();
+const replanAt: number[] = [];
+c.on("replan", () => replanAt.push(performance.now() - t0));
+const doneAt: number[] = [];
 let completed = 0;
 let failed = 0;
 let wrong = 0;
@@ -65,7 +86,6 @@ let twice = 0;
 let next = 0;
 const answered = new Set<number>();
 const errors: string[] = [];
-const t0 = performance.now();
 const faultAt = setTimeout(() => process.stdout.write("FAULT\n"), args.faultAtMs);
 const lane = async () => {
   while (performance.now() - t0 < args.durationMs) {
@@ -76,6 +96,7 @@ const lane = async () => {
       if (answered.has(id)) twice++;
       answered.add(id);
       completed++;
+      doneAt.push(performance.now() - t0);
       for (const name of Object.keys(want[k])) {
         const { diff, scale } = maxDiff(out[name], want[k][name]);
         if (!(diff <= 1e-5 * scale)) wrong++;
@@ -97,6 +118,8 @@ const result = {
   errors,
   replans: c.replans,
   recoveries: c.recoveries,
+  replanAt,
+  doneAt,
   deployed: c.deployed.manifest.stages.map((s) => ({ device: s.device, macs: s.macs })),
 };
 await split.close();
