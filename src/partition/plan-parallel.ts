@@ -4,6 +4,7 @@ import { TiledCostModel } from "../cost/cost-tiled.js";
 import { ArgumentError } from "../errors.js";
 import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import { type TiledModel, type TileStackSpec, tileModel } from "../ir/tile.js";
+import { EXACT_PLACEMENTS } from "./branch-candidates.js";
 import { type StageAssignment, validateAssignment } from "./assign.js";
 import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
 import type { PlanConstraints } from "./constraints.js";
@@ -94,6 +95,28 @@ export async function buildParallelPlan(
         lastStage = st;
       }
       pendingJoin = undefined;
+      continue;
+    }
+    if (seg.kind === "branches") {
+      if (pendingJoin) {
+        lastStage = open(pendingJoin.device);
+        stageOfName.set(pendingJoin.name, lastStage);
+        pendingJoin = undefined;
+      }
+      // One stage per device holding branches of the region, all reading the fork tensor at once.
+      const stageOfDevice = new Map<number, number>();
+      seg.branches.forEach((positions, b) => {
+        const d = seg.devices[b];
+        let st = stageOfDevice.get(d);
+        if (st === undefined) {
+          st = open(d);
+          stageOfDevice.set(d, st);
+        }
+        for (const q of positions) stageOfName.set(model.graph.nodes[order.nodes[q]].name, st);
+        lastStage = st;
+      });
+      if (seg.joinAt !== undefined)
+        pendingJoin = { name: model.graph.nodes[order.nodes[seg.joinAt]].name, device: seg.join };
       continue;
     }
     const stack = tiled.stacks[t++];
@@ -224,7 +247,9 @@ export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan
     timeline: pp.evaluation.stages.map((s) => ({ start: s.start, finish: s.finish })),
     haloMacs: pp.tiled.stacks.reduce((sum, st) => sum + (st.tiledMacs - st.macs), 0),
     estimate: pp.search.estimate,
+    branchRegions: pp.search.segments.filter((s) => s.kind === "branches").length,
   };
+  const { regions, greedyRegions } = pp.search;
   return {
     ...base,
     order: "file",
@@ -235,7 +260,11 @@ export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan
       labels: pp.search.priced,
       ms,
       limited:
-        "optimal over segments at single-tensor cuts, each on one device or tiled across devices (estimate); priced as a stage graph",
+        `optimal over segments at single-tensor cuts, each on one device, tiled across devices, or a fork/join region with its branches on several devices (estimate; ${regions} regions, ` +
+        (greedyRegions > 0
+          ? `${greedyRegions} with more than ${EXACT_PLACEMENTS} branch placements placed greedily, largest branch first`
+          : "every branch placement tried") +
+        "; link contention and co-running priced only in the stage graph)",
     },
     stages,
     links,
@@ -264,7 +293,7 @@ export async function parallelPlanFor(
   problem: PlanProblem,
   cluster: Cluster,
   cost: CostModel,
-  opts: { tiles?: number } = {},
+  opts: { tiles?: number; spatial?: boolean } = {},
 ): Promise<{ plan: Plan; parallel: ParallelPlan } | undefined> {
   const t0 = performance.now();
   // The tiled plan space honours memory and a latency limit; the other constraints keep today's plans.
@@ -288,7 +317,7 @@ export async function parallelPlanFor(
       );
     return undefined;
   }
-  if (opts.tiles === undefined && !search.segments.some((s) => s.kind === "tiles")) return undefined;
+  if (opts.tiles === undefined && !search.segments.some((s) => s.kind !== "one")) return undefined;
   const pp = await buildParallelPlan(model, order, search, cluster, cost);
   if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency)) return undefined;
   const plan = parallelPlanFile(base, pp, performance.now() - t0);
