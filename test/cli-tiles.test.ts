@@ -53,6 +53,8 @@ test("plan --tiles 2, split and run on real local workers: both devices compute 
   assert.equal(run.report.failed, 0);
   assert.equal(run.report.completed, 6);
   assert.ok(run.maxRelativeDiff <= 1e-6, `outputs differ by ${run.maxRelativeDiff}`);
+  // Every request (warm-up and measured) was compared with the model as given, not the tiled rewrite.
+  assert.ok(run.referenceChecked >= 1 + 6, `${run.referenceChecked} requests checked`);
   assert.ok(run.stageBusyMs.core0 > 0 && run.stageBusyMs.core1 > 0, "both devices computed");
   // --no-parallel keeps the stages one after another (no tiles in the plan).
   const seq = cleave(["plan", m, "--no-parallel", "--json"]);

@@ -196,6 +196,7 @@ for (const [name, make] of [
     const run = JSON.parse(r.stdout);
     assert.equal(run.report.completed, 3);
     assert.ok(run.maxRelativeDiff <= 1e-5, `outputs differ by ${run.maxRelativeDiff}`);
+    assert.ok(run.referenceChecked >= 1 + 3, "every request compared with the unsplit model");
     assert.ok(run.stageBusyMs.core0 > 0 && run.stageBusyMs.core1 > 0, "both devices computed");
   });
 }
