@@ -190,6 +190,8 @@ export function searchParallel(
         } catch {
           continue; // too few rows for this many tiles
         }
+        // The rewrite replaces exactly the stack's layers, or the plan would lose one.
+        if (rows.nodes.length !== y - x) continue;
         priced++;
         const fromInput = x === 0 || model.graph.values.get(span.from)?.kind === "input";
         const inBytes = rows.tiles.map((t) => {
