@@ -358,3 +358,19 @@ export async function tiledSplit(
     latency: par.plan.totals.latency,
   };
 }
+
+/**
+ * The order a tiled or branch plan's positions refer to: the model's compute nodes sorted by stage, then by
+ * file position (as {@link buildParallelPlan} orders them), so every stage is contiguous.
+ */
+export function planStageOrder(model: AnalyzedModel, stageOf: Int32Array): PartitionOrder {
+  const nodes = model.graph.nodes
+    .filter((n) => !n.isConstant && stageOf[n.index] >= 0)
+    .sort((a, b) => stageOf[a.index] - stageOf[b.index] || a.index - b.index)
+    .map((n) => n.index);
+  const position = new Int32Array(model.graph.nodes.length).fill(-1);
+  nodes.forEach((i, q) => {
+    position[i] = q;
+  });
+  return { nodes, position, strategy: "file" };
+}
