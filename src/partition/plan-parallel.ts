@@ -13,6 +13,8 @@ import type { ClusterPlan, RunnableSplit } from "./plan-cluster.js";
 import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
 import { type ParallelSearch, searchParallel } from "./planner-parallel.js";
 import { buildProblem, type PlanProblem } from "./problem.js";
+import { tileCandidates } from "./tile-candidates.js";
+import { isSpatialOp } from "../ir/tile-rows.js";
 
 /** A plan with tiled stacks, built: the tiled model, its stages, and their prediction. */
 export interface ParallelPlan {
@@ -312,7 +314,7 @@ export async function parallelPlanFor(
   if (!search) {
     if (opts.tiles !== undefined)
       throw new ArgumentError(
-        `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (a tile stack needs layers that keep spatial locality between two single-tensor cuts, and at least ${opts.tiles} rows)`,
+        `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (${whyNoStack(model, order, opts.tiles)})`,
         { field: "tiles" },
       );
     return undefined;
@@ -373,4 +375,21 @@ export function planStageOrder(model: AnalyzedModel, stageOf: Int32Array): Parti
     position[i] = q;
   });
   return { nodes, position, strategy: "file" };
+}
+
+/** Why no stack takes `tiles` row tiles: the tallest stack's rows, naming its last layer, or the layer that mixes positions. */
+function whyNoStack(model: AnalyzedModel, order: PartitionOrder, tiles: number): string {
+  let tallest: { rows: number; to: string } | undefined;
+  for (const c of tileCandidates(model, order)) {
+    const rows = model.types.get(c.to)?.shape[2] ?? 0;
+    if (!tallest || rows > tallest.rows) tallest = { rows, to: c.to };
+  }
+  if (tallest) {
+    const layer = model.graph.values.get(tallest.to)?.producer;
+    return `the tallest tile stack ends at layer '${layer?.name ?? tallest.to}' with ${tallest.rows} rows, fewer than ${tiles}`;
+  }
+  const mixer = order.nodes.map((i) => model.graph.nodes[i]).find((n) => !isSpatialOp(n.op));
+  return mixer
+    ? `a tile stack needs layers that keep spatial locality between two single-tensor cuts; layer '${mixer.name}' (${mixer.op}) mixes positions`
+    : "a tile stack needs layers that keep spatial locality between two single-tensor cuts";
 }
