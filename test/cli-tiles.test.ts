@@ -40,6 +40,20 @@ test("plan --tiles 2, split and run on real local workers: both devices compute 
       .map((s: { device: string }) => s.device),
   );
   assert.deepEqual([...tileDevices].sort(), ["core0", "core1"]);
+  // estimate --plan prices the saved tiled plan again: the same stages, the latency the plan recorded.
+  const e = cleave(["estimate", m, "--plan", planFile, "--json"]);
+  assert.equal(e.code, 0, e.stderr);
+  const est = JSON.parse(e.stdout);
+  assert.equal(est.stages.length, plan.stages.length);
+  assert.equal(est.tiles, 1);
+  assert.ok(Math.abs(est.latency - plan.totals.latency) <= 1e-9 * plan.totals.latency, `${est.latency}`);
+  const tl = plan.tiles.timeline;
+  const tiles = plan.stages.filter((s: { nodes: string[] }) => s.nodes.some((n) => /\.tile\d$/.test(n)));
+  assert.ok(est.stages[tiles[0].index].start < est.stages[tiles[1].index].finish, "tiles overlap");
+  assert.ok(Math.abs(est.stages[tiles[0].index].finish - tl[tiles[0].index].finish) < 1e-9);
+  const bad = cleave(["estimate", m, "--plan", planFile, "--stages", "2"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--plan gives the stages; drop --stages/);
   const out = join(dir, "split");
   const s = cleave(["split", m, "--plan", planFile, "-o", out]);
   assert.equal(s.code, 0, s.stderr);
@@ -53,6 +67,8 @@ test("plan --tiles 2, split and run on real local workers: both devices compute 
   assert.equal(run.report.failed, 0);
   assert.equal(run.report.completed, 6);
   assert.ok(run.maxRelativeDiff <= 1e-6, `outputs differ by ${run.maxRelativeDiff}`);
+  // Every request (warm-up and measured) was compared with the model as given, not the tiled rewrite.
+  assert.ok(run.referenceChecked >= 1 + 6, `${run.referenceChecked} requests checked`);
   assert.ok(run.stageBusyMs.core0 > 0 && run.stageBusyMs.core1 > 0, "both devices computed");
   // --no-parallel keeps the stages one after another (no tiles in the plan).
   const seq = cleave(["plan", m, "--no-parallel", "--json"]);

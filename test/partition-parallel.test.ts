@@ -157,7 +157,7 @@ test("cleave plan --tiles: a count above the rows, and a model with no spatial s
     assert.notEqual(big.status, 0);
     assert.match(
       big.stderr.trim(),
-      /^error: --tiles 100000: no stack of zoo:unet can be split into 100000 row tiles/,
+      /^error: --tiles 100000: no stack of zoo:unet can be split into 100000 row tiles \(the tallest tile stack ends at layer '[^']+' with \d+ rows, fewer than 100000\)$/,
     );
     assert.equal(big.stderr.trim().split("\n").length, 1, big.stderr);
     const bad = run(["plan", "zoo:unet", "--cluster", cluster, "--tiles", "1"]);
@@ -166,6 +166,8 @@ test("cleave plan --tiles: a count above the rows, and a model with no spatial s
     const vit = run(["plan", "zoo:bert_mini", "--cluster", cluster, "--tiles", "2"]);
     assert.notEqual(vit.status, 0);
     assert.match(vit.stderr, /no stack of zoo:bert_mini can be split/);
+    assert.match(vit.stderr, /layer '[^']+' \(\w+\) mixes positions/);
+    assert.equal(vit.stderr.trim().split("\n").length, 1, vit.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -23,8 +23,10 @@ import { fmtBytes, fmtCount, fmtGroup, fmtTime, type Style, style, table } from 
 import { withLocalProfiles } from "./local-profiles.js";
 import { progress } from "./progress.js";
 import { loadForCli } from "./load.js";
+import { estimatePlanFile } from "./estimate-parallel.js";
 
 const USAGE = `usage: cleave estimate <model.onnx | zoo:NAME> --cluster c.yaml [--stages k | --cuts a,b,...]
+       cleave estimate <model.onnx | zoo:NAME> --plan plan.json [--cluster c.yaml] [--json]
                        [--devices d1,d2+d3,...] [--profile device=profile.json ...]
                        [model input flags] [--json]
 
@@ -35,6 +37,7 @@ the transfers between devices, the end-to-end latency and the pipelined throughp
   --devices     device of each stage, in order (default: the input device first, then the others in file order);
                 a+b runs the stage on a replica group (each holds the stage, requests shared by speed)
   --profile     a measured profile for a device (overrides the cluster file's profile:)
+  --plan        price a saved plan (tiles and branches included) as a graph of stages for one request
   --json        one JSON object instead of tables
 Devices with a profile are priced from it (measured); devices emulated on this machine (cpus:) without one
 are profiled here once per model and cached (see cleave bench --help); others from a profiled CPU scaled by
@@ -56,9 +59,12 @@ export const estimateCommand: Command = {
       devices: { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
+      plan: { type: "string" },
       ...MODEL_INPUT_FLAGS,
     });
     const path = onePositional("estimate", positionals, "model file");
+    const planPath = str(values, "plan");
+    if (planPath !== undefined) return estimatePlanFile(path, planPath, values, io);
     const clusterPath = str(values, "cluster");
     if (clusterPath === undefined)
       throw new ArgumentError("cleave estimate: missing --cluster c.yaml", { field: "cluster" });

@@ -41,7 +41,7 @@ import { parallelPlanFor } from "../partition/plan-parallel.js";
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--no-replicas]
-                   [--time-limit ms] [--tiles K] [--no-parallel]
+                   [--time-limit ms] [--tiles K] [--no-tiles] [--no-parallel]
                    [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
@@ -63,6 +63,7 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --no-local        do not split stages over a device's core clusters
   --no-replicas     one device per stage (a pipeline): no replica groups
   --tiles K         split a run of spatial layers into K row tiles run side by side (forced; latency)
+  --no-tiles        no spatial tiles: only independent branches may run on several devices at once
   --no-parallel     no tiles or parallel stages: stages run one after another (the latency objective
                     otherwise also searches plans whose tiles run on several devices at once)
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
@@ -93,6 +94,7 @@ export const planCommand: Command = {
       "no-local": { type: "boolean" },
       "no-replicas": { type: "boolean" },
       tiles: { type: "string" },
+      "no-tiles": { type: "boolean" },
       "no-parallel": { type: "boolean" },
       "time-limit": { type: "string" },
       profile: { type: "string", multiple: true },
@@ -167,6 +169,8 @@ export const planCommand: Command = {
       throw new ArgumentError("--tiles and --no-parallel contradict each other: give one", {
         field: "tiles",
       });
+    if (tiles !== undefined && bool(values, "no-tiles"))
+      throw new ArgumentError("--tiles and --no-tiles contradict each other: give one", { field: "tiles" });
     if (tiles !== undefined && fidelity)
       throw new ArgumentError("--tiles with a fidelity budget is not planned yet: give one of them", {
         field: "tiles",
@@ -177,6 +181,7 @@ export const planCommand: Command = {
     ) {
       const par = await parallelPlanFor(outcome.plan, model, outcome.order, outcome.problem, cluster, cost, {
         ...(tiles !== undefined ? { tiles } : {}),
+        ...(bool(values, "no-tiles") ? { spatial: false } : {}),
       });
       if (par) outcome.plan = par.plan;
     }
@@ -273,7 +278,9 @@ export function renderPlan(plan: Plan, st: Style): string {
   const how = plan.planner.exact
     ? "optimal"
     : plan.tiles
-      ? "tiles side by side"
+      ? plan.tiles.stacks.length > 0
+        ? "tiles side by side"
+        : "branches side by side"
       : `best found, within ${(100 * ((plan.planner.lowerBound ?? 0) > 0 ? 1 - (plan.planner.lowerBound ?? 0) / objectiveOf(plan) : 1)).toFixed(1)}% of the bound`;
   out.push(
     `${st.bold(plan.model)} on ${st.bold(plan.clusterName)}: ${plan.objective} (${how}, ${plan.planner.ms.toFixed(0)} ms, ${plan.order} order)`,

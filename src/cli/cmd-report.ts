@@ -8,6 +8,7 @@ import { ArgumentError } from "../errors.js";
 import { readBenchFile } from "../report/report-bench.js";
 import { renderReportHtml } from "../report/report-html.js";
 import { reportInputFrom } from "../report/report-input.js";
+import { modelForPlan } from "../partition/plan-parallel.js";
 import { readPlan } from "../partition/plan.js";
 import {
   bool,
@@ -82,7 +83,8 @@ export const reportCommand: Command = {
         { field: "cluster" },
       );
     }
-    const model = await loadForCli(modelSpec, inputs, io);
+    // A tiled or branch plan's stages are of the model as the plan rewrites it.
+    const model = await modelForPlan(await loadForCli(modelSpec, inputs, io), plan);
     const profilePath = str(values, "profile");
     const input = reportInputFrom({
       model,

@@ -178,7 +178,8 @@ export const runCommand: Command = {
     if (rerun) return rerun;
     const fromPlan = plan === undefined ? {} : planInputs(plan, planPath);
     // A tiled plan's stages are of the model tiled as the plan records.
-    const model = await modelForPlan(await loadForCli(path, modelInputs(values, fromPlan), io), plan ?? {});
+    const original = await loadForCli(path, modelInputs(values, fromPlan), io);
+    const model = await modelForPlan(original, plan ?? {});
     const { assignment, devices, weights } = splitFromFlags(model, values, cluster);
     const ep = clusterEndpointWorkers(cluster, devices.flat(), remote.workers);
     checkWorkerNames(
@@ -208,6 +209,8 @@ export const runCommand: Command = {
         ...(remote.tls ? { tls: remote.tls } : {}),
         linkDelayMs: remote.linkDelayMs,
         modelPath: path,
+        // A tiled plan's model is a rewrite: every request is checked against the model as given.
+        ...(model !== original ? { reference: original } : {}),
         replicaWeights: weights,
         ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
         heartbeatMs,
@@ -247,7 +250,9 @@ export const runCommand: Command = {
         `busy per request: ${Object.entries(result.stageBusyMs)
           .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
           .join(", ")}; ${fmtBytes(result.bytesPerRequest)} through the coordinator per request; ` +
-          `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`,
+          (result.referenceChecked !== undefined
+            ? `outputs vs the unsplit model: ${result.maxRelativeDiff.toExponential(1)} relative at most over ${result.referenceChecked} requests`
+            : `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`),
       ),
     );
     if (plan?.encodings)

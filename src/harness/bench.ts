@@ -279,6 +279,8 @@ export async function benchCluster(
       requests,
       modelPath: c.stage === undefined ? opts.modelPath : undefined,
       verify: c.stage === undefined,
+      // A tiled or branch configuration runs a rewrite: check every request against the model as given.
+      ...(c.stage === undefined && c.model !== model ? { reference: model } : {}),
       workers: opts.workers,
       token: opts.token,
       linkDelayMs: opts.linkDelayMs,
@@ -296,10 +298,11 @@ export async function benchCluster(
         opts.onStep?.(`round ${r + 1}/${rounds}: ${runs[i].name}`);
         deployed[i] ??= await deployOf(runs[i]);
         const d = deployed[i]!;
-        if (r === 0) diffs[i] = d.maxRelativeDiff;
         measured[i].push(await d.measure(count));
         if (runs[i].stage === undefined)
           single[i].push(await d.measure(Math.max(2, Math.ceil(count / 5)), 1));
+        // With a reference the figure covers every request so far; without, the first request's check.
+        diffs[i] = Number.isNaN(diffs[i]) ? d.maxRelativeDiff : Math.max(diffs[i], d.maxRelativeDiff);
         if (!keepDeployed) {
           deployed[i] = undefined;
           await d.close();

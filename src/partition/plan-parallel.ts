@@ -4,6 +4,7 @@ import { TiledCostModel } from "../cost/cost-tiled.js";
 import { ArgumentError } from "../errors.js";
 import { type AnalyzedModel, analyzeModel } from "../ir/analyze.js";
 import { type TiledModel, type TileStackSpec, tileModel } from "../ir/tile.js";
+import { EXACT_PLACEMENTS } from "./branch-candidates.js";
 import { type StageAssignment, validateAssignment } from "./assign.js";
 import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
 import type { PlanConstraints } from "./constraints.js";
@@ -12,6 +13,8 @@ import type { ClusterPlan, RunnableSplit } from "./plan-cluster.js";
 import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
 import { type ParallelSearch, searchParallel } from "./planner-parallel.js";
 import { buildProblem, type PlanProblem } from "./problem.js";
+import { tileCandidates } from "./tile-candidates.js";
+import { isSpatialOp } from "../ir/tile-rows.js";
 
 /** A plan with tiled stacks, built: the tiled model, its stages, and their prediction. */
 export interface ParallelPlan {
@@ -94,6 +97,28 @@ export async function buildParallelPlan(
         lastStage = st;
       }
       pendingJoin = undefined;
+      continue;
+    }
+    if (seg.kind === "branches") {
+      if (pendingJoin) {
+        lastStage = open(pendingJoin.device);
+        stageOfName.set(pendingJoin.name, lastStage);
+        pendingJoin = undefined;
+      }
+      // One stage per device holding branches of the region, all reading the fork tensor at once.
+      const stageOfDevice = new Map<number, number>();
+      seg.branches.forEach((positions, b) => {
+        const d = seg.devices[b];
+        let st = stageOfDevice.get(d);
+        if (st === undefined) {
+          st = open(d);
+          stageOfDevice.set(d, st);
+        }
+        for (const q of positions) stageOfName.set(model.graph.nodes[order.nodes[q]].name, st);
+        lastStage = st;
+      });
+      if (seg.joinAt !== undefined)
+        pendingJoin = { name: model.graph.nodes[order.nodes[seg.joinAt]].name, device: seg.join };
       continue;
     }
     const stack = tiled.stacks[t++];
@@ -224,7 +249,9 @@ export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan
     timeline: pp.evaluation.stages.map((s) => ({ start: s.start, finish: s.finish })),
     haloMacs: pp.tiled.stacks.reduce((sum, st) => sum + (st.tiledMacs - st.macs), 0),
     estimate: pp.search.estimate,
+    branchRegions: pp.search.segments.filter((s) => s.kind === "branches").length,
   };
+  const { regions, greedyRegions } = pp.search;
   return {
     ...base,
     order: "file",
@@ -235,7 +262,11 @@ export function parallelPlanFile(base: Plan, pp: ParallelPlan, ms: number): Plan
       labels: pp.search.priced,
       ms,
       limited:
-        "optimal over segments at single-tensor cuts, each on one device or tiled across devices (estimate); priced as a stage graph",
+        `optimal over segments at single-tensor cuts, each on one device, tiled across devices, or a fork/join region with its branches on several devices (estimate; ${regions} regions, ` +
+        (greedyRegions > 0
+          ? `${greedyRegions} with more than ${EXACT_PLACEMENTS} branch placements placed greedily, largest branch first`
+          : "every branch placement tried") +
+        "; link contention and co-running priced only in the stage graph)",
     },
     stages,
     links,
@@ -264,7 +295,7 @@ export async function parallelPlanFor(
   problem: PlanProblem,
   cluster: Cluster,
   cost: CostModel,
-  opts: { tiles?: number } = {},
+  opts: { tiles?: number; spatial?: boolean } = {},
 ): Promise<{ plan: Plan; parallel: ParallelPlan } | undefined> {
   const t0 = performance.now();
   // The tiled plan space honours memory and a latency limit; the other constraints keep today's plans.
@@ -283,12 +314,12 @@ export async function parallelPlanFor(
   if (!search) {
     if (opts.tiles !== undefined)
       throw new ArgumentError(
-        `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (a tile stack needs layers that keep spatial locality between two single-tensor cuts, and at least ${opts.tiles} rows)`,
+        `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (${whyNoStack(model, order, opts.tiles)})`,
         { field: "tiles" },
       );
     return undefined;
   }
-  if (opts.tiles === undefined && !search.segments.some((s) => s.kind === "tiles")) return undefined;
+  if (opts.tiles === undefined && !search.segments.some((s) => s.kind !== "one")) return undefined;
   const pp = await buildParallelPlan(model, order, search, cluster, cost);
   if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency)) return undefined;
   const plan = parallelPlanFile(base, pp, performance.now() - t0);
@@ -328,4 +359,37 @@ export async function tiledSplit(
     throughput: par.plan.totals.throughput,
     latency: par.plan.totals.latency,
   };
+}
+
+/**
+ * The order a tiled or branch plan's positions refer to: the model's compute nodes sorted by stage, then by
+ * file position (as {@link buildParallelPlan} orders them), so every stage is contiguous.
+ */
+export function planStageOrder(model: AnalyzedModel, stageOf: Int32Array): PartitionOrder {
+  const nodes = model.graph.nodes
+    .filter((n) => !n.isConstant && stageOf[n.index] >= 0)
+    .sort((a, b) => stageOf[a.index] - stageOf[b.index] || a.index - b.index)
+    .map((n) => n.index);
+  const position = new Int32Array(model.graph.nodes.length).fill(-1);
+  nodes.forEach((i, q) => {
+    position[i] = q;
+  });
+  return { nodes, position, strategy: "file" };
+}
+
+/** Why no stack takes `tiles` row tiles: the tallest stack's rows, naming its last layer, or the layer that mixes positions. */
+function whyNoStack(model: AnalyzedModel, order: PartitionOrder, tiles: number): string {
+  let tallest: { rows: number; to: string } | undefined;
+  for (const c of tileCandidates(model, order)) {
+    const rows = model.types.get(c.to)?.shape[2] ?? 0;
+    if (!tallest || rows > tallest.rows) tallest = { rows, to: c.to };
+  }
+  if (tallest) {
+    const layer = model.graph.values.get(tallest.to)?.producer;
+    return `the tallest tile stack ends at layer '${layer?.name ?? tallest.to}' with ${tallest.rows} rows, fewer than ${tiles}`;
+  }
+  const mixer = order.nodes.map((i) => model.graph.nodes[i]).find((n) => !isSpatialOp(n.op));
+  return mixer
+    ? `a tile stack needs layers that keep spatial locality between two single-tensor cuts; layer '${mixer.name}' (${mixer.op}) mixes positions`
+    : "a tile stack needs layers that keep spatial locality between two single-tensor cuts";
 }

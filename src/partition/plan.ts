@@ -123,6 +123,8 @@ export interface PlanTiles {
   timeline: Array<{ start: number; finish: number }>;
   haloMacs: number;
   estimate: number;
+  /** Fork/join regions whose branches the plan runs on several devices at once. */
+  branchRegions?: number;
 }
 
 /** The plan file `cleave plan -o plan.json` writes and `cleave split/run --plan` read. */
@@ -157,7 +159,7 @@ export interface Plan {
   paretoMethod?: "exact" | "nsga2";
   /** Cut tensors sent encoded under a fidelity budget, with the fidelity measured (absent: all float32). */
   encodings?: PlanEncodings;
-  /** Tiled stacks, when the plan splits layers into row tiles run side by side. */
+  /** Tiled stacks and branch regions, when the plan runs row tiles or independent branches side by side. */
   tiles?: PlanTiles;
 }
 
@@ -262,19 +264,18 @@ const PLAN = z.object({
   encodings: PLAN_ENCODINGS.optional(),
   tiles: z
     .object({
-      stacks: z
-        .array(
-          z.object({
-            from: z.string().min(1),
-            to: z.string().min(1),
-            tiles: z.int().min(2),
-            weights: z.array(z.number().positive()).optional(),
-          }),
-        )
-        .min(1),
+      stacks: z.array(
+        z.object({
+          from: z.string().min(1),
+          to: z.string().min(1),
+          tiles: z.int().min(2),
+          weights: z.array(z.number().positive()).optional(),
+        }),
+      ),
       timeline: z.array(z.object({ start: NUM, finish: NUM })),
       haloMacs: NUM,
       estimate: NUM,
+      branchRegions: z.int().min(0).optional(),
     })
     .optional(),
 });

@@ -3,6 +3,7 @@ import { dtypeSize } from "../onnx/dtype.js";
 import { tileRows } from "../ir/tile.js";
 import type { PartitionOrder } from "./order.js";
 import { linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
+import { branchRegions, placeBranches } from "./branch-candidates.js";
 import { tileBoundaries, tileCandidates } from "./tile-candidates.js";
 
 /**
@@ -23,6 +24,17 @@ export type ParallelSegment =
       weights: number[];
       /** Device that joins the tiles (runs the Concat). */
       join: number;
+    }
+  | {
+      kind: "branches";
+      start: number;
+      end: number;
+      /** Device of each branch of the region (in {@link BranchRegion} order), and the device of the join. */
+      devices: number[];
+      branches: number[][];
+      /** Order position of the join node (absent: the branches are the graph's outputs). */
+      joinAt?: number;
+      join: number;
     };
 
 /** Options of {@link searchParallel}. */
@@ -34,6 +46,10 @@ export interface ParallelSearchOptions {
    * stage models at once, so a plan stays deployable.
    */
   maxStacks?: number;
+  /** Place independent branches of fork/join regions on different devices (default true). */
+  branches?: boolean;
+  /** Split spatial stacks into row tiles (default true). */
+  spatial?: boolean;
 }
 
 /** The best plan of the space found by the dynamic program, with its estimated latency, s. */
@@ -42,6 +58,9 @@ export interface ParallelSearch {
   estimate: number;
   /** Tiled segments priced. */
   priced: number;
+  /** Fork/join regions found, and those whose placement was greedy (more than EXACT_PLACEMENTS placements). */
+  regions: number;
+  greedyRegions: number;
 }
 
 /** Subsets of `devices` of the given sizes, each listed in device order. */
@@ -74,10 +93,18 @@ export function searchParallel(
   const n = p.n;
   const D = p.devices.length;
   const tb = tileBoundaries(model, order);
-  const bounds = [...new Set([0, n, ...tb.keys()])].sort((a, b) => a - b);
+  // A forced tiling counts tile stacks only, so branch regions stay out of its space.
+  const regions = opts.branches === false || opts.tiles !== undefined ? [] : branchRegions(model, order, p);
+  const regionAt = new Map(regions.map((r) => [`${r.start}:${r.end}`, r]));
+  let greedyRegions = 0;
+  const tileBounds = opts.spatial === false ? [] : [...tb.keys()];
+  const bounds = [...new Set([0, n, ...tileBounds, ...regions.flatMap((r) => [r.start, r.end])])].sort(
+    (a, b) => a - b,
+  );
   const at = new Map(bounds.map((b, i) => [b, i]));
   const spans = new Map<string, { from: string; to: string }>();
-  for (const c of tileCandidates(model, order)) spans.set(`${c.start}:${c.end}`, c);
+  if (opts.spatial !== false)
+    for (const c of tileCandidates(model, order)) spans.set(`${c.start}:${c.end}`, c);
   const tx = (a: number, b: number, bytes: number) => {
     if (a === b || bytes <= 0) return 0;
     const l = linkOf(p, a, b);
@@ -124,6 +151,35 @@ export function searchParallel(
           }
         }
       }
+      const region = regionAt.get(`${x}:${y}`);
+      if (region) {
+        for (let d = 0; d < D; d++) {
+          const joins = region.join === undefined ? [p.outputDevice] : [...Array(D).keys()];
+          for (const e of joins) {
+            const pl = placeBranches(p, region, d, e, tx);
+            if (!pl.exact && d === 0 && e === joins[0]) greedyRegions++;
+            if (new Set(pl.devices).size < 2) continue; // all on one device: the "one" segment covers it
+            for (let used = 0; used < M; used++) {
+              const base = f[i][d][used];
+              if (base === Infinity) continue;
+              relax(j, e, used + 1, base + pl.time, {
+                prev: i,
+                d,
+                used,
+                seg: {
+                  kind: "branches",
+                  start: x,
+                  end: y,
+                  devices: pl.devices,
+                  branches: region.branches.map((b) => b.positions),
+                  ...(region.join !== undefined ? { joinAt: region.join } : {}),
+                  join: e,
+                },
+              });
+            }
+          }
+        }
+      }
       const span = spans.get(`${x}:${y}`);
       if (!span) continue;
       for (const devices of placements) {
@@ -134,6 +190,8 @@ export function searchParallel(
         } catch {
           continue; // too few rows for this many tiles
         }
+        // The rewrite replaces exactly the stack's layers, or the plan would lose one.
+        if (rows.nodes.length !== y - x) continue;
         priced++;
         const fromInput = x === 0 || model.graph.values.get(span.from)?.kind === "input";
         const inBytes = rows.tiles.map((t) => {
@@ -213,7 +271,7 @@ export function searchParallel(
     d = b.d;
     used = b.used;
   }
-  return { segments: mergeOnes(segments), estimate: best, priced };
+  return { segments: mergeOnes(segments), estimate: best, priced, regions: regions.length, greedyRegions };
 }
 
 /** Bytes of one row (along height) of an NCHW tensor. */

@@ -30,10 +30,28 @@ export function tileBoundaries(model: AnalyzedModel, order: PartitionOrder): Map
   for (const c of enumerateCuts(model, order)) {
     if (c.tensors.length === 1 && rank4(c.tensors[0])) out.set(c.index, c.tensors[0]);
   }
+  // The end of the order is a boundary when the graph has one output, made by the last node.
   const last = order.nodes[order.nodes.length - 1];
   const lastOut = model.graph.nodes[last].outputs[0];
-  if (rank4(lastOut)) out.set(order.nodes.length, lastOut);
+  const outputs = model.graph.outputs;
+  if (rank4(lastOut) && outputs.length === 1 && outputs[0].name === lastOut)
+    out.set(order.nodes.length, lastOut);
   return out;
+}
+
+/** Position in `order` of the first node making a graph output (the order's length when none does). */
+export function firstOutputPosition(model: AnalyzedModel, order: PartitionOrder): number {
+  const q = order.nodes.findIndex((i) => makesOutput(model, model.graph.nodes[i].outputs));
+  return q < 0 ? order.nodes.length : q;
+}
+
+function makesOutput(model: AnalyzedModel, names: readonly string[]): boolean {
+  return names.some((o) => o !== "" && model.graph.values.get(o)?.isOutput === true);
+}
+
+/** True when node i's only graph output, if any, is `to`. */
+function onlyOutput(model: AnalyzedModel, i: number, to: string): boolean {
+  return model.graph.nodes[i].outputs.every((o) => o === to || model.graph.values.get(o)?.isOutput !== true);
 }
 
 /**
@@ -46,12 +64,15 @@ export function tileCandidates(
   maxSpan = Infinity,
 ): TileCandidate[] {
   const bounds = [...tileBoundaries(model, order).entries()].sort((x, y) => x[0] - y[0]);
+  // A layer making a graph output stays out of a stack unless it makes the stack's end tensor (the tiled
+  // rewrite keeps only what lies between `from` and `to`, and a stack tensor leaves it only as `to`).
   const spatial = order.nodes.map((i) => isSpatialOp(model.graph.nodes[i].op));
-  // Prefix sums: non-spatial layers and MACs up to each position.
+  const inner = order.nodes.map((i, q) => spatial[q] && !makesOutput(model, model.graph.nodes[i].outputs));
+  // Prefix sums: layers that cannot be inside a stack, and MACs, up to each position.
   const bad = [0];
   const macs = [0];
   order.nodes.forEach((i, q) => {
-    bad.push(bad[q] + (spatial[q] ? 0 : 1));
+    bad.push(bad[q] + (inner[q] ? 0 : 1));
     macs.push(macs[q] + model.costs[i].macs);
   });
   const out: TileCandidate[] = [];
@@ -59,7 +80,12 @@ export function tileCandidates(
     for (let y = x + 1; y < bounds.length && y - x <= maxSpan; y++) {
       const [start, from] = bounds[x];
       const [end, to] = bounds[y];
-      if (bad[end] - bad[start] > 0) break;
+      if (bad[end - 1] - bad[start] > 0) break;
+      const lastNode = order.nodes[end - 1];
+      if (!spatial[end - 1] || !onlyOutput(model, lastNode, to)) {
+        if (!spatial[end - 1]) break;
+        continue;
+      }
       out.push({ from, to, start, end, macs: macs[end] - macs[start] });
     }
   }

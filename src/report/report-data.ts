@@ -1,3 +1,4 @@
+import type { ParallelLanes } from "./report-parallel.js";
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
 import { ArgumentError } from "../errors.js";
@@ -46,6 +47,8 @@ export interface ReportInput {
   profile?: { device: string; threads: number };
   /** Caveats shown under the header (e.g. how devices were priced). */
   notes: string[];
+  /** One request of a tiled or branch plan as lanes per device. */
+  parallel?: ParallelLanes;
 }
 
 /** The analysed model in brief. */

@@ -1,6 +1,7 @@
 import { reportAssets } from "./report-assets.js";
 import type { ReportInput } from "./report-data.js";
 import { layoutReportGraph } from "./report-graph.js";
+import { renderParallelSection } from "./report-parallel.js";
 
 /** Escapes text for an HTML text node or attribute. */
 function esc(s: string): string {
@@ -76,6 +77,7 @@ ${assets.style}
     <p class="lede" id="timeline-lede"></p>
     <div class="chart h-240"><canvas id="chart-timeline"></canvas></div>
   </section>
+  ${input.parallel ? renderParallelSection(input.parallel) : ""}
   <div class="row">
     <section class="card" id="sec-pareto">
       <h2>Trade-offs</h2>

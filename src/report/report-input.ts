@@ -5,7 +5,9 @@ import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { orderWith } from "../partition/order.js";
 import { type Plan, planToAssignment } from "../partition/plan.js";
+import { planStageOrder } from "../partition/plan-parallel.js";
 import { type BenchInput, buildReportInput, type ReportInput } from "./report-data.js";
+import { parallelLanes } from "./report-parallel.js";
 import { reportPlanFromPlan } from "./report-plan.js";
 
 /** Inputs of {@link reportInputFrom}. */
@@ -34,8 +36,11 @@ export interface ReportSources {
 export function reportInputFrom(src: ReportSources): ReportInput {
   const { model, cluster } = src;
   // By node names first (a plan of another model is named as such), then positions in the plan's order.
-  planToAssignment(model, src.plan);
-  const order = orderWith(model.graph, src.plan.order, model.types);
+  const assignment = planToAssignment(model, src.plan);
+  // A tiled or branch plan numbers positions stage by stage (its model is the plan's rewrite).
+  const order = src.plan.tiles
+    ? planStageOrder(model, assignment.stageOf)
+    : orderWith(model.graph, src.plan.order, model.types);
   for (const s of src.plan.stages) {
     const names = order.nodes.slice(s.start, s.end).map((i) => model.graph.nodes[i].name);
     if (names.length !== s.nodes.length || names.some((n, k) => n !== s.nodes[k])) {
@@ -78,7 +83,7 @@ export function reportInputFrom(src: ReportSources): ReportInput {
       `Measured node latencies: profile on ${src.profile.device.cpu} with ${src.profile.device.threads} thread(s).`,
     );
   }
-  return buildReportInput({
+  const input = buildReportInput({
     model,
     order,
     cluster,
@@ -90,6 +95,9 @@ export function reportInputFrom(src: ReportSources): ReportInput {
     profile,
     notes,
   });
+  const lanes = parallelLanes(src.plan);
+  if (lanes) input.parallel = lanes;
+  return input;
 }
 
 const nodes = (n: number) => `${n} node${n === 1 ? "" : "s"}`;

@@ -751,6 +751,8 @@ export interface RunManyOptions {
   deadlineMs?: number;
   keepOutputs?: boolean;
   keepLatencies?: boolean;
+  /** Called with each completed request's outputs and index (e.g. to check them against a reference). */
+  onOutputs?: (outputs: Tensors, index: number) => void;
   signal?: AbortSignal;
 }
 
@@ -786,6 +788,7 @@ export async function runRequests(
         const out = await infer(feedsOf(i), { deadlineMs: opts.deadlineMs, signal: opts.signal });
         lat.push(performance.now() - s);
         if (outputs) outputs[i] = out;
+        opts.onOutputs?.(out, i);
       } catch (err) {
         failed++;
         if (errors.length < 20) errors.push({ index: i, message: errorMessage(err) });

@@ -20,6 +20,7 @@ import {
 } from "../control/service.js";
 import { reassignStages } from "../control/reassign.js";
 import { type LossPlanChoice, type PlanAfterLoss, planThenReassign } from "./loss-plan.js";
+import { ReferenceCheck } from "./reference-check.js";
 import { type Adaptation, type AdaptOptions, startAdaptation } from "../control/adapt.js";
 import type { AdaptPolicy } from "../control/adapt-policy.js";
 import { summarizeLatencies } from "../latency.js";
@@ -64,6 +65,12 @@ export interface RunSplitOptions {
   feeds?: Tensors;
   /** Check the first request's outputs against the whole model in this process (default true). */
   verify?: boolean;
+  /**
+   * The unsplit model the split was planned from, when `model` is a rewrite of it (a tiled plan's model):
+   * every request's outputs (warm-up and measured) are then compared with this model's on the same inputs,
+   * and `maxRelativeDiff` is the largest difference over all of them (`referenceChecked` counts them).
+   */
+  reference?: AnalyzedModel;
   /** Called with a short description of each step (deploying, warming up, measuring). */
   onStep?: (what: string) => void;
   /** Relative speed of each replica of a replicated stage (e.g. the plan's shares); see DeployOptions. */
@@ -237,6 +244,8 @@ export interface RunSplitResult extends SplitMeasurement {
    * onnxruntime session on the same inputs, relative to the largest output magnitude (NaN with verify off).
    */
   maxRelativeDiff: number;
+  /** Requests whose outputs were compared with `reference` (absent without one). */
+  referenceChecked?: number;
 }
 
 /** A split deployed on its workers, warmed up and checked, ready to be measured round after round. */
@@ -251,8 +260,10 @@ export interface DeployedSplit {
   readonly controller: Controller;
   /** See {@link RunSplitResult.stageLoads}. */
   readonly stageLoads: StageLoad[];
-  /** See {@link RunSplitResult.maxRelativeDiff}. */
+  /** See {@link RunSplitResult.maxRelativeDiff} (with a reference: over every request so far). */
   readonly maxRelativeDiff: number;
+  /** See {@link RunSplitResult.referenceChecked}. */
+  readonly referenceChecked?: number;
   /**
    * Streams `requests` requests (default: the options' count) and measures them, with `inFlight` requests in
    * flight (default: the deployment's; 1 sends each request alone, for an unloaded latency).
@@ -298,6 +309,7 @@ export async function runSplit(
       replicaGroups: split.replicaGroups,
       stageLoads: split.stageLoads,
       maxRelativeDiff: split.maxRelativeDiff,
+      ...(split.referenceChecked !== undefined ? { referenceChecked: split.referenceChecked } : {}),
       ...m,
       report,
       ...(stopped ? { stopped } : {}),
@@ -465,14 +477,23 @@ export async function deploySplit(
     const feeds = opts.feeds ?? inputFeeds(model);
     signal?.throwIfAborted();
     const first = await p.infer(feeds, { deadlineMs, signal });
-    const maxRelativeDiff = opts.verify === false ? Number.NaN : await compareWithWhole(model, feeds, first);
+    const check =
+      opts.reference && opts.verify !== false
+        ? await ReferenceCheck.create(opts.reference, feeds)
+        : undefined;
+    const onOutputs = check ? (out: Tensors) => void check.add(out) : undefined;
+    const firstDiff = check
+      ? check.add(first)
+      : opts.verify === false
+        ? Number.NaN
+        : await compareWithWhole(model, feeds, first);
     const warmup = opts.warmup ?? Math.max(4, 2 * stages.length);
     const warmupMs = opts.warmupMs ?? 1000;
     opts.onStep?.(`warming up (${warmup} requests, at least ${warmupMs} ms)`);
     const t0 = performance.now();
-    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+    await p.runMany({ count: warmup, feeds: () => feeds }, { inFlight, deadlineMs, signal, onOutputs });
     while (performance.now() - t0 < warmupMs && signal?.aborted !== true)
-      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight, deadlineMs, signal });
+      await p.runMany({ count: 10, feeds: () => feeds }, { inFlight, deadlineMs, signal, onOutputs });
     signal?.throwIfAborted();
     if (opts.adapt)
       adaptation = startAdaptation(c, {
@@ -488,7 +509,12 @@ export async function deploySplit(
       },
       controller: c,
       stageLoads: [...c.pipeline.stageLoads],
-      maxRelativeDiff,
+      get maxRelativeDiff() {
+        return check ? check.maxRelativeDiff : firstDiff;
+      },
+      get referenceChecked() {
+        return check?.checked;
+      },
       measure: async (count = opts.requests ?? 200, flight = inFlight) => {
         // Stats are best effort: after a fault the workers left may not all answer, and the counts still count.
         const before = await p.workerStats().catch(() => [] as StatsReplyMsg[]);
@@ -501,7 +527,7 @@ export async function deploySplit(
         const cpuBefore = process.cpuUsage();
         const report = await p.runMany(
           { count, feeds: () => feeds },
-          { inFlight: flight, deadlineMs, keepLatencies: true, signal },
+          { inFlight: flight, deadlineMs, keepLatencies: true, signal, onOutputs },
         );
         const cpu = process.cpuUsage(cpuBefore);
         const after = await p.workerStats(2000).catch(() => [] as StatsReplyMsg[]);
