@@ -12,6 +12,7 @@ import {
   type TensorEncoding,
 } from "../onnx/encoding.js";
 import { createSession, ort } from "../onnx/ort.js";
+import { buildZooModel, zooInfo } from "../zoo/index.js";
 
 /** Feeds by input name (onnxruntime tensors). */
 export type Feeds = Record<string, ort.Tensor>;
@@ -344,15 +345,43 @@ function topK(x: Float32Array, k: number): number[] {
 }
 
 /**
+ * This machine's float32 rate on one onnxruntime thread, MAC/s, measured as cluster files state a device's
+ * throughput: the zoo's resnet18 (its reference MACs) over the median of `runs` whole-model runs after one
+ * warm-up. Processors differ between machines, so codec times measured here are scaled by this, never by a
+ * constant.
+ */
+export async function measureHostMacsPerSecond(runs = 5): Promise<number> {
+  const info = zooInfo("resnet18");
+  const session = await createSession(buildZooModel("resnet18"), { source: "host speed (resnet18)" });
+  try {
+    const n = info.inputShape.reduce((a, b) => a * b, 1);
+    const feed = new ort.Tensor("float32", new Float32Array(n).fill(0.5), info.inputShape);
+    const name = session.inputNames[0];
+    await session.run({ [name]: feed });
+    const ts: number[] = [];
+    for (let k = 0; k < runs; k++) {
+      const t0 = performance.now();
+      await session.run({ [name]: feed });
+      ts.push(performance.now() - t0);
+    }
+    ts.sort((a, b) => a - b);
+    return (info.gmacs * 1e9) / (ts[Math.floor(ts.length / 2)] / 1000);
+  } finally {
+    await session.release();
+  }
+}
+
+/**
  * Encode and decode time per element of each encoding on one onnxruntime thread of this machine, s: each
- * direction run alone on a [1, 64, 64, 64] float32 tensor (262,144 elements), the median of `runs`.
+ * direction run alone on a [1, 64, 64, 64] float32 tensor (262,144 elements), the median of `runs`; with the
+ * machine's own MAC rate ({@link measureHostMacsPerSecond}) to scale them to other devices.
  */
 export async function measureCodecTimes(runs = 15): Promise<CodecTimesMeasured> {
   const shape = [1, 64, 64, 64];
   const n = shape.reduce((a, b) => a * b, 1);
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = Math.max(0, Math.sin(i * 0.37));
-  const out: CodecTimesMeasured = {};
+  const out: CodecTimesMeasured = { hostMacsPerSecond: await measureHostMacsPerSecond() };
   for (const e of ["float16", "int8", "int8-channel"] as const) {
     const enc: TensorEncoding = {
       tensor: "x",
@@ -395,7 +424,7 @@ export async function measureCodecTimes(runs = 15): Promise<CodecTimesMeasured> 
 /** Codec times as {@link measureCodecTimes} returns them (s per element, by encoding). */
 export type CodecTimesMeasured = Partial<
   Record<"float16" | "int8" | "int8-channel", { encode: number; decode: number }>
->;
+> & { hostMacsPerSecond?: number };
 
 async function encodeOnce(enc: TensorEncoding, x: Float32Array, shape: number[]): Promise<ort.Tensor> {
   const wire = encodedName("x", enc.encoding);

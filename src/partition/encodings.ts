@@ -11,16 +11,15 @@ import { meetsBudget } from "./calibrate.js";
 import { boundaryBytes, type PlanProblem } from "./problem.js";
 
 /**
- * CPU time of encoding and decoding, s per element on one core of this machine, by encoding (measured with
- * onnxruntime by `measureCodecTimes`, or given). float32 costs nothing.
+ * CPU time of encoding and decoding, s per element on one core of the machine that measured them, by encoding
+ * (measured with onnxruntime by `measureCodecTimes`, or given), and that core's float32 rate in MAC/s measured
+ * the same way cluster files state device throughput (`hostMacsPerSecond`: resnet18 on one onnxruntime thread).
+ * A device's codec time is the measured one scaled by hostMacsPerSecond over the device's MAC rate; times given
+ * without `hostMacsPerSecond` are taken as every device's own. float32 costs nothing.
  */
-export type CodecTimes = Partial<Record<EncodingName, { encode: number; decode: number }>>;
-
-/**
- * Nominal float32 rate of one core of this machine, MAC/s (local.yaml's core0: resnet18 in ~34.5 ms on one
- * onnxruntime thread). A device's codec time is this machine's, scaled by this over the device's MAC rate.
- */
-export const HOST_CORE_MACS = 52e9;
+export type CodecTimes = Partial<Record<EncodingName, { encode: number; decode: number }>> & {
+  hostMacsPerSecond?: number;
+};
 
 /** Seconds one device spends encoding (or decoding) `elements` with `e`. */
 export function codecSeconds(
@@ -32,7 +31,8 @@ export function codecSeconds(
 ): number {
   const t = times[e];
   if (!t || e === "float32") return 0;
-  return elements * t[side] * (HOST_CORE_MACS / deviceMacsPerSecond);
+  const scale = times.hostMacsPerSecond === undefined ? 1 : times.hostMacsPerSecond / deviceMacsPerSecond;
+  return elements * t[side] * scale;
 }
 
 /**
