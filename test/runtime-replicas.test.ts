@@ -280,9 +280,12 @@ test("a replica another worker cannot reach is dropped from its group and its re
   const p = await deploy(withGroups(branchy, [["u"], ["b", "c"], ["d"]]), workers, { token: cluster.token });
   try {
     const c = cluster.workers.find((w) => w.name === "c")!;
-    // Reaching into the worker: nothing else can sever one peer link of a running deployment.
-    const peers = (up as unknown as { deployment: { peers: Map<string, Promise<Connection>> } }).deployment
-      .peers;
+    // Reaching into the worker: nothing else can sever one peer link of a running deployment (its only one,
+    // held for this coordinator's connection).
+    const held = (up as unknown as { deployments: Map<unknown, { peers: Map<string, Promise<Connection>> }> })
+      .deployments;
+    assert.equal(held.size, 1);
+    const { peers } = [...held.values()][0];
     (await peers.get(c.endpoint)!).close();
     const n = 30;
     const r = await p.runMany({ count: n, feeds: feedsOf }, { keepOutputs: true });
