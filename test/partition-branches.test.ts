@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { parseCluster } from "../src/cluster/load.js";
+import { equalPair } from "./helpers/pair.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
@@ -25,28 +25,7 @@ process.env.CLEAVE_CACHE_DIR = join(dir, "cache");
 const EXACT = { optimization: "disabled" } as const;
 
 /** Two equal analytic devices on a link of the given bandwidth (priced by the roofline). */
-function pair(bandwidth: string) {
-  return parseCluster(
-    {
-      name: `pair-${bandwidth}`,
-      inputDevice: "a",
-      outputDevice: "b",
-      devices: ["a", "b"].map((name) => ({
-        name,
-        kind: "cpu",
-        throughput: "52 GMAC/s",
-        memoryBandwidth: "20GB/s",
-        memory: "4GiB",
-        idlePower: "1W",
-        activePower: "3W",
-      })),
-      links: [
-        { devices: ["a", "b"], kind: "ethernet", bandwidth, latency: "0.1ms", energyPerBit: "0.5nJ/bit" },
-      ],
-    },
-    "pair",
-  );
-}
+const pair = (bandwidth: string) => equalPair(bandwidth);
 
 /** A two-input model: two convolution towers (one with a Flatten, so it cannot be tiled) added, then a head. */
 function twoTower() {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { parseCluster } from "../src/cluster/load.js";
+import { equalPair } from "./helpers/pair.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
@@ -23,28 +23,7 @@ const EXACT = { optimization: "disabled" } as const;
 const CLI = join(import.meta.dirname, "..", "src", "cli", "main.js");
 
 /** Two equal analytic devices on a link of the given bandwidth (no profile: the roofline prices them). */
-function pair(bandwidth: string) {
-  return parseCluster(
-    {
-      name: `pair-${bandwidth}`,
-      inputDevice: "a",
-      outputDevice: "b",
-      devices: ["a", "b"].map((name) => ({
-        name,
-        kind: "cpu",
-        throughput: "52 GMAC/s",
-        memoryBandwidth: "20GB/s",
-        memory: "4GiB",
-        idlePower: "1W",
-        activePower: "3W",
-      })),
-      links: [
-        { devices: ["a", "b"], kind: "ethernet", bandwidth, latency: "0.1ms", energyPerBit: "0.5nJ/bit" },
-      ],
-    },
-    "pair",
-  );
-}
+const pair = (bandwidth: string) => equalPair(bandwidth);
 
 async function planOf(name: string, bandwidth: string, tiles?: number) {
   const model = await analyzeModel(buildZooModel(name), { source: name });
