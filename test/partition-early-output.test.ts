@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseCluster } from "../src/cluster/load.js";
+import { equalPair } from "./helpers/pair.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { SequentialRunner } from "../src/export/run-sequential.js";
 import { buildStages } from "../src/export/stage.js";
@@ -27,33 +27,7 @@ function earlyOutput() {
   return b.toModel();
 }
 
-const pair = () =>
-  parseCluster(
-    {
-      name: "pair",
-      inputDevice: "a",
-      outputDevice: "b",
-      devices: ["a", "b"].map((name) => ({
-        name,
-        kind: "cpu",
-        throughput: "52 GMAC/s",
-        memoryBandwidth: "20GB/s",
-        memory: "4GiB",
-        idlePower: "1W",
-        activePower: "3W",
-      })),
-      links: [
-        {
-          devices: ["a", "b"],
-          kind: "ethernet",
-          bandwidth: "1Gbit/s",
-          latency: "0.1ms",
-          energyPerBit: "0.5nJ/bit",
-        },
-      ],
-    },
-    "pair",
-  );
+const pair = () => equalPair("1Gbit/s", "pair");
 
 for (const tiles of [undefined, 2] as const) {
   test(`a graph output made early: the ${tiles ? "forced 2-tile" : "latency"} plan keeps its layer in a stage and reproduces both outputs`, async () => {
