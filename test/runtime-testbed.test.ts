@@ -18,7 +18,13 @@ import type { Cluster, Device } from "../src/cluster/types.js";
 import { ArgumentError } from "../src/errors.js";
 import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
 import { probeWorker } from "../src/runtime/coordinator/probe.js";
-import { netnsUnavailable, readTestbedState, testbedDown, testbedUp } from "../src/harness/testbed.js";
+import {
+  cpuQuotaPeriodUs,
+  netnsUnavailable,
+  readTestbedState,
+  testbedDown,
+  testbedUp,
+} from "../src/harness/testbed.js";
 
 function device(name: string, extra: Partial<Device> = {}): Device {
   return {
@@ -67,6 +73,16 @@ function tempDir(): string {
   return d;
 }
 
+test("CPU quota periods: 10 ms, longer where the quota would fall under the kernel's 1 ms floor", () => {
+  assert.equal(cpuQuotaPeriodUs(0.5), 10000);
+  assert.equal(cpuQuotaPeriodUs(0.125), 10000);
+  assert.equal(cpuQuotaPeriodUs(3), 10000);
+  // 5% of a core: 10 ms would give a 0.5 ms quota, which cgroup v1 refuses.
+  assert.equal(cpuQuotaPeriodUs(0.05), 20000);
+  for (const share of [0.01, 0.03, 0.07, 0.099, 0.25])
+    assert.ok(Math.round(share * cpuQuotaPeriodUs(share)) >= 1000, `share ${share}`);
+});
+
 test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", async () => {
   const stateFile = join(tempDir(), "state.json");
   const tb = await testbedUp(cluster([device("a"), device("b")], 12.5e6, 0.001), {
@@ -112,7 +128,9 @@ test("namespaces, htb shaping and cgroup quotas; down removes everything", { ski
       run(["tc", "-n", "cltt-0", "class", "show", "dev", "eth0"]),
       /class htb 1:11 .*rate 100Mbit/,
     );
-    assert.equal(readFileSync(join(tb.state.cgroups[0], "cpu.cfs_quota_us"), "utf8").trim(), "50000");
+    // Half a core over a 10 ms period: the quota arrives in short slices, as a slower processor would run.
+    assert.equal(readFileSync(join(tb.state.cgroups[0], "cpu.cfs_period_us"), "utf8").trim(), "10000");
+    assert.equal(readFileSync(join(tb.state.cgroups[0], "cpu.cfs_quota_us"), "utf8").trim(), "5000");
     // A whole core on a one-CPU worker: taskset bounds it, no quota (a quota there still throttles).
     assert.equal(readFileSync(join(tb.state.cgroups[1], "cpu.cfs_quota_us"), "utf8").trim(), "-1");
     const procs = readFileSync(join(tb.state.cgroups[0], "cgroup.procs"), "utf8");

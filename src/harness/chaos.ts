@@ -1,8 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { RuntimeFault } from "../errors.js";
-import { htbClassCommand, type TestbedState } from "./testbed.js";
+import { htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js";
 
 /**
  * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
@@ -59,12 +57,7 @@ export function setCpuQuota(state: TestbedState, device: string, share: number):
   const dir = state.cgroups[indexOf(state, device)];
   if (dir === undefined)
     throw new RuntimeFault("RUNTIME", `testbed: ${device} has no cgroup (not root?)`, { device });
-  const period = 100000;
-  writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
-  writeFileSync(
-    join(dir, "cpu.cfs_quota_us"),
-    Number.isFinite(share) && share > 0 ? String(Math.round(share * period)) : "-1",
-  );
+  writeCpuQuota(dir, share);
 }
 
 /** Takes a device's network interface down (`up` false) or brings it back. */
