@@ -452,7 +452,11 @@ export async function deploySplit(
         // Connecting and loading keep their own 30 s: a short request deadline must not cut a deploy short.
         timeoutMs: 30000,
         linkDelayMs: opts.linkDelayMs,
-        replicaWeights: opts.replicaWeights,
+        // The caller's stage indices are the plan's; an encoder stage put first shifts the deployed ones by one.
+        replicaWeights:
+          opts.replicaWeights && encoded.encoderStage
+            ? (stage, device) => (stage === 0 ? undefined : opts.replicaWeights!(stage - 1, device))
+            : opts.replicaWeights,
         ...(opts.tls ? { tls: opts.tls } : {}),
       },
       deadlineMs,
