@@ -176,7 +176,14 @@ export {
   type SplitMeasurement,
   type StageDevices,
 } from "./runtime/coordinator/run-split.js";
-export { type BenchResult, type BenchRow, benchCluster } from "./harness/bench.js";
+export {
+  BUDGET_ROW,
+  type BenchBudget,
+  type BenchOptions,
+  type BenchResult,
+  type BenchRow,
+  benchCluster,
+} from "./harness/bench.js";
 export {
   type FaultRecoveryOptions,
   type FaultRecoveryResult,

@@ -1,20 +1,23 @@
-import type { BenchResult } from "../harness/bench.js";
+import { BUDGET_ROW, type BenchResult } from "../harness/bench.js";
 import { fmtPercent, fmtRatio } from "../harness/bench-figures.js";
 import { replicaReference } from "../harness/corun.js";
 import type { CliIO } from "./command.js";
+import { encodingLines } from "./fidelity-flags.js";
 import { style, table } from "./format.js";
 
 /** Name of a bench row as every output shows it. */
 export function rowLabel(name: string): string {
   if (name === "plan") return "plan";
   if (name === "pipeline") return "best pipeline";
+  if (name === BUDGET_ROW) return "under budget";
   return name === "single" ? "whole model" : `baseline ${name}`;
 }
 
 /**
  * Prints a bench result: predicted against measured for the plan, the best single device and the baselines
  * (throughput with the pipeline full; latency of a request sent alone, which is what the prediction
- * describes, and under load), the speed-up, and a line for each configuration that beat the plan.
+ * describes, and under load), the speed-up, and a line for each configuration that beat the plan; with a
+ * fidelity budget, the encoded plan's encodings, fidelity, speed-up over the float32 plan and measured error.
  */
 export function printBench(io: CliIO, r: BenchResult): void {
   const st = style(io.isTTY);
@@ -106,6 +109,32 @@ export function printBench(io: CliIO, r: BenchResult): void {
       ),
     );
   if (r.coRun) io.out(st.dim(coRunLine(r.coRun)));
+  if (r.budget) printBudget(io, r, r.budget);
+}
+
+/** The lines of the plan under a fidelity budget: what it encodes, its fidelity, speed-up and measured error. */
+function printBudget(io: CliIO, r: BenchResult, b: NonNullable<BenchResult["budget"]>): void {
+  const st = style(io.isTTY);
+  const row = r.rows.find((x) => x.name === BUDGET_ROW);
+  const plan = r.rows[0];
+  if (!row) return;
+  io.out("");
+  io.out(`${rowLabel(BUDGET_ROW)} (${row.devices.join(" > ")}), planned with the encodings:`);
+  for (const line of encodingLines(b.encodings)) io.out(`  ${line}`);
+  io.out(
+    `speed-up over the float32 plan: ${st.green(fmtRatio(b.speedup.throughput))} throughput ` +
+      `(${row.measured.throughput.toFixed(1)}/s over ${plan.measured.throughput.toFixed(1)}/s), ` +
+      `${st.green(fmtRatio(b.speedup.latency))} latency alone (${row.alone.latencyMs.p50.toFixed(1)} ms against ` +
+      `${plan.alone.latencyMs.p50.toFixed(1)} ms); predicted ${fmtRatio(b.predictedSpeedup.throughput)} and ` +
+      `${fmtRatio(b.predictedSpeedup.latency)}; prediction error ${fmtPercent(row.throughputError)} throughput, ` +
+      `${fmtPercent(row.latencyError)} latency`,
+  );
+  io.out(
+    `measured against the whole model over ${b.referenceChecked} requests: max rel diff ` +
+      `${row.maxRelativeDiff.toExponential(1)} (a lossy plan: reported, not checked)`,
+  );
+  if (b.relayInputs)
+    io.out(st.dim("every configuration sent the input through the cluster's input device, as planned"));
 }
 
 /** One line on the measured co-run slowdown of devices sharing this machine. */

@@ -19,6 +19,7 @@ import {
   str,
 } from "./command.js";
 import { clusterFromFlags } from "./cluster-flag.js";
+import { FIDELITY_FLAGS, FIDELITY_USAGE, fidelityFromFlags, planUnderBudget } from "./fidelity-flags.js";
 import { loadForCli } from "./load.js";
 import { profileCallbacks } from "./local-profiles.js";
 import { progress } from "./progress.js";
@@ -34,6 +35,7 @@ import {
 
 const USAGE = `usage: cleave bench <model.onnx | zoo:NAME> [--cluster c.yaml] [--objective throughput|latency|energy] [model input flags]
                     [--profile device=profile.json ...] [--requests N] [--rounds R] [--baselines] [--no-replicas] [--no-parallel] [--no-corun] [-o bench.json] [--json]
+                    [--fidelity top1=0.99 | --max-rel-error X [--encodings ...] [--calibration a.npy,...]]
                     [--workers name=host:port,... --token T | --testbed [STATE]]
 
 Plans the model on the cluster, then runs, side by side with the same inputs, the planned pipeline and the
@@ -52,10 +54,17 @@ configurations take turns in R rounds (default 3) of N / R requests, so a machin
 all of them alike; the speed-up is the ratio of the pooled throughputs shown. Latency is measured twice: for
 requests sent one at a time (what the prediction describes) and with the pipeline full. The efficiency is the
 share of the time the busiest device spent in onnxruntime; each stage of the plan also runs alone.
+With a fidelity budget the model is also planned under it (as 'cleave plan --fidelity') and that plan runs in
+the same rounds, its cut tensors encoded ("under budget"): the table adds its encodings (bytes before and
+after), the fidelity measured at planning on held-out inputs, its speed-up over the float32 plan and the
+largest difference of its outputs from the whole model over every request (reported, not checked: it is
+lossy). When the cluster declares an inputDevice, every configuration then sends the input through it, so
+the float32 and the encoded plans both pay for its link as planned.
 -o writes the results (with the plan) as JSON, for 'cleave report --bench'. --workers and --testbed run on
 running workers instead of local ones: with --testbed, those of 'cleave testbed up c.yaml' (give the same
 cluster with --cluster), e.g. cleave bench zoo:efficientnet_b0 --cluster c.yaml --testbed --baselines
 ${WORKER_FLAGS_USAGE}
+${FIDELITY_USAGE}
 
 Model input flags:
 ${MODEL_INPUT_USAGE}`;
@@ -83,6 +92,7 @@ export const benchCommand: Command = {
       ...MODEL_INPUT_FLAGS,
       "no-corun": { type: "boolean" },
       ...WORKER_FLAGS,
+      ...FIDELITY_FLAGS,
     });
     const path = onePositional("bench", positionals, "model file");
     const out = str(values, "output");
@@ -93,6 +103,7 @@ export const benchCommand: Command = {
         field: "objective",
       });
     }
+    const fidelity = fidelityFromFlags(values);
     const declared = clusterFromFlags(str(values, "cluster"));
     const remote = remoteWorkers(values, tb.stateFile, declared);
     const ep = clusterEndpointWorkers(
@@ -126,18 +137,25 @@ export const benchCommand: Command = {
     });
     const { cluster, coRun } = measured;
     const cost = costModelFor(model, cluster, { profiles: measured.profiles });
+    const replicas = !bool(values, "no-replicas");
+    const underBudget = fidelity
+      ? await planUnderBudget(model, cluster, cost, fidelity, { objective, modelPath: path, replicas }, (s) =>
+          bar.step(s),
+        )
+      : undefined;
     const bench = await benchCluster(model, cluster, cost, {
       objective,
       requests: intFlag("requests", str(values, "requests"), 200),
       rounds: intFlag("rounds", str(values, "rounds"), 3),
       modelPath: path,
       baselines: bool(values, "baselines"),
-      replicas: !bool(values, "no-replicas"),
+      replicas,
       parallel: !bool(values, "no-parallel"),
       workers: ep.workers,
       token: remote.token,
       ...(remote.tls ? { tls: remote.tls } : {}),
       linkDelayMs: remote.linkDelayMs,
+      ...(underBudget ? { fidelity: underBudget } : {}),
       onStep: (s) => bar.step(s),
     });
     bar.done();

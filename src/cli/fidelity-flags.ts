@@ -16,6 +16,7 @@ import type { Objective, PlanConstraints } from "../partition/constraints.js";
 import { formatBudget, parseFidelityBudget } from "../partition/encodings.js";
 import { measureCodecTimes } from "../partition/calibrate.js";
 import type { Plan } from "../partition/plan.js";
+import type { PlanEncodings } from "../partition/plan-encodings.js";
 import { type FidelityPlan, planWithFidelity } from "../partition/plan-fidelity.js";
 import { fmtBytes } from "./format.js";
 import { str, type ParsedFlags } from "./command.js";
@@ -131,6 +132,16 @@ export async function planUnderBudget(
 export function renderEncodings(plan: Plan): string[] {
   const e = plan.encodings;
   if (!e) return [];
+  const out = encodingLines(e);
+  if (e.float32)
+    out.push(
+      `best float32 plan: ${e.float32.throughput.toPrecision(3)}/s, ${(e.float32.latency * 1e3).toFixed(1)} ms; this plan ${plan.totals.throughput.toPrecision(3)}/s, ${(plan.totals.latency * 1e3).toFixed(1)} ms`,
+    );
+  return out;
+}
+
+/** The budget, the calibration inputs, each cut tensor's encoding (bytes before -> after) and the fidelity. */
+export function encodingLines(e: PlanEncodings): string[] {
   const out = [
     `fidelity budget ${formatBudget(e.budget)}; calibration inputs ${e.calibration === "generated" ? "generated (seeded random: give --calibration for real ones)" : "given"} (${e.inputs.calibration} calibration, ${e.inputs.held} held out)${e.classifier ? "" : "; the outputs are not [N, classes] logits, so top-1/top-5 do not apply"}`,
   ];
@@ -140,9 +151,5 @@ export function renderEncodings(plan: Plan): string[] {
     out.push(`  ${t.tensor}: ${t.encoding}, ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`);
   out.push(`measured on calibration inputs: ${formatFidelity(e.fidelity.calibration)}`);
   out.push(`measured on held-out inputs:    ${formatFidelity(e.fidelity.held)}`);
-  if (e.float32)
-    out.push(
-      `best float32 plan: ${e.float32.throughput.toPrecision(3)}/s, ${(e.float32.latency * 1e3).toFixed(1)} ms; this plan ${plan.totals.throughput.toPrecision(3)}/s, ${(plan.totals.latency * 1e3).toFixed(1)} ms`,
-    );
   return out;
 }

@@ -10,6 +10,9 @@ import {
   stageLabel,
 } from "../partition/plan-cluster.js";
 import type { CoRunMeasurement } from "./corun.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
+import type { PlanEncodings } from "../partition/plan-encodings.js";
+import type { FidelityPlan } from "../partition/plan-fidelity.js";
 import { tiledSplit } from "../partition/plan-parallel.js";
 import { buildStages } from "../export/stage.js";
 import { analyzeModel } from "../ir/analyze.js";
@@ -35,7 +38,8 @@ import type { TlsConfig } from "../runtime/transport/transport.js";
 export interface BenchRow {
   /**
    * "plan" for the planned split, "single" for the whole model on the best single device, "pipeline" for the best
-   * plan of one device per stage (when the plan replicates a stage), else a baseline's name.
+   * plan of one device per stage (when the plan replicates a stage), {@link BUDGET_ROW} for the plan under a
+   * fidelity budget, else a baseline's name.
    */
   name: string;
   /** Devices of each stage: the device, or a replica group's devices joined by "+". */
@@ -58,7 +62,10 @@ export interface BenchRow {
   throughputError: number;
   /** (predicted - measured) / measured, for latency: the predicted latency against the p50 of requests sent alone. */
   latencyError: number;
-  /** Time each device spent in onnxruntime per request, ms. */
+  /**
+   * Time each device spent in onnxruntime per request, ms. Every device a worker ran on counts: with graph
+   * inputs relayed ({@link BenchBudget.relayInputs}) the input device's, for its encoder stage, too.
+   */
   stageBusyMs: Record<string, number>;
   /** CPU time each device's worker process used per request (onnxruntime, framing, the kernel's copies), ms. */
   stageCpuMs: Record<string, number>;
@@ -72,8 +79,42 @@ export interface BenchRow {
   standalone?: Array<{ stage: number; device: string; throughput: number; cpuMs: number }>;
   /** Largest difference of the outputs against the whole model, relative to the largest output. */
   maxRelativeDiff: number;
-  /** Each replica's share of the measured requests, pooled over the rounds (one entry per stage when none is replicated). */
+  /**
+   * Each replica's share of the measured requests, pooled over the rounds (one entry per stage when none is
+   * replicated), by the stage index of the row's plan: an encoder stage deployed before them has no entry.
+   */
   replicas?: ReplicaMeasurement[];
+}
+
+/** Name of the row of the plan under a fidelity budget ({@link BenchOptions.fidelity}). */
+export const BUDGET_ROW = "budget";
+
+/** What a bench under a fidelity budget adds: the {@link BUDGET_ROW} row's encodings and figures. */
+export interface BenchBudget {
+  /**
+   * The encodings as planned: the budget, the calibration inputs, each cut tensor's encoding with its bytes
+   * per inference before and after, and the fidelity measured at planning on calibration and held-out inputs.
+   */
+  encodings: PlanEncodings;
+  /**
+   * Measured budget row over the float32 plan ("plan" row): pooled throughput, and the p50 latency of requests
+   * sent alone (the plan's over the budget row's: above 1 is faster).
+   */
+  speedup: { throughput: number; latency: number };
+  /** The same ratios predicted. */
+  predictedSpeedup: { throughput: number; latency: number };
+  /**
+   * Largest difference of the budget row's outputs from the whole model's, over every request it ran,
+   * relative to the largest output: the plan is lossy, so this is reported, not held to a tolerance.
+   */
+  maxRelativeDiff: number;
+  /** Requests whose outputs were compared (warm-up and measured, every round). */
+  referenceChecked: number;
+  /**
+   * True when every row sent the graph inputs through the cluster's input device (deploySplit's
+   * `relayInputs`), so the float32 and the encoded plans both paid for its link as the planner priced it.
+   */
+  relayInputs: boolean;
 }
 
 /** What {@link benchCluster} returns. */
@@ -100,6 +141,8 @@ export interface BenchResult {
   findings: string[];
   /** How much the emulated devices slowed each other down, when measured and priced into the plan. */
   coRun?: CoRunMeasurement;
+  /** Set with {@link BenchOptions.fidelity}: the {@link BUDGET_ROW} row's encodings, fidelity and speed-up. */
+  budget?: BenchBudget;
 }
 
 /** Options of {@link benchCluster}. */
@@ -135,6 +178,13 @@ export interface BenchOptions {
   linkDelayMs?: (from: string, to: string) => number;
   /** TLS to the given workers (see RunSplitOptions). */
   tls?: TlsConfig;
+  /**
+   * A plan made under a fidelity budget (`planWithFidelity`), planned with the same objective and options:
+   * measured in the same rounds as the {@link BUDGET_ROW} row, deployed with its encodings, every request
+   * compared with the whole model. Its stages are not run alone. When the cluster declares an input device,
+   * every row then relays the graph inputs through it ({@link BenchBudget.relayInputs}).
+   */
+  fidelity?: FidelityPlan;
   onStep?: (what: string) => void;
 }
 
@@ -188,8 +238,18 @@ interface Measured {
   assignment: StageAssignment;
   /** Devices of each stage (a replica group for a replicated stage). */
   devices: string[][];
+  /** Cut tensors sent encoded (the budget row). */
+  encodings?: readonly TensorEncoding[];
   /** Set for a stage of the plan run alone: its index. */
   stage?: number;
+}
+
+/** A configuration of the rows: a runnable split, with the encodings of its cut tensors (the budget row). */
+type Configuration = RunnableSplit & { encodings?: readonly TensorEncoding[] };
+
+/** A measurement with the replicas of an encoder stage deployed first dropped and the rest renumbered. */
+function planStages(m: SplitMeasurement): SplitMeasurement {
+  return { ...m, replicas: m.replicas.filter((r) => r.stage > 0).map((r) => ({ ...r, stage: r.stage - 1 })) };
 }
 
 /**
@@ -244,7 +304,7 @@ export async function benchCluster(
   const requests = opts.requests ?? 200;
   const rounds = Math.max(1, Math.min(opts.rounds ?? 3, requests));
   // A replicated plan is set beside the best pipeline, so the bench shows what replicas add.
-  const configs: RunnableSplit[] = [plan, plan.single, ...(plan.pipeline ? [plan.pipeline] : [])];
+  const configs: Configuration[] = [plan, plan.single, ...(plan.pipeline ? [plan.pipeline] : [])];
   const tiles =
     objective === "latency" && opts.parallel !== false
       ? await tiledSplit(model, plan, cluster, cost)
@@ -261,6 +321,19 @@ export async function benchCluster(
       }
     }
   }
+  const fp = opts.fidelity;
+  if (fp)
+    configs.push({
+      name: BUDGET_ROW,
+      assignment: fp.plan.assignment,
+      devices: fp.plan.devices,
+      throughput: fp.plan.throughput,
+      latency: fp.plan.latency,
+      encodings: fp.encodings,
+    });
+  // Without a budget the coordinator sends inputs where they are read, as before; with one, both kinds of
+  // plans pay for the input device's link, or a float32 plan reading the input elsewhere would look free of it.
+  const relayInputs = fp !== undefined && cluster.inputDevice !== undefined;
   const alone =
     opts.standalone !== false && plan.devices.length > 1 ? await standaloneStages(model, plan) : [];
   const runs: Measured[] = [
@@ -269,6 +342,7 @@ export async function benchCluster(
       model: c.model ?? model,
       assignment: c.assignment,
       devices: c.devices,
+      ...(c.encodings ? { encodings: c.encodings } : {}),
     })),
     ...alone,
   ];
@@ -279,8 +353,12 @@ export async function benchCluster(
       requests,
       modelPath: c.stage === undefined ? opts.modelPath : undefined,
       verify: c.stage === undefined,
-      // A tiled or branch configuration runs a rewrite: check every request against the model as given.
-      ...(c.stage === undefined && c.model !== model ? { reference: model } : {}),
+      // A tiled or branch configuration runs a rewrite, an encoded one a lossy copy: check every request
+      // against the model as given.
+      ...(c.stage === undefined && (c.model !== model || c.encodings) ? { reference: model } : {}),
+      ...(c.encodings ? { encodings: c.encodings } : {}),
+      // Stages run alone are fed by the coordinator: nothing to relay.
+      ...(relayInputs && c.stage === undefined ? { relayInputs: true } : {}),
       workers: opts.workers,
       token: opts.token,
       linkDelayMs: opts.linkDelayMs,
@@ -291,6 +369,8 @@ export async function benchCluster(
   const measured: SplitMeasurement[][] = runs.map(() => []);
   const single: SplitMeasurement[][] = runs.map(() => []);
   const diffs: number[] = runs.map(() => Number.NaN);
+  // Requests compared with the reference, over the deployments closed so far.
+  const checked: number[] = runs.map(() => 0);
   try {
     for (let r = 0; r < rounds; r++) {
       const count = Math.ceil(requests / rounds);
@@ -298,17 +378,20 @@ export async function benchCluster(
         opts.onStep?.(`round ${r + 1}/${rounds}: ${runs[i].name}`);
         deployed[i] ??= await deployOf(runs[i]);
         const d = deployed[i]!;
-        measured[i].push(await d.measure(count));
+        const plain = (m: SplitMeasurement) => (d.encoderStage ? planStages(m) : m);
+        measured[i].push(plain(await d.measure(count)));
         if (runs[i].stage === undefined)
-          single[i].push(await d.measure(Math.max(2, Math.ceil(count / 5)), 1));
+          single[i].push(plain(await d.measure(Math.max(2, Math.ceil(count / 5)), 1)));
         // With a reference the figure covers every request so far; without, the first request's check.
         diffs[i] = Number.isNaN(diffs[i]) ? d.maxRelativeDiff : Math.max(diffs[i], d.maxRelativeDiff);
         if (!keepDeployed) {
+          checked[i] += d.referenceChecked ?? 0;
           deployed[i] = undefined;
           await d.close();
         }
       }
     }
+    for (const [i, d] of deployed.entries()) checked[i] += d?.referenceChecked ?? 0;
   } finally {
     for (const d of deployed) await d?.close();
   }
@@ -353,6 +436,24 @@ export async function benchCluster(
   const roundSpeedups = rows[0].roundThroughputs.map((t, r) => speedupOf(t, rows[1].roundThroughputs[r]));
   const speedup = speedupOf(rows[0].measured.throughput, rows[1].measured.throughput);
   const predictedSpeedup = speedupOf(plan.throughput, plan.single.throughput);
+  const b = rows.findIndex((row) => row.name === BUDGET_ROW);
+  const budget: BenchBudget | undefined =
+    fp && b >= 0
+      ? {
+          encodings: fp.plan.plan.encodings!,
+          speedup: {
+            throughput: speedupOf(rows[b].measured.throughput, rows[0].measured.throughput),
+            latency: speedupOf(rows[0].alone.latencyMs.p50, rows[b].alone.latencyMs.p50),
+          },
+          predictedSpeedup: {
+            throughput: speedupOf(fp.plan.throughput, plan.throughput),
+            latency: speedupOf(plan.latency, fp.plan.latency),
+          },
+          maxRelativeDiff: rows[b].maxRelativeDiff,
+          referenceChecked: checked[b],
+          relayInputs,
+        }
+      : undefined;
   return {
     model: opts.modelPath ?? model.graph.source,
     cluster: cluster.name,
@@ -365,7 +466,14 @@ export async function benchCluster(
     roundSpeedups,
     predictedSpeedup,
     speedupError: predictionError(predictedSpeedup, speedup),
-    findings: benchFindings({ objective, rows, stages: plan.stages, cutBytes: plan.cutBytes }),
+    // The budget row is another, lossy plan: it is set against the float32 plan in `budget`, not found out.
+    findings: benchFindings({
+      objective,
+      rows: rows.filter((row) => row.name !== BUDGET_ROW),
+      stages: plan.stages,
+      cutBytes: plan.cutBytes,
+    }),
+    ...(budget ? { budget } : {}),
   };
 }
 

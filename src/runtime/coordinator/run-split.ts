@@ -254,6 +254,11 @@ export interface DeployedSplit {
   readonly devices: string[];
   /** Every device of each stage, in group order. */
   readonly replicaGroups: string[][];
+  /**
+   * True when stage 0 was added on the input device to encode or relay graph inputs (`encodeStages`): the
+   * deployed stages (`devices`, the measurements' `replicas`) are then the assignment's shifted by one.
+   */
+  readonly encoderStage: boolean;
   /** The pipeline deployed now (its stats and loss events); it changes after a recovery. */
   readonly pipeline: Pipeline;
   /** The control loop that owns the deployment: recoveries, re-plans, switches. */
@@ -508,6 +513,7 @@ export async function deploySplit(
     return {
       devices: groups.map((g) => g[0]),
       replicaGroups: groups,
+      encoderStage: encoded.encoderStage,
       get pipeline() {
         return c.pipeline;
       },
