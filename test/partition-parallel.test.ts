@@ -25,7 +25,7 @@ const CLI = join(import.meta.dirname, "..", "src", "cli", "main.js");
 /** Two equal analytic devices on a link of the given bandwidth (no profile: the roofline prices them). */
 const pair = (bandwidth: string) => equalPair(bandwidth);
 
-async function planOf(name: string, bandwidth: string, tiles?: number) {
+async function planOf(name: string, bandwidth: string, tiles?: number, minGain?: number) {
   const model = await analyzeModel(buildZooModel(name), { source: name });
   const cluster = pair(bandwidth);
   const cost = costModelFor(model, cluster);
@@ -37,7 +37,7 @@ async function planOf(name: string, bandwidth: string, tiles?: number) {
     out.problem,
     cluster,
     cost,
-    tiles ? { tiles } : {},
+    { ...(tiles ? { tiles } : {}), ...(minGain !== undefined ? { minGain } : {}) },
   );
   return { model, out, par };
 }
@@ -108,6 +108,15 @@ test("UNet on an equal pair: tiles pay on 1 Gbit/s and the plan predicts below t
   assert.ok(par, "tiling chosen");
   const single = out.plan.baselines.find((b) => b.name === "single")!;
   assert.ok(par.plan.totals.latency < single.totals.latency!);
+});
+
+test("tiles are kept only for a predicted gain of at least minGain over the plan without them", async () => {
+  const { out, par } = await planOf("unet", "1Gbit/s", undefined, 0);
+  assert.ok(par, "tiling chosen without a least gain");
+  const gain = 1 - par.plan.totals.latency / out.plan.totals.latency;
+  assert.ok(gain > 0.05, `UNet's tiles gain ${gain}`);
+  assert.ok((await planOf("unet", "1Gbit/s", undefined, gain * 0.99)).par, "just under the gain: kept");
+  assert.equal((await planOf("unet", "1Gbit/s", undefined, gain * 1.01)).par, undefined, "just over: dropped");
 });
 
 test("on a slow link (1 Mbit/s) the planner decides tiles do not pay", async () => {
