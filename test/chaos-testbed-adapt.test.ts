@@ -14,11 +14,13 @@ import { alive } from "./helpers/chaos.js";
 /**
  * Chaos on the live emulated testbed under live re-partitioning (root: network namespaces, tc, cgroups). Run
  * inside the testbed lock: `flock /tmp/cleave-testbed.lock node --test dist/test/chaos-testbed-adapt.test.js`.
- * squeezenet1_1 runs as a MAC-balanced two-stage split on the local pair (core0 > core1, 1 Gbit/s between
- * them); mid-run the link is cut to 20 Mbit/s, or core0's CPU quota to a quarter. Both make another split
- * clearly better (the 784 KiB cut tensor takes ~0.3 s at 20 Mbit/s; a quarter core runs its half 4x slower),
- * and each test asserts the adaptation switched to one, every request was answered once with the whole model's
- * outputs, and no worker process is left.
+ * squeezenet1_1 runs as a two-stage split on the local pair (core0 > core1, 1 Gbit/s between them); mid-run
+ * the link is cut to 20 Mbit/s, or core0's CPU quota to a quarter. The bandwidth cut starts from a split after
+ * the first conv, whose 3 MiB output then takes 1.3 s per request: the MAC-balanced cut sends only 32 KiB,
+ * which 20 Mbit/s slows to ~13 ms, and the best plan on the slowed link is that same split, so adaptation
+ * rightly stays there (checked: "links 23.8x slower", best plan 0% over the running one). The quota cut
+ * starts from the balanced split (a quarter core runs its half 4x slower). Each test asserts the adaptation
+ * switched, every request was answered once with the whole model's outputs, and no worker process is left.
  */
 const noNetns = netnsUnavailable();
 const skip = noNetns ? `needs root with network namespaces and tc (${noNetns})` : false;
