@@ -229,6 +229,9 @@ export function liveReplanner(opts: LiveReplanOptions): {
         bandwidth: Number.isFinite(bandwidth) ? bandwidth : 125e6,
         runningKey: splitKey(running),
         bestKey: splitKey(next),
+        ...(fid
+          ? { encodings: { from: encodingsLine(running.encodings), to: encodingsLine(next.encodings) } }
+          : {}),
         why: `${changed.length > 0 ? `measured: ${changed.join(", ")}` : "measured costs"}${enc}`,
         build: async () => {
           const d = await opts.exportSplit(next, best.throughput);
