@@ -1,6 +1,15 @@
 import type { Cluster } from "../cluster/types.js";
 import type { TensorEncoding } from "../onnx/encoding.js";
-import { formatFidelity } from "../partition/calibrate.js";
+import { Calibrator, calibrationInputs, formatFidelity, measureCodecTimes } from "../partition/calibrate.js";
+import { formatBudget } from "../partition/encodings.js";
+import type { PlanEncodings } from "../partition/plan-encodings.js";
+import { costModelFor } from "../cost/cost-factory.js";
+import {
+  FIDELITY_FLAGS,
+  type FidelityRequest,
+  fidelityFromFlags,
+  planUnderBudget,
+} from "./fidelity-flags.js";
 import { ArgumentError } from "../errors.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { resolveSplit } from "../export/split.js";
@@ -8,7 +17,12 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { modelForPlan } from "../partition/plan-parallel.js";
 import { stageLabel } from "../partition/plan-cluster.js";
-import { type LiveScaling, liveReplanner } from "../harness/live-replan.js";
+import {
+  type LiveFidelity,
+  type LiveScaling,
+  type LiveSplit,
+  liveReplanner,
+} from "../harness/live-replan.js";
 import { lossReplanner } from "../harness/loss-replan.js";
 import { withLocalProfiles as harnessLocalProfiles } from "../harness/emulated-profiles.js";
 import type { Profile } from "../cost/profile.js";
@@ -45,7 +59,7 @@ import {
   WORKER_FLAGS_USAGE,
 } from "./testbed-flag.js";
 
-const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b)
+const USAGE = `usage: cleave run <model.onnx | zoo:NAME> (--plan plan.json | --stages k | --cuts a,b | --fidelity B)
                   [--cluster c.yaml] [--workers name=host:port,... --token T | --testbed [STATE]]
                   [--requests N] [--in-flight K] [--deadline MS] [--heartbeat-ms MS] [--no-recover]
                   [--adapt [--adapt-threshold F] [--adapt-hold MS]] [--json] [model input flags]
@@ -57,6 +71,8 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
   --plan       a plan from 'cleave plan' (stages and their devices)
   --stages/--cuts  split without a plan; stages go to the cluster's devices in order (consecutive
                stages share a device when there are more stages than devices)
+  --fidelity   plan the split for throughput, cut and encodings together, under this budget (as plan's
+               --fidelity; --max-rel-error, --encodings and --calibration too)
   --requests   measured requests (default 200), after a warm-up
   --in-flight  requests in flight at once (default 2 per stage)
   --heartbeat-ms  a worker silent this long (beyond a stage run it announced) is lost (default 1000);
@@ -68,7 +84,9 @@ those CPUs, started and stopped by cleave; --workers names running workers (clea
   --adapt      live re-partitioning: stage compute times and the pipeline's throughput are measured as it
                runs (smoothed), the costs rescaled by them, and the split switched between requests when
                the best plan beats the running one by more than --adapt-threshold (default 0.15) for
-               --adapt-hold ms (default 3000) and the gain over a minute pays for the stage bytes it ships
+               --adapt-hold ms (default 3000) and the gain over a minute pays for the stage bytes it ships;
+               under a fidelity budget (--fidelity, or a --plan that records one) it re-plans cut and
+               encodings together under the same budget
 A run that a fault or SIGINT/SIGTERM ends early still reports what it measured so far (with --json, the
 same document with 'stopped': why, naming the device) and exits 1 (a fault) or 130/143 (a signal); the stage
 files it wrote to the temporary folder are removed on every exit.
@@ -166,6 +184,7 @@ export const runCommand: Command = {
       adapt: { type: "boolean" },
       "adapt-threshold": { type: "string" },
       "adapt-hold": { type: "string" },
+      ...FIDELITY_FLAGS,
       json: { type: "boolean" },
       ...MODEL_INPUT_FLAGS,
     });
@@ -180,7 +199,21 @@ export const runCommand: Command = {
     // A tiled plan's stages are of the model tiled as the plan records.
     const original = await loadForCli(path, modelInputs(values, fromPlan), io);
     const model = await modelForPlan(original, plan ?? {});
-    const { assignment, devices, weights } = splitFromFlags(model, values, cluster);
+    const json = bool(values, "json");
+    const fid = fidelityFromFlags(values);
+    if (fid && (planPath !== undefined || values.stages !== undefined || values.cuts !== undefined))
+      throw new ArgumentError(
+        "--fidelity: run plans the split under the budget itself; give it without --plan, --stages or --cuts",
+        { field: "fidelity" },
+      );
+    const budgeted = fid ? await planForRun(model, cluster, fid, path, io, bar0(io, json)) : undefined;
+    const { assignment, devices, weights } = budgeted
+      ? { assignment: budgeted.plan.assignment, devices: budgeted.plan.devices, weights: undefined }
+      : splitFromFlags(model, values, cluster);
+    const planEnc = budgeted?.plan.plan.encodings ?? plan?.encodings;
+    const encodings = budgeted
+      ? budgeted.encodings
+      : (plan?.encodings?.tensors as TensorEncoding[] | undefined);
     const ep = clusterEndpointWorkers(cluster, devices.flat(), remote.workers);
     checkWorkerNames(
       remote.workers,
@@ -188,14 +221,33 @@ export const runCommand: Command = {
       str(values, "plan") ?? `the split over cluster ${cluster.name}`,
       ep.fromCluster,
     );
-    const json = bool(values, "json");
     const heartbeatMs = intFlag("heartbeat-ms", str(values, "heartbeat-ms"), 1000);
     const requests = intFlag("requests", str(values, "requests"), 200);
     const inFlight =
       values["in-flight"] === undefined ? undefined : intFlag("in-flight", str(values, "in-flight"), 2);
     const deadlineMs = intFlag("deadline", str(values, "deadline"), 30000);
     const adapt = bool(values, "adapt")
-      ? await adaptFromFlags(model, cluster, devices, assignment, values, io, bar0(io, json))
+      ? await adaptFromFlags(
+          model,
+          cluster,
+          { assignment, devices, ...(encodings ? { encodings } : {}) },
+          values,
+          io,
+          bar0(io, json),
+          {
+            profiles: budgeted?.profiles,
+            fidelity: budgeted
+              ? {
+                  budget: fid!.budget,
+                  calibrator: budgeted.calibrator,
+                  codecTimes: budgeted.codecTimes,
+                  ...(fid!.encodings ? { encodings: fid!.encodings } : {}),
+                }
+              : plan?.encodings
+                ? await recordedFidelity(model, plan.encodings, planPath!)
+                : undefined,
+          },
+        )
       : undefined;
     const bar = progress(io, !json);
     const result = await withInterrupt((signal) =>
@@ -212,7 +264,7 @@ export const runCommand: Command = {
         // A tiled plan's model is a rewrite: every request is checked against the model as given.
         ...(model !== original ? { reference: original } : {}),
         replicaWeights: weights,
-        ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
+        ...(encodings && encodings.length > 0 ? { encodings } : {}),
         heartbeatMs,
         recover: !bool(values, "no-recover"),
         ...(adapt ? { adapt: adapt.adapt } : {}),
@@ -255,10 +307,10 @@ export const runCommand: Command = {
             : `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`),
       ),
     );
-    if (plan?.encodings)
+    if (planEnc)
       io.out(
         st.dim(
-          `encoded cut tensors: ${plan.encodings.tensors.map((t) => `${t.tensor} ${t.encoding} ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`).join(", ") || "none"}; planned fidelity on held-out inputs: ${formatFidelity(plan.encodings.fidelity.held)}`,
+          `encoded cut tensors: ${planEnc.tensors.map((t) => `${t.tensor} ${t.encoding} ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`).join(", ") || "none"}; planned fidelity on held-out inputs: ${formatFidelity(planEnc.fidelity.held)}`,
         ),
       );
     const replicated = result.replicas.filter((r) => (result.replicaGroups[r.stage]?.length ?? 0) > 1);
@@ -292,11 +344,11 @@ function bar0(io: CliIO, json: boolean) {
 async function adaptFromFlags(
   model: AnalyzedModel,
   cluster: Cluster,
-  devices: string[][],
-  assignment: StageAssignment,
+  running: LiveSplit,
   values: Record<string, unknown>,
   io: CliIO,
   bar: ReturnType<typeof progress>,
+  given: { profiles?: Record<string, Profile>; fidelity?: LiveFidelity },
 ): Promise<{
   adapt: NonNullable<RunSplitOptions["adapt"]>;
   profiles: Record<string, Profile>;
@@ -313,8 +365,9 @@ async function adaptFromFlags(
       field: "adapt-threshold",
     });
   const holdMs = intFlag("adapt-hold", str(values as ParsedFlags["values"], "adapt-hold"), 3000, 0);
-  const profiles = await withLocalProfiles(model, cluster, {}, io, bar);
+  const profiles = given.profiles ?? (await withLocalProfiles(model, cluster, {}, io, bar));
   bar.done();
+  const graphInputs = new Set(model.graph.inputs.map((v) => v.name));
   let live: ReturnType<typeof liveReplanner> | undefined;
   return {
     profiles,
@@ -326,12 +379,67 @@ async function adaptFromFlags(
           model,
           cluster,
           profiles,
-          running: { assignment, devices },
+          running: {
+            ...running,
+            encoderStage: (running.encodings ?? []).some(
+              (e) => e.encoding !== "float32" && graphInputs.has(e.tensor),
+            ),
+          },
+          ...(given.fidelity ? { fidelity: given.fidelity } : {}),
           exportSplit: (split, throughput) => exportSplit(split, throughput),
         });
         return live.evaluate;
       },
     },
+  };
+}
+
+/** `--fidelity` of run: profiles the emulated devices and plans for throughput under the budget. */
+async function planForRun(
+  model: AnalyzedModel,
+  cluster: Cluster,
+  f: FidelityRequest,
+  modelPath: string,
+  io: CliIO,
+  bar: ReturnType<typeof progress>,
+) {
+  const profiles = await withLocalProfiles(model, cluster, {}, io, bar);
+  const cost = costModelFor(model, cluster, { profiles });
+  const fp = await planUnderBudget(
+    model,
+    cluster,
+    cost,
+    f,
+    { objective: "throughput", modelPath, replicas: false },
+    (s) => bar.step(s),
+  );
+  bar.done();
+  return { ...fp, profiles };
+}
+
+/**
+ * The budget an encoded plan was made under, for `--adapt` to re-plan under: its calibration inputs are made
+ * again (seeded); a plan calibrated on given files, or one that records no budget, is a one-line error.
+ */
+async function recordedFidelity(
+  model: AnalyzedModel,
+  e: PlanEncodings,
+  planPath: string,
+): Promise<LiveFidelity> {
+  if (!e.budget || Object.values(e.budget).every((v) => v === undefined))
+    throw new ArgumentError(
+      `--adapt: ${planPath} records no fidelity budget for its encodings; plan it again with --fidelity, or run with --fidelity instead of --plan`,
+      { file: planPath, field: "encodings.budget" },
+    );
+  if (e.calibration !== "generated")
+    throw new ArgumentError(
+      `--adapt: ${planPath} was calibrated on given inputs, which it does not keep; run with --fidelity ${formatBudget(e.budget)} --calibration FILES instead of --plan`,
+      { file: planPath, field: "encodings.calibration" },
+    );
+  return {
+    budget: e.budget,
+    calibrator: new Calibrator(model, calibrationInputs(model, undefined, e.inputs.calibration)),
+    codecTimes: await measureCodecTimes(),
   };
 }
 

@@ -13,7 +13,7 @@ import {
   formatFidelity,
 } from "../partition/calibrate.js";
 import type { Objective, PlanConstraints } from "../partition/constraints.js";
-import { formatBudget, parseFidelityBudget } from "../partition/encodings.js";
+import { type CodecTimes, formatBudget, parseFidelityBudget } from "../partition/encodings.js";
 import { measureCodecTimes } from "../partition/calibrate.js";
 import type { Plan } from "../partition/plan.js";
 import type { PlanEncodings } from "../partition/plan-encodings.js";
@@ -91,7 +91,10 @@ function npyFeeds(model: AnalyzedModel, files: readonly string[]): Array<{ feeds
   });
 }
 
-/** Plans under the budget the flags give (see `planWithFidelity`), calibrating with their inputs. */
+/**
+ * Plans under the budget the flags give (see `planWithFidelity`), calibrating with their inputs; the calibrator
+ * (with its measurements cached) and the codec times come back for re-planning under the same budget.
+ */
 export async function planUnderBudget(
   model: AnalyzedModel,
   cluster: Cluster,
@@ -105,7 +108,7 @@ export async function planUnderBudget(
     pareto?: boolean;
   },
   onStep?: (what: string) => void,
-): Promise<FidelityPlan> {
+): Promise<FidelityPlan & { calibrator: Calibrator; codecTimes: CodecTimes }> {
   const given = f.calibration ? npyFeeds(model, f.calibration) : undefined;
   const inputs = calibrationInputs(model, given);
   if (inputs.held.length === 0)
@@ -118,7 +121,7 @@ export async function planUnderBudget(
   const calibrator = new Calibrator(model, inputs);
   onStep?.("timing the encodings with onnxruntime");
   const codecTimes = await measureCodecTimes();
-  return planWithFidelity(model, cluster, cost, {
+  const fp = await planWithFidelity(model, cluster, cost, {
     ...opts,
     budget: f.budget,
     calibrator,
@@ -126,6 +129,7 @@ export async function planUnderBudget(
     ...(f.encodings ? { encodings: f.encodings } : {}),
     onStep,
   });
+  return { ...fp, calibrator, codecTimes };
 }
 
 /** Lines describing a plan's encodings and measured fidelity (none when it has no budget). */

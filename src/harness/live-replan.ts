@@ -1,11 +1,15 @@
 import type { Cluster } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import type { CostModel } from "../cost/cost-model.js";
-import { estimateSplit, type SplitEstimate } from "../cost/estimate.js";
+import { estimateSplit, linkBetween, type SplitEstimate } from "../cost/estimate.js";
 import { type Profile, scaleProfile } from "../cost/profile.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
+import type { EncodingName, TensorEncoding } from "../onnx/encoding.js";
 import type { StageAssignment } from "../partition/assign.js";
+import type { Calibrator, FidelityBudget } from "../partition/calibrate.js";
+import { formatBudget, type CodecTimes } from "../partition/encodings.js";
 import { planForCluster } from "../partition/plan-cluster.js";
+import { planWithFidelity } from "../partition/plan-fidelity.js";
 import type { AdaptCandidate } from "../runtime/control/adapt.js";
 import type { EstimateSnapshot } from "../runtime/control/estimates.js";
 import type { Deployable } from "../runtime/control/service.js";
@@ -14,6 +18,22 @@ import type { Deployable } from "../runtime/control/service.js";
 export interface LiveSplit {
   assignment: StageAssignment;
   devices: string[][];
+  /** Cut tensors sent encoded (none: all float32). */
+  encodings?: readonly TensorEncoding[];
+  /** True when its stage 0 only encodes graph inputs (the measured stage indices are one past the plan's). */
+  encoderStage?: boolean;
+}
+
+/**
+ * The fidelity budget re-planning keeps: each proposal plans cut and encodings together (`planWithFidelity`)
+ * with the calibrator of the initial planning, whose measured fidelities are cached, so a re-plan measures only
+ * the cut tensors it has not seen.
+ */
+export interface LiveFidelity {
+  budget: FidelityBudget;
+  calibrator: Calibrator;
+  codecTimes: CodecTimes;
+  encodings?: readonly EncodingName[];
 }
 
 /** Options of {@link liveReplanner}. */
@@ -26,6 +46,8 @@ export interface LiveReplanOptions {
   running: LiveSplit;
   /** Writes a split's stage files for a switch (run-split's exporter). */
   exportSplit(split: LiveSplit, throughput: number): Promise<Deployable>;
+  /** Re-plan under this budget, cut and encodings together (none: float32 cuts only). */
+  fidelity?: LiveFidelity;
   /**
    * The measured period may exceed the one predicted from the measured stage times by this factor times its
    * ratio on the first evaluation before the excess is put on the links (default 1.25): below it, the gap is
@@ -47,13 +69,18 @@ export interface LiveScaling {
  * given the smoothed estimates, it scales each device's costs by its stages' measured / predicted compute time
  * (its profile, or its nominal rates when it has none), puts a measured period longer than those stages explain
  * on the links (their transfer time scaled so the slowest predicted transfer takes the measured period: the
- * workers' counters time compute, not transfers), and prices the running split and the best plan for
+ * workers' counters time compute, not transfers; a period the stages explain keeps the factor last measured,
+ * bounded by what fits in the period), and prices the running split and the best plan for
  * throughput on the rescaled cluster. Moving costs the weights of every stage whose device gets other nodes.
+ * With a fidelity budget the best plan is planned under it (its encodings come with it, each measured on the
+ * calibration and held-out inputs), and the running split is priced with its own encodings.
  */
 export function liveReplanner(opts: LiveReplanOptions): {
-  evaluate(est: EstimateSnapshot): AdaptCandidate | undefined;
+  evaluate(est: EstimateSnapshot): Promise<AdaptCandidate | undefined>;
   /** The last scaling computed. */
   lastScaling(): LiveScaling | undefined;
+  /** How long the last proposal took to plan, ms (with a budget: planning and calibrating what was new). */
+  lastPlanMs(): number | undefined;
 } {
   const { model, cluster } = opts;
   const slack = opts.linkSlack ?? 1.25;
@@ -62,6 +89,9 @@ export function liveReplanner(opts: LiveReplanOptions): {
   let scaling: LiveScaling | undefined;
   /** Measured period over the one the measured stages explain, on the first evaluation (>= 1). */
   let baseline: number | undefined;
+  let planMs: number | undefined;
+  /** The links' slow-down factor last measured (1: as declared). */
+  let linkFactor = 1;
   const estimateOn = (c: Cluster, cost: CostModel, s: LiveSplit): SplitEstimate =>
     estimateSplit(
       model,
@@ -69,16 +99,46 @@ export function liveReplanner(opts: LiveReplanOptions): {
       cost,
       s.assignment.stageOf,
       s.devices.map((g) => g[0]),
+      new Map((s.encodings ?? []).map((e) => [e.tensor, e.encoding])),
     );
+  /** The best plan for throughput on the rescaled cluster, under the budget when there is one. */
+  const propose = async (c: Cluster, cost: CostModel): Promise<{ split: LiveSplit; throughput: number }> => {
+    const f = opts.fidelity;
+    if (!f) {
+      const best = planForCluster(model, c, cost, { objective: "throughput", replicas: false });
+      return { split: { assignment: best.assignment, devices: best.devices }, throughput: best.throughput };
+    }
+    const fp = await planWithFidelity(model, c, cost, {
+      objective: "throughput",
+      replicas: false,
+      budget: f.budget,
+      calibrator: f.calibrator,
+      codecTimes: f.codecTimes,
+      ...(f.encodings ? { encodings: f.encodings } : {}),
+    });
+    const cp = fp.plan;
+    const graphInputs = new Set(model.graph.inputs.map((v) => v.name));
+    return {
+      split: {
+        assignment: cp.assignment,
+        devices: cp.devices,
+        encodings: fp.encodings,
+        encoderStage: fp.encodings.some((e) => graphInputs.has(e.tensor)),
+      },
+      throughput: cp.throughput,
+    };
+  };
   return {
     lastScaling: () => scaling,
-    evaluate(est) {
+    lastPlanMs: () => planMs,
+    async evaluate(est) {
       if (running.devices.some((g) => g.length > 1)) return undefined;
       if (est.throughput === undefined || !(est.throughput > 0)) return undefined;
       const base = estimateOn(cluster, baseCost, running);
       const ratios = new Map<string, number[]>();
+      const shift = running.encoderStage ? 1 : 0;
       for (const s of base.stages) {
-        const measured = est.stageMs.get(s.index);
+        const measured = est.stageMs.get(s.index + shift);
         if (measured === undefined || !(s.latency > 0)) continue;
         ratios.set(s.device, [...(ratios.get(s.device) ?? []), measured / (s.latency * 1000)]);
       }
@@ -115,9 +175,27 @@ export function liveReplanner(opts: LiveReplanOptions): {
       const explained = 1 / predicted.throughput;
       const ratio = periodS / explained;
       baseline ??= Math.max(1, ratio);
-      const slowest = Math.max(0, ...predicted.transfers.map((t) => t.time));
+      // The slowest predicted transfer's time on the wire (its bytes over the bandwidth: the latency does not
+      // scale with it), and what the period leaves it.
+      const wire = (t: { from: string; to: string; time: number }) =>
+        Math.max(0, t.time - linkBetween(devScaled, t.from, t.to).latency);
+      const slowestT = predicted.transfers.reduce<(typeof predicted.transfers)[number] | undefined>(
+        (w, t) => (w === undefined || t.time > w.time ? t : w),
+        undefined,
+      );
+      const slowest = slowestT ? wire(slowestT) : 0;
+      const room = slowestT ? periodS - (slowestT.time - slowest) : 0;
       const excess = periodS - baseline * explained;
-      const link = ratio > slack * baseline && slowest > 0 ? Math.max(1, (slowest + excess) / slowest) : 1;
+      // A period its stages explain says the links are at most so slow that the slowest transfer fits in it,
+      // not that they are fast again: a split that switched to smaller encodings (or another cut) because a
+      // link got slow is compute-bound on it. So the factor last measured is kept within that bound.
+      const link =
+        slowest <= 0
+          ? 1
+          : ratio > slack * baseline
+            ? Math.max(1, (slowest + excess) / slowest)
+            : Math.max(1, Math.min(linkFactor, room / slowest));
+      linkFactor = link;
       const scaled: Cluster =
         link === 1
           ? devScaled
@@ -125,19 +203,25 @@ export function liveReplanner(opts: LiveReplanOptions): {
       const cost = link === 1 ? devCost : costModelFor(model, scaled, { profiles });
       scaling = { device, link };
       const now = link === 1 ? predicted : estimateOn(scaled, cost, running);
-      let best: ReturnType<typeof planForCluster>;
+      let best: Awaited<ReturnType<typeof propose>>;
+      const t0 = performance.now();
       try {
-        best = planForCluster(model, scaled, cost, { objective: "throughput", replicas: false });
+        best = await propose(scaled, cost);
       } catch {
         return undefined;
       }
-      const next: LiveSplit = { assignment: best.assignment, devices: best.devices };
+      planMs = performance.now() - t0;
+      const next = best.split;
       const moveBytes = movedBytes(model, running, next);
       const bandwidth = Math.min(...scaled.links.map((l) => l.bandwidth));
       const changed = Object.entries(device)
         .filter(([, f]) => Math.abs(f - 1) > 0.2)
         .map(([d, f]) => `${d} ${f.toFixed(2)}x`);
       if (link > 1.2) changed.push(`links ${link.toFixed(1)}x slower`);
+      const fid = opts.fidelity;
+      const enc = fid
+        ? `; encodings ${encodingsLine(running.encodings)} -> ${encodingsLine(next.encodings)} under ${formatBudget(fid.budget)}`
+        : "";
       return {
         running: now.throughput,
         best: best.throughput,
@@ -145,7 +229,10 @@ export function liveReplanner(opts: LiveReplanOptions): {
         bandwidth: Number.isFinite(bandwidth) ? bandwidth : 125e6,
         runningKey: splitKey(running),
         bestKey: splitKey(next),
-        why: changed.length > 0 ? `measured: ${changed.join(", ")}` : "measured costs",
+        ...(fid
+          ? { encodings: { from: encodingsLine(running.encodings), to: encodingsLine(next.encodings) } }
+          : {}),
+        why: `${changed.length > 0 ? `measured: ${changed.join(", ")}` : "measured costs"}${enc}`,
         build: async () => {
           const d = await opts.exportSplit(next, best.throughput);
           running = next;
@@ -156,9 +243,15 @@ export function liveReplanner(opts: LiveReplanOptions): {
   };
 }
 
-/** A split's identity: each node's stage and each stage's devices (equal keys: the same split). */
+/** A split's identity: each node's stage, each stage's devices and the encodings (equal keys: the same split). */
 export function splitKey(s: LiveSplit): string {
-  return `${s.devices.map((g) => g.join("+")).join(">")}:${s.assignment.stageOf.join(",")}`;
+  return `${s.devices.map((g) => g.join("+")).join(">")}:${s.assignment.stageOf.join(",")}:${encodingsLine(s.encodings)}`;
+}
+
+/** `a int8, b float16`, or `float32` when nothing is encoded. */
+export function encodingsLine(e: readonly TensorEncoding[] | undefined): string {
+  const sent = (e ?? []).filter((x) => x.encoding !== "float32");
+  return sent.length === 0 ? "float32" : sent.map((x) => `${x.tensor} ${x.encoding}`).join(", ");
 }
 
 /** Weight bytes of the stages of `next` whose device runs other nodes in `prev` (what a switch ships). */

@@ -172,6 +172,11 @@ export function withEncodings(
  */
 export class Calibrator {
   private reference = new Map<"calibration" | "held", Feeds[]>();
+  /** Measured fidelities and ranges, kept for the calibrator's life (re-planning reuses them). */
+  private fidelities = new Map<string, Fidelity>();
+  private rangeOf = new Map<string, TensorRange>();
+  /** How many fidelities were measured (not read from the cache), for tests and benches. */
+  measured = 0;
 
   /** `threads`: onnxruntime intra-op threads per session (default 1). */
   constructor(
@@ -214,6 +219,12 @@ export class Calibrator {
 
   /** Ranges of float32 tensors over the calibration inputs (graph inputs and node outputs). */
   async ranges(tensors: readonly string[]): Promise<Map<string, TensorRange>> {
+    const missing = tensors.filter((t) => !this.rangeOf.has(t));
+    if (missing.length > 0) for (const [t, r] of await this.measureRanges(missing)) this.rangeOf.set(t, r);
+    return new Map(tensors.map((t) => [t, this.rangeOf.get(t)!]));
+  }
+
+  private async measureRanges(tensors: readonly string[]): Promise<Map<string, TensorRange>> {
     const inputs = new Set(this.model.graph.inputs.map((v) => v.name));
     const outputs = new Set(this.model.graph.outputs.map((v) => v.name));
     const extra = tensors.filter((t) => !inputs.has(t) && !outputs.has(t));
@@ -253,10 +264,20 @@ export class Calibrator {
     which: "calibration" | "held" = "calibration",
     readers?: ReadonlyMap<string, ReadonlySet<number>>,
   ): Promise<Fidelity> {
+    const key = JSON.stringify([
+      which,
+      [...encodings].sort((a, b) => (a.tensor < b.tensor ? -1 : 1)),
+      readers ? [...readers].map(([t, r]) => [t, [...r].sort((a, b) => a - b)]).sort() : null,
+    ]);
+    const known = this.fidelities.get(key);
+    if (known) return known;
     const want = await this.ref(which);
     if (encodings.every((e) => e.encoding === "float32")) return compareOutputs(this.model, want, want);
     const got = await this.run(withEncodings(this.model, encodings, readers), this.inputs[which]);
-    return compareOutputs(this.model, want, got);
+    const f = compareOutputs(this.model, want, got);
+    this.measured++;
+    this.fidelities.set(key, f);
+    return f;
   }
 }
 

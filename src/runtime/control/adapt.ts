@@ -25,6 +25,8 @@ export interface AdaptCandidate extends Omit<AdaptSample, "atMs"> {
   build(): Promise<Deployable>;
   /** One line naming what changed (e.g. `core0 1.9x slower`), used as the replan's reason. */
   why: string;
+  /** The encodings of the running and the best split, when re-planning under a fidelity budget. */
+  encodings?: { from: string; to: string };
 }
 
 /** Options of {@link startAdaptation}. */
@@ -90,6 +92,7 @@ export function startAdaptation(controller: Controller, opts: AdaptOptions): Ada
     const e = await controller.switchTo(next, `${c.why}; ${d.reason}`, {
       fromThroughput: c.running,
       toThroughput: c.best,
+      ...(c.encodings ? { encodings: c.encodings } : {}),
     });
     switches.push(e);
     epoch = controller.currentEpoch;

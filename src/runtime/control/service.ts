@@ -238,7 +238,7 @@ export class Controller {
   async switchTo(
     next: Deployable,
     reason: string,
-    figures: { fromThroughput?: number; toThroughput?: number } = {},
+    figures: { fromThroughput?: number; toThroughput?: number; encodings?: ReplanEvent["encodings"] } = {},
   ): Promise<ReplanEvent> {
     while (this.gate || this.switching) await (this.gate?.promise ?? this.switching);
     if (this.closed) throw new RuntimeFault("RUNTIME", "controller is closed");
@@ -273,6 +273,7 @@ export class Controller {
         pauseMs: Math.max(gaps.longest, now - gaps.last),
         epoch: p.epoch,
         shippedBytes: p.stageLoads.reduce((n, l) => n + l.bytes, 0),
+        ...(figures.encodings ? { encodings: figures.encodings } : {}),
       };
       this.replans.push(event);
       this.emit("replan", event);
@@ -626,6 +627,8 @@ export interface ReplanEvent {
   epoch: number;
   /** Stage bytes sent to deploy it (0 when every worker had its stages cached). */
   shippedBytes: number;
+  /** The cut tensors' encodings before and after (`x int8, y float16`, or `float32`), for re-plans under a budget. */
+  encodings?: { from: string; to: string };
 }
 
 /** A device lost or back. */

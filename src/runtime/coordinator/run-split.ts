@@ -123,7 +123,12 @@ export interface RunSplitOptions {
 
 /** Writes a split's stage files (beside the first split's) for a switch; `throughput` is its prediction. */
 export type SplitExporter = (
-  split: { assignment: StageAssignment; devices: readonly StageDevices[] },
+  split: {
+    assignment: StageAssignment;
+    devices: readonly StageDevices[];
+    /** Cut tensors sent encoded (the encoder stage is added when a graph input is). */
+    encodings?: readonly TensorEncoding[];
+  },
   throughput?: number,
 ) => Promise<Deployable>;
 
@@ -443,9 +448,16 @@ export async function deploySplit(
     let plans = 0;
     const exportSplit: SplitExporter = async (next, throughput) => {
       const out = join(dir, `replan-${++plans}`);
-      const m = writeSplit(model, buildStages(model, next.assignment), out, {
+      const nextDevices = next.devices.map((g) => (typeof g === "string" ? [g] : [...g]));
+      const enc = encodeStages(model, buildStages(model, next.assignment), next.encodings ?? [], {
+        devices: nextDevices,
+        inputDevice: cluster.inputDevice,
+        relayInputs: opts.relayInputs,
+      });
+      const m = writeSplit(model, enc.stages, out, {
         modelPath: opts.modelPath ?? model.graph.source,
-        devices: next.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+        devices: (enc.devices ?? nextDevices).map((g) => (typeof g === "string" ? [g] : [...g])),
+        ...(next.encodings && next.encodings.length > 0 ? { encodings: next.encodings } : {}),
       });
       return { manifest: m, dir: out, ...(throughput !== undefined ? { throughput } : {}) };
     };
