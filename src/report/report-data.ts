@@ -1,4 +1,3 @@
-import type { ReportEncodings } from "./report-encodings.js";
 import type { ParallelLanes } from "./report-parallel.js";
 import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
@@ -50,8 +49,6 @@ export interface ReportInput {
   notes: string[];
   /** One request of a tiled or branch plan as lanes per device. */
   parallel?: ParallelLanes;
-  /** The encodings of a plan made under a fidelity budget. */
-  encodings?: ReportEncodings;
 }
 
 /** The analysed model in brief. */

@@ -1,7 +1,6 @@
 import { reportAssets } from "./report-assets.js";
 import type { ReportInput } from "./report-data.js";
 import { layoutReportGraph } from "./report-graph.js";
-import { renderEncodingsSection } from "./report-encodings.js";
 import { renderParallelSection } from "./report-parallel.js";
 
 /** Escapes text for an HTML text node or attribute. */
@@ -79,7 +78,6 @@ ${assets.style}
     <div class="chart h-240"><canvas id="chart-timeline"></canvas></div>
   </section>
   ${input.parallel ? renderParallelSection(input.parallel) : ""}
-  ${input.encodings ? renderEncodingsSection(input.encodings) : ""}
   <div class="row">
     <section class="card" id="sec-pareto">
       <h2>Trade-offs</h2>

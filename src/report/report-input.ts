@@ -97,11 +97,6 @@ export function reportInputFrom(src: ReportSources): ReportInput {
   });
   const lanes = parallelLanes(src.plan);
   if (lanes) input.parallel = lanes;
-  if (src.plan.encodings)
-    input.encodings = {
-      encodings: src.plan.encodings,
-      plan: { throughput: src.plan.totals.throughput, latency: src.plan.totals.latency },
-    };
   return input;
 }
 
