@@ -8,10 +8,6 @@ import { type DagEvaluation, type DagStage, evaluateDag } from "../partition/eva
 import type { PartitionOrder } from "../partition/order.js";
 import { type Plan, planToAssignment } from "../partition/plan.js";
 import { buildProblem } from "../partition/problem.js";
-import { formatFidelity, measureCodecTimes } from "../partition/calibrate.js";
-import { type CodecTimes, encodedProblem, formatBudget } from "../partition/encodings.js";
-import type { EncodingName } from "../onnx/encoding.js";
-import type { PlanCutEncoding } from "../partition/plan-encodings.js";
 import { readPlan } from "../partition/plan.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { clusterForPlan } from "./cluster-flag.js";
@@ -45,8 +41,6 @@ export interface PlanFilePrice {
   }>;
   tiles: number;
   branchRegions: number;
-  /** The cut tensors sent encoded (a plan made under a fidelity budget): bytes as float32 and as sent. */
-  encodings?: PlanCutEncoding[];
 }
 
 /**
@@ -59,8 +53,6 @@ export async function pricePlanFile(
   plan: Plan,
   cluster: Cluster,
   cost: CostModel,
-  /** Codec times for the encoded cut tensors of a plan that has them (default: those the plan records). */
-  codecTimes?: CodecTimes,
 ): Promise<PlanFilePrice> {
   let tmodel = model;
   let tcost = cost;
@@ -86,23 +78,7 @@ export async function pricePlanFile(
     position[i] = q;
   });
   const order: PartitionOrder = { nodes, position, strategy: "file" };
-  // Encoded cut tensors are priced as the planner priced them: fewer bytes on the links, and the encode and
-  // decode work on the stages at each end.
-  const sent = plan.encodings?.tensors ?? [];
-  for (const e of sent)
-    if (!tmodel.types.has(e.tensor))
-      throw new ArgumentError(`plan encodings: '${e.tensor}' is not a tensor of ${model.graph.source}`, {
-        tensor: e.tensor,
-        field: "encodings",
-      });
-  const times = codecTimes ?? plan.encodings?.codecTimes;
-  if (sent.length > 0 && !times)
-    throw new ArgumentError("plan encodings: no codec times recorded and none given", { field: "encodings" });
-  const plain = buildProblem(tmodel, order, cluster, tcost);
-  const problem =
-    sent.length > 0
-      ? encodedProblem(plain, new Map(sent.map((e) => [e.tensor, e.encoding as EncodingName])), times!)
-      : plain;
+  const problem = buildProblem(tmodel, order, cluster, tcost);
   const index = new Map(problem.devices.map((d, i) => [d.name, i]));
   const stages: DagStage[] = [];
   nodes.forEach((i, q) => {
@@ -143,7 +119,6 @@ export async function pricePlanFile(
     })),
     tiles: plan.tiles?.stacks.length ?? 0,
     branchRegions: plan.tiles?.branchRegions ?? 0,
-    ...(sent.length > 0 ? { encodings: sent } : {}),
   };
 }
 
@@ -173,25 +148,12 @@ export function renderPlanPrice(path: string, price: PlanFilePrice, st: Style): 
     price.tiles > 0 ? `${price.tiles} tile stack(s)` : "",
     price.branchRegions > 0 ? `${price.branchRegions} branch region(s)` : "",
   ].filter((s) => s !== "");
-  const enc = price.encodings ?? [];
   return [
     `${st.bold(path)}: the plan's stages as a graph for one request${what.length > 0 ? ` (${what.join(", ")})` : ""}`,
     table(rows, st),
     "",
     table(tx, st),
     "",
-    ...(enc.length > 0
-      ? [
-          table(
-            [
-              ["encoded tensor", "encoding", "float32", "sent"],
-              ...enc.map((e) => [e.tensor, e.encoding, fmtBytes(e.bytes), fmtBytes(e.encodedBytes)]),
-            ],
-            st,
-          ),
-          "",
-        ]
-      : []),
     `latency ${fmtTime(price.latency)} (the plan file says ${fmtTime(price.planLatency)}), energy ${(price.energy * 1000).toFixed(3)} mJ per inference`,
   ].join("\n");
 }
@@ -214,29 +176,9 @@ export async function estimatePlanFile(
     profiles: await withLocalProfiles(model, cluster, {}, io, progress(io, values.json !== true)),
     ...(inputs.inputShapes ? { inputShapes: inputs.inputShapes } : {}),
   });
-  // A plan from before codec times were recorded: measure them here, as the planner would.
-  let codecTimes: CodecTimes | undefined;
-  if ((plan.encodings?.tensors.length ?? 0) > 0 && !plan.encodings?.codecTimes) {
-    io.err("cleave: the plan records no codec times; timing the encodings with onnxruntime on this machine");
-    codecTimes = await measureCodecTimes();
-  }
-  const price = await pricePlanFile(model, plan, cluster, cost, codecTimes);
-  const fidelity = plan.encodings
-    ? `planned fidelity on held-out inputs (budget ${formatBudget(plan.encodings.budget)}): ${formatFidelity(plan.encodings.fidelity.held)}`
-    : undefined;
+  const price = await pricePlanFile(model, plan, cluster, cost);
   if (bool(values, "json"))
-    io.out(
-      JSON.stringify({
-        model: path,
-        plan: planPath,
-        cluster: cluster.name,
-        ...price,
-        ...(plan.encodings ? { fidelity: plan.encodings.fidelity, budget: plan.encodings.budget } : {}),
-      }),
-    );
-  else {
-    io.out(renderPlanPrice(planPath, price, style(io.isTTY)));
-    if (fidelity) io.out(fidelity);
-  }
+    io.out(JSON.stringify({ model: path, plan: planPath, cluster: cluster.name, ...price }));
+  else io.out(renderPlanPrice(planPath, price, style(io.isTTY)));
   return 0;
 }

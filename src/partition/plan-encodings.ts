@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { ENCODINGS, type TensorEncoding } from "../onnx/encoding.js";
 import type { Fidelity, FidelityBudget } from "./calibrate.js";
-import type { CodecTimes } from "./encodings.js";
 
 /** One cut tensor of a plan sent encoded: what it was, what it became, bytes per inference. */
 export interface PlanCutEncoding extends TensorEncoding {
@@ -29,16 +28,7 @@ export interface PlanEncodings {
   float32?: { latency: number; throughput: number; energy: number };
   /** Planning rounds (plan, calibrate the cut, plan again) until the cut's encodings were all measured. */
   rounds: number;
-  /**
-   * The codec times the plan was priced with (s per element on the measuring core, and that core's MAC rate),
-   * so `estimate --plan` prices the encode and decode work as the planner did.
-   */
-  codecTimes?: CodecTimes;
 }
-
-const CODEC_TIME = z
-  .object({ encode: z.number().nonnegative(), decode: z.number().nonnegative() })
-  .optional();
 
 const FIDELITY = z.object({
   maxRelError: z.number(),
@@ -72,14 +62,6 @@ export const PLAN_ENCODINGS = z.object({
   classifier: z.boolean(),
   float32: z.object({ latency: z.number(), throughput: z.number(), energy: z.number() }).optional(),
   rounds: z.int(),
-  codecTimes: z
-    .object({
-      float16: CODEC_TIME,
-      int8: CODEC_TIME,
-      "int8-channel": CODEC_TIME,
-      hostMacsPerSecond: z.number().positive().optional(),
-    })
-    .optional(),
 });
 
 /** Typed view of a parsed `encodings` object. */

@@ -230,7 +230,6 @@ export async function planWithFidelity(
       classifier: isClassifier(model),
       ...(float32 ? { float32: float32.plan.totals } : {}),
       rounds: round,
-      codecTimes: opts.codecTimes,
     };
     cp.plan.encodings = record;
     return { plan: cp, float32, encodings: sent, readers: sentReaders };
@@ -253,7 +252,6 @@ export async function planWithFidelity(
     classifier: isClassifier(model),
     float32: float32.plan.totals,
     rounds,
-    codecTimes: opts.codecTimes,
   };
   return { plan: float32, float32, encodings: [], readers: new Map() };
 }
