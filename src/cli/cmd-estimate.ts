@@ -37,7 +37,8 @@ the transfers between devices, the end-to-end latency and the pipelined throughp
   --devices     device of each stage, in order (default: the input device first, then the others in file order);
                 a+b runs the stage on a replica group (each holds the stage, requests shared by speed)
   --profile     a measured profile for a device (overrides the cluster file's profile:)
-  --plan        price a saved plan (tiles and branches included) as a graph of stages for one request
+  --plan        price a saved plan (tiles and branches included) as a graph of stages for one request; its
+                encoded cut tensors at their wire bytes and codec times, with the plan's measured fidelity
   --json        one JSON object instead of tables
 Devices with a profile are priced from it (measured); devices emulated on this machine (cpus:) without one
 are profiled here once per model and cached (see cleave bench --help); others from a profiled CPU scaled by

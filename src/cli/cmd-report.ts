@@ -29,7 +29,8 @@ const USAGE = `usage: cleave report --plan plan.json [-o report.html] [--bench b
 Writes one self-contained HTML page (opens offline) showing a plan: the network laid out top to bottom and
 coloured by stage with the cut tensors and their sizes, per-layer cost with the bytes crossing each boundary,
 the pipeline as a timeline, the latency/throughput/energy trade-offs against the baselines, the stages, and
-memory per device.
+memory per device; for a plan made under a fidelity budget, its encoded cut tensors (bytes before and after) and
+the fidelity it measured.
   --plan      plan file (from 'cleave plan'); it names the model and cluster
   -o          HTML file to write (default report.html)
   --bench     measurements from 'cleave bench' (or 'cleave run --json'): measured figures and timeline beside

@@ -8,6 +8,10 @@ import { type DagEvaluation, type DagStage, evaluateDag } from "../partition/eva
 import type { PartitionOrder } from "../partition/order.js";
 import { type Plan, planToAssignment } from "../partition/plan.js";
 import { buildProblem } from "../partition/problem.js";
+import { type CodecTimes, encodedProblem, formatBudget } from "../partition/encodings.js";
+import { formatFidelity, measureCodecTimes } from "../partition/calibrate.js";
+import type { PlanCutEncoding, PlanFidelity } from "../partition/plan-encodings.js";
+import type { EncodingName } from "../onnx/encoding.js";
 import { readPlan } from "../partition/plan.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import { clusterForPlan } from "./cluster-flag.js";
@@ -41,6 +45,14 @@ export interface PlanFilePrice {
   }>;
   tiles: number;
   branchRegions: number;
+  /** The plan's encoded cut tensors as priced (bytes as float32 and as sent) and its recorded fidelity. */
+  encodings?: {
+    tensors: PlanCutEncoding[];
+    budget: string;
+    fidelity: { calibration: PlanFidelity; held: PlanFidelity };
+    /** Where the encode/decode times came from: the plan file, or measured now on this machine. */
+    codecTimes: "plan" | "measured";
+  };
 }
 
 /**
@@ -53,6 +65,7 @@ export async function pricePlanFile(
   plan: Plan,
   cluster: Cluster,
   cost: CostModel,
+  codec?: { times: CodecTimes; source: "plan" | "measured" },
 ): Promise<PlanFilePrice> {
   let tmodel = model;
   let tcost = cost;
@@ -78,7 +91,24 @@ export async function pricePlanFile(
     position[i] = q;
   });
   const order: PartitionOrder = { nodes, position, strategy: "file" };
-  const problem = buildProblem(tmodel, order, cluster, tcost);
+  const built = buildProblem(tmodel, order, cluster, tcost);
+  const enc = plan.encodings;
+  const sent = enc?.tensors.filter((t) => t.encoding !== "float32") ?? [];
+  for (const t of sent)
+    if (!built.tensors.some((x) => x.name === t.tensor))
+      throw new ArgumentError(`plan encodings: '${t.tensor}' is not a tensor of the model`, {
+        tensor: t.tensor,
+        field: "encodings",
+      });
+  if (sent.length > 0 && !codec)
+    throw new ArgumentError("plan encodings: pricing encoded cut tensors needs their codec times", {
+      field: "encodings",
+    });
+  // Encoded tensors cross at their wire size and each side pays its codec time, as the planner priced them.
+  const problem =
+    sent.length > 0
+      ? encodedProblem(built, new Map(sent.map((t) => [t.tensor, t.encoding as EncodingName])), codec!.times)
+      : built;
   const index = new Map(problem.devices.map((d, i) => [d.name, i]));
   const stages: DagStage[] = [];
   nodes.forEach((i, q) => {
@@ -119,6 +149,21 @@ export async function pricePlanFile(
     })),
     tiles: plan.tiles?.stacks.length ?? 0,
     branchRegions: plan.tiles?.branchRegions ?? 0,
+    ...(enc && codec
+      ? {
+          encodings: {
+            tensors: sent.map((t) => ({
+              tensor: t.tensor,
+              encoding: t.encoding as EncodingName,
+              bytes: t.bytes,
+              encodedBytes: t.encodedBytes,
+            })),
+            budget: formatBudget(enc.budget),
+            fidelity: enc.fidelity,
+            codecTimes: codec.source,
+          },
+        }
+      : {}),
   };
 }
 
@@ -154,8 +199,31 @@ export function renderPlanPrice(path: string, price: PlanFilePrice, st: Style): 
     "",
     table(tx, st),
     "",
+    ...encodingRows(price, st),
     `latency ${fmtTime(price.latency)} (the plan file says ${fmtTime(price.planLatency)}), energy ${(price.energy * 1000).toFixed(3)} mJ per inference`,
   ].join("\n");
+}
+
+/** The encoded cut tensors' table and the plan's recorded fidelity (nothing for a float32 plan). */
+function encodingRows(price: PlanFilePrice, st: Style): string[] {
+  const e = price.encodings;
+  if (!e) return [];
+  if (e.tensors.length === 0)
+    return [`fidelity budget ${e.budget}: every cut tensor stays float32 (no encoding paid or met it)`, ""];
+  return [
+    table(
+      [
+        ["cut tensor", "encoding", "bytes", "sent"],
+        ...e.tensors.map((t) => [t.tensor, t.encoding, fmtBytes(t.bytes), fmtBytes(t.encodedBytes)]),
+      ],
+      st,
+    ),
+    "",
+    `fidelity budget ${e.budget} (codec times ${e.codecTimes === "plan" ? "from the plan file" : "measured now on this machine"})`,
+    `the plan measured on held-out inputs:    ${formatFidelity(e.fidelity.held)}`,
+    `the plan measured on calibration inputs: ${formatFidelity(e.fidelity.calibration)}`,
+    "",
+  ];
 }
 
 /** `cleave estimate MODEL --plan plan.json`: prices the saved plan on its cluster (or --cluster). */
@@ -176,7 +244,24 @@ export async function estimatePlanFile(
     profiles: await withLocalProfiles(model, cluster, {}, io, progress(io, values.json !== true)),
     ...(inputs.inputShapes ? { inputShapes: inputs.inputShapes } : {}),
   });
-  const price = await pricePlanFile(model, plan, cluster, cost);
+  for (const t of plan.encodings?.tensors ?? [])
+    if (!model.types.has(t.tensor))
+      throw new ArgumentError(`${planPath}: encodings: '${t.tensor}' is not a tensor of ${path}`, {
+        tensor: t.tensor,
+        field: "encodings",
+      });
+  let codec: { times: CodecTimes; source: "plan" | "measured" } | undefined;
+  if (plan.encodings) {
+    const recorded = plan.encodings.codecTimes;
+    if (recorded) codec = { times: recorded, source: "plan" };
+    else if (plan.encodings.tensors.some((t) => t.encoding !== "float32")) {
+      io.err(
+        `cleave: ${planPath} does not record its codec times; timing the encodings with onnxruntime on this machine`,
+      );
+      codec = { times: await measureCodecTimes(), source: "measured" };
+    } else codec = { times: {}, source: "plan" };
+  }
+  const price = await pricePlanFile(model, plan, cluster, cost, codec);
   if (bool(values, "json"))
     io.out(JSON.stringify({ model: path, plan: planPath, cluster: cluster.name, ...price }));
   else io.out(renderPlanPrice(planPath, price, style(io.isTTY)));

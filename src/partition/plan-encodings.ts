@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ENCODINGS, type TensorEncoding } from "../onnx/encoding.js";
 import type { Fidelity, FidelityBudget } from "./calibrate.js";
+import type { CodecTimes } from "./encodings.js";
 
 /** One cut tensor of a plan sent encoded: what it was, what it became, bytes per inference. */
 export interface PlanCutEncoding extends TensorEncoding {
@@ -28,6 +29,11 @@ export interface PlanEncodings {
   float32?: { latency: number; throughput: number; energy: number };
   /** Planning rounds (plan, calibrate the cut, plan again) until the cut's encodings were all measured. */
   rounds: number;
+  /**
+   * The encode/decode times the planner priced (so `cleave estimate --plan` prices the same; absent in plan
+   * files written before they were recorded, when estimate measures them again).
+   */
+  codecTimes?: CodecTimes;
 }
 
 const FIDELITY = z.object({
@@ -37,6 +43,8 @@ const FIDELITY = z.object({
   top5: z.number().optional(),
   samples: z.int(),
 });
+
+const CODEC = z.object({ encode: z.number().nonnegative(), decode: z.number().nonnegative() });
 
 /** The zod schema of {@link PlanEncodings} (a plan file's `encodings`). */
 export const PLAN_ENCODINGS = z.object({
@@ -62,6 +70,14 @@ export const PLAN_ENCODINGS = z.object({
   classifier: z.boolean(),
   float32: z.object({ latency: z.number(), throughput: z.number(), energy: z.number() }).optional(),
   rounds: z.int(),
+  codecTimes: z
+    .object({
+      hostMacsPerSecond: z.number().positive().optional(),
+      float16: CODEC.optional(),
+      int8: CODEC.optional(),
+      "int8-channel": CODEC.optional(),
+    })
+    .optional(),
 });
 
 /** Typed view of a parsed `encodings` object. */

@@ -230,6 +230,7 @@ export async function planWithFidelity(
       classifier: isClassifier(model),
       ...(float32 ? { float32: float32.plan.totals } : {}),
       rounds: round,
+      codecTimes: opts.codecTimes,
     };
     cp.plan.encodings = record;
     return { plan: cp, float32, encodings: sent, readers: sentReaders };
@@ -252,6 +253,7 @@ export async function planWithFidelity(
     classifier: isClassifier(model),
     float32: float32.plan.totals,
     rounds,
+    codecTimes: opts.codecTimes,
   };
   return { plan: float32, float32, encodings: [], readers: new Map() };
 }

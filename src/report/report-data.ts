@@ -49,6 +49,31 @@ export interface ReportInput {
   notes: string[];
   /** One request of a tiled or branch plan as lanes per device. */
   parallel?: ParallelLanes;
+  /** The cut tensors a plan made under a fidelity budget sends encoded, and the fidelity it measured. */
+  encodings?: ReportEncodings;
+}
+
+/** Fidelity at the model's outputs against float32 (top-1/top-5 for classifiers only). */
+export interface ReportFidelity {
+  maxRelError: number;
+  meanRelError: number;
+  top1?: number;
+  top5?: number;
+  samples: number;
+}
+
+/** A plan's encodings as the report shows them (see the plan file's `encodings`). */
+export interface ReportEncodings {
+  /** The budget as flags write it (`top1=0.99`). */
+  budget: string;
+  /** Calibration inputs given as files, or generated (seeded random). */
+  calibration: "given" | "generated";
+  inputs: { calibration: number; held: number };
+  /** False when the outputs are not [N, classes] logits (top-1/top-5 do not apply). */
+  classifier: boolean;
+  /** Each encoded cut tensor: bytes per inference as float32 and as sent. */
+  tensors: Array<{ tensor: string; encoding: string; bytes: number; encodedBytes: number }>;
+  fidelity: { calibration: ReportFidelity; held: ReportFidelity };
 }
 
 /** The analysed model in brief. */
@@ -111,6 +136,9 @@ export interface ReportEdge {
   bytes: number;
   /** True when producer and consumer are in different stages (the tensor is sent over a link). */
   cut: boolean;
+  /** On a cut sent encoded: the encoding and the bytes sent. */
+  encoding?: string;
+  sentBytes?: number;
 }
 
 /** One stage of the plan: a contiguous run of positions on one device, or on a replica group. */
@@ -129,8 +157,8 @@ export interface ReportStage {
   memory: number;
   /** Predicted energy per request, J. */
   energy: number;
-  /** Tensors it sends to later stages or returns as graph outputs, with sizes. */
-  sends: Array<{ name: string; bytes: number }>;
+  /** Tensors it sends to later stages or returns as graph outputs, with sizes (float32, and as sent when encoded). */
+  sends: Array<{ name: string; bytes: number; encoding?: string; sentBytes?: number }>;
 }
 
 /** A transfer between consecutive steps of the pipeline. */
@@ -237,6 +265,7 @@ export interface ReportPlanInput {
   pareto?: ReportTotals[];
   planner?: string;
   objective?: string;
+  encodings?: ReportEncodings;
 }
 
 /** Inputs of {@link buildReportInput}. */
@@ -294,6 +323,11 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
   const inputs: ReportTensor[] = [];
   const outputs: ReportTensor[] = [];
   const sends: Array<Map<string, number>> = plan.stages.map(() => new Map());
+  const encoded = new Map((plan.encodings?.tensors ?? []).map((t) => [t.tensor, t]));
+  const sent = (name: string) => {
+    const e = encoded.get(name);
+    return e ? { encoding: e.encoding, sentBytes: e.encodedBytes } : {};
+  };
   for (const v of graph.values.values()) {
     if (v.kind === "initializer" || v.producer?.isConstant) continue;
     const readers = [
@@ -311,7 +345,7 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
     }
     for (const to of readers) {
       const cut = stageOf[to] !== stageOf[from];
-      edges.push({ from, to, tensor: v.name, bytes, cut });
+      edges.push({ from, to, tensor: v.name, bytes, cut, ...(cut ? sent(v.name) : {}) });
       if (cut) sends[stageOf[from]].set(v.name, bytes);
     }
   }
@@ -327,7 +361,7 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
     latency: s.latency,
     memory: s.memory,
     energy: s.energy,
-    sends: [...sends[i]].map(([name, bytes]) => ({ name, bytes })),
+    sends: [...sends[i]].map(([name, bytes]) => ({ name, bytes, ...sent(name) })),
   }));
   const input: ReportInput = {
     title: args.name ?? graph.source,
@@ -365,6 +399,7 @@ export function buildReportInput(args: BuildReportArgs): ReportInput {
     pareto: plan.pareto ?? [],
     timeline: { requests: 0, predicted: { steps: [], bars: [] } },
     notes: args.notes ?? [],
+    ...(plan.encodings ? { encodings: plan.encodings } : {}),
   };
   const requests = args.requests ?? 4;
   const predicted = reportSteps(input);

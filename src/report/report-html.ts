@@ -1,5 +1,6 @@
 import { reportAssets } from "./report-assets.js";
 import type { ReportInput } from "./report-data.js";
+import { renderEncodingsSection } from "./report-encodings.js";
 import { layoutReportGraph } from "./report-graph.js";
 import { renderParallelSection } from "./report-parallel.js";
 
@@ -54,7 +55,7 @@ ${assets.style}
 <nav class="toc">
   <a href="#sec-graph">Network</a><a href="#sec-layers">Per-layer cost</a><a href="#sec-timeline">Pipeline</a>
   <a href="#sec-pareto">Trade-offs</a><a href="#sec-memory">Memory</a><a href="#sec-stages">Stages</a>
-  <a href="#sec-baselines">Baselines</a>
+  <a href="#sec-baselines">Baselines</a>${input.encodings ? `<a href="#sec-encodings">Compressed cuts</a>` : ""}
 </nav>
 <main>
   <ul class="notes" id="notes"></ul>
@@ -96,6 +97,7 @@ ${assets.style}
     <table class="data" id="stage-table"></table>
     <p class="lede" id="stage-foot" style="margin-top:8px"></p>
   </section>
+  ${input.encodings ? renderEncodingsSection(input.encodings) : ""}
   <section class="card" id="sec-baselines">
     <h2>Baselines</h2>
     <p class="lede">Gains are the plan's: above 1x (green) the plan is better, below (orange) the baseline is.</p>

@@ -51,6 +51,13 @@ export function reportInputFrom(src: ReportSources): ReportInput {
       );
     }
   }
+  for (const t of src.plan.encodings?.tensors ?? [])
+    if (!model.types.has(t.tensor))
+      throw new ArgumentError(
+        `plan: encodings: '${t.tensor}' is not a tensor of ${model.graph.source}`,
+        { field: "encodings", tensor: t.tensor },
+        "BAD_CONFIG",
+      );
   const plan = reportPlanFromPlan(src.plan);
   const cost = costModelFor(model, cluster, { inputShapes: src.inputShapes, profiles: src.profiles });
   const pricing: Record<string, string> = {};

@@ -1,4 +1,5 @@
 import type { Candidate, Evaluation } from "../partition/evaluate.js";
+import { formatBudget } from "../partition/encodings.js";
 import type { Plan } from "../partition/plan.js";
 import type { ReportBaseline, ReportLink, ReportPlanInput, ReportTotals } from "./report-data.js";
 
@@ -85,5 +86,24 @@ export function reportPlanFromPlan(plan: Plan): ReportPlanInput {
     pareto: (plan.pareto ?? []).map((x) => totalsOf(x, x.label)),
     planner: plan.planner.exact ? `${plan.planner.method} (optimal)` : plan.planner.method,
     objective: plan.objective,
+    ...(plan.encodings
+      ? {
+          encodings: {
+            budget: formatBudget(plan.encodings.budget),
+            calibration: plan.encodings.calibration,
+            inputs: { ...plan.encodings.inputs },
+            classifier: plan.encodings.classifier,
+            tensors: plan.encodings.tensors
+              .filter((t) => t.encoding !== "float32")
+              .map((t) => ({
+                tensor: t.tensor,
+                encoding: t.encoding,
+                bytes: t.bytes,
+                encodedBytes: t.encodedBytes,
+              })),
+            fidelity: plan.encodings.fidelity,
+          },
+        }
+      : {}),
   };
 }

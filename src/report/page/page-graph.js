@@ -30,7 +30,7 @@ window.CleaveReport = window.CleaveReport || {};
           target: e.target,
           tensor: e.tensor,
           cut: e.cut,
-          label: e.cut ? R.fmtBytes(e.bytes) : "",
+          label: e.cut ? R.fmtBytes(e.sentBytes ?? e.bytes) + (e.encoding ? ` ${e.encoding}` : "") : "",
           routed: e.cpw.length > 0,
           cpw: e.cpw,
           cpd: e.cpd,
@@ -203,7 +203,7 @@ window.CleaveReport = window.CleaveReport || {};
       groups.set(key, g);
     };
     for (const e of data.edges)
-      if (e.cut) add(data.nodes[e.from].stage, data.nodes[e.to].stage, e.tensor, e.bytes);
+      if (e.cut) add(data.nodes[e.from].stage, data.nodes[e.to].stage, e.tensor, e.sentBytes ?? e.bytes);
     for (const t of data.inputs) for (const p of t.nodes ?? []) add(-1, data.nodes[p].stage, t.name, t.bytes);
     for (const t of data.outputs) add(data.nodes[t.nodes[0]].stage, k, t.name, t.bytes);
     let side = 1;

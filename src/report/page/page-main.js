@@ -105,7 +105,14 @@ window.CleaveReport = window.CleaveReport || {};
       const last = data.nodes[s.end - 1].name;
       const link = data.links.find((l) => l.fromStage === i);
       const sends = s.sends.length
-        ? s.sends.map((t) => `<div class="tensor">${R.esc(t.name)} · ${R.fmtBytes(t.bytes)}</div>`).join("")
+        ? s.sends
+            .map(
+              (t) =>
+                `<div class="tensor">${R.esc(t.name)} · ${R.fmtBytes(t.bytes)}` +
+                (t.encoding ? ` → ${R.fmtBytes(t.sentBytes)} ${R.esc(t.encoding)}` : "") +
+                "</div>",
+            )
+            .join("")
         : `<span class="tensor">–</span>`;
       const meas = measuredSteps?.find((st) => st.kind === "compute" && st.stage === i);
       return (
