@@ -1,18 +1,6 @@
 /** Human-readable figures and aligned tables for terminal output. */
 
-/** Bytes as B/KiB/MiB/GiB with 3 significant digits. */
-export function fmtBytes(b: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = b;
-  let u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  // Per-inference bytes over a share of the requests need not be whole.
-  if (u === 0) return `${Number.isInteger(v) ? v : Number(v.toPrecision(3))} B`;
-  return `${v.toPrecision(3)} ${units[u]}`;
-}
+export { fmtBytes } from "../cluster/units.js";
 
 /** A count with k/M/G suffix (1,234,567 -> 1.23M). */
 export function fmtCount(n: number): string {

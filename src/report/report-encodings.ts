@@ -1,4 +1,4 @@
-import { fmtBytes } from "../cli/format.js";
+import { fmtBytes } from "../cluster/units.js";
 import type { ReportEncodings, ReportFidelity } from "./report-data.js";
 
 /** Escapes text for an HTML text node or attribute. */
