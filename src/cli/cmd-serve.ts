@@ -9,7 +9,6 @@ import { withEncodedImageInput } from "../serve/image-input.js";
 import { buildZooModel } from "../zoo/index.js";
 import { planToAssignment, readPlan, stageDevices } from "../partition/plan.js";
 import { makePlan } from "../partition/planner.js";
-import type { TensorEncoding } from "../onnx/encoding.js";
 import { parseEndpoint } from "../runtime/transport/transport.js";
 import { ServeMetrics } from "../serve/metrics.js";
 import { InferenceServer } from "../serve/server.js";
@@ -29,7 +28,6 @@ import {
 import { clusterForPlan } from "./cluster-flag.js";
 import { splitFromFlags } from "./cmd-run.js";
 import { modelForPlan } from "../partition/plan-parallel.js";
-import { encodingLines } from "./fidelity-flags.js";
 import { loadForCli } from "./load.js";
 import { withLocalProfiles } from "./local-profiles.js";
 import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers, WORKER_FLAGS } from "./testbed-flag.js";
@@ -48,8 +46,7 @@ Without --plan, --stages or --cuts it plans the model on the cluster for through
 running worker there. A lost worker makes it not ready until it has restarted its local workers and
 deployed again; requests that met the fault run again. On SIGINT/SIGTERM it stops accepting, answers the
 requests in flight, undeploys, stops the workers it started and exits 0.
-  --plan       a plan from 'cleave plan' (stages and their devices; one made under a fidelity budget is
-               served with its cut tensors encoded as planned)
+  --plan       a plan from 'cleave plan' (stages and their devices)
   --stages/--cuts  split without a plan, as in 'cleave run'
   --cluster    cluster file or built-in name (default: the plan's cluster, else local)
   --workers    running workers by device name (name=host:port,...); --token-file (or --token) their
@@ -176,11 +173,7 @@ export const serveCommand: Command = {
       predictedThroughput: predicted,
       replicaWeights: split.weights,
       heartbeatMs,
-      // A plan made under a fidelity budget is served as planned: its cut tensors travel encoded.
-      ...(plan?.encodings ? { encodings: plan.encodings.tensors as TensorEncoding[] } : {}),
     });
-    if (plan?.encodings)
-      for (const line of encodingLines(plan.encodings)) io.err(`cleave serve: ${line.trim()}`);
     const metrics = new ServeMetrics();
     const server = new InferenceServer(preprocess ? withEncodedImageInput(served, preprocess) : served, {
       host,

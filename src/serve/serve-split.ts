@@ -3,11 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "../cluster/types.js";
 import { ArgumentError, errorMessage } from "../errors.js";
-import { encodeStages } from "../export/encode-stages.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import type { TensorEncoding } from "../onnx/encoding.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { reassignStages } from "../runtime/control/reassign.js";
 import {
@@ -42,11 +40,6 @@ export interface ServeSplitOptions {
   replicaWeights?: (stage: number, device: string) => number | undefined;
   /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
   tls?: TlsConfig;
-  /**
-   * Cut tensors sent encoded (a plan's `encodings.tensors`): the stage models encode and decode them, an
-   * encoder stage on the cluster's input device first when a graph input is encoded (see `encodeStages`).
-   */
-  encodings?: readonly TensorEncoding[];
   /** Called with a short description of each step. */
   onStep?: (what: string) => void;
   /** Failure detector, ms (default 1000; see Pipeline.startHeartbeat). */
@@ -90,20 +83,9 @@ export async function deployForServing(
 ): Promise<ServedSplit> {
   if (stageDevices.length !== assignment.count)
     throw new ArgumentError(`${assignment.count} stages but ${stageDevices.length} devices given`);
-  const planned = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
-  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
-    devices: planned,
-    inputDevice: cluster.inputDevice,
-  });
-  const stages = encoded.stages;
-  const devices = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
+  const devices = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
   const { used, given, toStart } = workersFor(cluster, devices.flat(), opts.workers, opts.tls !== undefined);
-  // The caller's stage indices are the plan's; an encoder stage put first shifts the deployed ones by one.
-  const weights = opts.replicaWeights;
-  const replicaWeights =
-    weights && encoded.encoderStage
-      ? (stage: number, device: string) => (stage === 0 ? undefined : weights(stage - 1, device))
-      : weights;
+  const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
   let controller: Controller | undefined;
@@ -120,7 +102,6 @@ export async function deployForServing(
     const manifest = writeSplit(model, stages, split, {
       modelPath: opts.modelPath ?? model.graph.source,
       devices,
-      encodings: opts.encodings,
     });
     if (toStart.length > 0) {
       opts.onStep?.(`starting ${toStart.length} local worker(s)`);
@@ -135,7 +116,7 @@ export async function deployForServing(
         deploy: {
           token: local?.token ?? opts.token,
           maxInFlight: inFlight,
-          replicaWeights,
+          replicaWeights: opts.replicaWeights,
           ...(opts.tls ? { tls: opts.tls } : {}),
         },
         ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
