@@ -72,6 +72,22 @@ links:
 
 const FIDELITY = { maxRelError: 0.01, meanRelError: 0.004, samples: 8 };
 
+/** Starts `cleave serve` on the model with `args`; returns it once it prints the line with its URL. */
+async function startServe(args: string[], err: string[]): Promise<{ child: ChildProcess; line: string }> {
+  const [cmd, ...rest] = cliCommand();
+  const child = spawn(cmd, [...rest, "serve", modelPath, ...args, "--listen", "127.0.0.1:0"]);
+  child.stderr?.on("data", (b: Buffer) => err.push(b.toString()));
+  const rl = createInterface({ input: child.stdout! });
+  const [line] = (await Promise.race([
+    once(rl, "line"),
+    once(child, "exit").then(() => {
+      throw new Error(`cleave serve exited: ${err.join("")}`);
+    }),
+  ])) as [string];
+  rl.close();
+  return { child, line };
+}
+
 before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), "cleave-serve-enc-"));
@@ -101,20 +117,11 @@ before(async () => {
     rounds: 1,
   };
   writeFileSync(planPath, JSON.stringify(plan));
-  const [cmd, ...rest] = cliCommand();
-  serve = spawn(cmd, [...rest, "serve", modelPath, "--plan", planPath, "--listen", "127.0.0.1:0"]);
-  serve.stderr?.on("data", (b: Buffer) => stderr.push(b.toString()));
-  const rl = createInterface({ input: serve.stdout! });
-  const [line] = (await Promise.race([
-    once(rl, "line"),
-    once(serve, "exit").then(() => {
-      throw new Error(`cleave serve exited: ${stderr.join("")}`);
-    }),
-  ])) as [string];
-  rl.close();
-  startup = line;
-  const m = /on (http:\/\/[\d.]+:\d+)\/v2\/models\/mlp$/.exec(line);
-  assert.ok(m, line);
+  const started = await startServe(["--plan", planPath], stderr);
+  serve = started.child;
+  startup = started.line;
+  const m = /on (http:\/\/[\d.]+:\d+)\/v2\/models\/mlp$/.exec(startup);
+  assert.ok(m, startup);
   base = m[1];
 });
 
@@ -186,4 +193,25 @@ test("serve --fidelity with --plan: one line, the budget has nothing to plan", {
     r.stderr.trim(),
     /^error: --fidelity\/--max-rel-error: a budget is planned for, and --plan gives/,
   );
+});
+
+test("serve --max-rel-error without a plan plans under the budget and says what it chose", {
+  skip,
+}, async () => {
+  const err: string[] = [];
+  const { child, line } = await startServe(
+    ["--cluster", join(dir, "slow-link.yaml"), "--max-rel-error", "0.05"],
+    err,
+  );
+  try {
+    assert.match(line, /^cleave serve: model 'mlp' /);
+    const said = err.join("");
+    assert.match(said, /cleave serve: planned \d+ stage\(s\)/);
+    assert.match(said, /cleave serve: fidelity budget max-rel-error=0\.05;/);
+    assert.match(said, /cleave serve: measured on held-out inputs: /);
+  } finally {
+    child.kill("SIGINT");
+    const [code] = await once(child, "exit");
+    assert.equal(code, 0, err.join(""));
+  }
 });
