@@ -6,10 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
+import { loadClusterSpec } from "../src/cli/cluster-flag.js";
+import { resolveSplit } from "../src/export/split.js";
+import { analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
+import { loadModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
 import type { Plan } from "../src/partition/plan.js";
+import { deployForServing } from "../src/serve/serve-split.js";
 import { cliCommand, hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
 import { cleave } from "./helpers/cli.js";
 
@@ -70,6 +75,8 @@ links:
     energyPerBit: 50nJ/bit
 `;
 
+/** x is sin(...) * 2, in [-2, 2]: 255 steps over that range, zero at 128. */
+const X_INT8 = { tensor: "x", encoding: "int8" as const, scale: [4 / 255], zeroPoint: [128] };
 const FIDELITY = { maxRelError: 0.01, meanRelError: 0.004, samples: 8 };
 
 /** Starts `cleave serve` on the model with `args`; returns it once it prints the line with its URL. */
@@ -104,14 +111,11 @@ before(async () => {
     plan.stages.map((s) => s.device),
     ["server"],
   );
-  // x is sin(...) * 2, in [-2, 2]: 255 steps over that range, zero at 128.
   plan.encodings = {
     budget: { maxRelError: 0.05 },
     calibration: "generated",
     inputs: { calibration: 8, held: 8 },
-    tensors: [
-      { tensor: "x", encoding: "int8", scale: [4 / 255], zeroPoint: [128], bytes: 4 * IN, encodedBytes: IN },
-    ],
+    tensors: [{ ...X_INT8, bytes: 4 * IN, encodedBytes: IN }],
     fidelity: { calibration: FIDELITY, held: FIDELITY },
     classifier: false,
     rounds: 1,
@@ -213,5 +217,46 @@ test("serve --max-rel-error without a plan plans under the budget and says what 
     child.kill("SIGINT");
     const [code] = await once(child, "exit");
     assert.equal(code, 0, err.join(""));
+  }
+});
+
+test("a lost worker: the stages moved by reassignment still encode x (same answers as before the loss)", {
+  skip,
+}, async () => {
+  const model = await analyzeModel(loadModel(modelPath), { source: modelPath });
+  const cluster = loadClusterSpec(join(dir, "slow-link.yaml"));
+  const served = await deployForServing(
+    model,
+    resolveSplit(model, { stages: 1 }),
+    ["server"],
+    cluster,
+    "mlp",
+    {
+      encodings: [X_INT8],
+      heartbeatMs: 500,
+    },
+  );
+  try {
+    assert.equal(served.encoderStage, true);
+    assert.deepEqual(served.devices, [["camera"], ["server"]]);
+    const x = input(7);
+    const ask = async () =>
+      (
+        await served.infer(
+          { x: new ort.Tensor("float32", x, [1, IN]) },
+          { signal: AbortSignal.timeout(20000) },
+        )
+      ).y.data as Float32Array;
+    const before = Array.from(await ask());
+    const exact = Array.from(await whole(x));
+    assert.notDeepEqual(before, exact, "x was encoded");
+    const camera = served.pipelineStats().workers.find((w) => w.name === "camera");
+    assert.ok(camera, "a worker runs the encoder stage on the camera");
+    process.kill(camera.pid, "SIGKILL");
+    // The request that meets the fault runs again on the server alone, which now runs the encoder stage too.
+    assert.deepEqual(Array.from(await ask()), before);
+    assert.equal(served.recoveries(), 1);
+  } finally {
+    await served.close();
   }
 });
