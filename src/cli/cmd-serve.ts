@@ -30,18 +30,30 @@ import { splitFromFlags } from "./cmd-run.js";
 import { modelForPlan } from "../partition/plan-parallel.js";
 import { loadForCli } from "./load.js";
 import { withLocalProfiles } from "./local-profiles.js";
+import {
+  encodingLines,
+  FIDELITY_FLAGS,
+  FIDELITY_USAGE,
+  fidelityFromFlags,
+  planUnderBudget,
+} from "./fidelity-flags.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
+import type { Plan } from "../partition/plan.js";
 import { checkWorkerNames, clusterEndpointWorkers, remoteWorkers, WORKER_FLAGS } from "./testbed-flag.js";
 
 const USAGE = `usage: cleave serve <model.onnx | zoo:NAME> [--plan plan.json | --stages k | --cuts a,b]
                     [--cluster c.yaml] [--workers name=host:port,... --token-file F]
                     [--listen HOST:PORT] [--name N] [--queue N] [--in-flight K] [--timeout MS]
-                    [--heartbeat-ms MS]
+                    [--heartbeat-ms MS] [--fidelity top1=0.99 | --max-rel-error X ...]
                     [--preprocess image:HxW,...] [--postprocess topk=K] [model input flags]
 
 Deploys a split and serves it with the Open Inference Protocol (KServe v2) over HTTP/REST until SIGINT or
 SIGTERM: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, POST /v2/models/NAME/infer (JSON or
 binary tensor data), and Prometheus metrics on GET /metrics. Prints one line with the URL it listens on.
-Without --plan, --stages or --cuts it plans the model on the cluster for throughput first. Devices with
+Without --plan, --stages or --cuts it plans the model on the cluster for throughput first (under the
+fidelity budget when one is given). A plan with encoded cut tensors is served as planned: the stages
+encode and decode them (a graph input sent encoded gets a stage of its own on the input device), and the
+encodings and the plan's held-out fidelity are printed at startup. Devices with
 'cpus' get a local worker; devices with 'endpoint' in the cluster file, or named in --workers, use the
 running worker there. A lost worker makes it not ready until it has restarted its local workers and
 deployed again; requests that met the fault run again. On SIGINT/SIGTERM it stops accepting, answers the
@@ -64,6 +76,9 @@ requests in flight, undeploys, stops the workers it started and exits 0.
                here with sharp (not with --plan)
   --postprocess topk=K  append a TopK to the model's output: it returns <output>_topk_values and
                <output>_topk_indices, K each, instead of the whole output (not with --plan)
+
+Planning under a fidelity budget (without --plan, --stages or --cuts):
+${FIDELITY_USAGE}
 
 Model input flags:
 ${MODEL_INPUT_USAGE}`;
@@ -96,7 +111,9 @@ export const serveCommand: Command = {
       preprocess: { type: "string" },
       postprocess: { type: "string" },
       ...MODEL_INPUT_FLAGS,
+      ...FIDELITY_FLAGS,
     });
+    const fidelity = fidelityFromFlags(values);
     const path = onePositional("serve", positionals, "model file");
     let host: string;
     let port: number;
@@ -128,6 +145,11 @@ export const serveCommand: Command = {
         "--preprocess/--postprocess add layers to the graph, which a plan made without them does not describe: drop --plan (serve plans itself) or give --stages/--cuts",
         { field: preprocess ? "preprocess" : "postprocess" },
       );
+    if (fidelity && (plan || values.stages !== undefined || values.cuts !== undefined))
+      throw new ArgumentError(
+        `--fidelity/--max-rel-error: a budget is planned for, and ${plan ? "--plan" : values.stages !== undefined ? "--stages" : "--cuts"} gives the split already: drop one (a plan made with --fidelity carries its encodings)`,
+        { field: "fidelity" },
+      );
     let model: AnalyzedModel;
     if (preprocess || postprocess) {
       const proto =
@@ -138,13 +160,25 @@ export const serveCommand: Command = {
     } else model = await modelForPlan(await loadForCli(path, inputs, io), plan ?? {});
     let split: ReturnType<typeof splitFromFlags>;
     let predicted: number | undefined = plan?.totals.throughput;
+    let servedPlan: Plan | undefined = plan;
     if (plan === undefined && values.stages === undefined && values.cuts === undefined) {
       const cost = costModelFor(model, cluster, {
         profiles: await withLocalProfiles(model, cluster, {}, io),
         inputShapes: inputs.inputShapes,
       });
-      const outcome = makePlan({ model, modelPath: path, ...inputs, cluster, cost, objective: "throughput" });
-      const planned = outcome.plan;
+      const planned = fidelity
+        ? (
+            await planUnderBudget(
+              model,
+              cluster,
+              cost,
+              fidelity,
+              { objective: "throughput", modelPath: path },
+              (s) => io.err(`cleave serve: ${s}`),
+            )
+          ).plan.plan
+        : makePlan({ model, modelPath: path, ...inputs, cluster, cost, objective: "throughput" }).plan;
+      servedPlan = planned;
       io.err(
         `cleave serve: planned ${planned.stages.length} stage(s) on ${planned.stages.map((s) => stageDevices(s).join("+")).join(" > ")}, predicted ${planned.totals.throughput.toFixed(1)}/s`,
       );
@@ -172,8 +206,11 @@ export const serveCommand: Command = {
       modelPath: path,
       predictedThroughput: predicted,
       replicaWeights: split.weights,
+      ...(servedPlan?.encodings ? { encodings: servedPlan.encodings.tensors as TensorEncoding[] } : {}),
       heartbeatMs,
     });
+    for (const line of servedPlan?.encodings ? encodingLines(servedPlan.encodings) : [])
+      io.err(`cleave serve: ${line}`);
     const metrics = new ServeMetrics();
     const server = new InferenceServer(preprocess ? withEncodedImageInput(served, preprocess) : served, {
       host,
@@ -191,7 +228,7 @@ export const serveCommand: Command = {
       throw new ArgumentError(`--listen ${host}:${port}: ${(err as Error).message}`, { field: "listen" });
     }
     io.out(
-      `cleave serve: model '${name}' (${split.devices.map((g) => g.join("+")).join(" > ")}) on ${addr.url}/v2/models/${name}`,
+      `cleave serve: model '${name}' (${served.devices.map((g, i) => `${g.join("+")}${i === 0 && served.encoderStage ? " [encoder]" : ""}`).join(" > ")}) on ${addr.url}/v2/models/${name}`,
     );
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);

@@ -3,9 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "../cluster/types.js";
 import { ArgumentError, errorMessage } from "../errors.js";
+import { encodeStages } from "../export/encode-stages.js";
 import { buildStages } from "../export/stage.js";
 import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
+import type { TensorEncoding } from "../onnx/encoding.js";
 import type { StageAssignment } from "../partition/assign.js";
 import { reassignStages } from "../runtime/control/reassign.js";
 import {
@@ -36,8 +38,16 @@ export interface ServeSplitOptions {
   modelPath?: string;
   /** The plan's predicted throughput, inferences/s, shown beside the measured one in the metrics. */
   predictedThroughput?: number;
-  /** Relative speed of each replica of a replicated stage (e.g. the plan's shares); see DeployOptions. */
+  /**
+   * Relative speed of each replica of a replicated stage (e.g. the plan's shares), by the stage indices of
+   * `assignment` (an encoder stage put first does not shift them); see DeployOptions.
+   */
   replicaWeights?: (stage: number, device: string) => number | undefined;
+  /**
+   * Cut tensors sent encoded (a plan's `encodings.tensors`): the stage models encode and decode them (see
+   * `encodeStages`); a graph input sent encoded adds a stage on the cluster's input device that only encodes.
+   */
+  encodings?: readonly TensorEncoding[];
   /** TLS to the given workers (started with the same `--tls`); every device then needs a given worker. */
   tls?: TlsConfig;
   /** Called with a short description of each step. */
@@ -52,8 +62,10 @@ export interface ServeSplitOptions {
 /** A split deployed for serving: the model the server answers for, and what its metrics read. */
 export interface ServedSplit extends ServedModel, MetricsSource {
   readonly pipeline: Pipeline;
-  /** Devices of each stage: one, or a replica group. */
+  /** Devices of each deployed stage: one, or a replica group (the encoder stage's first when there is one). */
   readonly devices: readonly (readonly string[])[];
+  /** True when stage 0 was added on the input device to encode graph inputs (`encodeStages`). */
+  readonly encoderStage: boolean;
   /** Requests in the pipeline at once. */
   readonly inFlight: number;
   /** The control loop that owns the deployment (its recoveries and re-plans). */
@@ -71,7 +83,8 @@ export interface ServedSplit extends ServedModel, MetricsSource {
  * not ready while the controller moves its stages to the devices left and runs the requests that met the
  * fault again there; a local worker that was lost is killed and started again at its endpoint, and once it
  * (or a given worker, restarted by whoever runs it) answers, the first split is deployed again (from the
- * workers' stage caches). The caller closes it.
+ * workers' stage caches). Encoded cut tensors (`encodings`) stay encoded through every recovery: the stage
+ * files are the same, only their devices change. The caller closes it.
  */
 export async function deployForServing(
   model: AnalyzedModel,
@@ -83,9 +96,14 @@ export async function deployForServing(
 ): Promise<ServedSplit> {
   if (stageDevices.length !== assignment.count)
     throw new ArgumentError(`${assignment.count} stages but ${stageDevices.length} devices given`);
-  const devices = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
+  const planned = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
+  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
+    devices: planned,
+    inputDevice: cluster.inputDevice,
+  });
+  const stages = encoded.stages;
+  const devices = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
   const { used, given, toStart } = workersFor(cluster, devices.flat(), opts.workers, opts.tls !== undefined);
-  const stages = buildStages(model, assignment);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
   let controller: Controller | undefined;
@@ -102,6 +120,7 @@ export async function deployForServing(
     const manifest = writeSplit(model, stages, split, {
       modelPath: opts.modelPath ?? model.graph.source,
       devices,
+      encodings: opts.encodings,
     });
     if (toStart.length > 0) {
       opts.onStep?.(`starting ${toStart.length} local worker(s)`);
@@ -116,7 +135,11 @@ export async function deployForServing(
         deploy: {
           token: local?.token ?? opts.token,
           maxInFlight: inFlight,
-          replicaWeights: opts.replicaWeights,
+          // The caller's stage indices are the plan's; an encoder stage put first shifts the deployed ones by one.
+          replicaWeights:
+            opts.replicaWeights && encoded.encoderStage
+              ? (stage, device) => (stage === 0 ? undefined : opts.replicaWeights!(stage - 1, device))
+              : opts.replicaWeights,
           ...(opts.tls ? { tls: opts.tls } : {}),
         },
         ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
@@ -147,6 +170,7 @@ export async function deployForServing(
         return current();
       },
       devices,
+      encoderStage: encoded.encoderStage,
       inFlight,
       predictedThroughput: opts.predictedThroughput,
       controller: c,
