@@ -30,15 +30,10 @@ async function planOf(name: string, bandwidth: string, tiles?: number, minGain?:
   const cluster = pair(bandwidth);
   const cost = costModelFor(model, cluster);
   const out = makePlan({ model, modelPath: `zoo:${name}`, cluster, cost, objective: "latency" });
-  const par = await parallelPlanFor(
-    out.plan,
-    model,
-    out.order,
-    out.problem,
-    cluster,
-    cost,
-    { ...(tiles ? { tiles } : {}), ...(minGain !== undefined ? { minGain } : {}) },
-  );
+  const par = await parallelPlanFor(out.plan, model, out.order, out.problem, cluster, cost, {
+    ...(tiles ? { tiles } : {}),
+    ...(minGain !== undefined ? { minGain } : {}),
+  });
   return { model, out, par };
 }
 
@@ -116,7 +111,11 @@ test("tiles are kept only for a predicted gain of at least minGain over the plan
   const gain = 1 - par.plan.totals.latency / out.plan.totals.latency;
   assert.ok(gain > 0.05, `UNet's tiles gain ${gain}`);
   assert.ok((await planOf("unet", "1Gbit/s", undefined, gain * 0.99)).par, "just under the gain: kept");
-  assert.equal((await planOf("unet", "1Gbit/s", undefined, gain * 1.01)).par, undefined, "just over: dropped");
+  assert.equal(
+    (await planOf("unet", "1Gbit/s", undefined, gain * 1.01)).par,
+    undefined,
+    "just over: dropped",
+  );
 });
 
 test("on a slow link (1 Mbit/s) the planner decides tiles do not pay", async () => {
