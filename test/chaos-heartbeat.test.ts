@@ -51,9 +51,14 @@ test("a stage run much longer than the heartbeat raises no alarm; the same worke
   };
   const whole = await createSession(fixture.whole);
   const feeds = (i: number): Tensors => ({ x: randomTensor("float32", [1, 64, 128, 128], 7 + i) });
+  // The heartbeat is set against this machine's speed, so a stage-0 run always lasts several heartbeats (a
+  // fixed 250 ms was once longer than the whole run: 218 ms on a fast host).
+  await whole.run(feeds(0));
+  const t0 = performance.now();
+  await whole.run(feeds(1));
+  const heartbeatMs = Math.max(50, Math.min(250, Math.round((performance.now() - t0) / 3)));
   const cluster = await startLocalWorkers([{ name: "w0" }, { name: "w1" }]);
   const pids = [...cluster.pids];
-  const heartbeatMs = 250;
   const c = await startController({ manifest, dir: fixture.dir }, cluster.workers, {
     deploy: { token: cluster.token, maxInFlight: 2, timeoutMs: 60000 },
     heartbeatMs,
