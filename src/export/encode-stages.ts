@@ -12,7 +12,8 @@ import {
   type TensorEncoding,
 } from "../onnx/encoding.js";
 import type { TensorSpec } from "./manifest.js";
-import type { StageModel } from "./stage.js";
+import type { StageAssignment } from "../partition/assign.js";
+import { buildStages, type StageModel } from "./stage.js";
 
 /** Stage models with encoded cut tensors, the devices of each (an encoder stage first when one is needed). */
 export interface EncodedStages {
@@ -180,4 +181,37 @@ export function encodeStages(
     devices: opts.devices ? [opts.inputDevice, ...opts.devices] : undefined,
     encoderStage: true,
   };
+}
+
+/**
+ * A split's stage models with `encodings` applied (see {@link encodeStages}) and the devices of each deployed
+ * stage as lists: what run, serve and a live switch deploy.
+ */
+export function encodedSplit(
+  model: AnalyzedModel,
+  assignment: StageAssignment,
+  devices: readonly (string | readonly string[])[],
+  encodings: readonly TensorEncoding[],
+  opts: { inputDevice?: string; relayInputs?: boolean } = {},
+): { stages: StageModel[]; devices: string[][]; encoderStage: boolean } {
+  const planned = devices.map((g) => (typeof g === "string" ? [g] : [...g]));
+  const e = encodeStages(model, buildStages(model, assignment), encodings, { ...opts, devices: planned });
+  return {
+    stages: e.stages,
+    devices: (e.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g])),
+    encoderStage: e.encoderStage,
+  };
+}
+
+/**
+ * Replica weights by the plan's stage indices, as the deployed stages read them: an encoder stage put first
+ * shifts them by one (and has no weights of its own).
+ */
+export function deployedWeights(
+  weights: ((stage: number, device: string) => number | undefined) | undefined,
+  encoderStage: boolean,
+): ((stage: number, device: string) => number | undefined) | undefined {
+  return weights && encoderStage
+    ? (stage, device) => (stage === 0 ? undefined : weights(stage - 1, device))
+    : weights;
 }

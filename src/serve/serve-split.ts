@@ -3,8 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "../cluster/types.js";
 import { ArgumentError, errorMessage } from "../errors.js";
-import { encodeStages } from "../export/encode-stages.js";
-import { buildStages } from "../export/stage.js";
+import { deployedWeights, encodedSplit } from "../export/encode-stages.js";
 import { writeSplit } from "../export/write.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import type { TensorEncoding } from "../onnx/encoding.js";
@@ -96,13 +95,11 @@ export async function deployForServing(
 ): Promise<ServedSplit> {
   if (stageDevices.length !== assignment.count)
     throw new ArgumentError(`${assignment.count} stages but ${stageDevices.length} devices given`);
-  const planned = stageDevices.map((g) => (typeof g === "string" ? [g] : [...g]));
-  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
-    devices: planned,
+  const encoded = encodedSplit(model, assignment, stageDevices, opts.encodings ?? [], {
     inputDevice: cluster.inputDevice,
   });
   const stages = encoded.stages;
-  const devices = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
+  const devices = encoded.devices;
   const { used, given, toStart } = workersFor(cluster, devices.flat(), opts.workers, opts.tls !== undefined);
   const dir = mkdtempSync(join(tmpdir(), "cleave-serve-"));
   let local: LocalCluster | undefined;
@@ -136,10 +133,7 @@ export async function deployForServing(
           token: local?.token ?? opts.token,
           maxInFlight: inFlight,
           // The caller's stage indices are the plan's; an encoder stage put first shifts the deployed ones by one.
-          replicaWeights:
-            opts.replicaWeights && encoded.encoderStage
-              ? (stage, device) => (stage === 0 ? undefined : opts.replicaWeights!(stage - 1, device))
-              : opts.replicaWeights,
+          replicaWeights: deployedWeights(opts.replicaWeights, encoded.encoderStage),
           ...(opts.tls ? { tls: opts.tls } : {}),
         },
         ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),

@@ -4,8 +4,7 @@ import { join } from "node:path";
 import type { Cluster, Device } from "../../cluster/types.js";
 import { ArgumentError, CleaveError, errorMessage } from "../../errors.js";
 import type { StageAssignment } from "../../partition/assign.js";
-import { buildStages } from "../../export/stage.js";
-import { encodeStages } from "../../export/encode-stages.js";
+import { deployedWeights, encodedSplit } from "../../export/encode-stages.js";
 import type { TensorEncoding } from "../../onnx/encoding.js";
 import { writeSplit } from "../../export/write.js";
 import { inputFeeds } from "../../ir/input-values.js";
@@ -401,13 +400,10 @@ export async function deploySplit(
       });
     return list;
   });
-  const encoded = encodeStages(model, buildStages(model, assignment), opts.encodings ?? [], {
-    devices: planned,
-    inputDevice: cluster.inputDevice,
-    relayInputs: opts.relayInputs,
-  });
+  const encodeOpts = { inputDevice: cluster.inputDevice, relayInputs: opts.relayInputs };
+  const encoded = encodedSplit(model, assignment, planned, opts.encodings ?? [], encodeOpts);
   const stages = encoded.stages;
-  const groups = (encoded.devices ?? planned).map((g) => (typeof g === "string" ? [g] : [...g]));
+  const groups = encoded.devices;
   const { used, given, toStart } = workersFor(cluster, groups.flat(), opts.workers, opts.tls !== undefined);
   const dir = mkdtempSync(join(tmpdir(), "cleave-run-"));
   // The stage files go on every exit: close() and every failure below remove them, and an exit before that
@@ -448,15 +444,10 @@ export async function deploySplit(
     let plans = 0;
     const exportSplit: SplitExporter = async (next, throughput) => {
       const out = join(dir, `replan-${++plans}`);
-      const nextDevices = next.devices.map((g) => (typeof g === "string" ? [g] : [...g]));
-      const enc = encodeStages(model, buildStages(model, next.assignment), next.encodings ?? [], {
-        devices: nextDevices,
-        inputDevice: cluster.inputDevice,
-        relayInputs: opts.relayInputs,
-      });
+      const enc = encodedSplit(model, next.assignment, next.devices, next.encodings ?? [], encodeOpts);
       const m = writeSplit(model, enc.stages, out, {
         modelPath: opts.modelPath ?? model.graph.source,
-        devices: (enc.devices ?? nextDevices).map((g) => (typeof g === "string" ? [g] : [...g])),
+        devices: enc.devices,
         ...(next.encodings && next.encodings.length > 0 ? { encodings: next.encodings } : {}),
       });
       return { manifest: m, dir: out, ...(throughput !== undefined ? { throughput } : {}) };
@@ -470,10 +461,7 @@ export async function deploySplit(
         timeoutMs: 30000,
         linkDelayMs: opts.linkDelayMs,
         // The caller's stage indices are the plan's; an encoder stage put first shifts the deployed ones by one.
-        replicaWeights:
-          opts.replicaWeights && encoded.encoderStage
-            ? (stage, device) => (stage === 0 ? undefined : opts.replicaWeights!(stage - 1, device))
-            : opts.replicaWeights,
+        replicaWeights: deployedWeights(opts.replicaWeights, encoded.encoderStage),
         ...(opts.tls ? { tls: opts.tls } : {}),
       },
       deadlineMs,
