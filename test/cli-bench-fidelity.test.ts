@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import type { BenchResult } from "../src/harness/bench.js";
 import { hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
-import { cleave } from "./helpers/cli.js";
+import { cleave, oneLineError } from "./helpers/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-bench-fidelity-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,15 +47,6 @@ links:
     energyPerBit: 50nJ/bit
 `,
 );
-
-/** The one line of a user error: no stack trace, nothing else said as an error. */
-function oneLineError(r: { code: number; stderr: string }): string {
-  assert.notEqual(r.code, 0, r.stderr);
-  const lines = r.stderr.trimEnd().split("\n");
-  assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1, r.stderr);
-  assert.ok(!r.stderr.includes("    at "), "no stack trace");
-  return lines[lines.length - 1];
-}
 
 test("bench --fidelity: a budget row with its encodings and measured error beside the float32 rows", {
   skip: hasTaskset() ? false : "taskset is missing",

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { after, before, test } from "node:test";
 import { launchBrowser } from "./helpers/browser.js";
-import { cleave } from "./helpers/cli.js";
+import { cleave, oneLineError } from "./helpers/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-report-encodings-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,15 +22,6 @@ interface PlanJson {
   };
 }
 const readJson = (f: string): PlanJson => JSON.parse(readFileSync(f, "utf8"));
-
-/** The one line of a user error: no stack trace, nothing else said as an error. */
-function oneLineError(r: { code: number; stderr: string }): string {
-  assert.notEqual(r.code, 0, r.stderr);
-  const lines = r.stderr.trimEnd().split("\n");
-  assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1, r.stderr);
-  assert.ok(!r.stderr.includes("    at "), "no stack trace");
-  return lines[lines.length - 1];
-}
 
 before(() => {
   // camera-server's 20 Mbit/s link makes an int8 cut pay on EfficientNet-B0 under top1=0.99.
