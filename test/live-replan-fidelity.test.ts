@@ -98,7 +98,7 @@ test("live re-planning under a budget: plentiful bandwidth keeps float32; when i
   // the best plan itself (a float32 re-price of it would look worse), and the cached calibrator measures
   // nothing again.
   const measured = calibrator.measured;
-  const encoded = new Map(next.encodings.map((e) => [e.tensor, e.encoding]));
+  const encoded = new Map(next.encodings.map((e) => [e.tensor, e]));
   const now = estimateSplit(
     model,
     cluster,

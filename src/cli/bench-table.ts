@@ -1,3 +1,4 @@
+import { baseEncoding, type EncodingName } from "../onnx/encoding.js";
 import { BUDGET_ROW, type BenchResult } from "../harness/bench.js";
 import { fmtPercent, fmtRatio } from "../harness/bench-figures.js";
 import { replicaReference } from "../harness/corun.js";
@@ -131,7 +132,11 @@ function printBudget(io: CliIO, r: BenchResult, b: NonNullable<BenchResult["budg
   );
   io.out(
     `measured against the whole model over ${b.referenceChecked} requests: max rel diff ` +
-      `${row.maxRelativeDiff.toExponential(1)} (a lossy plan: reported, not checked)`,
+      `${row.maxRelativeDiff.toExponential(1)} (${
+        b.encodings.tensors.every((t) => baseEncoding(t.encoding as EncodingName) === "float32")
+          ? "lossless encodings only"
+          : "a lossy plan: reported, not checked"
+      })`,
   );
   if (b.relayInputs)
     io.out(st.dim("every configuration sent the input through the cluster's input device, as planned"));

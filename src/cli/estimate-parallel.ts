@@ -107,7 +107,12 @@ export async function pricePlanFile(
   // Encoded tensors cross at their wire size and each side pays its codec time, as the planner priced them.
   const problem =
     sent.length > 0
-      ? encodedProblem(built, new Map(sent.map((t) => [t.tensor, t.encoding as EncodingName])), codec!.times)
+      ? encodedProblem(
+          built,
+          new Map(sent.map((t) => [t.tensor, t.encoding as EncodingName])),
+          codec!.times,
+          new Map(sent.filter((t) => t.nonZero !== undefined).map((t) => [t.tensor, t.nonZero!])),
+        )
       : built;
   const index = new Map(problem.devices.map((d, i) => [d.name, i]));
   const stages: DagStage[] = [];

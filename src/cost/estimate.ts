@@ -2,7 +2,7 @@ import type { Cluster, Device, Link } from "../cluster/types.js";
 import { ArgumentError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { typeBytes } from "../ir/graph.js";
-import { type EncodingName, encodedElementBytes } from "../onnx/encoding.js";
+import { type TensorEncoding, wireBytes } from "../onnx/encoding.js";
 import type { CostModel } from "./cost-model.js";
 
 /** Predicted figures of one stage on its device. */
@@ -68,7 +68,8 @@ export function linkBetween(cluster: Cluster, a: string, b: string): Link {
  * running stage s. Stages run in order for one inference (end-to-end latency sums stages and transfers);
  * pipelined, each device and link is busy for the sum of its stages' or transfers' times, and the busiest
  * sets the throughput. Tensors between stages on the same device cost nothing. Tensors in `encoded` travel
- * at their encoding's size (codec time is not priced: it is small beside the transfer it shrinks).
+ * at their encoding's size, zero-packed ones at the size their measured share of zeros gives (codec time is
+ * not priced here: it is small beside the transfer it shrinks).
  */
 export function estimateSplit(
   model: AnalyzedModel,
@@ -76,7 +77,7 @@ export function estimateSplit(
   cost: CostModel,
   stageOf: Int32Array,
   devices: readonly string[],
-  encoded?: ReadonlyMap<string, EncodingName>,
+  encoded?: ReadonlyMap<string, Pick<TensorEncoding, "encoding" | "nonZero">>,
 ): SplitEstimate {
   const count = devices.length;
   const dev = (name: string): Device => {
@@ -124,7 +125,8 @@ export function estimateSplit(
     const readers = new Set<number>();
     for (const c of v.consumers) if (!c.isConstant && stageOf[c.index] !== src) readers.add(stageOf[c.index]);
     const e = v.isOutput ? undefined : encoded?.get(v.name);
-    const bytes = (typeBytes(types.get(v.name)) / (e ? 4 : 1)) * (e ? encodedElementBytes(e) : 1);
+    const raw = typeBytes(types.get(v.name));
+    const bytes = e ? wireBytes(e.encoding, raw / 4, e.nonZero) : raw;
     for (const r of readers) {
       if (src < 0) add(cluster.inputDevice, devices[r], "input", bytes);
       else add(devices[src], devices[r], `stage ${src} -> ${r}`, bytes);

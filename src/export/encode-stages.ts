@@ -5,6 +5,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { valueInfo } from "../onnx/builder.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import {
+  baseEncoding,
   decodeNodes,
   encodedDType,
   encodedName,
@@ -46,7 +47,10 @@ export function encodeStages(
     relayInputs?: boolean;
   } = {},
 ): EncodedStages {
-  const enc = new Map(encodings.filter((e) => e.encoding !== "float32").map((e) => [e.tensor, e]));
+  // float32+sparse changes no stage model: the sending worker packs the tensor (LoadMsg.packed).
+  const enc = new Map(
+    encodings.filter((e) => baseEncoding(e.encoding) !== "float32").map((e) => [e.tensor, e]),
+  );
   if (opts.relayInputs)
     for (const v of model.graph.inputs)
       if (!enc.has(v.name) && model.types.get(v.name)?.dtype === "float32")

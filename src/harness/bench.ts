@@ -71,6 +71,8 @@ export interface BenchRow {
   stageCpuMs: Record<string, number>;
   /** CPU time each device's worker process used inside onnxruntime per request, ms. */
   stageOrtCpuMs: Record<string, number>;
+  /** Bytes of stage outputs each device's worker sent per request (zero-packed ones as packed). */
+  stageOutputBytes: Record<string, number>;
   /** CPU time the coordinator (the client sending inputs and taking outputs) used per request, ms. */
   coordinatorCpuMs: number;
   /** Share of the wall time the busiest device spent in onnxruntime ({@link pipelineEfficiency}), 0..1. */
@@ -214,6 +216,7 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
     stageBusyMs: byDevice((m) => m.stageBusyMs),
     stageCpuMs: byDevice((m) => m.stageCpuMs),
     stageOrtCpuMs: byDevice((m) => m.stageOrtCpuMs),
+    stageOutputBytes: byDevice((m) => m.stageOutputBytes),
     coordinatorCpuMs: perRequest((m) => m.coordinatorCpuMs),
     replicas: ms[0].replicas.map((r, k) => {
       const done = sum((m) => m.replicas[k]?.completed ?? 0);
@@ -426,6 +429,7 @@ export async function benchCluster(
       stageBusyMs: p.stageBusyMs,
       stageCpuMs: p.stageCpuMs,
       stageOrtCpuMs: p.stageOrtCpuMs,
+      stageOutputBytes: p.stageOutputBytes,
       coordinatorCpuMs: p.coordinatorCpuMs,
       pipelineEfficiency: pipelineEfficiency(p.report.throughput, p.stageBusyMs),
       standalone: i === 0 ? standalone : undefined,

@@ -99,7 +99,7 @@ export function liveReplanner(opts: LiveReplanOptions): {
       cost,
       s.assignment.stageOf,
       s.devices.map((g) => g[0]),
-      new Map((s.encodings ?? []).map((e) => [e.tensor, e.encoding])),
+      new Map((s.encodings ?? []).map((e) => [e.tensor, e])),
     );
   /** The best plan for throughput on the rescaled cluster, under the budget when there is one. */
   const propose = async (c: Cluster, cost: CostModel): Promise<{ split: LiveSplit; throughput: number }> => {

@@ -2,9 +2,11 @@ import { ArgumentError } from "../errors.js";
 import {
   ENCODINGS,
   type EncodingName,
-  encodedElementBytes,
+  baseEncoding,
+  isPacked,
   quantParams,
   type TensorEncoding,
+  wireBytes,
 } from "../onnx/encoding.js";
 import type { Fidelity, FidelityBudget, TensorRange } from "./calibrate.js";
 import { meetsBudget } from "./calibrate.js";
@@ -15,7 +17,8 @@ import { boundaryBytes, type PlanProblem } from "./problem.js";
  * (measured with onnxruntime by `measureCodecTimes`, or given), and that core's float32 rate in MAC/s measured
  * the same way cluster files state device throughput (`hostMacsPerSecond`: resnet18 on one onnxruntime thread).
  * A device's codec time is the measured one scaled by hostMacsPerSecond over the device's MAC rate; times given
- * without `hostMacsPerSecond` are taken as every device's own. float32 costs nothing.
+ * without `hostMacsPerSecond` are taken as every device's own. float32 costs nothing; a zero-packed
+ * encoding's time is its base encoding's and the packing's together (packing measured in the worker's JS).
  */
 export type CodecTimes = Partial<Record<EncodingName, { encode: number; decode: number }>> & {
   hostMacsPerSecond?: number;
@@ -40,18 +43,20 @@ export function codecSeconds(
  * a stage ending at a boundary pays the encoding of what crosses it and a stage starting there the decoding
  * (on its device's speed). Graph inputs sent from the input device are encoded there and decoded by the first
  * stage; both are priced on the first stage when it is on another device (a stage on the input device reads
- * them as they are). Graph outputs stay float32. `p` is not changed.
+ * them as they are). Graph outputs stay float32. A zero-packed tensor's bytes follow its share of non-zero
+ * elements (`nonZero`; none known: priced dense). `p` is not changed.
  */
 export function encodedProblem(
   p: PlanProblem,
   chosen: ReadonlyMap<string, EncodingName>,
   times: CodecTimes,
+  nonZero: ReadonlyMap<string, number> = new Map(),
 ): PlanProblem {
   if (chosen.size === 0) return p;
   const tensors = p.tensors.map((t) => {
     const e = chosen.get(t.name);
     return e && e !== "float32" && t.lastUse < p.n
-      ? { ...t, bytes: (t.bytes / 4) * encodedElementBytes(e) }
+      ? { ...t, bytes: wireBytes(e, t.bytes / 4, nonZero.get(t.name)) }
       : t;
   });
   const D = p.devices.length;
@@ -92,6 +97,8 @@ export interface CutTensorLink {
   /** MAC rates of the sending and receiving devices (codec time scales with them). */
   fromMacsPerSecond: number;
   toMacsPerSecond: number;
+  /** Share of its elements measured not zero (zero-packed encodings are tried only when known). */
+  nonZero?: number;
 }
 
 /**
@@ -112,11 +119,13 @@ export function chooseEncodings(
     let best: EncodingName = "float32";
     let bestTime = l.elements * 4 * l.secondsPerByte;
     for (const e of ENCODINGS) {
-      if (e === "float32") continue;
-      const f = table.get(l.tensor)?.get(e);
+      if (e === "float32" || (isPacked(e) && l.nonZero === undefined)) continue;
+      // Packing is lossless: a packed encoding keeps its base's fidelity.
+      const f =
+        table.get(l.tensor)?.get(e) ?? (isPacked(e) ? table.get(l.tensor)?.get(baseEncoding(e)) : undefined);
       if (!f || !meetsBudget(f, budget)) continue;
       const time =
-        l.elements * encodedElementBytes(e) * l.secondsPerByte +
+        wireBytes(e, l.elements, l.nonZero) * l.secondsPerByte +
         codecSeconds(times, e, "encode", l.elements, l.fromMacsPerSecond) +
         codecSeconds(times, e, "decode", l.elements, l.toMacsPerSecond);
       if (time < bestTime) {
@@ -131,6 +140,18 @@ export function chooseEncodings(
 
 /** The recorded encoding of a tensor with its calibrated parameters (uint8 ranges for the int8 encodings). */
 export function tensorEncoding(tensor: string, e: EncodingName, range?: TensorRange): TensorEncoding {
+  const base = baseEncoding(e);
+  if (isPacked(e)) {
+    const nonZero = range?.nonZero;
+    if (nonZero === undefined)
+      throw new ArgumentError(`encoding of '${tensor}': ${e} needs the tensor's calibrated share of zeros`, {
+        tensor,
+      });
+    const dense = tensorEncoding(tensor, base, range);
+    // Quantized zeros are zero bytes only with a zero point of 0 (post-ReLU); else priced as not sparse.
+    const zeroKept = (dense.zeroPoint ?? [0]).every((z) => z === 0);
+    return { ...dense, encoding: e, nonZero: zeroKept ? nonZero : 1 };
+  }
   if (e === "float32" || e === "float16") return { tensor, encoding: e };
   if (!range || !Number.isFinite(range.min))
     throw new ArgumentError(`encoding of '${tensor}': ${e} needs the tensor's calibrated range`, { tensor });

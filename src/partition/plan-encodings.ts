@@ -62,6 +62,7 @@ export const PLAN_ENCODINGS = z.object({
       encoding: z.enum(ENCODINGS as [string, ...string[]]),
       scale: z.array(z.number().positive()).optional(),
       zeroPoint: z.array(z.int().min(0).max(255)).optional(),
+      nonZero: z.number().min(0).max(1).optional(),
       bytes: z.number(),
       encodedBytes: z.number(),
     }),
@@ -73,9 +74,7 @@ export const PLAN_ENCODINGS = z.object({
   codecTimes: z
     .object({
       hostMacsPerSecond: z.number().positive().optional(),
-      float16: CODEC.optional(),
-      int8: CODEC.optional(),
-      "int8-channel": CODEC.optional(),
+      ...Object.fromEntries(ENCODINGS.filter((e) => e !== "float32").map((e) => [e, CODEC.optional()])),
     })
     .optional(),
 });

@@ -2,7 +2,14 @@ import type { Cluster } from "../cluster/types.js";
 import type { CostModel } from "../cost/cost-model.js";
 import { ArgumentError, CleaveError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
-import { type EncodingName, encodedElementBytes, type TensorEncoding } from "../onnx/encoding.js";
+import {
+  baseEncoding,
+  type EncodingName,
+  encodedElementBytes,
+  isPacked,
+  type TensorEncoding,
+  wireBytes,
+} from "../onnx/encoding.js";
 import {
   type Calibrator,
   type Fidelity,
@@ -19,6 +26,17 @@ import type { PlanEncodings } from "./plan-encodings.js";
 import { problemTensors } from "./problem.js";
 import { choosePartitionOrder } from "./order.js";
 
+/** The encodings a budget plan tries by default: each base encoding, dense and zero-packed. */
+export const DEFAULT_ENCODINGS: readonly EncodingName[] = [
+  "int8-channel",
+  "int8",
+  "float16",
+  "int8-channel+sparse",
+  "int8+sparse",
+  "float16+sparse",
+  "float32+sparse",
+];
+
 /** Options of {@link planWithFidelity}: those of `planForCluster`, the budget and what to try. */
 export interface FidelityPlanOptions {
   objective: Objective;
@@ -29,7 +47,10 @@ export interface FidelityPlanOptions {
   budget: FidelityBudget;
   calibrator: Calibrator;
   codecTimes: CodecTimes;
-  /** Encodings to try, in order of preference among equal sizes (default int8-channel, int8, float16). */
+  /**
+   * Encodings to try, in order of preference among equal sizes (default int8-channel, int8, float16 and each
+   * of them and float32 zero-packed).
+   */
   encodings?: readonly EncodingName[];
   /** Least relative gain on the objective for encodings to be kept over the float32 plan (default 0.05). */
   minGain?: number;
@@ -112,27 +133,51 @@ export async function planWithFidelity(
   }
   const order = choosePartitionOrder(model);
   const graphOutputs = new Set(model.graph.outputs.map((v) => v.name));
+  const graphInputs = new Set(model.graph.inputs.map((v) => v.name));
   const opset = Number(
     model.graph.model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n,
   );
-  const prefs = (opts.encodings ?? ["int8-channel", "int8", "float16"]).filter(
-    (e) => e !== "float32" && (e !== "int8-channel" || opset >= 13),
+  const prefs = (opts.encodings ?? DEFAULT_ENCODINGS).filter(
+    (e) => e !== "float32" && (baseEncoding(e) !== "int8-channel" || opset >= 13),
   );
   const candidates = problemTensors(model, order)
     .filter((t) => !graphOutputs.has(t.name) && model.types.get(t.name)?.dtype === "float32")
     .map((t) => t.name);
   const rank = (t: string) => model.types.get(t)?.shape.length ?? 0;
-  const options = (t: string): EncodingName[] => prefs.filter((e) => e !== "int8-channel" || rank(t) >= 2);
   const table = new Map<string, Map<EncodingName, Fidelity>>();
   const refused = new Set<string>();
   const ranges = new Map<string, TensorRange>();
+  // A zero-packed encoding's share of non-zero elements, once the tensor's range is measured.
+  const nonZeroOf = (t: string, e: EncodingName): number | undefined =>
+    isPacked(e) && ranges.has(t) ? tensorEncoding(t, e, ranges.get(t)).nonZero : undefined;
+  const sizeOf = (t: string, e: EncodingName) => wireBytes(e, elementsOf(model, t), nonZeroOf(t, e));
+  // Packing is tried where it saves a tenth of the bytes at least (or the tensor's zeros are not measured yet).
+  const options = (t: string): EncodingName[] =>
+    prefs.filter(
+      (e) =>
+        (baseEncoding(e) !== "int8-channel" || rank(t) >= 2) &&
+        // Graph inputs leave the coordinator or an encoder stage, which send dense.
+        (!isPacked(e) || !graphInputs.has(t)) &&
+        (!isPacked(e) ||
+          !ranges.has(t) ||
+          sizeOf(t, e) < 0.9 * elementsOf(model, t) * encodedElementBytes(e)),
+    );
   const key = (t: string, e: EncodingName) => `${t}\u0000${e}`;
   let best: Fidelity | undefined;
   const better = (f: Fidelity) => {
     if (!best || f.maxRelError < best.maxRelError) best = f;
   };
+  // Fewest bytes first; at equal bytes (zeros not measured yet) the dense encoding, which costs no packing.
   const sortedOptions = (t: string) =>
-    [...options(t)].sort((a, b) => encodedElementBytes(a) - encodedElementBytes(b));
+    [...options(t)].sort((a, b) => sizeOf(t, a) - sizeOf(t, b) || Number(isPacked(a)) - Number(isPacked(b)));
+  const nonZeroMap = (chosen: ReadonlyMap<string, EncodingName>) => {
+    const m = new Map<string, number>();
+    for (const [t, e] of chosen) {
+      const z = nonZeroOf(t, e);
+      if (z !== undefined) m.set(t, z);
+    }
+    return m;
+  };
   const maxRounds = opts.maxRounds ?? 64;
   let rounds = 0;
   for (let round = 1; round <= maxRounds; round++) {
@@ -146,7 +191,7 @@ export async function planWithFidelity(
     try {
       cp = planForCluster(model, cluster, cost, {
         ...base,
-        transformProblem: (p) => encodedProblem(p, assumed, opts.codecTimes),
+        transformProblem: (p) => encodedProblem(p, assumed, opts.codecTimes, nonZeroMap(assumed)),
       });
     } catch (err) {
       if (err instanceof CleaveError && err.code === "INFEASIBLE") {
@@ -224,7 +269,7 @@ export async function planWithFidelity(
       },
       tensors: sent.map((e) => {
         const bytes = 4 * elementsOf(model, e.tensor);
-        return { ...e, bytes, encodedBytes: (bytes / 4) * encodedElementBytes(e.encoding) };
+        return { ...e, bytes, encodedBytes: wireBytes(e.encoding, bytes / 4, e.nonZero) };
       }),
       fidelity: { calibration: fCal, held: fHeld },
       classifier: isClassifier(model),

@@ -1,3 +1,4 @@
+import { encodedName, isPacked } from "../../onnx/encoding.js";
 import { randomUUID } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
@@ -238,6 +239,12 @@ export async function deploy(
   for (const l of links.values()) l.conn.delayMs = delay("coordinator", l.name);
 
   const modelOutputs = new Set(manifest.outputs.map((o) => o.name));
+  // Wire tensors a plan sends zero-packed: the sending worker packs them when that makes them smaller.
+  const packedWire = new Set(
+    (manifest.encodings ?? [])
+      .filter((e) => isPacked(e.encoding))
+      .map((e) => encodedName(e.tensor, e.encoding)),
+  );
   const specOf = (name: string): TensorSpec =>
     manifest.tensors[name] ??
     manifest.inputs.find((i) => i.name === name) ??
@@ -283,6 +290,9 @@ export async function deploy(
           coordinatorDelayMs: delay(link.name, "coordinator"),
           epoch: opts.epoch ?? 0,
           ...(stage.data === undefined && opts.cache !== false ? { cached: true } : {}),
+          ...(stage.outputs.some((o) => packedWire.has(o))
+            ? { packed: stage.outputs.filter((o) => packedWire.has(o)) }
+            : {}),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);

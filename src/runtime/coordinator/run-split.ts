@@ -205,6 +205,8 @@ export interface SplitMeasurement {
   stageCpuMs: Record<string, number>;
   /** CPU time each worker process used inside onnxruntime per request, ms, by device. */
   stageOrtCpuMs: Record<string, number>;
+  /** Bytes of the stage outputs each worker framed per request, zero-packed ones as packed, by device. */
+  stageOutputBytes: Record<string, number>;
   /** CPU time this process (the coordinator and client) used per request, ms. */
   coordinatorCpuMs: number;
   /** Bytes the coordinator sent and received per request. */
@@ -362,6 +364,7 @@ function notMeasured(
     stageBusyMs: {},
     stageCpuMs: {},
     stageOrtCpuMs: {},
+    stageOutputBytes: {},
     coordinatorCpuMs: 0,
     bytesPerRequest: 0,
     replicas: [],
@@ -550,11 +553,15 @@ export async function deploySplit(
         const stageBusyMs: Record<string, number> = {};
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};
+        const stageOutputBytes: Record<string, number> = {};
+        const outBytes = (r?: StatsReplyMsg) =>
+          (r?.stages ?? []).reduce((s, st) => s + (st.outputBytes ?? 0), 0);
         for (const a of after) {
           const b = same ? before.find((r) => r.worker === a.worker) : undefined;
           stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
           stageOrtCpuMs[a.worker] = (ortCpu(a) - ortCpu(b)) / done;
+          stageOutputBytes[a.worker] = (outBytes(a) - outBytes(b)) / done;
         }
         const bytesPerRequest =
           (sentAfter.bytesSent +
@@ -584,6 +591,7 @@ export async function deploySplit(
           stageBusyMs,
           stageCpuMs,
           stageOrtCpuMs,
+          stageOutputBytes,
           coordinatorCpuMs: (cpu.user + cpu.system) / 1000 / done,
           bytesPerRequest,
         };

@@ -126,7 +126,7 @@ export abstract class BaseConnection implements Connection {
     this.bytesReceived += buf.byteLength;
     let frame: Frame;
     try {
-      frame = decodeFrame(buf);
+      frame = decodeFrame(buf, this.limit);
     } catch (err) {
       this.fail(err as Error);
       return;

@@ -2,6 +2,7 @@ import { RuntimeFault } from "../../errors.js";
 import { type DType, dtypeFromOnnx, dtypeSize, dtypeToOnnx, isDType } from "../../onnx/dtype.js";
 import { ort } from "../../onnx/ort.js";
 import { bytesAsTyped, numel } from "../../onnx/tensor.js";
+import { zeroPack, zeroUnpack } from "../../onnx/zero-pack.js";
 
 /**
  * Binary frames: the unit every transport carries. Two kinds:
@@ -11,6 +12,9 @@ import { bytesAsTyped, numel } from "../../onnx/tensor.js";
  *   multiple of 8 bytes | raw little-endian tensor bytes`. Tensors never travel as JSON numbers or base64. The path is
  *   the request's route through replicated stages: entry s is the replica (index in stage s's group) that
  *   runs stage s for this request; it is empty when no stage is replicated (every stage's replica 0).
+ * - packed tensor frame: the same with `type=3`, and the tensor bytes zero-packed (a bitmap of the non-zero
+ *   elements, then those elements: onnx/zero-pack.ts), for sparse tensors a plan sends packed. The receiver
+ *   unpacks it, so what it hands on is an ordinary tensor frame.
  * - control frame: `u8 type=2 | u32 requestId | u32 epoch | u32 jsonLength | JSON message | payload bytes`,
  *   for handshakes, stage deployment (the payload is the stage model) and errors.
  *
@@ -41,6 +45,11 @@ export interface TensorFrame {
    * MAX_PATH entries); absent or empty: replica 0 of every stage. A decoded path is a copy (never a view).
    */
   path?: Uint8Array;
+  /**
+   * The tensor's bytes zero-packed ({@link packTensorFrame}): sent instead of `data` (as a packed frame).
+   * Decoded frames never have it (they hold the unpacked bytes).
+   */
+  packed?: Uint8Array;
 }
 
 /** A control message (JSON) with optional raw payload bytes. */
@@ -62,6 +71,7 @@ export interface ControlMessage {
 
 const TYPE_TENSOR = 1;
 const TYPE_CONTROL = 2;
+const TYPE_PACKED = 3;
 /** Bytes of a tensor frame's header before its dims, and of a control frame's before its JSON. */
 const TENSOR_FIXED = 14;
 const CONTROL_FIXED = 13;
@@ -100,7 +110,7 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     const headerLen = Math.ceil(raw / 8) * 8;
     const h = new Uint8Array(headerLen);
     const dv = new DataView(h.buffer);
-    h[0] = TYPE_TENSOR;
+    h[0] = frame.packed ? TYPE_PACKED : TYPE_TENSOR;
     dv.setUint32(1, frame.requestId >>> 0, true);
     h[5] = dtypeToOnnx(frame.dtype);
     h[6] = nd;
@@ -110,7 +120,8 @@ export function encodeFrame(frame: Frame): Uint8Array[] {
     for (let i = 0; i < nd; i++) dv.setUint32(TENSOR_FIXED + 4 * i, frame.shape[i], true);
     if (path && np > 0) h.set(path, TENSOR_FIXED + 4 * nd);
     h.set(name, TENSOR_FIXED + 4 * nd + np);
-    return frame.data.byteLength > 0 ? [h, frame.data] : [h];
+    const body = frame.packed ?? frame.data;
+    return body.byteLength > 0 ? [h, body] : [h];
   }
   const json = enc.encode(JSON.stringify(frame.msg));
   const h = new Uint8Array(CONTROL_FIXED + json.length);
@@ -135,14 +146,14 @@ function malformed(why: string): RuntimeFault {
 }
 
 /**
- * Decodes one frame. Tensor data and payloads are views into `buf` (no copy). Throws a RuntimeFault
- * for a malformed frame.
+ * Decodes one frame. Tensor data and payloads are views into `buf` (no copy), except a packed tensor's, which
+ * is unpacked into a fresh buffer of at most `maxUnpackedBytes`. Throws a RuntimeFault for a malformed frame.
  */
-export function decodeFrame(buf: Uint8Array): Frame {
+export function decodeFrame(buf: Uint8Array, maxUnpackedBytes = DEFAULT_MAX_FRAME_BYTES): Frame {
   if (buf.byteLength < CONTROL_FIXED) throw malformed(`${buf.byteLength} bytes is shorter than any header`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const requestId = dv.getUint32(1, true);
-  if (buf[0] === TYPE_TENSOR) {
+  if (buf[0] === TYPE_TENSOR || buf[0] === TYPE_PACKED) {
     const dtype = dtypeFromOnnx(buf[5]);
     if (dtype === undefined || dtype === "string") throw malformed(`unknown dtype code ${buf[5]}`);
     if (buf.byteLength < TENSOR_FIXED) throw malformed("tensor header runs past the end");
@@ -158,7 +169,20 @@ export function decodeFrame(buf: Uint8Array): Frame {
     // Copied: the receive buffer is handed back to a pool once the stage ran, the path outlives it.
     const path = np > 0 ? buf.slice(TENSOR_FIXED + 4 * nd, TENSOR_FIXED + 4 * nd + np) : undefined;
     const name = dec.decode(buf.subarray(TENSOR_FIXED + 4 * nd + np, raw));
-    const data = buf.subarray(headerLen);
+    let data = buf.subarray(headerLen);
+    if (buf[0] === TYPE_PACKED) {
+      // A packed frame may not unpack to more than a dense one could carry (no decompression bombs).
+      const dense = numel(shape) * dtypeSize(dtype);
+      if (dense > maxUnpackedBytes)
+        throw malformed(
+          `packed tensor '${name}' unpacks to ${dense} bytes, over the limit of ${maxUnpackedBytes}`,
+        );
+      try {
+        data = zeroUnpack(data, numel(shape), dtypeSize(dtype));
+      } catch (err) {
+        throw malformed(`packed tensor '${name}': ${(err as Error).message}`);
+      }
+    }
     const expected = numel(shape) * dtypeSize(dtype);
     if (data.byteLength !== expected)
       throw malformed(
@@ -227,4 +251,13 @@ export function tensorFrame(requestId: number, name: string, t: ort.Tensor): Ten
 export function frameTensor(f: TensorFrame): ort.Tensor {
   const data = bytesAsTyped(f.data, f.dtype);
   return new ort.Tensor(f.dtype as ort.Tensor.Type, data as ort.Tensor.DataType, f.shape);
+}
+
+/**
+ * The frame with its tensor zero-packed when that makes it smaller (sparse tensors), else the frame as it
+ * is. Packing happens once per frame, however many peers it goes to.
+ */
+export function packTensorFrame(frame: TensorFrame): TensorFrame {
+  const packed = zeroPack(frame.data, dtypeSize(frame.dtype));
+  return packed ? { ...frame, packed } : frame;
 }

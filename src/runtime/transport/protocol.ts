@@ -125,6 +125,11 @@ export interface LoadMsg {
    * stage loads from the cache and no chunk follows; if not, the worker answers `need` and the chunks follow.
    */
   cached?: boolean;
+  /**
+   * Outputs sent zero-packed (a lossless encoding of sparse tensors, onnx/zero-pack.ts) whenever that
+   * makes them smaller; the plan chose them. Every name must be one of `outputs`.
+   */
+  packed?: string[];
 }
 
 /** Worker -> coordinator: a stage announced with `cached` is not in the cache; send its chunks. */
@@ -219,6 +224,10 @@ export interface StageStats {
   computeCpuMs: number;
   /** Requests whose inputs were waiting when asked. */
   pending: number;
+  /** Bytes of the stage's outputs as framed (zero-packed ones as packed), over every run. */
+  outputBytes?: number;
+  /** Time spent zero-packing outputs, ms (absent: the stage packs none). */
+  packMs?: number;
 }
 
 /** Worker -> coordinator: answer to `stats`. */
@@ -320,6 +329,7 @@ const loadMessage = z
       .max(2 ** 32 - 1)
       .optional(),
     cached: z.boolean().optional(),
+    packed: z.array(name).max(4096).optional(),
   })
   .strict();
 

@@ -48,10 +48,12 @@ export function stageExternalData(bytes: Uint8Array, file: string): string[] {
 
 /**
  * What the schema cannot say about a `load`: every route names one of the deployment's workers at the endpoint
- * the deployment gives it, and each output has routes. Returns what is wrong, or undefined.
+ * the deployment gives it, each output has routes, and packed outputs are outputs. Returns what is wrong, or undefined.
  */
 export function checkLoad(m: LoadMsg): string | undefined {
   const workers = new Map(m.workers.map((w) => [w.worker, w.endpoint]));
+  for (const p of m.packed ?? [])
+    if (!m.outputs.includes(p)) return `packed names '${p.slice(0, 64)}', which is not an output`;
   for (const [out, routes] of Object.entries(m.routes)) {
     if (!m.outputs.includes(out)) return `routes name '${out.slice(0, 64)}', which is not an output`;
     for (const r of routes) {

@@ -14,6 +14,7 @@ import {
   type Frame,
   frameTensor,
   type TensorFrame,
+  packTensorFrame,
   tensorFrame,
 } from "../transport/frame.js";
 import { FramePool } from "../transport/frame-pool.js";
@@ -715,7 +716,16 @@ export class Worker {
       session,
       specs: new Map(m.inputs.map((s) => [s.name, s])),
       pending: new Map(),
-      stats: { stage: m.stage, runs: 0, errors: 0, computeMs: 0, computeCpuMs: 0, pending: 0 },
+      stats: {
+        stage: m.stage,
+        runs: 0,
+        errors: 0,
+        computeMs: 0,
+        computeCpuMs: 0,
+        pending: 0,
+        outputBytes: 0,
+        ...(m.packed && m.packed.length > 0 ? { packMs: 0 } : {}),
+      },
       recentMs: [],
     });
     log(`stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms`);
@@ -929,7 +939,14 @@ export class Worker {
     const frames: TensorFrame[] = [];
     for (const name of s.load.outputs) {
       try {
-        const frame = tensorFrame(requestId, name, out[name] as ort.Tensor);
+        const dense = tensorFrame(requestId, name, out[name] as ort.Tensor);
+        let frame = dense;
+        if (s.load.packed?.includes(name)) {
+          const t0 = performance.now();
+          frame = packTensorFrame(dense);
+          s.stats.packMs = (s.stats.packMs ?? 0) + performance.now() - t0;
+        }
+        s.stats.outputBytes = (s.stats.outputBytes ?? 0) + (frame.packed ?? frame.data).byteLength;
         if (job.path) frame.path = job.path;
         frame.epoch = d.epoch;
         frames.push(frame);
