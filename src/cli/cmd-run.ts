@@ -310,7 +310,10 @@ export const runCommand: Command = {
     if (planEnc)
       io.out(
         st.dim(
-          `encoded cut tensors: ${planEnc.tensors.map((t) => `${t.tensor} ${t.encoding} ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`).join(", ") || "none"}; planned fidelity on held-out inputs: ${formatFidelity(planEnc.fidelity.held)}`,
+          `encoded cut tensors: ${planEnc.tensors.map((t) => `${t.tensor} ${t.encoding} ${fmtBytes(t.bytes)} -> ${fmtBytes(t.encodedBytes)}`).join(", ") || "none"}; planned fidelity on held-out inputs: ${formatFidelity(planEnc.fidelity.held)}; ` +
+            `stage outputs sent per request (measured): ${Object.entries(result.stageOutputBytes)
+              .map(([d, b]) => `${d} ${fmtBytes(b)}`)
+              .join(", ")}`,
         ),
       );
     const replicated = result.replicas.filter((r) => (result.replicaGroups[r.stage]?.length ?? 0) > 1);
