@@ -15,6 +15,8 @@
  *
  * Usage: node dist/bench/encodings.js [--cluster FILE] [--models efficientnet_b0,resnet50,ppocr-det]
  *        [--requests N] [--rounds R] [--testbed] [--top1 0.99] [--max-rel-error 0.02] [--objective latency]
+ *        [--lossless] [--encodings int8,float32+sparse,...]
+ * --lossless: every model under max-rel-error 0 (only zero packing, `float32+sparse`, meets it).
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -24,6 +26,7 @@ import { loadCluster } from "../src/cluster/load.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { BUDGET_ROW, benchCluster } from "../src/harness/bench.js";
 import { analyzeModel } from "../src/ir/analyze.js";
+import { parseEncodingName } from "../src/onnx/encoding.js";
 import type { Objective } from "../src/partition/constraints.js";
 import { defaultStateFile, readTestbedState } from "../src/harness/testbed.js";
 import { buildZooModel } from "../src/zoo/index.js";
@@ -38,6 +41,8 @@ const { values } = parseArgs({
     top1: { type: "string", default: "0.99" },
     "max-rel-error": { type: "string", default: "0.02" },
     objective: { type: "string", default: "throughput" },
+    lossless: { type: "boolean" },
+    encodings: { type: "string" },
   },
   allowPositionals: false,
 });
@@ -75,7 +80,16 @@ for (const name of values.models.split(",")) {
     model,
     cluster,
     cost,
-    { budget: classifier ? { top1: Number(values.top1) } : { maxRelError: Number(values["max-rel-error"]) } },
+    {
+      budget: values.lossless
+        ? { maxRelError: 0 }
+        : classifier
+          ? { top1: Number(values.top1) }
+          : { maxRelError: Number(values["max-rel-error"]) },
+      ...(values.encodings
+        ? { encodings: values.encodings.split(",").map((e) => parseEncodingName(e, "--encodings")) }
+        : {}),
+    },
     { objective, modelPath: name },
     step,
   );
@@ -121,6 +135,7 @@ for (const name of values.models.split(",")) {
       predicted: { throughput: r3(row.predicted.throughput), latencyMs: r3(row.predicted.latencyMs) },
       predictionError: { throughput: r3(row.throughputError), latency: r3(row.latencyError) },
       maxRelativeDiff: row.maxRelativeDiff,
+      sentBytes: Object.fromEntries(Object.entries(row.stageOutputBytes).map(([d, b]) => [d, Math.round(b)])),
     })),
     cutBytes: r.plan.cutBytes,
     ...(r.budget
