@@ -78,6 +78,12 @@ test("a stage run much longer than the heartbeat raises no alarm; the same worke
     const [w0] = await c.workerStats();
     const perRun = w0.stages[0].computeMs / w0.stages[0].runs;
     assert.ok(perRun > heartbeatMs, `a stage-0 run takes ${perRun.toFixed(0)} ms, not > ${heartbeatMs}`);
+    // Service time holds the run and its framing: at least the compute, and not much more on an idle device.
+    const service = w0.stages[0].serviceMs ?? Number.NaN;
+    assert.ok(
+      service >= w0.stages[0].computeMs && service < 1.5 * w0.stages[0].computeMs + 50,
+      `service ${service} ms against compute ${w0.stages[0].computeMs} ms`,
+    );
     assert.equal(c.recoveries.length, 0, JSON.stringify(c.recoveries));
     assert.equal(c.lostDevices.length, 0);
     assert.equal(c.currentEpoch, 1);

@@ -99,7 +99,10 @@ for (const [label, prefix, subnet, fault, cut, threshold, why] of [
     12,
     (tb: Testbed) => setCpuQuota(tb.state, "core0", 0.25),
     "balanced",
-    0.15,
+    // A quarter core makes the best plan 60-110% faster than the running one. Before the cut, noise on this
+    // shared host has measured the balanced split's link 18.7x slower than planned and a plan 16% better, and a
+    // switch on that noise starts a cool-down that can outlast the run: 30% keeps noise out, the cut in.
+    0.3,
     /core0 [\d.]+x/,
   ],
 ] as const) {

@@ -216,6 +216,29 @@ function stats(worker: string, stage: number, runs: number, computeMs: number): 
   } as StatsReplyMsg;
 }
 
+test("estimates: service time per run beside compute time, absent for a stage whose replica does not report it", () => {
+  const e = new OnlineEstimates({ alpha: 1 });
+  const w = (worker: string, stage: number, runs: number, computeMs: number, serviceMs?: number) => {
+    const m = stats(worker, stage, runs, computeMs);
+    if (serviceMs !== undefined) m.stages[0].serviceMs = serviceMs;
+    return m;
+  };
+  e.observe([w("a", 0, 0, 0, 0), w("b", 0, 0, 0, 0), w("c", 1, 0, 0)], 0, 0);
+  // Stage 0 on two replicas: 10 runs at 5 ms compute, 20 ms service; stage 1's worker reports no service time.
+  e.observe([w("a", 0, 4, 20, 80), w("b", 0, 6, 30, 120), w("c", 1, 10, 40)], 10, 500);
+  const s = e.snapshot();
+  assert.equal(s.stageMs.get(0), 5);
+  assert.equal(s.stageServiceMs?.get(0), 20);
+  assert.equal(s.stageMs.get(1), 4);
+  assert.equal(s.stageServiceMs?.has(1), false);
+  e.observe([w("a", 0, 8, 40, 160), w("b", 0, 12, 60), w("c", 1, 20, 80)], 20, 1000);
+  assert.equal(
+    e.snapshot().stageServiceMs?.get(0),
+    20,
+    "a window where one replica stopped reporting keeps the last",
+  );
+});
+
 test("estimates: per-window compute per run and throughput, smoothed; a step moves them within a few windows", () => {
   const e = new OnlineEstimates({ alpha: 0.3 });
   let runs = 0;

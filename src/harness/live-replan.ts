@@ -66,8 +66,9 @@ export interface LiveScaling {
 
 /**
  * The re-plan callback of live re-partitioning, built above the runtime (it plans; the runtime does not):
- * given the smoothed estimates, it scales each device's costs by its stages' measured / predicted compute time
- * (its profile, or its nominal rates when it has none), puts a measured period longer than those stages explain
+ * given the smoothed estimates, it scales each device's costs by its stages' measured service time (run,
+ * framing and any CPU withheld; compute time from workers that do not report it) over their predicted compute
+ * time (its profile, or its nominal rates when it has none), puts a measured period longer than those stages explain
  * on the links (their transfer time scaled so the slowest predicted transfer takes the measured period: the
  * workers' counters time compute, not transfers; a period the stages explain keeps the factor last measured,
  * bounded by what fits in the period), and prices the running split and the best plan for
@@ -138,7 +139,9 @@ export function liveReplanner(opts: LiveReplanOptions): {
       const ratios = new Map<string, number[]>();
       const shift = running.encoderStage ? 1 : 0;
       for (const s of base.stages) {
-        const measured = est.stageMs.get(s.index + shift);
+        // Service time where the workers report it: on a device under a CPU quota the runs themselves can fit in
+        // the quota while the process waits between them, which compute time alone would put on the links.
+        const measured = est.stageServiceMs?.get(s.index + shift) ?? est.stageMs.get(s.index + shift);
         if (measured === undefined || !(s.latency > 0)) continue;
         ratios.set(s.device, [...(ratios.get(s.device) ?? []), measured / (s.latency * 1000)]);
       }

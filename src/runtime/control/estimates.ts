@@ -40,6 +40,13 @@ export class Ewma {
   }
 }
 
+/** One stage's cumulative counters as a worker reported them. */
+interface Counters {
+  runs: number;
+  computeMs: number;
+  serviceMs?: number;
+}
+
 /** Options of {@link OnlineEstimates}. */
 export interface EstimateOptions {
   /** EWMA weight of the newest window (default 0.3). */
@@ -52,6 +59,11 @@ export interface EstimateOptions {
 export interface EstimateSnapshot {
   /** Smoothed compute time per run of each stage, ms, by stage number (stages with no estimate yet absent). */
   stageMs: Map<number, number>;
+  /**
+   * Smoothed service time per run of each stage (StageStats.serviceMs: the run, its framing and any time the
+   * device's CPU was withheld), ms, by stage number; absent where the workers do not report it.
+   */
+  stageServiceMs?: Map<number, number>;
   /** The device each stage number ran on in the last snapshot (the first replica's, for a replicated stage). */
   stageDevice: Map<number, string>;
   /** Smoothed completed requests per second (undefined before two observations). */
@@ -69,9 +81,10 @@ export class OnlineEstimates {
   private readonly alpha: number;
   private readonly minRuns: number;
   private stages = new Map<number, Ewma>();
+  private service = new Map<number, Ewma>();
   private devices = new Map<number, string>();
   private tp = new Ewma();
-  private last?: { at: number; completed: number; stages: Map<string, { runs: number; computeMs: number }> };
+  private last?: { at: number; completed: number; stages: Map<string, Counters> };
   private windows = 0;
 
   constructor(opts: EstimateOptions = {}) {
@@ -85,10 +98,10 @@ export class OnlineEstimates {
    * (performance.now(), ms). The first observation after a reset only sets the baseline.
    */
   observe(stats: readonly StatsReplyMsg[], completed: number, atMs: number): void {
-    const now = new Map<string, { runs: number; computeMs: number }>();
+    const now = new Map<string, Counters>();
     for (const w of stats)
       for (const s of w.stages) {
-        now.set(`${w.worker}/${s.stage}`, { runs: s.runs, computeMs: s.computeMs });
+        now.set(`${w.worker}/${s.stage}`, { runs: s.runs, computeMs: s.computeMs, serviceMs: s.serviceMs });
         if (!this.devices.has(s.stage) || this.devices.get(s.stage) === w.worker)
           this.devices.set(s.stage, w.worker);
       }
@@ -98,26 +111,33 @@ export class OnlineEstimates {
     this.windows++;
     this.tp.add(((completed - prev.completed) * 1000) / (atMs - prev.at));
     // Per stage number: runs and compute summed over its replicas in the window.
-    const byStage = new Map<number, { runs: number; ms: number }>();
+    const byStage = new Map<number, { runs: number; ms: number; serviceMs: number; serviceAll: boolean }>();
     for (const [key, c] of now) {
       const before = prev.stages.get(key);
       if (!before || c.runs < before.runs) continue;
       const stage = Number(key.slice(key.lastIndexOf("/") + 1));
-      const acc = byStage.get(stage) ?? { runs: 0, ms: 0 };
+      const acc = byStage.get(stage) ?? { runs: 0, ms: 0, serviceMs: 0, serviceAll: true };
       acc.runs += c.runs - before.runs;
       acc.ms += c.computeMs - before.computeMs;
+      // A stage's service time counts only when every replica reports it.
+      if (c.serviceMs === undefined || before.serviceMs === undefined) acc.serviceAll = false;
+      else acc.serviceMs += c.serviceMs - before.serviceMs;
       byStage.set(stage, acc);
     }
-    for (const [stage, { runs, ms }] of byStage) {
+    for (const [stage, { runs, ms, serviceMs, serviceAll }] of byStage) {
       if (runs < this.minRuns) continue;
       if (!this.stages.has(stage)) this.stages.set(stage, new Ewma(this.alpha));
       this.stages.get(stage)!.add(ms / runs);
+      if (!serviceAll) continue;
+      if (!this.service.has(stage)) this.service.set(stage, new Ewma(this.alpha));
+      this.service.get(stage)!.add(serviceMs / runs);
     }
   }
 
   /** Forgets everything (a new deployment: its workers' counters start again). */
   reset(): void {
     this.stages = new Map();
+    this.service = new Map();
     this.devices = new Map();
     this.tp = new Ewma(this.alpha);
     this.last = undefined;
@@ -128,8 +148,11 @@ export class OnlineEstimates {
   snapshot(): EstimateSnapshot {
     const stageMs = new Map<number, number>();
     for (const [s, e] of this.stages) if (e.value !== undefined) stageMs.set(s, e.value);
+    const stageServiceMs = new Map<number, number>();
+    for (const [s, e] of this.service) if (e.value !== undefined) stageServiceMs.set(s, e.value);
     return {
       stageMs,
+      stageServiceMs,
       stageDevice: new Map(this.devices),
       ...(this.tp.value !== undefined ? { throughput: this.tp.value } : {}),
       windows: this.windows,

@@ -228,6 +228,13 @@ export interface StageStats {
   outputBytes?: number;
   /** Time spent zero-packing outputs, ms (absent: the stage packs none). */
   packMs?: number;
+  /**
+   * Wall time from taking each run off the worker's queue until its outputs were handed to the transport, ms:
+   * the run, the framing, and any time the device's CPU was not the worker's meanwhile (a CPU quota throttles a
+   * process between session runs as much as within them). Per run it is what the stage costs the device, which
+   * `computeMs` alone understates on a throttled device. Absent from workers older than it.
+   */
+  serviceMs?: number;
 }
 
 /** Worker -> coordinator: answer to `stats`. */

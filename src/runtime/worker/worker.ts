@@ -724,6 +724,7 @@ export class Worker {
         computeCpuMs: 0,
         pending: 0,
         outputBytes: 0,
+        serviceMs: 0,
         ...(m.packed && m.packed.length > 0 ? { packMs: 0 } : {}),
       },
       recentMs: [],
@@ -874,8 +875,13 @@ export class Worker {
         if (this.deployments.get(d.coordinator) !== d || d.stages.get(job.stage.load.stage) !== job.stage)
           continue;
         if (d.cancelled.has(job.requestId)) continue;
+        const t0 = performance.now();
+        const st = job.stage.stats;
+        const runs = st.runs;
         try {
           await this.run(d, job);
+          // Charged only for runs that completed, the ones `runs` counts.
+          if (st.runs > runs) st.serviceMs = (st.serviceMs ?? 0) + performance.now() - t0;
         } catch (err) {
           // A bad request never ends the worker: whatever escaped run() fails that request only.
           this.requestError(d, job.requestId, job.stage.load.stage, errorMessage(err));
