@@ -138,7 +138,7 @@ test("a real change under the same noise switches once and does not go back", ()
   }
 });
 
-test("the plan just left is taken back only for a much larger gain, and never within the cool-down", () => {
+test("the plan just left is taken back only for a much larger gain and never within the cool-down; within it only such a gain moves on", () => {
   const step = (state: AdaptState, atMs: number, running: number, best: number, bestKey: string) =>
     decideAdapt(
       state,
@@ -162,14 +162,21 @@ test("the plan just left is taken back only for a much larger gain, and never wi
   assert.equal(backs("A", 0.3, 16000), 0);
   assert.equal(backs("C", 0.3, 16000), 1);
   assert.equal(backs("A", 0.8, 16000), 1);
-  // Within the cool-down (15 s) not even a large gain switches.
-  let st = left;
-  for (let t = 500; t < 15000; t += 500) {
-    const d = step(st, t, 100, 300, "C");
-    assert.equal(d.action, "stay", `at ${t} ms: ${d.reason}`);
-    assert.match(d.reason, /cooling down/);
-    st = d.state;
-  }
+  // Within the cool-down (15 s) not even a large gain takes the plan just left back, and a gain under the return
+  // threshold does not move on; one past it (200%) moves on after the hold.
+  const within = (key: string, best: number) => {
+    let st = left;
+    for (let t = 500; t < 15000; t += 500) {
+      const d = step(st, t, 100, best, key);
+      if (d.action === "switch") return t;
+      assert.match(d.reason, d.action === "stay" ? /cooling down/ : /for \d+ of 3000 ms/, `at ${t} ms`);
+      st = d.state;
+    }
+    return undefined;
+  };
+  assert.equal(within("A", 300), undefined);
+  assert.equal(within("C", 140), undefined);
+  assert.equal(within("C", 300), 3500);
 });
 
 test("a gain that does not pay for moving the stages stays", () => {

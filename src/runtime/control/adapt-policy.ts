@@ -6,8 +6,9 @@
  *
  * Robust to noise (a loaded host's estimates swing 2-3x): the gain judged is smoothed (an EWMA over samples)
  * less `confidence` times its mean absolute deviation, so a gain that only shows in noisy samples does not
- * count; after a switch nothing switches for `cooldownMs`; and the plan just left is taken back only when its
- * gain passes `returnThreshold` (a move that reverses the last one needs much stronger evidence).
+ * count; for `cooldownMs` after a switch only a gain past `returnThreshold` moves on, to a plan other than the
+ * one just left; and the plan just left is taken back only after the cool-down and when its gain passes
+ * `returnThreshold` (a move that reverses the last one needs much stronger evidence).
  */
 
 /** Parameters of the decision. */
@@ -22,7 +23,7 @@ export interface AdaptPolicy {
   smoothing: number;
   /** Deviations of the gain taken off the smoothed gain before it is compared, >= 0 (default 1). */
   confidence: number;
-  /** No switch for this long after one, ms (default 15000). */
+  /** For this long after a switch only a gain past `returnThreshold` switches, never back, ms (default 15000). */
   cooldownMs: number;
   /** The gain needed to go back to the plan just left, > threshold (default 0.5: 50%). */
   returnThreshold: number;
@@ -132,12 +133,17 @@ export function decideAdapt(state: AdaptState, s: AdaptSample, policy: AdaptPoli
   const judged = gainNow - policy.confidence * devNow;
   const kept = { ...restartAdaptState(state), gain: gainNow, deviation: devNow };
   const back = s.bestKey !== undefined && s.bestKey === state.left;
-  const needed = back ? policy.returnThreshold : policy.threshold;
+  const cooling = state.switchedAt !== undefined && s.atMs - state.switchedAt < policy.cooldownMs;
+  // In the cool-down only a gain past the return threshold moves on (never back): a switch decided while a step
+  // was still reaching the estimates lands on a plan that is soon far from the best (a CPU quota: 65-111% for
+  // the whole 15 s), and waiting out the cool-down would give that away.
+  const onward = cooling && !back && judged > policy.returnThreshold;
+  const needed = back || cooling ? policy.returnThreshold : policy.threshold;
   const shown = `best plan ${pct(judged)} over the running one (${pct(gainNow)} smoothed, ${pct(raw)} now)`;
-  if (state.switchedAt !== undefined && s.atMs - state.switchedAt < policy.cooldownMs)
+  if (cooling && !onward)
     return {
       action: "stay",
-      reason: `${shown}; cooling down for ${Math.round(policy.cooldownMs - (s.atMs - state.switchedAt))} ms after the last switch`,
+      reason: `${shown}; cooling down for ${Math.round(policy.cooldownMs - (s.atMs - (state.switchedAt ?? 0)))} ms after the last switch${back ? "" : ` (${pct(policy.returnThreshold)} moves on)`}`,
       gain: judged,
       state: kept,
     };
