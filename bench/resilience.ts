@@ -4,8 +4,9 @@
  * worker is killed with SIGKILL (the control loop detects it, re-plans over the device left, replays the
  * unfinished requests), then a round on what remains; and, for comparison, a fresh deployment of the whole
  * model on the device left, measured the same way in the same run. Prints JSON: detection time and time to the
- * first completed request after the kill (from the fault), requests replayed and lost (failed: must be 0), and
- * throughput before, after, and of the fresh plan (goal: after within 15% of fresh).
+ * first completed request after the kill (from the fault), requests replayed and lost (failed: must be 0),
+ * throughput before, after, and of the fresh plan (goal: after within 15% of fresh), and what the re-plan after
+ * the loss chose (`lossPlans`: planned, or the running stages reassigned, and why).
  *
  * `--bandwidth` runs the bandwidth part instead (root, the emulated testbed, inside
  * `flock /tmp/cleave-testbed.lock`; see resilience-bandwidth.ts): a link cut from 1 Gbit/s to 20 Mbit/s mid-run,
@@ -21,6 +22,8 @@ import { resolveSplit } from "../src/export/split.js";
 import { deploySplit, wholeModel } from "../src/runtime/coordinator/run-split.js";
 import { startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
 import { buildZooModel } from "../src/zoo/index.js";
+import { lossReplanner } from "../src/harness/loss-replan.js";
+import type { LossPlanChoice } from "../src/runtime/coordinator/loss-plan.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +40,7 @@ const flag = (name: string, def: string) => {
 const name = flag("model", "efficientnet_b0");
 const requests = Number(flag("requests", "300"));
 
+const choices: LossPlanChoice[] = [];
 const dir = mkdtempSync(join(tmpdir(), "cleave-resilience-"));
 try {
   const path = join(dir, `${name}.onnx`);
@@ -54,6 +58,12 @@ try {
       token: local.token,
       heartbeatMs: 1000,
       requests,
+      // As `cleave run` does: after a loss the planner plans over the devices left (here on nominal rates; one
+      // device left gives the whole model on it), the running stages moved by reassignment when it cannot.
+      planAfterLoss: {
+        plan: lossReplanner({ model, cluster, profiles: {} }),
+        onChoice: (c) => choices.push(c),
+      },
     });
     let during: Awaited<ReturnType<typeof split.measure>>;
     let killedAt = 0;
@@ -105,6 +115,7 @@ try {
       throughputFreshPlan: freshTp,
       afterOverFresh: freshTp > 0 ? after.report.throughput / freshTp : undefined,
       recoveries: during.recoveries,
+      lossPlans: choices,
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } finally {

@@ -193,6 +193,24 @@ test("the loss re-planner keeps the reassignment when its plan is no better, and
   assert.ok(better.devices.flat().every((d) => d === "a" || d === "c"));
   // The planner's own split as the fallback: nothing is better by the margin.
   assert.equal(await plan(["a", "c"], { reason: "loss", device: "b", fallback: better }), undefined);
+  // One device left, the three stages reassigned to it: priced about equal to the whole model there, yet the
+  // plan merges them (one stage boundary fewer on the device), so it is taken.
+  const merged = await plan(["a"], {
+    reason: "loss",
+    device: "b",
+    fallback: { assignment: three, devices: ["a", "a", "a"] },
+  });
+  assert.ok(merged !== undefined, "the merged plan is taken");
+  assert.equal(merged.assignment.count, 1);
+  assert.ok(
+    merged.throughput! <
+      1.05 *
+        planOverDevices(model, cluster, {}, ["a"], undefined, {
+          assignment: three,
+          devices: ["a", "a", "a"],
+        }).fallbackThroughput!,
+    "within the margin: taken for merging, not for its price",
+  );
   assert.throws(() => remainingCluster(cluster, []), /no device of cluster three is left/);
   const rc = remainingCluster(cluster, ["b", "c"]);
   assert.equal(rc.inputDevice, "b");
