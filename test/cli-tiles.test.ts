@@ -70,6 +70,8 @@ test("plan --tiles 2, split and run on real local workers: both devices compute 
   // Every request (warm-up and measured) was compared with the model as given, not the tiled rewrite.
   assert.ok(run.referenceChecked >= 1 + 6, `${run.referenceChecked} requests checked`);
   assert.ok(run.stageBusyMs.core0 > 0 && run.stageBusyMs.core1 > 0, "both devices computed");
+  for (const d of ["core0", "core1"])
+    assert.ok(run.stageServiceMs[d] >= run.stageBusyMs[d], `${d}: service time holds onnxruntime's`);
   // --no-parallel keeps the stages one after another (no tiles in the plan).
   const seq = cleave(["plan", m, "--no-parallel", "--json"]);
   assert.equal(seq.code, 0, seq.stderr);

@@ -299,8 +299,11 @@ export const runCommand: Command = {
     );
     io.out(
       st.dim(
-        `busy per request: ${Object.entries(result.stageBusyMs)
-          .map(([d, ms]) => `${d} ${ms.toFixed(2)} ms`)
+        `busy per request (onnxruntime, with the worker's framing): ${Object.entries(result.stageBusyMs)
+          .map(([d, ms]) => {
+            const sv = result.stageServiceMs[d];
+            return `${d} ${ms.toFixed(2)} ms${sv !== undefined ? ` (${sv.toFixed(2)})` : ""}`;
+          })
           .join(", ")}; ${fmtBytes(result.bytesPerRequest)} through the coordinator per request; ` +
           (result.referenceChecked !== undefined
             ? `outputs vs the unsplit model: ${result.maxRelativeDiff.toExponential(1)} relative at most over ${result.referenceChecked} requests`

@@ -214,6 +214,12 @@ function pool(ms: readonly SplitMeasurement[]): Omit<SplitMeasurement, "bytesPer
   return {
     report,
     stageBusyMs: byDevice((m) => m.stageBusyMs),
+    // Devices every round timed (a round after a recovery may lack one).
+    stageServiceMs: Object.fromEntries(
+      Object.keys(ms[0].stageServiceMs)
+        .filter((k) => ms.every((m) => m.stageServiceMs[k] !== undefined))
+        .map((k) => [k, perRequest((m) => m.stageServiceMs[k])]),
+    ),
     stageCpuMs: byDevice((m) => m.stageCpuMs),
     stageOrtCpuMs: byDevice((m) => m.stageOrtCpuMs),
     stageOutputBytes: byDevice((m) => m.stageOutputBytes),

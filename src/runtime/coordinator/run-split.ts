@@ -199,6 +199,12 @@ export interface SplitMeasurement {
   /** Time each worker spent in onnxruntime per request, ms, by device (from the workers' own counters). */
   stageBusyMs: Record<string, number>;
   /**
+   * Wall time each worker spent on its runs per request, ms, by device: onnxruntime, framing the outputs and any
+   * CPU time withheld meanwhile (StageStats.serviceMs); the gap to stageBusyMs is the worker's own cost per run,
+   * or a quota. Devices whose workers do not report it are absent.
+   */
+  stageServiceMs: Record<string, number>;
+  /**
    * CPU time each worker process used per request, ms, by device: onnxruntime plus receiving, framing and
    * sending tensors (all of the process's threads).
    */
@@ -362,6 +368,7 @@ function notMeasured(
       latencyMs: summarizeLatencies([]),
     },
     stageBusyMs: {},
+    stageServiceMs: {},
     stageCpuMs: {},
     stageOrtCpuMs: {},
     stageOutputBytes: {},
@@ -551,6 +558,12 @@ export async function deploySplit(
         const busy = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeMs, 0);
         const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
         const stageBusyMs: Record<string, number> = {};
+        const stageServiceMs: Record<string, number> = {};
+        const service = (r?: StatsReplyMsg) =>
+          (r?.stages ?? []).reduce<number | undefined>(
+            (s, st) => (s === undefined || st.serviceMs === undefined ? undefined : s + st.serviceMs),
+            0,
+          );
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};
         const stageOutputBytes: Record<string, number> = {};
@@ -559,6 +572,9 @@ export async function deploySplit(
         for (const a of after) {
           const b = same ? before.find((r) => r.worker === a.worker) : undefined;
           stageBusyMs[a.worker] = (busy(a) - busy(b)) / done;
+          const sa = service(a);
+          const sb = b ? service(b) : 0;
+          if (sa !== undefined && sb !== undefined) stageServiceMs[a.worker] = (sa - sb) / done;
           stageCpuMs[a.worker] = (a.cpuMs - (b?.cpuMs ?? 0)) / done;
           stageOrtCpuMs[a.worker] = (ortCpu(a) - ortCpu(b)) / done;
           stageOutputBytes[a.worker] = (outBytes(a) - outBytes(b)) / done;
@@ -589,6 +605,7 @@ export async function deploySplit(
           recoveries: c.recoveries.slice(recoveriesBefore),
           replans: c.replans.slice(replansBefore),
           stageBusyMs,
+          stageServiceMs,
           stageCpuMs,
           stageOrtCpuMs,
           stageOutputBytes,
