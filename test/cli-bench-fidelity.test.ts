@@ -6,6 +6,7 @@ import { after, test } from "node:test";
 import type { BenchResult } from "../src/harness/bench.js";
 import { hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
 import { cleave, oneLineError } from "./helpers/cli.js";
+import { cameraServerYaml } from "./helpers/pair.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-bench-fidelity-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,39 +15,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 // link is slow enough for int8 cuts to pay, fast enough for the whole model on the server to be the best single
 // device (so that row reads the input off the camera and gets an encoder stage there when relayed).
 const cluster = join(dir, "slow-link.yaml");
-writeFileSync(
-  cluster,
-  `name: slow-link
-inputDevice: camera
-outputDevice: server
-devices:
-  - name: camera
-    kind: cpu
-    throughput: 6.5 GMAC/s
-    memoryBandwidth: 2.5GB/s
-    memory: 1GiB
-    idlePower: 0.125W
-    activePower: 0.375W
-    cpus: [1]
-    cpuShare: 0.125
-    threads: 1
-  - name: server
-    kind: cpu
-    throughput: 52 GMAC/s
-    memoryBandwidth: 20GB/s
-    memory: 4GiB
-    idlePower: 1W
-    activePower: 3W
-    cpus: [0]
-    threads: 1
-links:
-  - devices: [camera, server]
-    kind: wifi
-    bandwidth: 200Mbit/s
-    latency: 2ms
-    energyPerBit: 50nJ/bit
-`,
-);
+writeFileSync(cluster, cameraServerYaml("slow-link", "200Mbit/s"));
 
 test("bench --fidelity: a budget row with its encodings and measured error beside the float32 rows", {
   skip: hasTaskset() ? false : "taskset is missing",

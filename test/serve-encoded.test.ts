@@ -17,6 +17,7 @@ import type { Plan } from "../src/partition/plan.js";
 import { deployForServing } from "../src/serve/serve-split.js";
 import { cliCommand, hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
 import { cleave } from "./helpers/cli.js";
+import { cameraServerYaml } from "./helpers/pair.js";
 
 // A real `cleave serve --plan` of a plan whose graph input travels as int8 over a slow link: the stages it
 // deploys encode on the camera (the input device) and decode on the server, on two pinned local workers, and a
@@ -45,35 +46,7 @@ function mlp(): Uint8Array {
   return encodeModel(g.toModel());
 }
 
-const CLUSTER = `name: slow-link
-inputDevice: camera
-outputDevice: server
-devices:
-  - name: camera
-    kind: cpu
-    throughput: 6.5 GMAC/s
-    memoryBandwidth: 2.5GB/s
-    memory: 1GiB
-    idlePower: 0.125W
-    activePower: 0.375W
-    cpus: [1]
-    threads: 1
-  - name: server
-    kind: cpu
-    throughput: 52 GMAC/s
-    memoryBandwidth: 20GB/s
-    memory: 4GiB
-    idlePower: 1W
-    activePower: 3W
-    cpus: [0]
-    threads: 1
-links:
-  - devices: [camera, server]
-    kind: wifi
-    bandwidth: 20Mbit/s
-    latency: 2ms
-    energyPerBit: 50nJ/bit
-`;
+const CLUSTER = cameraServerYaml("slow-link", "20Mbit/s", false);
 
 /** x is sin(...) * 2, in [-2, 2]: 255 steps over that range, zero at 128. */
 const X_INT8 = { tensor: "x", encoding: "int8" as const, scale: [4 / 255], zeroPoint: [128] };

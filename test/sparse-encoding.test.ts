@@ -15,6 +15,7 @@ import { Calibrator, calibrationInputs } from "../src/partition/calibrate.js";
 import { planWithFidelity } from "../src/partition/plan-fidelity.js";
 import { hasTaskset } from "../src/runtime/coordinator/local-cluster.js";
 import { cleave } from "./helpers/cli.js";
+import { cameraServerYaml } from "./helpers/pair.js";
 
 // A model whose activation after the first layer is about 80% zeros whatever the weights (Relu(sin(50 x) -
 // 0.8)), smaller zero-packed than the input it is computed from: on a slow link the lossless plan sends it
@@ -46,39 +47,7 @@ function gated(): Uint8Array {
 const modelPath = join(dir, "gated.onnx");
 writeFileSync(modelPath, gated());
 const clusterPath = join(dir, "slow.yaml");
-writeFileSync(
-  clusterPath,
-  `name: slow
-inputDevice: camera
-outputDevice: server
-devices:
-  - name: camera
-    kind: cpu
-    throughput: 6.5 GMAC/s
-    memoryBandwidth: 2.5GB/s
-    memory: 1GiB
-    idlePower: 0.125W
-    activePower: 0.375W
-    cpus: [1]
-    cpuShare: 0.125
-    threads: 1
-  - name: server
-    kind: cpu
-    throughput: 52 GMAC/s
-    memoryBandwidth: 20GB/s
-    memory: 4GiB
-    idlePower: 1W
-    activePower: 3W
-    cpus: [0]
-    threads: 1
-links:
-  - devices: [camera, server]
-    kind: wifi
-    bandwidth: 20Mbit/s
-    latency: 2ms
-    energyPerBit: 50nJ/bit
-`,
-);
+writeFileSync(clusterPath, cameraServerYaml("slow", "20Mbit/s"));
 
 test("a lossless budget sends a sparse cut zero-packed, priced by the zeros calibration measured", async () => {
   const model = await analyzeModel(modelPath);
