@@ -58,3 +58,45 @@ test("live re-planning: a stage whose service time grew 4x while its compute tim
   assert.notEqual(throttled.bestKey, throttled.runningKey);
   assert.ok(throttled.best > 1.3 * throttled.running, `${throttled.best} > 1.3 x ${throttled.running}`);
 });
+
+test("live re-planning after a loss prices the deployment that runs now, over the devices left", async () => {
+  const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
+  const cluster = loadClusterSpec("local");
+  const cost = costModelFor(model, cluster, { profiles: {} });
+  const order = choosePartitionOrder(model);
+  const two = assignByBoundaries(model, order, balancedCuts(model, order, 2));
+  const exported: Array<{ devices: string[][] }> = [];
+  const live = liveReplanner({
+    model,
+    cluster,
+    profiles: {},
+    running: { assignment: two, devices: [["core0"], ["core1"]] },
+    exportSplit: async (s) => {
+      exported.push(s);
+      return { dir: "unused" } as unknown as Deployable;
+    },
+  });
+  // core1 was lost and both stages were reassigned to core0; the estimates are that deployment's.
+  const moved = estimateSplit(model, cluster, cost, two.stageOf, ["core0", "core0"]);
+  const est = {
+    stageMs: new Map(moved.stages.map((s) => [s.index, s.latency * 1000])),
+    stageDevice: new Map(moved.stages.map((s) => [s.index, s.device])),
+    throughput: moved.throughput,
+    windows: 5,
+  };
+  const deployed = { manifest: undefined, dir: "unused" } as unknown as Deployable;
+  assert.equal(
+    await live.evaluate(est, { deployed, lost: ["core1"] }),
+    undefined,
+    "a split on a lost device is not priced",
+  );
+  const c = await live.evaluate(est, {
+    deployed: { ...deployed, split: { assignment: two, devices: ["core0", "core0"] } },
+    lost: ["core1"],
+  });
+  assert.ok(c, "the reassigned split is priced");
+  assert.match(c.runningKey ?? "", /core0/);
+  assert.doesNotMatch(`${c.runningKey} ${c.bestKey}`, /core1/, "no proposal uses the lost device");
+  await c.build();
+  assert.ok(exported[0].devices.flat().every((d) => d === "core0"));
+});

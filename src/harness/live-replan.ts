@@ -1,3 +1,4 @@
+import { remainingCluster } from "../cluster/remaining.js";
 import type { Cluster } from "../cluster/types.js";
 import { costModelFor } from "../cost/cost-factory.js";
 import type { CostModel } from "../cost/cost-model.js";
@@ -10,7 +11,7 @@ import type { Calibrator, FidelityBudget } from "../partition/calibrate.js";
 import { formatBudget, type CodecTimes } from "../partition/encodings.js";
 import { planForCluster } from "../partition/plan-cluster.js";
 import { planWithFidelity } from "../partition/plan-fidelity.js";
-import type { AdaptCandidate } from "../runtime/control/adapt.js";
+import type { AdaptCandidate, AdaptContext } from "../runtime/control/adapt.js";
 import type { EstimateSnapshot } from "../runtime/control/estimates.js";
 import type { Deployable } from "../runtime/control/service.js";
 
@@ -77,15 +78,24 @@ export interface LiveScaling {
  * calibration and held-out inputs), and the running split is priced with its own encodings.
  */
 export function liveReplanner(opts: LiveReplanOptions): {
-  evaluate(est: EstimateSnapshot): Promise<AdaptCandidate | undefined>;
+  /** `now`: what the controller runs (absent: the split last built, on the whole cluster). */
+  evaluate(est: EstimateSnapshot, now?: AdaptContext): Promise<AdaptCandidate | undefined>;
   /** The last scaling computed. */
   lastScaling(): LiveScaling | undefined;
   /** How long the last proposal took to plan, ms (with a budget: planning and calibrating what was new). */
   lastPlanMs(): number | undefined;
 } {
-  const { model, cluster } = opts;
+  const { model } = opts;
   const slack = opts.linkSlack ?? 1.25;
-  const baseCost = costModelFor(model, cluster, { profiles: { ...opts.profiles } });
+  /** Costs as planned, per cluster priced (the whole one; after a loss, the devices left). */
+  const baseCosts = new Map<string, CostModel>();
+  const baseCostOf = (c: Cluster): CostModel => {
+    const known = baseCosts.get(c.name);
+    if (known) return known;
+    const m = costModelFor(model, c, { profiles: { ...opts.profiles } });
+    baseCosts.set(c.name, m);
+    return m;
+  };
   let running = opts.running;
   let scaling: LiveScaling | undefined;
   /** Measured period over the one the measured stages explain, on the first evaluation (>= 1). */
@@ -132,8 +142,25 @@ export function liveReplanner(opts: LiveReplanOptions): {
   return {
     lastScaling: () => scaling,
     lastPlanMs: () => planMs,
-    async evaluate(est) {
-      if (running.devices.some((g) => g.length > 1)) return undefined;
+    async evaluate(est, ctx) {
+      // After a recovery (or a rejoin) the deployment is not the one this replanner last built: price that one,
+      // over the devices not lost, and start its period baseline and link factor again.
+      const deployed = liveSplitOf(ctx?.deployed.split);
+      if (deployed && splitKey(deployed) !== splitKey(running)) {
+        running = deployed;
+        baseline = undefined;
+        linkFactor = 1;
+      }
+      const lost = new Set(ctx?.lost ?? []);
+      if (running.devices.some((g) => g.length > 1 || g.some((d) => lost.has(d)))) return undefined;
+      const cluster =
+        lost.size === 0
+          ? opts.cluster
+          : remainingCluster(
+              opts.cluster,
+              opts.cluster.devices.map((d) => d.name).filter((d) => !lost.has(d)),
+            );
+      const baseCost = baseCostOf(cluster);
       if (est.throughput === undefined || !(est.throughput > 0)) return undefined;
       const base = estimateOn(cluster, baseCost, running);
       const ratios = new Map<string, number[]>();
@@ -247,6 +274,25 @@ export function liveReplanner(opts: LiveReplanOptions): {
 }
 
 /** A split's identity: each node's stage, each stage's devices and the encodings (equal keys: the same split). */
+/** A deployment's split (Deployable.split) as a LiveSplit, or undefined when it does not carry one. */
+function liveSplitOf(x: unknown): LiveSplit | undefined {
+  const s = x as
+    | {
+        assignment?: StageAssignment;
+        devices?: ReadonlyArray<string | readonly string[]>;
+        encodings?: readonly TensorEncoding[];
+        encoderStage?: boolean;
+      }
+    | undefined;
+  if (!s?.assignment?.stageOf || !Array.isArray(s.devices)) return undefined;
+  return {
+    assignment: s.assignment,
+    devices: s.devices.map((g) => (typeof g === "string" ? [g] : [...g])),
+    ...(s.encodings && s.encodings.length > 0 ? { encodings: s.encodings } : {}),
+    ...(s.encoderStage ? { encoderStage: true } : {}),
+  };
+}
+
 export function splitKey(s: LiveSplit): string {
   return `${s.devices.map((g) => g.join("+")).join(">")}:${s.assignment.stageOf.join(",")}:${encodingsLine(s.encodings)}`;
 }

@@ -29,10 +29,21 @@ export interface AdaptCandidate extends Omit<AdaptSample, "atMs"> {
   encodings?: { from: string; to: string };
 }
 
+/** What runs when an evaluation is asked for. */
+export interface AdaptContext {
+  /** The deployment serving now (after a recovery, not the one adaptation started with). */
+  deployed: Deployable;
+  /** Devices lost and not back: a proposal must not use them. */
+  lost: readonly string[];
+}
+
 /** Options of {@link startAdaptation}. */
 export interface AdaptOptions {
   /** Prices the running split and the best one under `estimates`; undefined when it cannot say yet. */
-  evaluate(estimates: EstimateSnapshot): Promise<AdaptCandidate | undefined> | AdaptCandidate | undefined;
+  evaluate(
+    estimates: EstimateSnapshot,
+    now: AdaptContext,
+  ): Promise<AdaptCandidate | undefined> | AdaptCandidate | undefined;
   policy?: Partial<AdaptPolicy>;
   /** Time between observations, ms (default 500). */
   intervalMs?: number;
@@ -78,7 +89,7 @@ export function startAdaptation(controller: Controller, opts: AdaptOptions): Ada
     est.observe(stats, controller.pipeline.stats().completed, performance.now());
     const snap = est.snapshot();
     if (snap.windows < warm) return;
-    const c = await opts.evaluate(snap);
+    const c = await opts.evaluate(snap, { deployed: controller.deployed, lost: controller.lostDevices });
     if (!c) log(`no estimate yet (${snap.windows} windows, ${snap.stageMs.size} stages timed)`);
     if (!c || stopped) return;
     const d = decideAdapt(state, { ...c, atMs: performance.now() }, policy);

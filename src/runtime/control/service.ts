@@ -562,6 +562,11 @@ export interface Deployable {
   dir: string;
   /** Predicted (or measured) inferences/s, reported in `replan` events; optional. */
   throughput?: number;
+  /**
+   * The split in the planner's terms, when the layer that planned it says (opaque to the runtime): live
+   * re-partitioning prices what runs from it after a recovery replaced the split it started with.
+   */
+  split?: unknown;
 }
 
 /**

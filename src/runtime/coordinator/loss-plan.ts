@@ -69,11 +69,9 @@ export function planThenReassign(
 ): Replan {
   const budgetMs = opts.budgetMs ?? 2000;
   return async (alive, why) => {
-    const reassigned: Deployable = { manifest: reassignStages(first.manifest, alive), dir: first.dir };
-    const fallback: PlannedSplit = {
-      assignment: first.assignment,
-      devices: reassigned.manifest.stages.map(groupOf),
-    };
+    const moved = reassignStages(first.manifest, alive);
+    const fallback: PlannedSplit = { assignment: first.assignment, devices: moved.stages.map(groupOf) };
+    const reassigned: Deployable = { manifest: moved, dir: first.dir, split: fallback };
     const t0 = performance.now();
     const choose = (used: LossPlanChoice["used"], text: string) => {
       const c: LossPlanChoice = { ...why, used, why: text, planMs: performance.now() - t0 };

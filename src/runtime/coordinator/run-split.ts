@@ -460,7 +460,12 @@ export async function deploySplit(
         devices: enc.devices,
         ...(next.encodings && next.encodings.length > 0 ? { encodings: next.encodings } : {}),
       });
-      return { manifest: m, dir: out, ...(throughput !== undefined ? { throughput } : {}) };
+      return {
+        manifest: m,
+        dir: out,
+        ...(throughput !== undefined ? { throughput } : {}),
+        split: { ...next, encoderStage: enc.encoderStage },
+      };
     };
     const replan = opts.replan;
     const c = await startController({ manifest, dir: split }, workers, {
