@@ -273,7 +273,6 @@ export function liveReplanner(opts: LiveReplanOptions): {
   };
 }
 
-/** A split's identity: each node's stage, each stage's devices and the encodings (equal keys: the same split). */
 /** A deployment's split (Deployable.split) as a LiveSplit, or undefined when it does not carry one. */
 function liveSplitOf(x: unknown): LiveSplit | undefined {
   const s = x as
@@ -293,6 +292,7 @@ function liveSplitOf(x: unknown): LiveSplit | undefined {
   };
 }
 
+/** A split's identity: each node's stage, each stage's devices and the encodings (equal keys: the same split). */
 export function splitKey(s: LiveSplit): string {
   return `${s.devices.map((g) => g.join("+")).join(">")}:${s.assignment.stageOf.join(",")}:${encodingsLine(s.encodings)}`;
 }

@@ -101,7 +101,8 @@ export function planOverDevices(
  * The re-plan after a loss, built above the runtime (run-split's `planAfterLoss`): plans again for throughput
  * over the devices that remain with the current cost estimates (the profiles the first split was planned with,
  * scaled by what live re-partitioning measured when it runs), and keeps the runtime's reassignment (resolves
- * undefined) unless the plan is predicted faster by `margin`, or merges stages and is not predicted slower. Throws as the planner does when nothing fits.
+ * undefined) unless the plan is predicted faster by `margin`, or merges stages and is not predicted slower.
+ * Throws as the planner does when nothing fits.
  */
 export function lossReplanner(opts: LossReplanOptions): PlanAfterLoss {
   const margin = opts.margin ?? 0.05;

@@ -133,7 +133,8 @@ export function decideAdapt(state: AdaptState, s: AdaptSample, policy: AdaptPoli
   const judged = gainNow - policy.confidence * devNow;
   const kept = { ...restartAdaptState(state), gain: gainNow, deviation: devNow };
   const back = s.bestKey !== undefined && s.bestKey === state.left;
-  const cooling = state.switchedAt !== undefined && s.atMs - state.switchedAt < policy.cooldownMs;
+  const sinceSwitch = state.switchedAt === undefined ? Number.POSITIVE_INFINITY : s.atMs - state.switchedAt;
+  const cooling = sinceSwitch < policy.cooldownMs;
   // In the cool-down only a gain past the return threshold moves on (never back): a switch decided while a step
   // was still reaching the estimates lands on a plan that is soon far from the best (a CPU quota: 65-111% for
   // the whole 15 s), and waiting out the cool-down would give that away.
@@ -143,7 +144,7 @@ export function decideAdapt(state: AdaptState, s: AdaptSample, policy: AdaptPoli
   if (cooling && !onward)
     return {
       action: "stay",
-      reason: `${shown}; cooling down for ${Math.round(policy.cooldownMs - (s.atMs - (state.switchedAt ?? 0)))} ms after the last switch${back ? "" : ` (${pct(policy.returnThreshold)} moves on)`}`,
+      reason: `${shown}; cooling down for ${Math.round(policy.cooldownMs - sinceSwitch)} ms after the last switch${back ? "" : ` (${pct(policy.returnThreshold)} moves on)`}`,
       gain: judged,
       state: kept,
     };

@@ -564,11 +564,11 @@ export async function deploySplit(
         const ortCpu = (r?: StatsReplyMsg) => (r?.stages ?? []).reduce((s, st) => s + st.computeCpuMs, 0);
         const stageBusyMs: Record<string, number> = {};
         const stageServiceMs: Record<string, number> = {};
-        const service = (r?: StatsReplyMsg) =>
-          (r?.stages ?? []).reduce<number | undefined>(
-            (s, st) => (s === undefined || st.serviceMs === undefined ? undefined : s + st.serviceMs),
-            0,
-          );
+        // Undefined when a stage of the worker does not report it (an older worker).
+        const service = (r: StatsReplyMsg) =>
+          r.stages.every((st) => st.serviceMs !== undefined)
+            ? r.stages.reduce((s, st) => s + (st.serviceMs ?? 0), 0)
+            : undefined;
         const stageCpuMs: Record<string, number> = {};
         const stageOrtCpuMs: Record<string, number> = {};
         const stageOutputBytes: Record<string, number> = {};
