@@ -297,19 +297,21 @@ export const runCommand: Command = {
     io.out(
       table([["run", "devices", "throughput", "p50", "p95", "p99", "failed"], runRows("plan", result)], st),
     );
-    io.out(
-      st.dim(
-        `busy per request (onnxruntime, with the worker's framing): ${Object.entries(result.stageBusyMs)
-          .map(([d, ms]) => {
-            const sv = result.stageServiceMs[d];
-            return `${d} ${ms.toFixed(2)} ms${sv !== undefined ? ` (${sv.toFixed(2)})` : ""}`;
-          })
-          .join(", ")}; ${fmtBytes(result.bytesPerRequest)} through the coordinator per request; ` +
-          (result.referenceChecked !== undefined
-            ? `outputs vs the unsplit model: ${result.maxRelativeDiff.toExponential(1)} relative at most over ${result.referenceChecked} requests`
-            : `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`),
-      ),
-    );
+    // Nothing completed (an unreachable worker): the error above says why; per-request figures would be NaN.
+    if (result.report.completed > 0)
+      io.out(
+        st.dim(
+          `busy per request (onnxruntime, with the worker's framing): ${Object.entries(result.stageBusyMs)
+            .map(([d, ms]) => {
+              const sv = result.stageServiceMs[d];
+              return `${d} ${ms.toFixed(2)} ms${sv !== undefined ? ` (${sv.toFixed(2)})` : ""}`;
+            })
+            .join(", ")}; ${fmtBytes(result.bytesPerRequest)} through the coordinator per request; ` +
+            (result.referenceChecked !== undefined
+              ? `outputs vs the unsplit model: ${result.maxRelativeDiff.toExponential(1)} relative at most over ${result.referenceChecked} requests`
+              : `outputs vs whole model: ${result.maxRelativeDiff.toExponential(1)} relative`),
+        ),
+      );
     if (planEnc)
       io.out(
         st.dim(
