@@ -85,6 +85,61 @@ for (const shape of [
   });
 }
 
+/**
+ * Up to `count` consecutive tile candidates (each starting where the one before ends) of at most 12 layers
+ * each, longer ones tried first (so windowed layers with halos fall inside).
+ */
+function chain(model: AnalyzedModel, count: number) {
+  const cands = tileCandidates(model, choosePartitionOrder(model)).filter((c) => c.end - c.start <= 12);
+  const from = new Map<number, typeof cands>();
+  for (const c of cands) from.set(c.start, [c, ...(from.get(c.start) ?? [])]); // longest first
+  let best: typeof cands = [];
+  const walk = (run: typeof cands): boolean => {
+    if (run.length > best.length) best = run;
+    if (run.length === count) return true;
+    return (from.get(run[run.length - 1].end) ?? []).some((c) => walk([...run, c]));
+  };
+  cands.some((c) => walk([c]));
+  return best;
+}
+
+for (const name of ["resnet50", "efficientnet_b0", "googlenet"]) {
+  test(`zoo ${name}: stacks reading the tiles before them (halo exchange, tile counts differing) reproduce the model`, async () => {
+    const model = await analyzeModel(buildZooModel(name), { source: name });
+    const feeds = feedsOf(model);
+    const want = await runModel(model.graph.model, feeds);
+    const run = chain(model, 3);
+    assert.ok(run.length >= 2, `${name}: no two consecutive stacks`);
+    // Tile boundaries that never line up between stacks: a tile gathers rows from two tiles before it.
+    const weights = [
+      [1, 2],
+      [2, 1, 1],
+      [3, 2],
+    ];
+    const specs = run.map((c, i) => ({
+      from: c.from,
+      to: c.to,
+      tiles: weights[i].length,
+      weights: weights[i],
+      ...(i > 0 ? { fromTiles: true } : {}),
+    }));
+    const tiled = tileModel(model, specs);
+    assertOutputsClose(await runModel(tiled.model, feeds), want, `${name} chained ${run.map((c) => c.to)}`);
+    // Every join but the last went: the next stack gathers its rows (halo included) from the tiles.
+    assert.deepEqual(
+      tiled.stacks.map((st) => st.join !== undefined),
+      run.map((_, i) => i === run.length - 1),
+    );
+    const names = new Set(tiled.model.graph!.node.map((n) => n.name));
+    for (const st of tiled.stacks.slice(1)) {
+      assert.ok(st.handoff.length > 0, "rows come from the neighbouring tile");
+      for (const h of st.handoff) assert.ok(names.has(h.node), h.node);
+      // No tile reads the joined tensor: it is not made any more.
+      assert.ok(!tiled.model.graph!.node.some((n) => n.output.includes(st.spec.from)), st.spec.from);
+    }
+  });
+}
+
 /** Odd sizes and every windowed layer variant a stack may hold, with a residual Add and a channel Concat. */
 function oddModel(h: number, w: number): ModelProto {
   const b = new GraphBuilder("odd", { seed: 5 });

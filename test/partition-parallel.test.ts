@@ -20,6 +20,10 @@ import { buildZooModel } from "../src/zoo/index.js";
 import { assertOutputsClose } from "./helpers/compare.js";
 
 const EXACT = { optimization: "disabled" } as const;
+
+/** Name of the Concat that joins the tiles of the stack ending at `to`. */
+const tiled0Join = (model: Awaited<ReturnType<typeof analyzeModel>>, to: string) =>
+  `${model.graph.values.get(to)!.producer!.name}.join`;
 const CLI = join(import.meta.dirname, "..", "src", "cli", "main.js");
 
 /** Two equal analytic devices on a link of the given bandwidth (no profile: the roofline prices them). */
@@ -97,6 +101,44 @@ for (const name of ["unet", "resnet18"]) {
     await runner.close();
   });
 }
+
+test("ResNet-50 on an equal pair: chained stacks hand tiles on (halo rows only cross), and the plan file rebuilds a model that reproduces it", async () => {
+  const { model, par } = await planOf("resnet50", "1Gbit/s");
+  assert.ok(par, "a tiled plan");
+  const plan = JSON.parse(JSON.stringify(par.plan));
+  const chained = plan.tiles.stacks.filter((s: { fromTiles?: boolean }) => s.fromTiles);
+  assert.ok(chained.length >= 1, JSON.stringify(plan.tiles.stacks));
+  // Between a stack and the one reading its tiles, each device sends only the halo rows the other needs,
+  // less than the half of the tensor its tile made (which a join would gather first).
+  for (const st of chained) {
+    const joined = model.types.get(st.from)!;
+    const whole = joined.shape.reduce((a: number, b: number) => a * b, 1) * 4;
+    const halo = plan.links.filter((l: { bytes: number; fromStage: number; toStage: number }) =>
+      plan.stages[l.toStage]?.inputs.some((i: string) => i.startsWith(`${st.from}.tile`)),
+    );
+    assert.ok(halo.length >= 1, `halo transfers into the stack from ${st.from}`);
+    for (const l of halo) assert.ok(l.bytes < whole / 2, `${l.bytes} B of a ${whole} B tensor`);
+    // No stage joins that tensor.
+    assert.ok(!plan.stages.some((s: { nodes: string[] }) => s.nodes.includes(tiled0Join(model, st.from))));
+  }
+  const tiled = await modelForPlan(model, plan);
+  const stages = buildStages(tiled, planToAssignment(tiled, plan));
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const v of model.graph.inputs) {
+    const t = model.types.get(v.name)!;
+    feeds[v.name] = randomTensor(t.dtype, t.shape, 5);
+  }
+  const whole = await createSession(model.graph.model, EXACT);
+  const want = (await whole.run(feeds)) as Record<string, ort.Tensor>;
+  await whole.release();
+  const runner = await SequentialRunner.fromStages(
+    stages,
+    model.graph.outputs.map((v) => v.name),
+    EXACT,
+  );
+  assertOutputsClose(await runner.run(feeds), want, "resnet50 chained tiles");
+  await runner.close();
+});
 
 test("UNet on an equal pair: tiles pay on 1 Gbit/s and the plan predicts below the best single device", async () => {
   const { out, par } = await planOf("unet", "1Gbit/s");

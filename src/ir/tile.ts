@@ -33,6 +33,13 @@ export interface TileStackSpec {
   tiles: number;
   /** Relative tile sizes (e.g. device speeds); equal when absent. */
   weights?: number[];
+  /**
+   * Read `from` from the tiles of the stack before it (the earlier stack whose `to` is this stack's `from`)
+   * instead of from its joined tensor: each tile gathers the rows it needs, halo included, from the previous
+   * tiles' outputs (a Slice of each previous tile that holds some, a Concat of the pieces), so only halo rows
+   * move between devices and the previous stack's join is dropped when nothing else reads it.
+   */
+  fromTiles?: boolean;
 }
 
 /** What tiling did to one stack. */
@@ -46,7 +53,13 @@ export interface TiledStack {
   tileNodes: string[][];
   /** Of those, the Slices that cut each tile's rows out of tensors from outside the stack. */
   scatter: string[][];
-  join: string;
+  /**
+   * With `fromTiles`: the Slices that cut the rows each tile needs out of the previous stack's tiles, each
+   * with the index of the previous tile it reads (where a plan runs it). Empty otherwise.
+   */
+  handoff: Array<{ node: string; tile: number }>;
+  /** The joining Concat; absent when the next stack reads these tiles and nothing reads the joined tensor. */
+  join?: string;
   /** Multiply-accumulates of the stack untiled, and of all its tiles together (the difference is the halo). */
   macs: number;
   tiledMacs: number;
@@ -254,8 +267,17 @@ export function tileModel(
   const inits = [...(graph.model.graph?.initializer ?? [])];
   const stacks: TiledStack[] = [];
   const origin = new Map<string, { node: string; share: number }>();
+  const byTo = new Map<string, TiledStack>();
+  const lastOf = new Map<TiledStack, number>(); // stack -> index of its last layer (where its nodes go)
   for (const spec of specs) {
     const { nodes, rows, tiles } = tileRows(model, spec);
+    const prev = spec.fromTiles ? byTo.get(spec.from) : undefined;
+    if (spec.fromTiles && !prev)
+      throw bad(
+        model,
+        `tile stack ${spec.from} -> ${spec.to} reads its input from tiles, but no earlier stack ends at '${spec.from}'`,
+        { tensor: spec.from },
+      );
     for (const n of nodes) {
       if (removed.has(n.index)) throw bad(model, `tile stacks overlap at node '${n.name}'`, { node: n.name });
       removed.add(n.index);
@@ -267,10 +289,28 @@ export function tileModel(
       inits.push(makeTensor(name, "int64", [1], BigInt64Array.of(BigInt(v))));
       return name;
     };
+    /** A Slice of rows [s0, s1) (along height) of `src` into tensor `name`. */
+    const sliceNode = (nodeName: string, name: string, src: string, s0: number, s1: number): NodeProto =>
+      opset >= 10
+        ? create(NodeProtoSchema, {
+            name: nodeName,
+            opType: "Slice",
+            input: [src, ...[s0, s1, 2].map((v, i) => int64(`${name}.${["starts", "ends", "axes"][i]}`, v))],
+            output: [name],
+          })
+        : create(NodeProtoSchema, {
+            name: nodeName,
+            opType: "Slice",
+            input: [src],
+            output: [name],
+            attribute: [attribute("starts", [s0]), attribute("ends", [s1]), attribute("axes", [2])],
+          });
     const out: NodeProto[] = [];
     const scatter: NodeProto[] = [];
     const tileNodes: string[][] = [];
     const scatterNames: string[][] = [];
+    const handoff: Array<{ node: string; tile: number }> = [];
+    const pieces = new Map<string, string>(); // `${tile}:${a}:${b}` of the previous stack -> its Slice
     let tiledMacs = 0;
     const macs = nodes.reduce((s, n) => s + model.costs[n.index].macs, 0);
     for (let j = 0; j < k; j++) {
@@ -296,31 +336,54 @@ export function tileModel(
         const name = as ?? `${base}.rows${want.a}_${want.b}`;
         // Node and tensor names are separate namespaces; a crop keeps the layer copy's node name free.
         const nodeName = as === undefined ? name : `${name}.crop`;
-        const s0 = want.a - have.a;
-        const s1 = want.b - have.a;
-        const node =
-          opset >= 10
-            ? create(NodeProtoSchema, {
-                name: nodeName,
-                opType: "Slice",
-                input: [
-                  src,
-                  ...[s0, s1, 2].map((v, i) => int64(`${name}.${["starts", "ends", "axes"][i]}`, v)),
-                ],
-                output: [name],
-              })
-            : create(NodeProtoSchema, {
-                name: nodeName,
-                opType: "Slice",
-                input: [src],
-                output: [name],
-                attribute: [attribute("starts", [s0]), attribute("ends", [s1]), attribute("axes", [2])],
-              });
+        const node = sliceNode(nodeName, name, src, want.a - have.a, want.b - have.a);
         (first ? scatter : out).push(node);
         names.push(nodeName);
         if (base.endsWith(".in")) outside.push(nodeName);
         sliced.set(key, name);
         return name;
+      };
+      // With fromTiles: the rows of `from` this tile needs, gathered from the previous stack's tiles.
+      let gathered: string | undefined;
+      const gather = (): string => {
+        if (gathered) return gathered;
+        const want = need.get(spec.from)!;
+        const parts: string[] = [];
+        prev!.rows.forEach((own, s) => {
+          const a = Math.max(want.a, own.a);
+          const b = Math.min(want.b, own.b);
+          if (a >= b) return;
+          const src = `${spec.from}.tile${s}`;
+          if (a === own.a && b === own.b) {
+            parts.push(src);
+            return;
+          }
+          const key = `${s}:${a}:${b}`;
+          let piece = pieces.get(key);
+          if (!piece) {
+            piece = `${src}.rows${a}_${b}`;
+            pieces.set(key, piece);
+            out.push(sliceNode(piece, piece, src, a - own.a, b - own.a));
+            handoff.push({ node: piece, tile: s });
+          }
+          parts.push(piece);
+        });
+        if (parts.length === 1) gathered = parts[0];
+        else {
+          gathered = `${tname(spec.from)}.in.rows${want.a}_${want.b}`;
+          const node = `${gathered}.gather`;
+          out.push(
+            create(NodeProtoSchema, {
+              name: node,
+              opType: "Concat",
+              input: parts,
+              output: [gathered],
+              attribute: [attribute("axis", 2)],
+            }),
+          );
+          names.push(node);
+        }
+        return gathered;
       };
       for (const n of nodes) {
         const plan = plans.get(n.index);
@@ -329,6 +392,8 @@ export function tileModel(
           const r = plan.inputs[i];
           if (!r) return name;
           if (stackTensors.has(name)) return slice(tname(name), need.get(name)!, r, tname(name));
+          if (prev && name === spec.from)
+            return slice(gather(), need.get(name)!, r, `${tname(name)}.in.part`);
           return slice(
             name,
             { a: 0, b: height(model, name)! },
@@ -368,16 +433,35 @@ export function tileModel(
       }),
     );
     replaced.set(nodes[nodes.length - 1].index, [...scatter, ...out]);
-    stacks.push({
+    const stack: TiledStack = {
       spec,
       nodes: nodes.map((n) => n.name),
       rows,
       tileNodes,
       scatter: scatterNames,
+      handoff,
       join,
       macs,
       tiledMacs,
-    });
+    };
+    stacks.push(stack);
+    byTo.set(spec.to, stack);
+    lastOf.set(stack, nodes[nodes.length - 1].index);
+  }
+  // A join whose tensor only stacks reading the tiles read (and no graph output) goes.
+  for (const st of stacks) {
+    const v = graph.values.get(st.spec.to)!;
+    const readers = stacks.filter((b) => b.spec.fromTiles && b.spec.from === st.spec.to);
+    if (readers.length === 0 || v.isOutput) continue;
+    const inReaders = new Set(readers.flatMap((b) => b.nodes));
+    if (!v.consumers.every((c) => inReaders.has(c.name))) continue;
+    const at = lastOf.get(st)!;
+    replaced.set(
+      at,
+      replaced.get(at)!.filter((n) => n.name !== st.join),
+    );
+    removedTensors.add(st.spec.to);
+    st.join = undefined;
   }
   const nodeList: NodeProto[] = [];
   for (const n of graph.nodes) {

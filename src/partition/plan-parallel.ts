@@ -64,7 +64,13 @@ export async function buildParallelPlan(
   const specs: TileStackSpec[] = [];
   for (const s of search.segments)
     if (s.kind === "tiles")
-      specs.push({ from: s.from, to: s.to, tiles: s.devices.length, weights: s.weights });
+      specs.push({
+        from: s.from,
+        to: s.to,
+        tiles: s.devices.length,
+        weights: s.weights,
+        ...(s.fromTiles ? { fromTiles: true } : {}),
+      });
   const tiled = tileModel(model, specs, { slicesFirst: true });
   const tmodel = await analyzeModel(tiled.model, {
     source: model.graph.source,
@@ -79,6 +85,7 @@ export async function buildParallelPlan(
   };
   let pendingJoin: { name: string; device: number } | undefined;
   let lastStage = -1;
+  let tileStages: number[] = [];
   let t = 0;
   for (const [k, seg] of search.segments.entries()) {
     if (seg.kind === "one") {
@@ -128,13 +135,19 @@ export async function buildParallelPlan(
       pendingJoin = undefined;
     }
     const scatterHere = lastStage >= 0;
-    seg.devices.forEach((d, j) => {
+    // The Slices that cut this stack's rows out of the previous stack's tiles run with those tiles.
+    for (const h of stack.handoff) stageOfName.set(h.node, tileStages[h.tile]);
+    tileStages = seg.devices.map((d, j) => {
       const st = open(d);
       const scatter = new Set(stack.scatter[j]);
       for (const name of stack.tileNodes[j])
         stageOfName.set(name, scatterHere && scatter.has(name) ? lastStage : st);
+      return st;
     });
-    pendingJoin = { name: stack.join, device: seg.join };
+    // Tiles handed on to the next stack have no join (or one a later reader needs, run with the first tile).
+    if (stack.join !== undefined)
+      pendingJoin = seg.join >= 0 ? { name: stack.join, device: seg.join } : undefined;
+    if (stack.join !== undefined && seg.join < 0) stageOfName.set(stack.join, tileStages[0]);
     void k;
   }
   if (pendingJoin) stageOfName.set(pendingJoin.name, open(pendingJoin.device));

@@ -119,7 +119,8 @@ export interface PlanParetoPoint extends PlanTotals {
  * timeline (stage start and finish, s, indexed like `stages`), the halo's extra MACs and the search estimate, s.
  */
 export interface PlanTiles {
-  stacks: Array<{ from: string; to: string; tiles: number; weights?: number[] }>;
+  /** `fromTiles`: the stack reads the tiles of the stack before it, halo rows only between devices. */
+  stacks: Array<{ from: string; to: string; tiles: number; weights?: number[]; fromTiles?: boolean }>;
   timeline: Array<{ start: number; finish: number }>;
   haloMacs: number;
   estimate: number;
@@ -270,6 +271,7 @@ const PLAN = z.object({
           to: z.string().min(1),
           tiles: z.int().min(2),
           weights: z.array(z.number().positive()).optional(),
+          fromTiles: z.boolean().optional(),
         }),
       ),
       timeline: z.array(z.object({ start: NUM, finish: NUM })),

@@ -1,6 +1,7 @@
 import type { AnalyzedModel } from "../ir/analyze.js";
 import { dtypeSize } from "../onnx/dtype.js";
 import { tileRows } from "../ir/tile.js";
+import type { Rows } from "../ir/tile-rows.js";
 import type { PartitionOrder } from "./order.js";
 import { linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
 import { branchRegions, placeBranches } from "./branch-candidates.js";
@@ -22,8 +23,10 @@ export type ParallelSegment =
       /** Device of each tile, and the tile sizes (in proportion to the devices' speed on the stack). */
       devices: number[];
       weights: number[];
-      /** Device that joins the tiles (runs the Concat). */
+      /** Device that joins the tiles (runs the Concat); -1 when the next stack reads the tiles (`fromTiles`). */
       join: number;
+      /** The tiles read the previous stack's tiles, gathering their rows and halo there (no join between). */
+      fromTiles?: boolean;
     }
   | {
       kind: "branches";
@@ -80,8 +83,11 @@ function subsets(devices: number, sizes: (k: number) => boolean): number[][] {
  * device costs its stage time plus the transfer of the boundary tensor to it; a tiled segment costs the
  * slowest tile: sending its input rows (halo included; the whole tensor when it is a graph input), its
  * compute (each layer's time times the share of rows the tile computes) and sending its output rows to the
- * joining device. Tiles run on distinct devices; with `tiles` above the device count, tiles go round-robin
- * and those on one device add up. Undefined when no plan of the space exists (e.g. a forced tiling and no
+ * joining device. A stack may instead leave its output spread over its tiles' devices (a second kind of
+ * state: the rows each device holds and when each is ready), and a next stack on the same devices then reads
+ * it there, each tile waiting only for the rows it needs (its own device's at once, the halo from its
+ * neighbours over the link): no join, no scatter, only halo rows move. Tiles run on distinct devices; with
+ * `tiles` above the device count, tiles go round-robin and those on one device add up. Undefined when no plan of the space exists (e.g. a forced tiling and no
  * tileable stack).
  */
 export function searchParallel(
@@ -118,7 +124,17 @@ export function searchParallel(
       : forced <= D
         ? subsets(D, (k) => k === forced)
         : [Array.from({ length: forced }, (_, j) => j % D)];
-  type Back = { prev: number; d: number; used: number; seg: ParallelSegment };
+  /**
+   * How a state was reached: the segment, and the state before it (boundary `prev`, device `d`, stacks
+   * `used`), or the tiles it read (`dist`).
+   */
+  type Back = { prev: number; d: number; used: number; seg: ParallelSegment; dist?: Spread };
+  /**
+   * The boundary tensor held as row tiles, not joined: tile k's rows `rows[k]` on `devices[k]`, ready at
+   * `ready[k]` s. A next stack on the same devices gathers only the rows (halo included) each tile needs.
+   * One kept per (boundary, placement, stacks used): the one whose last tile is ready first.
+   */
+  type Spread = { devices: number[]; rows: Rows[]; ready: number[]; back: Back };
   const B = bounds.length;
   const M = opts.maxStacks ?? 4;
   const U = M + 1;
@@ -128,6 +144,7 @@ export function searchParallel(
   const back: (Back | undefined)[][][] = Array.from({ length: B }, () =>
     Array.from({ length: D }, () => new Array<Back | undefined>(U).fill(undefined)),
   );
+  const spread: Map<string, Spread>[] = Array.from({ length: B }, () => new Map());
   f[0][p.inputDevice][0] = 0;
   const rowBytes = (t: string) => bytesPerRow(model, t);
   let priced = 0;
@@ -182,7 +199,7 @@ export function searchParallel(
       }
       const span = spans.get(`${x}:${y}`);
       if (!span) continue;
-      for (const devices of placements) {
+      for (const [pi, devices] of placements.entries()) {
         const weights = devices.map((s) => 1 / Math.max(1e-12, stageTime(p, s, x, y)));
         let rows: ReturnType<typeof tileRows>;
         try {
@@ -211,37 +228,78 @@ export function searchParallel(
           }
           return time;
         });
+        const seg = (join: number, fromTiles: boolean): ParallelSegment => ({
+          kind: "tiles",
+          start: x,
+          end: y,
+          from: span.from,
+          to: span.to,
+          devices,
+          weights,
+          join,
+          ...(fromTiles ? { fromTiles: true } : {}),
+        });
+        // From each tile's input ready time: the tiles' finish times (tiles sharing a device run one after
+        // another there), then the states they lead to, joined on each device and left spread.
+        const finish = (ready: number[]): number[] => {
+          const busy = new Float64Array(D);
+          return devices.map((s, k) => {
+            busy[s] = Math.max(busy[s], ready[k]) + compute[k];
+            return busy[s];
+          });
+        };
+        const advance = (ready: number[], used: number, from: Omit<Back, "seg">) => {
+          const fin = finish(ready);
+          for (let e = 0; e < D; e++) {
+            let worst = 0;
+            devices.forEach((s, k) => {
+              worst = Math.max(worst, fin[k] + tx(s, e, outBytes[k]));
+            });
+            relax(j, e, used + 1, worst, { ...from, seg: seg(e, from.dist !== undefined) });
+          }
+          if (used + 1 >= M) return; // a spread state feeds one more stack
+          const key = `${pi}:${used + 1}`;
+          const held = spread[j].get(key);
+          if (!held || Math.max(...fin) < Math.max(...held.ready))
+            spread[j].set(key, {
+              devices,
+              rows: rows.rows,
+              ready: fin,
+              back: { ...from, seg: seg(-1, from.dist !== undefined) },
+            });
+        };
         for (let d = 0; d < D; d++) {
           for (let used = 0; used < M; used++) {
             const base = f[i][d][used];
             if (base === Infinity) continue;
-            for (let e = 0; e < D; e++) {
-              // Tiles sharing a device run one after another there.
-              const busy = new Float64Array(D);
-              let worst = 0;
-              devices.forEach((s, k) => {
-                const ready = tx(d, s, inBytes[k]);
-                busy[s] = Math.max(busy[s], ready) + compute[k];
-                worst = Math.max(worst, busy[s] + tx(s, e, outBytes[k]));
-              });
-              relax(j, e, used + 1, base + worst, {
-                prev: i,
-                d,
-                used,
-                seg: {
-                  kind: "tiles",
-                  start: x,
-                  end: y,
-                  from: span.from,
-                  to: span.to,
-                  devices,
-                  weights,
-                  join: e,
-                },
-              });
-            }
+            advance(
+              devices.map((s, k) => base + tx(d, s, inBytes[k])),
+              used,
+              { prev: i, d, used },
+            );
           }
         }
+        // From the previous stack's tiles on the same devices: each tile's rows of the boundary tensor
+        // arrive from the tiles that hold them (its own device's at once, the halo over the link).
+        if (!fromInput)
+          for (let used = 1; used < M; used++) {
+            const held = spread[i].get(`${pi}:${used}`);
+            if (!held) continue;
+            const ready = rows.tiles.map((t, k) => {
+              const want = t.need.get(span.from)!;
+              let at = 0;
+              held.rows.forEach((own, q) => {
+                const overlap = Math.min(want.b, own.b) - Math.max(want.a, own.a);
+                if (overlap > 0)
+                  at = Math.max(
+                    at,
+                    held.ready[q] + tx(held.devices[q], devices[k], overlap * rowBytes(span.from)),
+                  );
+              });
+              return at;
+            });
+            advance(ready, used, { prev: i, d: -1, used, dist: held });
+          }
       }
     }
   }
@@ -261,15 +319,10 @@ export function searchParallel(
   }
   if (bestD < 0 || best === Infinity) return undefined;
   const segments: ParallelSegment[] = [];
-  let i = last;
-  let d = bestD;
-  let used = bestUsed;
-  while (i > 0) {
-    const b = back[i][d][used]!;
+  let b = back[last][bestD][bestUsed];
+  while (b) {
     segments.unshift(b.seg);
-    i = b.prev;
-    d = b.d;
-    used = b.used;
+    b = b.dist ? b.dist.back : b.prev > 0 ? back[b.prev][b.d][b.used] : undefined;
   }
   return { segments: mergeOnes(segments), estimate: best, priced, regions: regions.length, greedyRegions };
 }
