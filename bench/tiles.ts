@@ -2,8 +2,9 @@
  * Single-request latency with spatial tiles: for each model, the best single device running the whole model
  * beside the latency plan with tiles (the planner's own choice, and 2 tiles forced when it chose none), on the
  * local cluster's two pinned one-core devices, requests sent one at a time, rounds alternating so a drift of
- * the host hits all alike. Prints JSON: p50/p95 per configuration, the ratio to the best single device, the
- * plan's predicted latency and its error, and the halo's extra MACs. Then, priced only (no run), whether the
+ * the host hits all alike. Planned as `cleave bench` plans (profiles calibrated to the devices' speed now, the
+ * co-run slowdown of the two measured). Prints JSON: p50/p95 per configuration, the ratio to the best single
+ * device, the plan's predicted latency and its error, the halo's extra MACs, and the co-run factors. Then, priced only (no run), whether the
  * planner tiles on the equal pair (`examples/clusters/equal-pair.yaml`) at 1 Gbit/s and at 100 Mbit/s.
  *
  * Usage: node dist/bench/tiles.js [--models resnet50,efficientnet_b0,unet] [--requests N] [--rounds R]
@@ -11,7 +12,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { localClusterPath } from "../src/cli/load.js";
-import { withLocalProfiles } from "../src/cli/local-profiles.js";
 import { loadCluster } from "../src/cluster/load.js";
 import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
@@ -21,6 +21,7 @@ import { makePlan } from "../src/partition/planner.js";
 import { summarizeLatencies } from "../src/runtime/latency.js";
 import { type DeployedSplit, deploySplit, wholeModel } from "../src/runtime/coordinator/run-split.js";
 import { buildZooModel } from "../src/zoo/index.js";
+import { emulatedCosts } from "../src/harness/emulated-profiles.js";
 
 const { values } = parseArgs({
   options: {
@@ -34,8 +35,14 @@ const rounds = Number(values.rounds);
 const quiet = { out: () => {}, err: (t: string) => process.stderr.write(`${t}\n`), isTTY: false };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-async function planned(model: AnalyzedModel, cluster: Cluster, tiles?: number) {
-  const profiles = await withLocalProfiles(model, cluster, {}, quiet);
+/**
+ * The latency plan (and the tiled one) for `cluster`. With `coRun`, as `cleave bench` plans: the devices'
+ * profiles calibrated to their speed now and the slowdown of two of them computing at once measured
+ * (emulated devices of this machine), so the prediction prices what the run will see.
+ */
+async function planned(model: AnalyzedModel, declared: Cluster, tiles?: number, coRun = false) {
+  const measured = await emulatedCosts(model, declared, {}, { coRun });
+  const { cluster, profiles } = measured;
   const cost = costModelFor(model, cluster, { profiles });
   const out = makePlan({ model, modelPath: model.graph.source, cluster, cost, objective: "latency" });
   const par = await parallelPlanFor(
@@ -47,15 +54,15 @@ async function planned(model: AnalyzedModel, cluster: Cluster, tiles?: number) {
     cost,
     tiles ? { tiles } : {},
   );
-  return { out, par };
+  return { out, par, coRun: measured.coRun };
 }
 
 const local = loadCluster(localClusterPath());
 const results = [];
 for (const name of values.models.split(",")) {
   const model = await analyzeModel(buildZooModel(name), { source: `zoo:${name}` });
-  const { out, par: auto } = await planned(model, local);
-  const forced = auto ? undefined : (await planned(model, local, 2)).par;
+  const { out, par: auto, coRun } = await planned(model, local, undefined, true);
+  const forced = auto ? undefined : (await planned(model, local, 2, true)).par;
   const single = out.plan.baselines.find((b) => b.name === "single")!;
   const configs = [
     {
@@ -114,6 +121,7 @@ for (const name of values.models.split(",")) {
     results.push({
       model: name,
       macsM: r3(model.totals.macs / 1e6),
+      coRunFactors: coRun?.devices.map((d) => ({ device: d.name, factor: r3(d.factor) })),
       rows,
       p50SpeedupOverSingle: rows
         .slice(1)

@@ -1,19 +1,36 @@
 import type { Device, Link } from "../cluster/types.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
+import { typeBytes } from "../ir/graph.js";
 import type { CostModel } from "./cost-model.js";
+import { type NodeTimes, segmentTime } from "./node-times.js";
+
+/** A cost model that shows the per-node times behind its answers (the cluster cost model does). */
+interface WithNodeTimes {
+  nodeTimes(device: Device): NodeTimes;
+}
+
+function hasNodeTimes(c: CostModel): c is CostModel & WithNodeTimes {
+  return typeof (c as Partial<WithNodeTimes>).nodeTimes === "function";
+}
 
 /**
  * Prices a tiled model (see `tileModel`) from the cost model of the model it came from, so a measured
  * profile of the original still prices its tiles: a layer copy costs the original layer's latency times the
- * share of its output rows it computes (halo included); a Slice or join copies its output once at the
- * device's memory bandwidth; a stage adds the original's per-stage overhead. Memory of a tile stage is that
- * of the original layers it copies (an upper bound: a tile holds fewer rows); energy scales with time at the
+ * share of its output rows it computes (halo included), fused into the copy of its original's fusion anchor
+ * as the original was; a Slice or Concat the tiling added copies its output at the device's memory bandwidth
+ * and, where it reads or feeds a layer onnxruntime runs in its blocked layout, pays the conversion of those
+ * bytes (onnxruntime reorders around every such Slice: on ResNet-50's tile stages here the reorders and slices
+ * took 1.0-2.2 ms of a 13-19 ms stage). A stage pays the base model's per-stage overhead for its own inputs
+ * and outputs. With a base model that shows no node times: each copy from the original's latency, each added
+ * node its copy time, and a stage the original's whole-model overhead. Memory of a tile stage is that of the
+ * original layers it copies (an upper bound: a tile holds fewer rows); energy scales with time at the
  * original's power.
  */
 export class TiledCostModel implements CostModel {
   private readonly originIndex: Int32Array;
   private readonly share: Float64Array;
   private readonly overhead = new Map<string, number>();
+  private readonly times = new WeakMap<Device, NodeTimes>();
 
   constructor(
     private readonly base: CostModel,
@@ -46,7 +63,61 @@ export class TiledCostModel implements CostModel {
     return v;
   }
 
+  /** Node times of the tiled model on the device, from the base's, when the base shows them. */
+  private tiledTimes(device: Device): NodeTimes | undefined {
+    if (!hasNodeTimes(this.base)) return undefined;
+    const known = this.times.get(device);
+    if (known) return known;
+    const t = this.base.nodeTimes(device);
+    const { graph, types, costs } = this.tiled;
+    const N = graph.nodes.length;
+    const latency = new Float64Array(N);
+    const standalone = new Float64Array(N);
+    const anchorOf = new Int32Array(N).fill(-1);
+    const blocked = new Uint8Array(N);
+    const byName = new Map(graph.nodes.map((n) => [n.name, n.index]));
+    const orig = this.original.graph.nodes;
+    for (const n of graph.nodes) {
+      const o = this.originIndex[n.index];
+      if (n.isConstant || o < 0) continue;
+      const share = this.share[n.index];
+      latency[n.index] = t.latency[o] * share;
+      standalone[n.index] = t.standalone[o] * share;
+      const a = t.anchorOf[o];
+      if (a < 0) continue; // removed by onnxruntime's optimizer, as in the original
+      if (a === o) {
+        anchorOf[n.index] = n.index;
+        blocked[n.index] = t.blocked[o];
+        continue;
+      }
+      // The anchor's copy in the same tile (copies are named `<original>.tile<j>`), or the anchor itself.
+      const suffix = n.name.slice(orig[o].name.length);
+      const copy = byName.get(`${orig[a].name}${suffix}`) ?? byName.get(orig[a].name);
+      anchorOf[n.index] = copy ?? n.index;
+      if (copy === undefined) latency[n.index] = standalone[n.index];
+    }
+    const isBlocked = (i: number) => anchorOf[i] >= 0 && blocked[anchorOf[i]] === 1;
+    for (const n of graph.nodes) {
+      if (n.isConstant || this.originIndex[n.index] >= 0) continue;
+      let layout = 0;
+      for (const x of n.inputs) {
+        const p = graph.values.get(x)?.producer;
+        if (p && !graph.isWeight(x) && isBlocked(p.index)) layout += typeBytes(types.get(x));
+      }
+      const out = graph.values.get(n.outputs[0]);
+      if (out?.consumers.some((c) => isBlocked(c.index))) layout += costs[n.index].outputBytes;
+      latency[n.index] =
+        costs[n.index].outputBytes / device.memoryBandwidth + layout * t.overhead.perByteLayout;
+      anchorOf[n.index] = n.index;
+    }
+    const times: NodeTimes = { latency, standalone, anchorOf, blocked, overhead: t.overhead };
+    this.times.set(device, times);
+    return times;
+  }
+
   nodeLatencies(device: Device): Float64Array {
+    const times = this.tiledTimes(device);
+    if (times) return times.latency;
     const lat = this.base.nodeLatencies(device);
     const out = new Float64Array(this.tiled.graph.nodes.length);
     for (const n of this.tiled.graph.nodes) {
@@ -61,6 +132,9 @@ export class TiledCostModel implements CostModel {
   }
 
   segmentLatency(device: Device, nodes: readonly number[]): number {
+    if (nodes.length === 0) return 0;
+    const times = this.tiledTimes(device);
+    if (times) return segmentTime(this.tiled, times, nodes);
     const lat = this.nodeLatencies(device);
     return nodes.reduce((s, i) => s + lat[i], 0) + this.stageOverhead(device);
   }
