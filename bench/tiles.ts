@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { localClusterPath } from "../src/cli/load.js";
+import { localProfileLine } from "../src/cli/local-profiles.js";
 import { loadCluster } from "../src/cluster/load.js";
 import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
@@ -32,7 +33,6 @@ const { values } = parseArgs({
 });
 const requests = Number(values.requests);
 const rounds = Number(values.rounds);
-const quiet = { out: () => {}, err: (t: string) => process.stderr.write(`${t}\n`), isTTY: false };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /**
@@ -41,7 +41,12 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000;
  * (emulated devices of this machine), so the prediction prices what the run will see.
  */
 async function planned(model: AnalyzedModel, declared: Cluster, tiles?: number, coRun = false) {
-  const measured = await emulatedCosts(model, declared, {}, { coRun });
+  const measured = await emulatedCosts(
+    model,
+    declared,
+    {},
+    { coRun, onProfile: (n) => process.stderr.write(`${localProfileLine(n)}\n`) },
+  );
   const { cluster, profiles } = measured;
   const cost = costModelFor(model, cluster, { profiles });
   const out = makePlan({ model, modelPath: model.graph.source, cluster, cost, objective: "latency" });
