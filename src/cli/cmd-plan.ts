@@ -292,7 +292,7 @@ export function renderPlan(plan: Plan, st: Style): string {
   if (plan.planner.limited) out.push(st.dim(`search limited: ${plan.planner.limited}`));
   for (const t of plan.tiles?.stacks ?? [])
     out.push(
-      `tiles: ${t.from} -> ${t.to} in ${t.tiles} row tiles${t.weights ? ` (sizes ${t.weights.map((w) => (w / t.weights!.reduce((a, b) => a + b, 0)).toFixed(2)).join(" : ")})` : ""}`,
+      `tiles: ${t.from} -> ${t.to} in ${t.tiles} row tiles${t.weights ? ` (sizes ${t.weights.map((w) => (w / t.weights!.reduce((a, b) => a + b, 0)).toFixed(2)).join(" : ")})` : ""}${t.fromTiles ? ", reading the tiles before it (halo rows only, no join)" : ""}`,
     );
   if (plan.tiles) {
     const macs = plan.stages.length > 0 ? plan.tiles.haloMacs : 0;
