@@ -5,24 +5,19 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { equalPair } from "./helpers/pair.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
-import { SequentialRunner } from "../src/export/run-sequential.js";
-import { buildStages } from "../src/export/stage.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
-import { createSession, type ort, randomTensor } from "../src/onnx/ort.js";
 import { branchRegions } from "../src/partition/branch-candidates.js";
-import { modelForPlan, parallelPlanFor } from "../src/partition/plan-parallel.js";
-import { planToAssignment } from "../src/partition/plan.js";
+import { parallelPlanFor } from "../src/partition/plan-parallel.js";
 import { makePlan } from "../src/partition/planner.js";
 import { buildZooModel } from "../src/zoo/index.js";
 import { cleave } from "./helpers/cli.js";
-import { assertOutputsClose } from "./helpers/compare.js";
+import { assertReproduces } from "./helpers/plan-reproduces.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cleave-branches-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 process.env.CLEAVE_CACHE_DIR = join(dir, "cache");
-const EXACT = { optimization: "disabled" } as const;
 
 /** Two equal analytic devices on a link of the given bandwidth (priced by the roofline). */
 const pair = (bandwidth: string) => equalPair(bandwidth);
@@ -55,32 +50,6 @@ async function branchPlan(proto: ReturnType<typeof twoTower>, source: string) {
     spatial: false,
   });
   return { model, out, par };
-}
-
-/** Runs the plan's stages (rebuilt from its JSON alone) one after another and compares with the whole model. */
-async function assertReproduces(
-  model: Awaited<ReturnType<typeof analyzeModel>>,
-  planJson: unknown,
-  label: string,
-) {
-  const plan = JSON.parse(JSON.stringify(planJson));
-  const tiled = await modelForPlan(model, plan);
-  const stages = buildStages(tiled, planToAssignment(tiled, plan));
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const v of model.graph.inputs) {
-    const t = model.types.get(v.name)!;
-    feeds[v.name] = randomTensor(t.dtype, t.shape, 5);
-  }
-  const whole = await createSession(model.graph.model, EXACT);
-  const want = (await whole.run(feeds)) as Record<string, ort.Tensor>;
-  await whole.release();
-  const runner = await SequentialRunner.fromStages(
-    stages,
-    model.graph.outputs.map((v) => v.name),
-    EXACT,
-  );
-  assertOutputsClose(await runner.run(feeds), want, label);
-  await runner.close();
 }
 
 /** Devices of the stages holding nodes whose names match `re`. */

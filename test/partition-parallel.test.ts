@@ -18,6 +18,7 @@ import { makePlan } from "../src/partition/planner.js";
 import { planToAssignment } from "../src/partition/plan.js";
 import { buildZooModel } from "../src/zoo/index.js";
 import { assertOutputsClose } from "./helpers/compare.js";
+import { assertReproduces } from "./helpers/plan-reproduces.js";
 
 const EXACT = { optimization: "disabled" } as const;
 
@@ -121,23 +122,7 @@ test("ResNet-50 on an equal pair: chained stacks hand tiles on (halo rows only c
     // No stage joins that tensor.
     assert.ok(!plan.stages.some((s: { nodes: string[] }) => s.nodes.includes(tiled0Join(model, st.from))));
   }
-  const tiled = await modelForPlan(model, plan);
-  const stages = buildStages(tiled, planToAssignment(tiled, plan));
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const v of model.graph.inputs) {
-    const t = model.types.get(v.name)!;
-    feeds[v.name] = randomTensor(t.dtype, t.shape, 5);
-  }
-  const whole = await createSession(model.graph.model, EXACT);
-  const want = (await whole.run(feeds)) as Record<string, ort.Tensor>;
-  await whole.release();
-  const runner = await SequentialRunner.fromStages(
-    stages,
-    model.graph.outputs.map((v) => v.name),
-    EXACT,
-  );
-  assertOutputsClose(await runner.run(feeds), want, "resnet50 chained tiles");
-  await runner.close();
+  await assertReproduces(model, plan, "resnet50 chained tiles");
 });
 
 test("UNet on an equal pair: tiles pay on 1 Gbit/s and the plan predicts below the best single device", async () => {
