@@ -10,6 +10,7 @@ import type { Cluster } from "../src/cluster/types.js";
 import { setCpuQuota, setLinkBandwidth } from "../src/harness/chaos.js";
 import { netnsUnavailable, type Testbed, testbedUp } from "../src/harness/testbed.js";
 import { alive } from "./helpers/chaos.js";
+import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
 /**
  * Chaos on the live emulated testbed under live re-partitioning (root: network namespaces, tc, cgroups). Run
@@ -84,7 +85,7 @@ async function adaptRun(
 for (const [label, prefix, subnet, fault, cut, threshold, why] of [
   [
     "a link's bandwidth cut from 1 Gbit/s to 20 Mbit/s",
-    "clba",
+    "ba",
     11,
     (tb: Testbed) => setLinkBandwidth(tb.state, "core0", "core1", 2.5e6),
     // The first conv's 3 MiB output crosses the link: 25 ms at 1 Gbit/s, 1.3 s at 20 Mbit/s. A threshold of 50%
@@ -95,7 +96,7 @@ for (const [label, prefix, subnet, fault, cut, threshold, why] of [
   ],
   [
     "core0's CPU quota cut to a quarter",
-    "clcq",
+    "cq",
     12,
     (tb: Testbed) => setCpuQuota(tb.state, "core0", 0.25),
     "balanced",
@@ -111,7 +112,11 @@ for (const [label, prefix, subnet, fault, cut, threshold, why] of [
   }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "cleave-chaos-adapt-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const tb = await testbedUp(cluster, { stateFile: join(dir, "state.json"), prefix, subnet });
+    const tb = await testbedUp(cluster, {
+      stateFile: join(dir, "state.json"),
+      prefix: testbedPrefix(prefix),
+      subnet,
+    });
     const pids = [...tb.state.pids];
     let r: Awaited<ReturnType<typeof adaptRun>>;
     try {

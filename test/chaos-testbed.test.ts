@@ -9,6 +9,7 @@ import { loadClusterSpec } from "../src/cli/cluster-flag.js";
 import { setInterface } from "../src/harness/chaos.js";
 import { netnsUnavailable, testbedUp } from "../src/harness/testbed.js";
 import { cliCommand } from "../src/runtime/coordinator/local-cluster.js";
+import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
 /**
  * Chaos on the live emulated testbed (root: network namespaces, tc, cgroups). Run it inside the testbed lock:
@@ -25,7 +26,11 @@ test("a worker's interface taken down mid-run: a recovery happens, no request is
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "cleave-chaos-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const tb = await testbedUp(cluster, { stateFile: join(dir, "state.json"), prefix: "cltc", subnet: 9 });
+  const tb = await testbedUp(cluster, {
+    stateFile: join(dir, "state.json"),
+    prefix: testbedPrefix("tc"),
+    subnet: 9,
+  });
   try {
     // Enough requests that the run outlasts the fault on a fast host (600 took under 1.5 s on one).
     const requests = 2000;

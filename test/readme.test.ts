@@ -6,6 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { netnsUnavailable } from "../src/harness/testbed.js";
+import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
 // The README's command blocks, run in order as a new user would, so the README cannot drift from the tool.
 
@@ -43,7 +44,13 @@ process.once("exit", () => rmSync(work, { recursive: true, force: true }));
 // space in its path) so the files they write stay out of the checkout.
 writeFileSync(join(work, "cleave"), `#!/bin/sh\nexec "${join(root, "cleave")}" "$@"\n`);
 chmodSync(join(work, "cleave"), 0o755);
-const env = { ...process.env, CLEAVE_CACHE_DIR: join(work, ".cache") };
+// The testbed blocks keep their state and namespace names to this run, so no other testbed on the host meets them.
+const env = {
+  ...process.env,
+  CLEAVE_CACHE_DIR: join(work, ".cache"),
+  CLEAVE_TESTBED_STATE: join(work, "testbed", "state.json"),
+  CLEAVE_TESTBED_PREFIX: testbedPrefix("rd"),
+};
 
 /** Runs one README block as a bash script (stopping at the first failing command) in the work folder. */
 function runBlock(b: Block): void {

@@ -25,6 +25,7 @@ import {
   testbedDown,
   testbedUp,
 } from "../src/harness/testbed.js";
+import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
 function device(name: string, extra: Partial<Device> = {}): Device {
   return {
@@ -112,20 +113,21 @@ test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", as
 test("namespaces, htb shaping and cgroup quotas; down removes everything", { skip: noNetns }, async () => {
   const stateFile = join(tempDir(), "state.json");
   const c = cluster([device("a", { cpuShare: 0.5 }), device("b", { cpuShare: 1 })], 12.5e6, 0.002);
-  const tb = await testbedUp(c, { stateFile, prefix: "cltt", subnet: 7 });
+  const p = testbedPrefix("tt");
+  const tb = await testbedUp(c, { stateFile, prefix: p, subnet: 7 });
   try {
     assert.equal(tb.state.mode, "netns");
-    assert.deepEqual(tb.coordinatorExec, ["ip", "netns", "exec", "cltt-coord"]);
+    assert.deepEqual(tb.coordinatorExec, ["ip", "netns", "exec", `${p}-coord`]);
     assert.deepEqual(
       tb.workers.map((w) => w.endpoint.split(":")[0]),
       ["10.77.7.10", "10.77.7.11"],
     );
     const ns = run(["ip", "netns", "list"]);
-    for (const n of ["cltt-coord", "cltt-0", "cltt-1"]) assert.match(ns, new RegExp(`^${n}\\b`, "m"));
+    for (const n of [`${p}-coord`, `${p}-0`, `${p}-1`]) assert.match(ns, new RegExp(`^${n}\\b`, "m"));
     // The private range lives only inside the testbed's namespaces.
     assert.doesNotMatch(run(["ip", "-o", "addr"]), /10\.77\./);
     assert.match(
-      run(["tc", "-n", "cltt-0", "class", "show", "dev", "eth0"]),
+      run(["tc", "-n", `${p}-0`, "class", "show", "dev", "eth0"]),
       /class htb 1:11 .*rate 100Mbit/,
     );
     // Half a core over a 10 ms period: the quota arrives in short slices, as a slower processor would run.
@@ -154,17 +156,26 @@ test("namespaces, htb shaping and cgroup quotas; down removes everything", { ski
           "2",
         ]),
       );
-    const fromCoord = probe("cltt-coord", tb.workers[1].endpoint);
+    const fromCoord = probe(`${p}-coord`, tb.workers[1].endpoint);
     assert.equal(fromCoord.worker, "b");
     // Device a to device b goes through the 100 Mbit/s class: it cannot be much faster than 11.9 MiB/s.
-    const shaped = probe("cltt-0", tb.workers[1].endpoint);
+    const shaped = probe(`${p}-0`, tb.workers[1].endpoint);
     assert.ok(shaped.mibPerSecond < 2 * (12.5e6 / 2 ** 20), `a -> b measured ${shaped.mibPerSecond} MiB/s`);
     assert.equal(readTestbedState(stateFile)?.workers.length, 2);
+    // A second testbed with the same prefix is refused before it makes anything; the first one keeps running.
+    const other = join(tempDir(), "state.json");
+    await assert.rejects(
+      testbedUp(c, { stateFile: other, prefix: p, subnet: 6 }),
+      new RegExp(`testbed: prefix '${p}' is in use \\(namespace '${p}-(coord|0|1)' exists\\)`),
+    );
+    assert.equal(existsSync(other), false);
+    assert.match(run(["ip", "netns", "list"]), new RegExp(`^${p}-coord\\b`, "m"));
+    assert.equal(probe(`${p}-coord`, tb.workers[0].endpoint).worker, "a");
   } finally {
     const removed = await tb.down();
-    assert.ok(removed.includes("namespace cltt-coord"));
+    assert.ok(removed.includes(`namespace ${p}-coord`));
   }
-  assert.doesNotMatch(run(["ip", "netns", "list"]), /cltt-/);
+  assert.doesNotMatch(run(["ip", "netns", "list"]), new RegExp(`${p}-`));
   for (const cg of tb.state.cgroups) assert.equal(existsSync(cg), false);
   for (const pid of tb.state.pids) assert.equal(alive(pid), false);
   assert.equal(existsSync(stateFile), false);
@@ -174,12 +185,13 @@ test("a failed up removes what it made", { skip: noNetns }, async () => {
   const stateFile = join(tempDir(), "state.json");
   // CPU 999 does not exist: taskset fails and the worker never listens.
   const c = cluster([device("a", { cpus: [999], cpuShare: 1 }), device("b")], 12.5e6, 0);
+  const p = testbedPrefix("tf");
   await assert.rejects(
-    testbedUp(c, { stateFile, prefix: "cltf", subnet: 8 }),
+    testbedUp(c, { stateFile, prefix: p, subnet: 8 }),
     /worker a: exited before listening/,
   );
-  assert.doesNotMatch(run(["ip", "netns", "list"]), /cltf-/);
-  assert.equal(existsSync("/sys/fs/cgroup/cpu/cltf-0"), false);
+  assert.doesNotMatch(run(["ip", "netns", "list"]), new RegExp(`${p}-`));
+  assert.equal(existsSync(`/sys/fs/cgroup/cpu/${p}-0`), false);
   assert.equal(existsSync(stateFile), false);
   assert.deepEqual(await testbedDown(stateFile), []);
 });

@@ -11,6 +11,7 @@ import { loadCluster } from "../src/cluster/load.js";
 import { type Profile, scaleProfile } from "../src/cost/profile.js";
 import { defaultStateFile, netnsUnavailable, testbedUp } from "../src/harness/testbed.js";
 import { cleave } from "./helpers/cli.js";
+import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
 // The repository's examples/clusters, from test/ (tsx) or dist/test/ (compiled).
 const examples = [
@@ -176,14 +177,15 @@ test("bench --testbed re-runs itself in the coordinator namespace and measures t
   skip: noNetns,
 }, async () => {
   const stateFile = join(tempDir(), "state.json");
+  const p = testbedPrefix("tbb");
   const tb = await testbedUp(loadCluster(heteroPair), {
     stateFile,
-    prefix: "cltbb",
+    prefix: p,
     subnet: 9,
     detached: true,
   });
   try {
-    assert.equal(tb.state.coordinatorNamespace, "cltbb-coord");
+    assert.equal(tb.state.coordinatorNamespace, `${p}-coord`);
     for (const w of tb.workers) assert.match(w.endpoint, /^10\.77\.9\.\d+:\d+$/);
     const r = cleave(
       [
@@ -218,6 +220,6 @@ test("bench --testbed re-runs itself in the coordinator namespace and measures t
   } finally {
     await tb.down();
   }
-  assert.doesNotMatch(namespaces(), /cltbb-/);
+  assert.doesNotMatch(namespaces(), new RegExp(`${p}-`));
   assert.equal(existsSync(stateFile), false);
 });

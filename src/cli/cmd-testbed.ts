@@ -1,9 +1,15 @@
 import { loadClusterSpec } from "./cluster-flag.js";
 import { ArgumentError } from "../errors.js";
-import { defaultStateFile, readTestbedState, testbedDown, testbedUp } from "../harness/testbed.js";
+import {
+  defaultPrefix,
+  defaultStateFile,
+  readTestbedState,
+  testbedDown,
+  testbedUp,
+} from "../harness/testbed.js";
 import { bool, type Command, parseFlags, str } from "./command.js";
 
-const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--json] [--loopback]
+const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--prefix NAME] [--json] [--loopback]
        cleave testbed down [--state FILE]
        cleave testbed status [--state FILE]
 
@@ -13,6 +19,8 @@ bandwidths, CPU limited with cgroup v1 cpu.cfs_quota_us (cpuShare) and taskset. 
 emulated by the kernel (no netem): 'cleave bench/run --testbed' add it in user space. Needs root; without it,
 workers run on plain loopback. 'down' stops the workers and removes every namespace and cgroup made.
   --state     state file (default: $CLEAVE_TESTBED_STATE or ${defaultStateFile()})
+  --prefix    names of its namespaces and cgroups, NAME-coord, NAME-0, ... (1-6 lowercase letters or digits;
+              default: $CLEAVE_TESTBED_PREFIX or ${defaultPrefix()}); two testbeds up at once need two prefixes
   --loopback  skip namespaces and quotas even as root`;
 
 /** `cleave testbed`. */
@@ -24,6 +32,7 @@ export const testbedCommand: Command = {
     const { values, positionals } = parseFlags("testbed", argv, {
       state: { type: "string" },
       json: { type: "boolean" },
+      prefix: { type: "string" },
       loopback: { type: "boolean" },
     });
     const [action, file, extra] = positionals;
@@ -34,6 +43,7 @@ export const testbedCommand: Command = {
       const tb = await testbedUp(loadClusterSpec(file), {
         stateFile,
         detached: true,
+        prefix: str(values, "prefix"),
         loopback: bool(values, "loopback"),
       });
       const s = tb.state;

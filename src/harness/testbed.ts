@@ -1,6 +1,15 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
@@ -26,7 +35,7 @@ const log = logger("runtime:testbed");
 export interface TestbedOptions {
   /** Where the state lives, so `down` can undo everything (default $CLEAVE_TESTBED_STATE or <tmp>/cleave-testbed/state.json). */
   stateFile?: string;
-  /** Prefix of namespace, interface and cgroup names (default "cltb"; at most 6 characters). */
+  /** Prefix of namespace and cgroup names (default $CLEAVE_TESTBED_PREFIX or "cltb"; at most 6 characters). */
   prefix?: string;
   /** Third octet of the 10.77.N.0/24 subnet (default 0). */
   subnet?: number;
@@ -85,6 +94,37 @@ export function defaultStateFile(): string {
     process.env.CLEAVE_TESTBED_STATE ??
     join(tmpdir(), `cleave-testbed-${process.getuid?.() ?? "user"}`, "state.json")
   );
+}
+
+/** Default prefix of the testbed's namespace and cgroup names: $CLEAVE_TESTBED_PREFIX, else "cltb". */
+export function defaultPrefix(): string {
+  return process.env.CLEAVE_TESTBED_PREFIX || "cltb";
+}
+
+/** The network namespaces on this host, by name. */
+function namespaceNames(): string[] {
+  return sh(["ip", "netns", "list"], true)
+    .out.split("\n")
+    .map((l) => l.split(" ")[0])
+    .filter(Boolean);
+}
+
+/**
+ * Why `prefix` is taken on this host, or undefined when it is free: a namespace or CPU cgroup named
+ * `<prefix>-...` already exists (another testbed is up with that prefix, or one was killed before `down`).
+ * Checked before anything is made, so a second testbed never touches the first one's namespaces.
+ */
+export function prefixInUse(prefix: string): string | undefined {
+  const mine = (name: string) => name.startsWith(`${prefix}-`);
+  const ns = namespaceNames().find(mine);
+  if (ns) return `namespace '${ns}' exists`;
+  try {
+    const cg = readdirSync(CGROUP_CPU).find(mine);
+    if (cg) return `cgroup '${join(CGROUP_CPU, cg)}' exists`;
+  } catch {
+    // No cgroup v1 cpu hierarchy mounted: nothing of ours there.
+  }
+  return undefined;
 }
 
 /** A process as /proc shows it: enough to tell it from a later process that got the same id. */
@@ -242,13 +282,22 @@ function cpusFor(d: Device, i: number, ncpu: number): number[] {
  */
 export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Promise<Testbed> {
   const file = opts.stateFile ?? defaultStateFile();
-  const prefix = opts.prefix ?? "cltb";
+  const prefix = opts.prefix ?? defaultPrefix();
   if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix))
     throw new RuntimeFault("RUNTIME", `testbed: prefix '${prefix}' must be 1-6 lowercase letters or digits`);
   if (existsSync(file))
     throw new RuntimeFault(
       "RUNTIME",
       `testbed: ${file} exists: a testbed is up (run cleave testbed down first)`,
+    );
+  const why = opts.loopback ? "loopback requested" : netnsUnavailable();
+  const cgWhy = opts.loopback ? "loopback requested" : cgroupUnavailable();
+  // Before the state file exists: a refused up must not run `down`, which would sweep the prefix's namespaces.
+  const taken = why === undefined || cgWhy === undefined ? prefixInUse(prefix) : undefined;
+  if (taken !== undefined)
+    throw new RuntimeFault(
+      "RUNTIME",
+      `testbed: prefix '${prefix}' is in use (${taken}): another testbed is up with it, or one was stopped without 'down' (remove it with 'cleave testbed down --state FILE', or choose another prefix: --prefix or $CLEAVE_TESTBED_PREFIX)`,
     );
   const subnet = opts.subnet ?? 0;
   const ncpu = availableParallelism();
@@ -272,8 +321,6 @@ export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Pr
     }
   save(file, state);
   try {
-    const why = opts.loopback ? "loopback requested" : netnsUnavailable();
-    const cgWhy = opts.loopback ? "loopback requested" : cgroupUnavailable();
     if (why === undefined) {
       state.mode = "netns";
       buildNetwork(cluster, state, file, subnet);
@@ -507,9 +554,7 @@ export async function testbedDown(stateFile = defaultStateFile()): Promise<strin
       done.push(`killed worker ${pid}`);
     } else done.push(`stopped worker ${pid}`);
   for (let i = 0; i < 40 && mine.some(ours); i++) await new Promise((r) => setTimeout(r, 50));
-  const listed = sh(["ip", "netns", "list"], true)
-    .out.split("\n")
-    .map((l) => l.split(" ")[0]);
+  const listed = namespaceNames();
   const leftovers = listed.filter((n) => n.startsWith(`${state.prefix}-`));
   for (const ns of new Set([...state.namespaces, ...leftovers]))
     if (listed.includes(ns)) {
