@@ -129,7 +129,11 @@ for (const [name, make] of [
   test(`cleave plan --no-tiles, split and run ${name} on real local workers: branches on both cores, outputs match the whole model`, () => {
     const m = make();
     const planFile = join(dir, `${name}.plan.json`);
-    const p = cleave(["plan", m, "--objective", "latency", "--no-tiles", "-o", planFile]);
+    // GoogLeNet's branches are predicted 6.8-7.8% faster than one core (profiles measured on a quiet host),
+    // close to the default 5% least gain: a profile measured while other tests load the cores can fall under
+    // it. The test is about running branch plans, so it asks for any gain of 1% or more.
+    const gain = name === "googlenet" ? ["--min-gain", "1%"] : [];
+    const p = cleave(["plan", m, "--objective", "latency", "--no-tiles", ...gain, "-o", planFile]);
     assert.equal(p.code, 0, p.stderr);
     const plan = JSON.parse(readFileSync(planFile, "utf8"));
     assert.ok(plan.tiles?.branchRegions >= 1, "branches placed on several devices");

@@ -186,3 +186,58 @@ test("cleave plan --tiles: a count above the rows, and a model with no spatial s
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("cleave plan --min-gain: branches only when they gain that much; bad values fail in one line", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-gain-"));
+  try {
+    const cluster = join(dir, "pair.yaml");
+    writeFileSync(
+      cluster,
+      readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"), "utf8")
+        .split("\n")
+        .filter((l) => !/^\s*(cpus|cpuShare|threads):/.test(l))
+        .join("\n"),
+    );
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [CLI, "plan", "zoo:googlenet", "--cluster", cluster, "--json", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, CLEAVE_CACHE_DIR: dir },
+      });
+    const plain = run(["--no-parallel"]);
+    assert.equal(plain.status, 0, plain.stderr);
+    const base = JSON.parse(plain.stdout).totals.latency;
+    const any = run(["--no-tiles", "--min-gain", "0"]);
+    assert.equal(any.status, 0, any.stderr);
+    const branched = JSON.parse(any.stdout);
+    assert.ok(branched.tiles?.branchRegions >= 1, "branches placed with any gain allowed");
+    const gain = 1 - branched.totals.latency / base;
+    assert.ok(gain > 0 && gain < 0.9, `gain ${gain}`);
+    // Just above the predicted gain: declined, the plan without branches is kept; just below: taken.
+    const above = JSON.parse(
+      run(["--no-tiles", "--min-gain", `${((gain + 0.01) * 100).toFixed(2)}%`]).stdout,
+    );
+    assert.equal(above.tiles, undefined);
+    assert.equal(above.totals.latency, base);
+    const below = JSON.parse(run(["--no-tiles", "--min-gain", String(Math.max(0, gain - 0.01))]).stdout);
+    assert.ok(below.tiles?.branchRegions >= 1);
+    for (const [args, want] of [
+      [
+        ["--min-gain", "150%"],
+        /^error: --min-gain: expected a gain from 0 to under 1 \("5%" or 0\.05\), got '150%'$/,
+      ],
+      [["--min-gain", "fast"], /^error: --min-gain: expected a gain from 0 to under 1 .* got 'fast'$/],
+      [
+        ["--min-gain", "2%", "--tiles", "2"],
+        /^error: --min-gain and --tiles \(forced whatever the gain\) contradict/,
+      ],
+      [["--min-gain", "2%", "--no-parallel"], /^error: --min-gain and --no-parallel contradict/],
+    ] as const) {
+      const r = run([...args]);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr.trim(), want);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -36,12 +36,12 @@ import {
   planUnderBudget,
   renderEncodings,
 } from "./fidelity-flags.js";
-import { parallelPlanFor } from "../partition/plan-parallel.js";
+import { PARALLEL_MIN_GAIN, parallelPlanFor } from "../partition/plan-parallel.js";
 
 const USAGE = `usage: cleave plan <model.onnx | zoo:NAME> [--cluster c.yaml | NAME] [--objective latency|throughput|energy]
                    [--max-latency 20ms] [--min-fps 30] [--max-energy 0.5J] [--max-link-bytes 4MB]
                    [--devices a,b] [--device-order a,b,c] [--pareto] [--no-local] [--no-replicas]
-                   [--time-limit ms] [--tiles K] [--no-tiles] [--no-parallel]
+                   [--time-limit ms] [--tiles K] [--no-tiles] [--no-parallel] [--min-gain 5%]
                    [--profile device=profile.json ...] [model input flags] [--json] [-o plan.json]
 
 Chooses where to cut the model and which device runs each stage, optimally for the objective (default
@@ -66,6 +66,8 @@ Devices emulated on this machine (cpus:) without a profile are profiled here onc
   --no-tiles        no spatial tiles: only independent branches may run on several devices at once
   --no-parallel     no tiles or parallel stages: stages run one after another (the latency objective
                     otherwise also searches plans whose tiles run on several devices at once)
+  --min-gain        least predicted latency gain for tiles or branches to be used over the plan without
+                    them (default ${PARALLEL_MIN_GAIN * 100}%: each stage they add costs what the prices miss; "2%" or 0.02)
   --time-limit      stop proving optimality after this many ms (the best plan found is kept, marked)
   -o                write the plan (for 'cleave split/run --plan') to this file
   --json            the plan as one JSON object
@@ -96,6 +98,7 @@ export const planCommand: Command = {
       tiles: { type: "string" },
       "no-tiles": { type: "boolean" },
       "no-parallel": { type: "boolean" },
+      "min-gain": { type: "string" },
       "time-limit": { type: "string" },
       profile: { type: "string", multiple: true },
       json: { type: "boolean" },
@@ -165,6 +168,12 @@ export const planCommand: Command = {
           ...(timeLimitMs !== undefined ? { timeLimitMs } : {}),
         });
     const tiles = tilesFlag(values);
+    const minGain = minGainFlag(values);
+    if (minGain !== undefined && (tiles !== undefined || bool(values, "no-parallel")))
+      throw new ArgumentError(
+        `--min-gain and ${tiles !== undefined ? "--tiles (forced whatever the gain)" : "--no-parallel"} contradict each other: give one`,
+        { field: "min-gain" },
+      );
     if (tiles !== undefined && bool(values, "no-parallel"))
       throw new ArgumentError("--tiles and --no-parallel contradict each other: give one", {
         field: "tiles",
@@ -182,6 +191,7 @@ export const planCommand: Command = {
       const par = await parallelPlanFor(outcome.plan, model, outcome.order, outcome.problem, cluster, cost, {
         ...(tiles !== undefined ? { tiles } : {}),
         ...(bool(values, "no-tiles") ? { spatial: false } : {}),
+        ...(minGain !== undefined ? { minGain } : {}),
       });
       if (par) outcome.plan = par.plan;
     }
@@ -207,6 +217,19 @@ export function tilesFlag(values: Record<string, unknown>): number | undefined {
   if (!Number.isInteger(k) || k < 2)
     throw new ArgumentError(`--tiles: expected a whole number of tiles >= 2, got '${v}'`, { field: "tiles" });
   return k;
+}
+
+/** `--min-gain`: a fraction in [0, 1) given as "5%" or 0.05. */
+export function minGainFlag(values: Record<string, unknown>): number | undefined {
+  const v = values["min-gain"];
+  if (typeof v !== "string") return undefined;
+  const pct = /^\s*([0-9.]+)\s*%\s*$/.exec(v);
+  const g = pct ? Number(pct[1]) / 100 : plain(v) ? Number(v) : Number.NaN;
+  if (!(g >= 0 && g < 1))
+    throw new ArgumentError(`--min-gain: expected a gain from 0 to under 1 ("5%" or 0.05), got '${v}'`, {
+      field: "min-gain",
+    });
+  return g;
 }
 
 /** True when a flag's value is a bare number (ms for --max-latency, bytes for --max-link-bytes). */
