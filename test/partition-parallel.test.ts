@@ -150,23 +150,31 @@ test("on a slow link (1 Mbit/s) the planner decides tiles do not pay", async () 
   assert.equal(par, undefined);
 });
 
+/**
+ * The equal pair without pinned cpus (priced by the roofline, nothing to profile) in a folder of its own, and
+ * the CLI run with that folder as its cache.
+ */
+function rooflinePair() {
+  const dir = mkdtempSync(join(tmpdir(), "cleave-pair-"));
+  const cluster = join(dir, "pair.yaml");
+  writeFileSync(
+    cluster,
+    readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"), "utf8")
+      .split("\n")
+      .filter((l) => !/^\s*(cpus|cpuShare|threads):/.test(l))
+      .join("\n"),
+  );
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, [CLI, ...args], {
+      encoding: "utf8",
+      env: { ...process.env, CLEAVE_CACHE_DIR: dir },
+    });
+  return { dir, cluster, cli };
+}
+
 test("cleave plan --tiles: a count above the rows, and a model with no spatial stack, fail in one line", () => {
-  const dir = mkdtempSync(join(tmpdir(), "cleave-tiles-"));
+  const { dir, cluster, cli: run } = rooflinePair();
   try {
-    // The equal pair without pinned cpus: priced by the roofline, nothing to profile.
-    const cluster = join(dir, "pair.yaml");
-    writeFileSync(
-      cluster,
-      readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"), "utf8")
-        .split("\n")
-        .filter((l) => !/^\s*(cpus|cpuShare|threads):/.test(l))
-        .join("\n"),
-    );
-    const run = (args: string[]) =>
-      spawnSync(process.execPath, [CLI, ...args], {
-        encoding: "utf8",
-        env: { ...process.env, CLEAVE_CACHE_DIR: dir },
-      });
     const big = run(["plan", "zoo:unet", "--cluster", cluster, "--tiles", "100000"]);
     assert.notEqual(big.status, 0);
     assert.match(
@@ -188,21 +196,9 @@ test("cleave plan --tiles: a count above the rows, and a model with no spatial s
 });
 
 test("cleave plan --min-gain: branches only when they gain that much; bad values fail in one line", () => {
-  const dir = mkdtempSync(join(tmpdir(), "cleave-gain-"));
+  const { dir, cluster, cli } = rooflinePair();
+  const run = (args: string[]) => cli(["plan", "zoo:googlenet", "--cluster", cluster, "--json", ...args]);
   try {
-    const cluster = join(dir, "pair.yaml");
-    writeFileSync(
-      cluster,
-      readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "equal-pair.yaml"), "utf8")
-        .split("\n")
-        .filter((l) => !/^\s*(cpus|cpuShare|threads):/.test(l))
-        .join("\n"),
-    );
-    const run = (args: string[]) =>
-      spawnSync(process.execPath, [CLI, "plan", "zoo:googlenet", "--cluster", cluster, "--json", ...args], {
-        encoding: "utf8",
-        env: { ...process.env, CLEAVE_CACHE_DIR: dir },
-      });
     const plain = run(["--no-parallel"]);
     assert.equal(plain.status, 0, plain.stderr);
     const base = JSON.parse(plain.stdout).totals.latency;
