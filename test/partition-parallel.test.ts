@@ -214,6 +214,23 @@ test("cleave plan --min-gain: branches only when they gain that much; bad values
     );
     assert.equal(above.tiles, undefined);
     assert.equal(above.totals.latency, base);
+    // The plan says why: what was predicted, against what, under which least gain.
+    const why =
+      /^branches side by side predicted ([\d.]+) ms, ([\d.]+)% below ([\d.]+) ms: under the ([\d.]+)% least gain \(--min-gain\)$/.exec(
+        above.planner.parallel,
+      );
+    assert.ok(why, `planner.parallel: ${above.planner.parallel}`);
+    assert.ok(Math.abs(Number(why[1]) - branched.totals.latency * 1000) < 0.06, why[1]);
+    assert.ok(Math.abs(Number(why[3]) - base * 1000) < 0.06, why[3]);
+    assert.ok(Math.abs(Number(why[2]) - gain * 100) < 0.06, why[2]);
+    assert.equal(Number(why[4]), Number(((gain + 0.01) * 100).toFixed(2)));
+    const text = cli(["plan", "zoo:googlenet", "--cluster", cluster, "--no-tiles", "--min-gain", "99%"]);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      /^one stage at a time: branches side by side predicted .* under the 99% least gain/m,
+    );
+    assert.equal(JSON.parse(any.stdout).planner.parallel, undefined);
     const below = JSON.parse(run(["--no-tiles", "--min-gain", String(Math.max(0, gain - 0.01))]).stdout);
     assert.ok(below.tiles?.branchRegions >= 1);
     for (const [args, want] of [

@@ -192,6 +192,9 @@ export const planCommand: Command = {
         ...(tiles !== undefined ? { tiles } : {}),
         ...(bool(values, "no-tiles") ? { spatial: false } : {}),
         ...(minGain !== undefined ? { minGain } : {}),
+        declined: (why) => {
+          outcome.plan.planner.parallel = why;
+        },
       });
       if (par) outcome.plan = par.plan;
     }
@@ -313,6 +316,7 @@ export function renderPlan(plan: Plan, st: Style): string {
   );
   if (limits.length > 0) out.push(st.dim(`constraints: ${limits.join(" ")}`));
   if (plan.planner.limited) out.push(st.dim(`search limited: ${plan.planner.limited}`));
+  if (plan.planner.parallel) out.push(st.dim(`one stage at a time: ${plan.planner.parallel}`));
   for (const t of plan.tiles?.stacks ?? [])
     out.push(
       `tiles: ${t.from} -> ${t.to} in ${t.tiles} row tiles${t.weights ? ` (sizes ${t.weights.map((w) => (w / t.weights!.reduce((a, b) => a + b, 0)).toFixed(2)).join(" : ")})` : ""}${t.fromTiles ? ", reading the tiles before it (halo rows only, no join)" : ""}`,

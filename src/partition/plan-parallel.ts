@@ -307,7 +307,8 @@ export const PARALLEL_MIN_GAIN = 0.05;
 /**
  * The latency plan with tiles and branches where they pay: searches the space (with `tiles`: at least one
  * stack of that many tiles) and returns its plan file when it predicts a latency at least `minGain` (default
- * {@link PARALLEL_MIN_GAIN}) below `base`'s (or always, when tiles are forced), else undefined.
+ * {@link PARALLEL_MIN_GAIN}) below `base`'s (or always, when tiles are forced), else undefined, telling
+ * `opts.declined` why (for the plan's `planner.parallel`).
  */
 export async function parallelPlanFor(
   base: Plan,
@@ -316,20 +317,32 @@ export async function parallelPlanFor(
   problem: PlanProblem,
   cluster: Cluster,
   cost: CostModel,
-  opts: { tiles?: number; spatial?: boolean; minGain?: number } = {},
+  opts: { tiles?: number; spatial?: boolean; minGain?: number; declined?: (why: string) => void } = {},
 ): Promise<{ plan: Plan; parallel: ParallelPlan } | undefined> {
+  const decline = (why: string) => {
+    opts.declined?.(why);
+    return undefined;
+  };
   const t0 = performance.now();
   // The tiled plan space honours memory and a latency limit; the other constraints keep today's plans.
   const c = base.constraints as PlanConstraints;
   const other = (["minThroughput", "maxEnergy", "maxLinkBytes", "devices", "deviceOrder"] as const).filter(
     (k) => c[k] !== undefined,
   );
+  const flag = {
+    minThroughput: "--min-fps",
+    maxEnergy: "--max-energy",
+    maxLinkBytes: "--max-link-bytes",
+    devices: "--devices",
+    deviceOrder: "--device-order",
+  };
+  const flags = other.map((k) => flag[k]).join(", ");
   if (other.length > 0) {
     if (opts.tiles !== undefined)
-      throw new ArgumentError(`--tiles cannot be combined with ${other.join(", ")} yet: drop one`, {
+      throw new ArgumentError(`--tiles cannot be combined with ${flags} yet: drop one`, {
         field: "tiles",
       });
-    return undefined;
+    return decline(`tiles and branches are not planned with ${flags} yet`);
   }
   const search = searchParallel(model, order, problem, opts);
   if (!search) {
@@ -338,13 +351,23 @@ export async function parallelPlanFor(
         `--tiles ${opts.tiles}: no stack of ${model.graph.source} can be split into ${opts.tiles} row tiles (${whyNoStack(model, order, opts.tiles)})`,
         { field: "tiles" },
       );
-    return undefined;
+    return decline(
+      `no run of spatial layers to tile${opts.spatial === false ? " (--no-tiles)" : ""} and no fork/join region to place`,
+    );
   }
-  if (opts.tiles === undefined && !search.segments.some((s) => s.kind !== "one")) return undefined;
+  if (opts.tiles === undefined && !search.segments.some((s) => s.kind !== "one"))
+    return decline("no tiles or branches the search found lower the latency");
   const pp = await buildParallelPlan(model, order, search, cluster, cost);
   const minGain = opts.minGain ?? PARALLEL_MIN_GAIN;
-  if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency * (1 - minGain)))
-    return undefined;
+  if (opts.tiles === undefined && !(pp.evaluation.latency < base.totals.latency * (1 - minGain))) {
+    const gain = 1 - pp.evaluation.latency / base.totals.latency;
+    const what = (["tiles", "branches"] as const)
+      .filter((k) => search.segments.some((s) => s.kind === k))
+      .join(" and ");
+    return decline(
+      `${what} side by side predicted ${ms(pp.evaluation.latency)} ms, ${Math.abs(100 * gain).toFixed(1)}% ${gain >= 0 ? "below" : "above"} ${ms(base.totals.latency)} ms: under the ${+(100 * minGain).toFixed(2)}% least gain (--min-gain)`,
+    );
+  }
   const plan = parallelPlanFile(base, pp, performance.now() - t0);
   const over = plan.stages.find((s) => s.memory > pp.problem.devices[pp.stages[s.index].device].memory);
   const late = c.maxLatency !== undefined && plan.totals.latency > c.maxLatency;
@@ -356,9 +379,18 @@ export async function parallelPlanFor(
           : `--tiles ${opts.tiles}: the tiled plan's latency is over --max-latency`,
         { field: "tiles", ...(over ? { device: over.device } : {}) },
       );
-    return undefined;
+    return decline(
+      over
+        ? `the plan with tiles or branches needs more memory than device '${over.device}' has`
+        : "the plan with tiles or branches is over --max-latency",
+    );
   }
   return { plan, parallel: pp };
+}
+
+/** Seconds as ms with one decimal. */
+function ms(seconds: number): string {
+  return (seconds * 1000).toFixed(1);
 }
 
 /**

@@ -151,6 +151,8 @@ export interface Plan {
     ms: number;
     /** What kept a search from covering every plan (budget, time limit, replica group size), when something did. */
     limited?: string;
+    /** Why a latency plan runs no tiles or branches side by side, when they were searched and not kept. */
+    parallel?: string;
   };
   stages: PlanStage[];
   links: PlanLink[];
@@ -185,6 +187,7 @@ const PLAN = z.object({
     labels: NUM,
     ms: NUM,
     limited: z.string().optional(),
+    parallel: z.string().optional(),
   }),
   stages: z
     .array(
