@@ -4,7 +4,9 @@
  * local cluster's two pinned one-core devices, requests sent one at a time, rounds alternating so a drift of
  * the host hits all alike. Planned as `cleave bench` plans (profiles calibrated to the devices' speed now, the
  * co-run slowdown of the two measured). Prints JSON: p50/p95 per configuration, the ratio to the best single
- * device, the plan's predicted latency and its error, the halo's extra MACs, and the co-run factors. Then, priced only (no run), whether the
+ * device, the plan's predicted latency and its error, the halo's extra MACs, and the co-run factors; and the
+ * planned tiles rebuilt with Slices for the crops inside a tile (`sliceCrops`; same stages, priced as planned)
+ * beside the default one-hot depthwise Conv crops. Then, priced only (no run), whether the
  * planner tiles on the equal pair (`examples/clusters/equal-pair.yaml`) at 1 Gbit/s and at 100 Mbit/s.
  *
  * Usage: node dist/bench/tiles.js [--models resnet50,efficientnet_b0,unet] [--requests N] [--rounds R]
@@ -17,6 +19,7 @@ import { loadCluster } from "../src/cluster/load.js";
 import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
+import { tileModel } from "../src/ir/tile.js";
 import { parallelPlanFor } from "../src/partition/plan-parallel.js";
 import { makePlan } from "../src/partition/planner.js";
 import { summarizeLatencies } from "../src/runtime/latency.js";
@@ -98,6 +101,24 @@ for (const name of values.models.split(",")) {
         : [],
     ),
   ];
+  const plannedRow = configs.find((c) => c.name === "planned");
+  if (auto && plannedRow) {
+    // The same plan with its crops as Slices: same nodes in the same order, so the same stage assignment.
+    const stacks = auto.plan.tiles!.stacks;
+    const sliced = await analyzeModel(
+      tileModel(model, stacks, { slicesFirst: true, sliceCrops: true }).model,
+      {
+        source: model.graph.source,
+        noFold: true,
+        inputShapes: Object.fromEntries(
+          model.graph.inputs.map((v) => [v.name, model.types.get(v.name)!.shape]),
+        ),
+      },
+    );
+    if (sliced.graph.nodes.length !== plannedRow.model.graph.nodes.length)
+      throw new Error("Slice-crop model has other nodes than the planned one");
+    configs.push({ ...plannedRow, name: "planned, Slice crops", model: sliced });
+  }
   const deployed: DeployedSplit[] = [];
   try {
     for (const c of configs)

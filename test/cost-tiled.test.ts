@@ -37,9 +37,9 @@ before(async () => {
   profile = await profileModel(model.graph.model, { analyzed: model, source: "residual-cnn", runs: 5 });
 });
 
-async function priced(stacks: Parameters<typeof tileModel>[1]) {
+async function priced(stacks: Parameters<typeof tileModel>[1], opts: Parameters<typeof tileModel>[2] = {}) {
   const base = costModelFor(model, cluster, { profiles: { [device.name]: profile } });
-  const tiled = tileModel(model, stacks);
+  const tiled = tileModel(model, stacks, opts);
   const tmodel = await analyzeModel(tiled.model, { source: "tiled", noFold: true });
   return { base, tiled, tmodel, cost: new TiledCostModel(base, model, tmodel, tiled.origin) };
 }
@@ -52,8 +52,10 @@ test("a model tiled with no stacks is priced exactly as the model itself", async
   assert.ok(Math.abs(got - want) <= 1e-9 * want, `${got} vs ${want}`);
 });
 
-test("tile copies cost their original's time by their share of rows; a Slice of a blocked layer's output pays the layout conversion", async () => {
-  const { base, tiled, tmodel, cost } = await priced([{ from: "x", to: "relu3", tiles: 2 }]);
+test("tile copies cost their original's time by their share of rows; a Slice of a blocked layer's output pays the layout conversion, a Conv crop a copy", async () => {
+  const { base, tiled, tmodel, cost } = await priced([{ from: "x", to: "relu3", tiles: 2 }], {
+    sliceCrops: true,
+  });
   const times = base.nodeTimes(device);
   const lat = cost.nodeLatencies(device);
   const byName = new Map(model.graph.nodes.map((n) => [n.name, n.index]));
@@ -76,4 +78,25 @@ test("tile copies cost their original's time by their share of rows; a Slice of 
     const conversion = typeBytes(tmodel.types.get(s.inputs[0])) * profile.overhead.perByteLayout;
     assert.ok(lat[s.index] >= copy + conversion * (1 - 1e-9), `${s.name}: ${lat[s.index]}`);
   }
+  // By default the same crops are one-hot depthwise Convs, which run in the layout they read: no conversion,
+  // the kernel's rows read for each row written.
+  const conv = await priced([{ from: "x", to: "relu3", tiles: 2 }]);
+  const crops = conv.tmodel.graph.nodes.filter(
+    (n) => n.op === "Conv" && n.inputs[0].startsWith("relu1.tile") && n.inputs[1].endsWith(".crop_w"),
+  );
+  assert.equal(crops.length, slices.length);
+  assert.equal(
+    conv.tmodel.graph.nodes.filter((n) => n.op === "Slice" && n.inputs[0].startsWith("relu1.tile")).length,
+    0,
+  );
+  const clat = conv.cost.nodeLatencies(device);
+  for (const c of crops)
+    assert.ok(
+      Math.abs(
+        clat[c.index] -
+          ((conv.tmodel.types.get(c.inputs[1])!.shape[2] + 1) * conv.tmodel.costs[c.index].outputBytes) /
+            device.memoryBandwidth,
+      ) <= 1e-12,
+      `${c.name}: ${clat[c.index]}`,
+    );
 });

@@ -99,6 +99,16 @@ export class TiledCostModel implements CostModel {
     const isBlocked = (i: number) => anchorOf[i] >= 0 && blocked[anchorOf[i]] === 1;
     for (const n of graph.nodes) {
       if (n.isConstant || this.originIndex[n.index] >= 0) continue;
+      // A crop the tiling made a depthwise Conv runs in the layout of the layer it reads, no conversion; each
+      // row it writes reads its kernel's rows.
+      const src = graph.values.get(n.inputs[0])?.producer;
+      if (n.op === "Conv" && src && isBlocked(src.index)) {
+        const kh = types.get(n.inputs[1])?.shape[2] ?? 1;
+        latency[n.index] = ((kh + 1) * costs[n.index].outputBytes) / device.memoryBandwidth;
+        anchorOf[n.index] = n.index;
+        blocked[n.index] = 1;
+        continue;
+      }
       let layout = 0;
       for (const x of n.inputs) {
         const p = graph.values.get(x)?.producer;

@@ -251,7 +251,24 @@ export interface TileOptions {
    * rows.
    */
   slicesFirst?: boolean;
+  /**
+   * Crop rows inside a tile with a Slice, not with a one-hot depthwise Conv (default false: float32 crops are
+   * Convs). Inside a run of convolutions onnxruntime keeps its blocked layout; a Slice there makes it convert
+   * the tensor out of that layout and back (0.66-0.91 ms of a 13-19 ms ResNet-50 tile stage), a depthwise
+   * Conv of kernel [k, 1] with weight 1 at the first kept row runs in the blocked layout and moves each value
+   * once, exactly (times 1, plus zeros times the others). Only crops of a kernel of 2 to
+   * {@link CONV_CROP_MAX_KERNEL} rows: the Conv reads its kernel's rows for each row it writes.
+   */
+  sliceCrops?: boolean;
 }
+
+/**
+ * Largest kernel height (rows dropped + 1) of a crop made a depthwise Conv. Measured on the local pair
+ * (`bench/tiles.ts`, the same plan with Slice crops beside it, two runs): ResNet-50's residual crops (kernel 2-3)
+ * as Convs 71.0 / 66.4 ms p50 against 82.4 / 69.5 with Slices; UNet's skip crops (kernel 5-91) as Convs 50.4 /
+ * 56.6 against 47.8 / 54.8.
+ */
+export const CONV_CROP_MAX_KERNEL = 4;
 
 /** Tiles every stack of `specs` (disjoint stacks of one analyzed model) and returns the rewritten model. */
 export function tileModel(
@@ -305,6 +322,41 @@ export function tileModel(
             output: [name],
             attribute: [attribute("starts", [s0]), attribute("ends", [s1]), attribute("axes", [2])],
           });
+    /**
+     * Rows [s0, s1) of `src` (a tile tensor of `have` rows, of original tensor `orig`) into `name`: a one-hot
+     * depthwise Conv where it can be one (float32, 4-D, channels known), else a Slice.
+     */
+    const cropNode = (
+      nodeName: string,
+      name: string,
+      src: string,
+      orig: string,
+      have: number,
+      s0: number,
+      s1: number,
+    ): NodeProto => {
+      const t = model.types.get(orig);
+      const channels = t?.shape.length === 4 ? t.shape[1] : 0;
+      const kh = have - (s1 - s0) + 1;
+      if (opts.sliceCrops || t?.dtype !== "float32" || !(channels > 0) || kh < 2 || kh > CONV_CROP_MAX_KERNEL)
+        return sliceNode(nodeName, name, src, s0, s1);
+      const w = new Float32Array(channels * kh);
+      for (let c = 0; c < channels; c++) w[c * kh + s0] = 1;
+      const weight = `${name}.crop_w`;
+      inits.push(makeTensor(weight, "float32", [channels, 1, kh, 1], w));
+      return create(NodeProtoSchema, {
+        name: nodeName,
+        opType: "Conv",
+        input: [src, weight],
+        output: [name],
+        attribute: [
+          attribute("kernel_shape", [kh, 1]),
+          attribute("group", channels),
+          attribute("pads", [0, 0, 0, 0]),
+          attribute("strides", [1, 1]),
+        ],
+      });
+    };
     const out: NodeProto[] = [];
     const scatter: NodeProto[] = [];
     const tileNodes: string[][] = [];
@@ -328,6 +380,7 @@ export function tileModel(
         base: string,
         as?: string,
         first = false,
+        orig?: string,
       ): string => {
         if (have.a === want.a && have.b === want.b && as === undefined) return src;
         const key = `${src}:${want.a}:${want.b}`;
@@ -336,7 +389,11 @@ export function tileModel(
         const name = as ?? `${base}.rows${want.a}_${want.b}`;
         // Node and tensor names are separate namespaces; a crop keeps the layer copy's node name free.
         const nodeName = as === undefined ? name : `${name}.crop`;
-        const node = sliceNode(nodeName, name, src, want.a - have.a, want.b - have.a);
+        // Rows of a tensor made inside this tile are cropped in the layers' layout; others are sliced.
+        const node =
+          orig !== undefined
+            ? cropNode(nodeName, name, src, orig, have.b - have.a, want.a - have.a, want.b - have.a)
+            : sliceNode(nodeName, name, src, want.a - have.a, want.b - have.a);
         (first ? scatter : out).push(node);
         names.push(nodeName);
         if (base.endsWith(".in")) outside.push(nodeName);
@@ -391,7 +448,8 @@ export function tileModel(
         const inputs = n.inputs.map((name, i) => {
           const r = plan.inputs[i];
           if (!r) return name;
-          if (stackTensors.has(name)) return slice(tname(name), need.get(name)!, r, tname(name));
+          if (stackTensors.has(name))
+            return slice(tname(name), need.get(name)!, r, tname(name), undefined, false, name);
           if (prev && name === spec.from)
             return slice(gather(), need.get(name)!, r, `${tname(name)}.in.part`);
           return slice(
@@ -418,7 +476,7 @@ export function tileModel(
         const share = rowShare(model, n, plan, want);
         tiledMacs += model.costs[n.index].macs * share;
         origin.set(copy.name, { node: n.name, share });
-        if (plan.computes) slice(target, made, want, target, tname(n.outputs[0]));
+        if (plan.computes) slice(target, made, want, target, tname(n.outputs[0]), false, n.outputs[0]);
       }
       tileNodes.push(names);
     }
