@@ -20,7 +20,8 @@ function hasNodeTimes(c: CostModel): c is CostModel & WithNodeTimes {
  * as the original was; a Slice or Concat the tiling added copies its output at the device's memory bandwidth
  * and, where it reads or feeds a layer onnxruntime runs in its blocked layout, pays the conversion of those
  * bytes (onnxruntime reorders around every such Slice: on ResNet-50's tile stages here the reorders and slices
- * took 1.0-2.2 ms of a 13-19 ms stage). A stage pays the base model's per-stage overhead for its own inputs
+ * took 1.0-2.2 ms of a 13-19 ms stage); a crop the tiling made a depthwise Conv stays in the layout it reads
+ * and reads its kernel's rows per row it writes. A stage pays the base model's per-stage overhead for its own inputs
  * and outputs. With a base model that shows no node times: each copy from the original's latency, each added
  * node its copy time, and a stage the original's whole-model overhead. Memory of a tile stage is that of the
  * original layers it copies (an upper bound: a tile holds fewer rows); energy scales with time at the

@@ -24,6 +24,16 @@ export interface PlanConstraints {
   deviceOrder?: string[];
 }
 
+/** The `cleave plan` flag that sets each constraint (also the cluster file's constraints: keys). */
+export const CONSTRAINT_FLAG: Record<keyof PlanConstraints, string> = {
+  maxLatency: "--max-latency",
+  minThroughput: "--min-fps",
+  maxEnergy: "--max-energy",
+  maxLinkBytes: "--max-link-bytes",
+  devices: "--devices",
+  deviceOrder: "--device-order",
+};
+
 /** Constraints resolved against a problem, in the form planners use. */
 export interface ResolvedConstraints {
   maxLatency: number;

@@ -1,4 +1,5 @@
 import {
+  CONSTRAINT_FLAG,
   type Objective,
   type PlanConstraints,
   type ResolvedConstraints,
@@ -17,12 +18,7 @@ export interface Infeasibility {
 
 type Limit = "maxLatency" | "minThroughput" | "maxEnergy" | "maxLinkBytes";
 
-const FLAG: Record<Limit, string> = {
-  maxLatency: "--max-latency",
-  minThroughput: "--min-fps",
-  maxEnergy: "--max-energy",
-  maxLinkBytes: "--max-link-bytes",
-};
+const LIMITS: readonly Limit[] = ["maxLatency", "minThroughput", "maxEnergy", "maxLinkBytes"];
 
 function best(p: PlanProblem, objective: Objective, rc: ResolvedConstraints) {
   const r = planExact(p, { objective, constraints: rc, maxLabels: 1e6, tieBreak: false });
@@ -41,7 +37,7 @@ export function explainInfeasible(p: PlanProblem, c: PlanConstraints): Infeasibi
     return { binding: ["combination"], lines: ["no device may run stages (check --devices)"] };
   if (!best(p, "latency", base)) return memoryOrLinks(p, base, allowed);
 
-  const set = (Object.keys(FLAG) as Limit[]).filter((k) => c[k] !== undefined);
+  const set = LIMITS.filter((k) => c[k] !== undefined);
   const out: Infeasibility = { binding: [], lines: [] };
   // Each limit against the best any plan can do: alone (memory only), else within the other limits.
   for (const k of set) {
@@ -69,17 +65,17 @@ export function explainInfeasible(p: PlanProblem, c: PlanConstraints): Infeasibi
     if (k === "maxLatency") {
       out.binding.push("latency");
       out.lines.push(
-        `${FLAG[k]} ${fmtSeconds(limit)}: the fastest plan${within} takes ${fmtSeconds(e.latency)} (${fmtSeconds(e.latency - limit)} over); allow at least ${fmtSeconds(e.latency)}, or add faster devices or links`,
+        `${CONSTRAINT_FLAG[k]} ${fmtSeconds(limit)}: the fastest plan${within} takes ${fmtSeconds(e.latency)} (${fmtSeconds(e.latency - limit)} over); allow at least ${fmtSeconds(e.latency)}, or add faster devices or links`,
       );
     } else if (k === "minThroughput") {
       out.binding.push("throughput");
       out.lines.push(
-        `${FLAG[k]} ${limit}: at most ${fmtRate(e.throughput)} is possible${within} (${(100 * (1 - e.throughput / limit)).toFixed(1)}% short; slowest pipeline stage ${fmtSeconds(e.bottleneck)}); ask for at most ${e.throughput.toPrecision(3)}, or add devices`,
+        `${CONSTRAINT_FLAG[k]} ${limit}: at most ${fmtRate(e.throughput)} is possible${within} (${(100 * (1 - e.throughput / limit)).toFixed(1)}% short; slowest pipeline stage ${fmtSeconds(e.bottleneck)}); ask for at most ${e.throughput.toPrecision(3)}, or add devices`,
       );
     } else if (k === "maxEnergy") {
       out.binding.push("energy");
       out.lines.push(
-        `${FLAG[k]} ${fmtJoules(limit)}: the most frugal plan${within} uses ${fmtJoules(e.energy)} per inference (${fmtJoules(e.energy - limit)} over); allow at least ${fmtJoules(e.energy)}`,
+        `${CONSTRAINT_FLAG[k]} ${fmtJoules(limit)}: the most frugal plan${within} uses ${fmtJoules(e.energy)} per inference (${fmtJoules(e.energy - limit)} over); allow at least ${fmtJoules(e.energy)}`,
       );
     } else {
       const busiest = Math.max(0, ...e.links.map((l) => l.bytes));
@@ -87,7 +83,7 @@ export function explainInfeasible(p: PlanProblem, c: PlanConstraints): Infeasibi
       for (let b = 1; b < p.n; b++) narrow = Math.min(narrow, p.cutBytes[b]);
       out.binding.push("link-bytes");
       out.lines.push(
-        `${FLAG[k]} ${fmtBytes(limit)}: no plan${within} keeps every link under it; the fastest sends ${fmtBytes(busiest)} on its busiest link, the narrowest cut carries ${fmtBytes(narrow)} and the input ${fmtBytes(p.cutBytes[0])}`,
+        `${CONSTRAINT_FLAG[k]} ${fmtBytes(limit)}: no plan${within} keeps every link under it; the fastest sends ${fmtBytes(busiest)} on its busiest link, the narrowest cut carries ${fmtBytes(narrow)} and the input ${fmtBytes(p.cutBytes[0])}`,
       );
     }
   }
@@ -95,7 +91,7 @@ export function explainInfeasible(p: PlanProblem, c: PlanConstraints): Infeasibi
   // Each limit can be met given the others dropped one at a time... only never all together.
   const alone = set.map((k) => {
     const e = best(p, k === "maxEnergy" ? "energy" : k === "minThroughput" ? "throughput" : "latency", base);
-    if (!e) return `${FLAG[k]}: none`;
+    if (!e) return `${CONSTRAINT_FLAG[k]}: none`;
     if (k === "maxLatency") return `fastest ${fmtSeconds(e.latency)}`;
     if (k === "minThroughput") return `best ${fmtRate(e.throughput)}`;
     if (k === "maxEnergy") return `least energy ${fmtJoules(e.energy)}`;
@@ -104,7 +100,7 @@ export function explainInfeasible(p: PlanProblem, c: PlanConstraints): Infeasibi
   return {
     binding: ["combination"],
     lines: [
-      `the limits ${set.map((k) => FLAG[k]).join(", ")} cannot hold together, though each can alone (${alone.join("; ")}): relax one of them`,
+      `the limits ${set.map((k) => CONSTRAINT_FLAG[k]).join(", ")} cannot hold together, though each can alone (${alone.join("; ")}): relax one of them`,
     ],
   };
 }

@@ -7,7 +7,8 @@ import { type TiledModel, type TileStackSpec, tileModel } from "../ir/tile.js";
 import { EXACT_PLACEMENTS } from "./branch-candidates.js";
 import { type StageAssignment, validateAssignment } from "./assign.js";
 import { type DagEvaluation, type DagStage, evaluateDag } from "./evaluate-dag.js";
-import type { PlanConstraints } from "./constraints.js";
+import { CONSTRAINT_FLAG, type PlanConstraints } from "./constraints.js";
+import { fmtSeconds } from "./fmt.js";
 import type { PartitionOrder } from "./order.js";
 import type { ClusterPlan, RunnableSplit } from "./plan-cluster.js";
 import type { Plan, PlanLink, PlanStage, PlanTiles } from "./plan.js";
@@ -329,14 +330,7 @@ export async function parallelPlanFor(
   const other = (["minThroughput", "maxEnergy", "maxLinkBytes", "devices", "deviceOrder"] as const).filter(
     (k) => c[k] !== undefined,
   );
-  const flag = {
-    minThroughput: "--min-fps",
-    maxEnergy: "--max-energy",
-    maxLinkBytes: "--max-link-bytes",
-    devices: "--devices",
-    deviceOrder: "--device-order",
-  };
-  const flags = other.map((k) => flag[k]).join(", ");
+  const flags = other.map((k) => CONSTRAINT_FLAG[k]).join(", ");
   if (other.length > 0) {
     if (opts.tiles !== undefined)
       throw new ArgumentError(`--tiles cannot be combined with ${flags} yet: drop one`, {
@@ -365,7 +359,7 @@ export async function parallelPlanFor(
       .filter((k) => search.segments.some((s) => s.kind === k))
       .join(" and ");
     return decline(
-      `${what} side by side predicted ${ms(pp.evaluation.latency)} ms, ${Math.abs(100 * gain).toFixed(1)}% ${gain >= 0 ? "below" : "above"} ${ms(base.totals.latency)} ms: under the ${+(100 * minGain).toFixed(2)}% least gain (--min-gain)`,
+      `${what} side by side predicted ${fmtSeconds(pp.evaluation.latency)}, ${Math.abs(100 * gain).toFixed(1)}% ${gain >= 0 ? "below" : "above"} ${fmtSeconds(base.totals.latency)}: under the ${+(100 * minGain).toFixed(2)}% least gain (--min-gain)`,
     );
   }
   const plan = parallelPlanFile(base, pp, performance.now() - t0);
@@ -386,11 +380,6 @@ export async function parallelPlanFor(
     );
   }
   return { plan, parallel: pp };
-}
-
-/** Seconds as ms with one decimal. */
-function ms(seconds: number): string {
-  return (seconds * 1000).toFixed(1);
 }
 
 /**
