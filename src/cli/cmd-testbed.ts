@@ -9,7 +9,7 @@ import {
 } from "../harness/testbed.js";
 import { bool, type Command, parseFlags, str } from "./command.js";
 
-const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--prefix NAME] [--json] [--loopback]
+const USAGE = `usage: cleave testbed up CLUSTER.yaml [--state FILE] [--prefix NAME] [--json] [--loopback] [--runs MODE]
        cleave testbed down [--state FILE]
        cleave testbed status [--state FILE]
 
@@ -21,7 +21,8 @@ workers run on plain loopback. 'down' stops the workers and removes every namesp
   --state     state file (default: $CLEAVE_TESTBED_STATE or ${defaultStateFile()})
   --prefix    names of its namespaces and cgroups, NAME-coord, NAME-0, ... (1-6 lowercase letters or digits;
               default: $CLEAVE_TESTBED_PREFIX or ${defaultPrefix()}); two testbeds up at once need two prefixes
-  --loopback  skip namespaces and quotas even as root`;
+  --loopback  skip namespaces and quotas even as root
+  --runs      where the workers run their stages: thread (default) or inline (see cleave worker --runs)`;
 
 /** `cleave testbed`. */
 export const testbedCommand: Command = {
@@ -34,17 +35,22 @@ export const testbedCommand: Command = {
       json: { type: "boolean" },
       prefix: { type: "string" },
       loopback: { type: "boolean" },
+      runs: { type: "string" },
     });
     const [action, file, extra] = positionals;
     const stateFile = str(values, "state") ?? defaultStateFile();
     if (extra !== undefined) throw new ArgumentError(`cleave testbed: unexpected argument '${extra}'`);
     if (action === "up") {
       if (file === undefined) throw new ArgumentError("cleave testbed up: missing the cluster file");
+      const runs = str(values, "runs") ?? "thread";
+      if (runs !== "thread" && runs !== "inline")
+        throw new ArgumentError(`--runs: expected thread or inline, got '${runs}'`, { field: "runs" });
       const tb = await testbedUp(loadClusterSpec(file), {
         stateFile,
         detached: true,
         prefix: str(values, "prefix"),
         loopback: bool(values, "loopback"),
+        runs,
       });
       const s = tb.state;
       if (bool(values, "json")) {

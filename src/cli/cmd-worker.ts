@@ -32,6 +32,9 @@ memory only.
                arrive in chunks below it, whatever their size
   --no-receive-pool  receive every large frame into a new buffer instead of reusing stage-input buffers
                (slower; for comparison, see bench/receive-pool.ts)
+  --runs       where stages run: thread (default: each stage on a thread of its own, so the worker reads,
+               relays and answers while a stage runs, and its stages run at the same time) or inline (on
+               the worker's I/O thread, one run at a time; for comparison, see bench/run-mode.ts)
   --metrics    serve Prometheus metrics (per-stage runs, errors, onnxruntime seconds) on
                http://HOST:PORT/metrics
   --config     YAML or JSON file of these options by long name (listen: 0.0.0.0:7001, token-file: ...,
@@ -55,6 +58,7 @@ export const workerCommand: Command = {
       transport: { type: "string" },
       "max-frame": { type: "string" },
       "no-receive-pool": { type: "boolean" },
+      runs: { type: "string" },
       insecure: { type: "boolean" },
       tls: { type: "string" },
       "tls-cert": { type: "string" },
@@ -78,6 +82,9 @@ export const workerCommand: Command = {
     const transport = str(values, "transport") ?? "tcp";
     if (transport !== "tcp" && transport !== "ws")
       throw new ArgumentError(`--transport: expected tcp or ws, got '${transport}'`, { field: "transport" });
+    const runs = str(values, "runs") ?? "thread";
+    if (runs !== "thread" && runs !== "inline")
+      throw new ArgumentError(`--runs: expected thread or inline, got '${runs}'`, { field: "runs" });
     const name = str(values, "name");
     const threads = checkThreads(intFlag("threads", str(values, "threads"), 1), "--threads");
     const token = tokenFrom(values);
@@ -93,6 +100,7 @@ export const workerCommand: Command = {
       transport,
       maxFrameBytes: intFlag("max-frame", str(values, "max-frame"), 256) * 1024 * 1024,
       receivePool: !bool(values, "no-receive-pool"),
+      runs,
     });
     const metricsAt = str(values, "metrics");
     let metricsEndpoint: { host: string; port: number } | undefined;

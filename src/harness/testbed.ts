@@ -45,6 +45,8 @@ export interface TestbedOptions {
   detached?: boolean;
   /** Skip namespaces and cgroups even as root (loopback with taskset). */
   loopback?: boolean;
+  /** Where the workers run their stages (`cleave worker --runs`; default thread). */
+  runs?: "thread" | "inline";
 }
 
 /** What `up` made, as saved in the state file. */
@@ -360,6 +362,7 @@ export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Pr
       token: state.token,
       transport: opts.transport,
       detached: opts.detached,
+      runs: opts.runs,
       logFile: (d) => join(dirname(file), `${d.name}.log`),
       wrap: (d, cmd) => {
         let c = cmd;

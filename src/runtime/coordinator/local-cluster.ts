@@ -43,6 +43,8 @@ export interface LocalClusterOptions {
    */
   detached?: boolean;
   logFile?: (device: LocalDevice) => string;
+  /** Where the workers run their stages (`cleave worker --runs`; default thread). */
+  runs?: "thread" | "inline";
 }
 
 /** Workers started on this machine. */
@@ -160,6 +162,7 @@ export async function startLocalWorkers(
       String(threads),
       "--transport",
       opts.transport ?? "tcp",
+      ...(opts.runs === "inline" ? ["--runs", "inline"] : []),
       ...(opts.detached ? [] : ["--exit-on-stdin-close"]),
     ];
     if (canPin && d.cpus && d.cpus.length > 0) cmd = ["taskset", "-c", d.cpus.join(","), ...cmd];

@@ -46,6 +46,21 @@ export class FramePool {
     if (list.length < this.perSize) list.push(ab);
   }
 
+  /** Whether the buffer under `view` is one this pool lent and would take back. */
+  lends(view: ArrayBufferView): boolean {
+    return this.lent.has(view.buffer as ArrayBuffer);
+  }
+
+  /**
+   * Takes a buffer this pool lent that came back as a new ArrayBuffer object (moved to a thread and back,
+   * after `forget`): nothing else holds it. Buffers below the pooled size are ignored.
+   */
+  adopt(ab: ArrayBuffer): void {
+    if (ab.byteLength < this.minBytes) return;
+    this.lent.add(ab);
+    this.give(new Uint8Array(ab));
+  }
+
   /** Never take back the buffer under `view` (something keeps reading it). */
   forget(view: ArrayBufferView): void {
     this.lent.delete(view.buffer as ArrayBuffer);

@@ -166,8 +166,10 @@ export function decodeFrame(buf: Uint8Array, maxUnpackedBytes = DEFAULT_MAX_FRAM
     if (headerLen > buf.byteLength) throw malformed("header runs past the end");
     const shape: number[] = [];
     for (let i = 0; i < nd; i++) shape.push(dv.getUint32(TENSOR_FIXED + 4 * i, true));
-    // Copied: the receive buffer is handed back to a pool once the stage ran, the path outlives it.
-    const path = np > 0 ? buf.slice(TENSOR_FIXED + 4 * nd, TENSOR_FIXED + 4 * nd + np) : undefined;
+    // Copied: the receive buffer is handed back to a pool once the stage ran (or moved to a stage thread), and
+    // the path outlives it. (Not `buf.slice`: on a Buffer, which receive buffers are, that is a view.)
+    const path =
+      np > 0 ? Uint8Array.from(buf.subarray(TENSOR_FIXED + 4 * nd, TENSOR_FIXED + 4 * nd + np)) : undefined;
     const name = dec.decode(buf.subarray(TENSOR_FIXED + 4 * nd + np, raw));
     let data = buf.subarray(headerLen);
     if (buf[0] === TYPE_PACKED) {

@@ -5,7 +5,7 @@ import { basename, join } from "node:path";
 import type { TensorSpec } from "../../export/manifest.js";
 import { ArgumentError, errorMessage } from "../../errors.js";
 import { PROTOBUF_LIMIT_BYTES } from "../../onnx/model-io.js";
-import { createSession, type ort } from "../../onnx/ort.js";
+import type { ort } from "../../onnx/ort.js";
 import { VERSION } from "../../version.js";
 import { retry } from "../backoff.js";
 import {
@@ -38,6 +38,8 @@ import {
 } from "../transport/protocol.js";
 import { checkLoad, stageExternalData } from "./stage-check.js";
 import { StageCache } from "./stage-cache.js";
+import { openStage, type RunMode, type StageRunner } from "./stage-runner.js";
+import { cpuMs } from "./stage-wire.js";
 import type {
   Connection,
   Listener,
@@ -80,6 +82,12 @@ export interface WorkerOptions {
   version?: string;
   /** Stage files kept after loading, for a later deploy of the same stage (default 4 entries, 1 GiB). */
   stageCache?: { entries?: number; bytes?: number };
+  /**
+   * Where stages run: "thread" (default), each on a thread of its own, so frames are read, relayed and
+   * answered while a stage runs and the worker's stages run at the same time; "inline", on the I/O thread,
+   * one run at a time across the worker (for comparison, see bench/run-mode.ts).
+   */
+  runs?: RunMode;
 }
 
 /**
@@ -102,11 +110,18 @@ const QUEUE_RESUME_AT = 16;
 /** Stages being received at once, per deployment. */
 const MAX_INCOMING_STAGES = 16;
 
+/** Runs served one at a time, in order: a stage's own (thread mode) or the whole worker's (inline). */
+interface Lane {
+  queue: Job[];
+  running: boolean;
+}
+
 interface Stage {
   load: LoadMsg;
   /** This worker's index in the stage's replica group. */
   replica: number;
-  session: ort.InferenceSession;
+  runner: StageRunner;
+  lane: Lane;
   specs: Map<string, TensorSpec>;
   pending: Map<number, PendingInputs>;
   stats: StageStats;
@@ -176,12 +191,6 @@ export function isLoopback(host: string): boolean {
   return h === "localhost" || h === "::1" || /^127\./.test(h) || /^::ffff:127\./.test(h);
 }
 
-/** CPU time of this process so far (user + system, every thread), ms. */
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
-
 function firstLine(s: string): string {
   const line = s.split("\n").find((l) => l.trim() !== "") ?? s;
   return line.length > 300 ? `${line.slice(0, 300)}...` : line.trim();
@@ -212,8 +221,9 @@ export class Worker {
   private listener?: Listener;
   /** Deployments by their coordinator's connection (at most MAX_DEPLOYMENTS). */
   private readonly deployments = new Map<Connection, Deployment>();
-  private readonly queue: Job[] = [];
-  private running = false;
+  /** Every lane with queued or running jobs' stages (inline mode: the one shared lane). */
+  private readonly lanes = new Set<Lane>();
+  private readonly sharedLane?: Lane;
   private readonly unsent: Promise<unknown>[] = [];
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
@@ -242,6 +252,17 @@ export class Worker {
     this.admission = new Admission(opts.admission);
     this.maxPendingBytes = Math.max(2 ** 30, 8 * (opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
     this.cache = new StageCache(opts.stageCache?.entries ?? 4, opts.stageCache?.bytes ?? 2 ** 30);
+    if (opts.runs === "inline") {
+      this.sharedLane = { queue: [], running: false };
+      this.lanes.add(this.sharedLane);
+    }
+  }
+
+  /** Stage runs queued, all stages together. */
+  private queued(): number {
+    let n = 0;
+    for (const l of this.lanes) n += l.queue.length;
+    return n;
   }
 
   /**
@@ -287,7 +308,8 @@ export class Worker {
 
   /** Stops listening, closes every connection and releases the sessions. */
   async stop(): Promise<void> {
-    for (const d of [...this.deployments.values()]) this.teardown(d);
+    const released = [...this.deployments.values()].flatMap((d) => this.teardown(d));
+    await Promise.all(released);
     await this.listener?.close();
     this.listener = undefined;
   }
@@ -452,14 +474,14 @@ export class Worker {
 
   /** Stops reading from `conn` while the run queue is long (resumed by pump() once it drained). */
   private throttle(conn: Connection): void {
-    if (this.queue.length < QUEUE_PAUSE_AT || this.paused.has(conn)) return;
+    if (this.queued() < QUEUE_PAUSE_AT || this.paused.has(conn)) return;
     this.paused.add(conn);
     this.readsPaused++;
     conn.pause();
   }
 
   private resumeReading(): void {
-    if (this.paused.size === 0 || this.queue.length > QUEUE_RESUME_AT) return;
+    if (this.paused.size === 0 || this.queued() > QUEUE_RESUME_AT) return;
     for (const c of this.paused) c.resume();
     this.paused.clear();
   }
@@ -669,7 +691,7 @@ export class Worker {
       );
       return;
     }
-    let session: ort.InferenceSession;
+    let runner: StageRunner;
     try {
       // With external data onnxruntime reads the weights from files beside the model, so both go to disk.
       let source: Uint8Array | string = model;
@@ -677,15 +699,18 @@ export class Worker {
         source = join(inc.dir, m.file);
         writeFileSync(source, model);
       }
-      session = await createSession(source, { threads: m.threads ?? this.opts.threads ?? 1, source: m.file });
+      runner = await openStage(
+        { model: source, threads: m.threads ?? this.opts.threads ?? 1, file: m.file },
+        this.opts.runs ?? "thread",
+      );
     } catch (err) {
       await fail(errorMessage(err));
       return;
     }
-    const missingIn = m.inputs.filter((s) => !session.inputNames.includes(s.name)).map((s) => s.name);
-    const missingOut = m.outputs.filter((n) => !session.outputNames.includes(n));
+    const missingIn = m.inputs.filter((s) => !runner.inputNames.includes(s.name)).map((s) => s.name);
+    const missingOut = m.outputs.filter((n) => !runner.outputNames.includes(n));
     if (missingIn.length > 0 || missingOut.length > 0) {
-      await session.release();
+      await runner.release();
       await fail(
         `${m.file}: the model lacks ${[...missingIn.map((n) => `input '${n}'`), ...missingOut.map((n) => `output '${n}'`)].join(", ")} named in the manifest`,
       );
@@ -697,23 +722,23 @@ export class Worker {
           if (r.to === "stage")
             for (const t of r.replicas) if (t.worker !== d.name) await this.peer(d, t.endpoint, t.delayMs);
     } catch (err) {
-      await session.release();
+      await runner.release();
       await fail(`cannot reach a downstream worker: ${errorMessage(err)}`);
       return;
     }
     if (this.deployments.get(d.coordinator) !== d) {
-      await session.release();
+      await runner.release();
       return;
     }
     conn.delayMs = m.coordinatorDelayMs ?? 0;
-    d.stages
-      .get(m.stage)
-      ?.session.release()
-      .catch(() => {});
+    const old = d.stages.get(m.stage);
+    old?.runner.release().catch(() => {});
+    if (old) this.dropLane(old);
     d.stages.set(m.stage, {
       load: m,
       replica: m.replica ?? 0,
-      session,
+      runner,
+      lane: this.sharedLane ?? { queue: [], running: false },
       specs: new Map(m.inputs.map((s) => [s.name, s])),
       pending: new Map(),
       stats: {
@@ -789,6 +814,7 @@ export class Worker {
     // A late tensor of a deployment this one replaced: its request is not this deployment's to run.
     if ((f.epoch ?? 0) !== d.epoch) return;
     let consumers = 0;
+    const ready = new Set<Lane>();
     for (const s of d.stages.values()) {
       const spec = s.specs.get(f.name);
       if (!spec) continue;
@@ -829,17 +855,19 @@ export class Worker {
       }
       if (p.got.size === s.specs.size) {
         s.pending.delete(f.requestId);
-        this.queue.push({
+        s.lane.queue.push({
           deployment: d,
           stage: s,
           requestId: f.requestId,
           feeds: Object.fromEntries(p.got),
           path: p.path,
         });
+        this.lanes.add(s.lane);
+        ready.add(s.lane);
       }
     }
-    // A tensor two stages here read must outlive the first run: its buffer is not handed back. (No job has
-    // run yet: jobs run from pump(), after this returns.)
+    // A tensor two stages here read must outlive the first run: its buffer is not handed back (nor moved to a
+    // stage thread). No job has run yet: jobs run from pump(), called below.
     if (consumers > 1) this.pool.forget(f.data);
     if (consumers === 0) {
       const first = d.stages.values().next().value;
@@ -851,25 +879,30 @@ export class Worker {
       );
       return;
     }
-    void this.pump();
+    for (const lane of ready) void this.pump(lane);
   }
 
   private cancel(d: Deployment, requestId: number): void {
     d.cancelled.add(requestId);
     if (d.cancelled.size > CANCEL_MEMORY) d.cancelled.delete(d.cancelled.values().next().value as number);
     for (const s of d.stages.values()) s.pending.delete(requestId);
-    for (let i = this.queue.length - 1; i >= 0; i--)
-      if (this.queue[i].deployment === d && this.queue[i].requestId === requestId) this.queue.splice(i, 1);
+    for (const lane of this.lanes)
+      for (let i = lane.queue.length - 1; i >= 0; i--)
+        if (lane.queue[i].deployment === d && lane.queue[i].requestId === requestId) lane.queue.splice(i, 1);
     this.resumeReading();
   }
 
-  /** Runs queued jobs one at a time (the device's CPUs serve one stage run at a time). */
-  private async pump(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
+  /**
+   * Runs a lane's queued jobs one at a time. In thread mode each stage is a lane, so the stages of a worker run
+   * at the same time and share its CPUs as the operating system schedules them (a relay or encoder stage
+   * beside a long stage is not held behind it); inline, the worker's one lane serves one run at a time.
+   */
+  private async pump(lane: Lane): Promise<void> {
+    if (lane.running) return;
+    lane.running = true;
     try {
-      while (this.queue.length > 0) {
-        const job = this.queue.shift()!;
+      while (lane.queue.length > 0) {
+        const job = lane.queue.shift()!;
         this.resumeReading();
         const d = job.deployment;
         if (this.deployments.get(d.coordinator) !== d || d.stages.get(job.stage.load.stage) !== job.stage)
@@ -889,26 +922,29 @@ export class Worker {
         while (this.unsent.length > MAX_UNSENT_REQUESTS) await this.unsent.shift();
       }
     } finally {
-      this.running = false;
+      lane.running = false;
+      if (lane !== this.sharedLane && lane.queue.length === 0) this.lanes.delete(lane);
       // However the queue emptied (runs, cancels), no connection stays paused once nothing is queued.
       this.resumeReading();
     }
   }
 
+  /** Forgets the queued runs of a stage that is replaced or torn down (its lane, unless shared). */
+  private dropLane(s: Stage): void {
+    if (s.lane === this.sharedLane) return;
+    s.lane.queue.length = 0;
+    if (!s.lane.running) this.lanes.delete(s.lane);
+  }
+
   private async run(d: Deployment, job: Job): Promise<void> {
     const { stage: s, requestId } = job;
-    // onnxruntime-node runs a session synchronously in a setImmediate callback queued by run(); one queued
-    // just before it fires right before that run, so the window below holds the run itself and not the socket
-    // reads the event loop handles before reaching it (which a clock started here would count as compute).
-    let t0 = performance.now();
-    let cpu0 = cpuMs();
-    // The run blocks this thread: the coordinator hears first how long it may stay silent (see BusyMsg). Sent
-    // from the same callback, so it is the last frame before the run (a pong answered in this turn goes first)
-    // and the next frame the coordinator gets means the run ended.
+    // An inline run blocks this thread: the coordinator hears first how long it may stay silent (see BusyMsg).
+    // Sent from a callback queued before the run's own, so it is the last frame before the run (a pong
+    // answered in this turn goes first) and the next frame the coordinator gets means the run ended. A stage
+    // on a thread of its own leaves this thread free to answer, so it sends none.
     const expectMs = s.recentMs.length > 0 ? Math.max(...s.recentMs) : undefined;
-    const notice = expectMs === undefined || expectMs >= BUSY_NOTICE_MS;
-    setImmediate(() => {
-      if (notice)
+    if (s.runner.blocking && (expectMs === undefined || expectMs >= BUSY_NOTICE_MS))
+      setImmediate(() => {
         d.coordinator
           .send({
             type: "control",
@@ -920,32 +956,37 @@ export class Worker {
                 : { t: "busy", stage: s.load.stage, expectMs },
           })
           .catch(() => {});
-      t0 = performance.now();
-      cpu0 = cpuMs();
-    });
-    const charge = () => {
-      const ms = performance.now() - t0;
+      });
+    const charge = (r: { ms?: number; cpuMs?: number }) => {
+      const ms = r.ms ?? 0;
       s.stats.computeMs += ms;
-      s.stats.computeCpuMs += cpuMs() - cpu0;
+      s.stats.computeCpuMs += r.cpuMs ?? 0;
       s.recentMs.push(ms);
       if (s.recentMs.length > RECENT_RUNS) s.recentMs.shift();
     };
-    let out: ort.InferenceSession.OnnxValueMapType;
+    // Inputs received into this worker's pool and read by this run alone move to a stage thread and come back.
+    const handOver = new Set<string>();
+    if (!s.runner.blocking)
+      for (const [name, t] of Object.entries(job.feeds))
+        if (this.pool.lends(t.data as ArrayBufferView)) handOver.add(name);
+    for (const name of handOver) this.pool.forget(job.feeds[name].data as ArrayBufferView);
+    let out: Record<string, ort.Tensor>;
     try {
-      out = await s.session.run(job.feeds, s.load.outputs);
+      const r = await s.runner.run(job.feeds, s.load.outputs, handOver, (b) => this.pool.adopt(b));
+      out = r.outputs;
+      charge(r);
     } catch (err) {
       this.giveBack(job);
-      charge();
+      charge(err as { ms?: number; cpuMs?: number });
       this.requestError(d, requestId, s.load.stage, `onnxruntime failed: ${firstLine(errorMessage(err))}`);
       return;
     }
-    charge();
     this.giveBack(job);
     // Every output is framed before any is sent, so a tensor that cannot travel fails the request whole.
     const frames: TensorFrame[] = [];
     for (const name of s.load.outputs) {
       try {
-        const dense = tensorFrame(requestId, name, out[name] as ort.Tensor);
+        const dense = tensorFrame(requestId, name, out[name]);
         let frame = dense;
         if (s.load.packed?.includes(name)) {
           const t0 = performance.now();
@@ -1010,24 +1051,33 @@ export class Worker {
     this.unsent.push(Promise.all(sends));
   }
 
-  /** Hands the job's input buffers back to the receive pool (onnxruntime copied what it returns). */
+  /**
+   * Hands the job's input buffers back to the receive pool (onnxruntime copied what it returns); those moved to
+   * a stage thread came back on their own (views of them are empty here, which the pool ignores).
+   */
   private giveBack(job: Job): void {
     for (const t of Object.values(job.feeds)) this.pool.give(t.data as ArrayBufferView);
   }
 
-  /** Ends one deployment: its queued runs, stages being received, sessions and peer connections. */
-  private teardown(d: Deployment): void {
-    if (this.deployments.get(d.coordinator) !== d) return;
+  /**
+   * Ends one deployment: its queued runs, stages being received, sessions and peer connections. Returns the
+   * releases of its stages (each after the run in progress, if any).
+   */
+  private teardown(d: Deployment): Promise<void>[] {
+    if (this.deployments.get(d.coordinator) !== d) return [];
     this.deployments.delete(d.coordinator);
-    for (let i = this.queue.length - 1; i >= 0; i--)
-      if (this.queue[i].deployment === d) this.queue.splice(i, 1);
+    for (const lane of this.lanes)
+      for (let i = lane.queue.length - 1; i >= 0; i--)
+        if (lane.queue[i].deployment === d) lane.queue.splice(i, 1);
+    for (const s of d.stages.values()) this.dropLane(s);
     this.resumeReading();
     for (const inc of d.incoming.values()) discardIncoming(inc);
     d.incoming.clear();
     d.cancelled.clear();
-    for (const s of d.stages.values()) s.session.release().catch(() => {});
+    const released = [...d.stages.values()].map((s) => s.runner.release().catch(() => {}));
     for (const p of d.peers.values()) p.then((c) => c.close()).catch(() => {});
     log(`deployment ${d.id} torn down`);
+    return released;
   }
 }
 
