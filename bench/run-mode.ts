@@ -1,6 +1,6 @@
 /**
- * Stages on threads of their own against stages on the worker's I/O thread (`cleave worker --runs`), side by
- * side on the emulated testbed (as root; run it inside the testbed lock):
+ * Stages on threads of their own against stages on the worker's I/O thread, and `auto` (threads only on a worker
+ * running more than one stage), the three `cleave worker --runs` modes side by side on the emulated testbed (as root; run it inside the testbed lock):
  *   flock /tmp/cleave-testbed.lock node dist/bench/run-mode.js [--model efficientnet_b0] [--requests 60] [--rounds 2]
  *
  * The case: a camera of an eighth of a core holds the input, a server of one core, 1 Gbit/s between them;
@@ -8,7 +8,7 @@
  * (`relayInputs`), as it must when the camera holds the image. On the I/O thread the camera relays the
  * server's inputs only between its own runs (each 8x the server's), so the server waits; on threads it
  * relays while its replica runs. Also measured: requests sent alone (the relay hop's cost on an idle camera).
- * Each round brings a testbed up per mode, in alternating order. Prints JSON.
+ * Each round brings a testbed up per mode, in reversed order every other round. Prints JSON.
  *
  * Without namespaces and cgroups (not root) both devices are pinned local workers without the quota: the
  * figures are then not the case above, and `testbed` in the output says "loopback".
@@ -101,9 +101,9 @@ const { values } = parseArgs({
   },
 });
 const cluster = parseCluster(parseYaml(CLUSTER), "camera-relay");
-const modes = ["inline", "thread"] as const;
+const modes = ["inline", "auto", "thread"] as const;
 const rounds = Number(values.rounds);
-const figures: Record<string, ModeFigures[]> = { inline: [], thread: [] };
+const figures: Record<string, ModeFigures[]> = { inline: [], auto: [], thread: [] };
 let testbed = "none";
 for (let r = 0; r < rounds; r++) {
   for (const mode of r % 2 === 0 ? modes : [...modes].reverse()) {
@@ -171,10 +171,16 @@ process.stdout.write(
       requests: Number(values.requests),
       rounds,
       ...summary,
-      threadOverInline: {
-        throughput: r2(summary.thread.throughput / summary.inline.throughput),
-        aloneP50: r2(summary.inline.aloneP50Ms / summary.thread.aloneP50Ms),
-      },
+      overInline: Object.fromEntries(
+        (["auto", "thread"] as const).map((m) => [
+          m,
+          {
+            throughput: r2(summary[m].throughput / summary.inline.throughput),
+            loadedP50: r2(summary.inline.p50Ms / summary[m].p50Ms),
+            aloneP50: r2(summary.inline.aloneP50Ms / summary[m].aloneP50Ms),
+          },
+        ]),
+      ),
     },
     null,
     2,

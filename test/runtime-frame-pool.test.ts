@@ -72,7 +72,8 @@ test("a decoded tensor frame's path is a copy, also when the frame was received 
   assert.deepEqual([...path], [0, 1, 2]);
 });
 
-for (const runs of ["thread", "inline"] as const)
+// auto: w1 runs its one stage inline, w2 its two on threads.
+for (const runs of ["thread", "inline", "auto"] as const)
   test(`workers reuse stage-input buffers without mixing up requests; a tensor two stages read is kept (runs: ${runs})`, async () => {
     const width = 32768; // 128 KiB per tensor: above the pool's 64 KiB floor
     const t = { dtype: "float32" as const, shape: [1, width] };

@@ -30,7 +30,8 @@ function longStage(rows: number, n: number) {
   });
 }
 
-for (const runs of ["thread", "inline"] as const)
+// auto runs a worker's only stage inline.
+for (const runs of ["thread", "inline", "auto"] as const)
   test(`a worker answers while a stage runs (runs: ${runs}): on a thread at once, inline after the run`, async () => {
     const fx = longStage(256, 40); // 10.7 GMACs: a few hundred ms on a fast core, seconds here
     let cluster: LocalCluster | undefined;

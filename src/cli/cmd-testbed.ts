@@ -22,7 +22,7 @@ workers run on plain loopback. 'down' stops the workers and removes every namesp
   --prefix    names of its namespaces and cgroups, NAME-coord, NAME-0, ... (1-6 lowercase letters or digits;
               default: $CLEAVE_TESTBED_PREFIX or ${defaultPrefix()}); two testbeds up at once need two prefixes
   --loopback  skip namespaces and quotas even as root
-  --runs      where the workers run their stages: thread (default) or inline (see cleave worker --runs)`;
+  --runs      where the workers run their stages: auto (default), thread or inline (see cleave worker --runs)`;
 
 /** `cleave testbed`. */
 export const testbedCommand: Command = {
@@ -42,9 +42,9 @@ export const testbedCommand: Command = {
     if (extra !== undefined) throw new ArgumentError(`cleave testbed: unexpected argument '${extra}'`);
     if (action === "up") {
       if (file === undefined) throw new ArgumentError("cleave testbed up: missing the cluster file");
-      const runs = str(values, "runs") ?? "thread";
-      if (runs !== "thread" && runs !== "inline")
-        throw new ArgumentError(`--runs: expected thread or inline, got '${runs}'`, { field: "runs" });
+      const runs = str(values, "runs") ?? "auto";
+      if (runs !== "auto" && runs !== "thread" && runs !== "inline")
+        throw new ArgumentError(`--runs: expected auto, thread or inline, got '${runs}'`, { field: "runs" });
       const tb = await testbedUp(loadClusterSpec(file), {
         stateFile,
         detached: true,

@@ -32,9 +32,10 @@ memory only.
                arrive in chunks below it, whatever their size
   --no-receive-pool  receive every large frame into a new buffer instead of reusing stage-input buffers
                (slower; for comparison, see bench/receive-pool.ts)
-  --runs       where stages run: thread (default: each stage on a thread of its own, so the worker reads,
-               relays and answers while a stage runs, and its stages run at the same time) or inline (on
-               the worker's I/O thread, one run at a time; for comparison, see bench/run-mode.ts)
+  --runs       where stages run: thread (each stage on a thread of its own, so the worker reads, relays
+               and answers while a stage runs, and its stages run at the same time), inline (on the
+               worker's I/O thread, one run at a time), or auto (default: threads when the worker runs
+               more than one stage of a deployment, else inline; see bench/run-mode.ts)
   --metrics    serve Prometheus metrics (per-stage runs, errors, onnxruntime seconds) on
                http://HOST:PORT/metrics
   --config     YAML or JSON file of these options by long name (listen: 0.0.0.0:7001, token-file: ...,
@@ -82,9 +83,9 @@ export const workerCommand: Command = {
     const transport = str(values, "transport") ?? "tcp";
     if (transport !== "tcp" && transport !== "ws")
       throw new ArgumentError(`--transport: expected tcp or ws, got '${transport}'`, { field: "transport" });
-    const runs = str(values, "runs") ?? "thread";
-    if (runs !== "thread" && runs !== "inline")
-      throw new ArgumentError(`--runs: expected thread or inline, got '${runs}'`, { field: "runs" });
+    const runs = str(values, "runs") ?? "auto";
+    if (runs !== "auto" && runs !== "thread" && runs !== "inline")
+      throw new ArgumentError(`--runs: expected auto, thread or inline, got '${runs}'`, { field: "runs" });
     const name = str(values, "name");
     const threads = checkThreads(intFlag("threads", str(values, "threads"), 1), "--threads");
     const token = tokenFrom(values);

@@ -14,7 +14,7 @@ const CONFIG = z.strictObject({
   "max-frame": z.int().min(1).optional(),
   metrics: z.string().min(1).optional(),
   "no-receive-pool": z.boolean().optional(),
-  runs: z.enum(["thread", "inline"]).optional(),
+  runs: z.enum(["auto", "thread", "inline"]).optional(),
 });
 
 /**

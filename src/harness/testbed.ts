@@ -20,6 +20,7 @@ import { hasTaskset, type LocalDevice, startLocalWorkers } from "../runtime/coor
 import { logger } from "../runtime/log.js";
 import type { WorkerAddress } from "../runtime/coordinator/pipeline.js";
 import type { TransportName } from "../runtime/transport/transport.js";
+import type { RunMode } from "../runtime/worker/stage-runner.js";
 
 const log = logger("runtime:testbed");
 
@@ -45,8 +46,8 @@ export interface TestbedOptions {
   detached?: boolean;
   /** Skip namespaces and cgroups even as root (loopback with taskset). */
   loopback?: boolean;
-  /** Where the workers run their stages (`cleave worker --runs`; default thread). */
-  runs?: "thread" | "inline";
+  /** Where the workers run their stages (`cleave worker --runs`; default auto). */
+  runs?: RunMode;
 }
 
 /** What `up` made, as saved in the state file. */

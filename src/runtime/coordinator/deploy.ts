@@ -293,6 +293,7 @@ export async function deploy(
           ...(stage.outputs.some((o) => packedWire.has(o))
             ? { packed: stage.outputs.filter((o) => packedWire.has(o)) }
             : {}),
+          colocated: loads.filter((l) => l.link.name === link.name).length,
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);

@@ -7,6 +7,7 @@ import { RuntimeFault } from "../../errors.js";
 import { logger } from "../log.js";
 import type { WorkerAddress } from "./pipeline.js";
 import type { TransportName } from "../transport/transport.js";
+import type { RunMode } from "../worker/stage-runner.js";
 
 const log = logger("runtime:local-cluster");
 
@@ -43,8 +44,8 @@ export interface LocalClusterOptions {
    */
   detached?: boolean;
   logFile?: (device: LocalDevice) => string;
-  /** Where the workers run their stages (`cleave worker --runs`; default thread). */
-  runs?: "thread" | "inline";
+  /** Where the workers run their stages (`cleave worker --runs`; default auto). */
+  runs?: RunMode;
 }
 
 /** Workers started on this machine. */
@@ -162,7 +163,7 @@ export async function startLocalWorkers(
       String(threads),
       "--transport",
       opts.transport ?? "tcp",
-      ...(opts.runs === "inline" ? ["--runs", "inline"] : []),
+      ...(opts.runs !== undefined && opts.runs !== "auto" ? ["--runs", opts.runs] : []),
       ...(opts.detached ? [] : ["--exit-on-stdin-close"]),
     ];
     if (canPin && d.cpus && d.cpus.length > 0) cmd = ["taskset", "-c", d.cpus.join(","), ...cmd];

@@ -130,6 +130,11 @@ export interface LoadMsg {
    * makes them smaller; the plan chose them. Every name must be one of `outputs`.
    */
   packed?: string[];
+  /**
+   * Stages of this deployment the worker runs, this one included (absent: 1). With `--runs auto` a worker
+   * runs a stage on a thread of its own only when it runs others beside it.
+   */
+  colocated?: number;
 }
 
 /** Worker -> coordinator: a stage announced with `cached` is not in the cache; send its chunks. */
@@ -337,6 +342,7 @@ const loadMessage = z
       .optional(),
     cached: z.boolean().optional(),
     packed: z.array(name).max(4096).optional(),
+    colocated: z.number().int().min(1).max(65536).optional(),
   })
   .strict();
 

@@ -10,8 +10,11 @@ import {
   wireToTensor,
 } from "./stage-wire.js";
 
-/** How a worker runs its stages: each on a thread of its own (default), or on the thread that does the I/O. */
-export type RunMode = "thread" | "inline";
+/**
+ * How a worker runs its stages: each on a thread of its own, on the thread that does the I/O, or (auto, the
+ * default) on a thread only when the worker runs other stages of the deployment beside it.
+ */
+export type RunMode = "auto" | "thread" | "inline";
 
 /** One completed (or failed) run of a stage. */
 export interface StageRun {
@@ -55,8 +58,8 @@ export interface StageSource {
   file: string;
 }
 
-/** Opens a stage the way `mode` says. Rejects with a one-line message (onnxruntime's) when it cannot load. */
-export function openStage(src: StageSource, mode: RunMode): Promise<StageRunner> {
+/** Opens a stage inline or on a thread. Rejects with a one-line message (onnxruntime's) when it cannot load. */
+export function openStage(src: StageSource, mode: "thread" | "inline"): Promise<StageRunner> {
   return mode === "inline" ? InlineRunner.open(src) : ThreadRunner.open(src);
 }
 

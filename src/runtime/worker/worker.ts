@@ -83,9 +83,10 @@ export interface WorkerOptions {
   /** Stage files kept after loading, for a later deploy of the same stage (default 4 entries, 1 GiB). */
   stageCache?: { entries?: number; bytes?: number };
   /**
-   * Where stages run: "thread" (default), each on a thread of its own, so frames are read, relayed and
-   * answered while a stage runs and the worker's stages run at the same time; "inline", on the I/O thread,
-   * one run at a time across the worker (for comparison, see bench/run-mode.ts).
+   * Where stages run: "thread", each on a thread of its own, so frames are read, relayed and answered while a
+   * stage runs and the worker's stages run at the same time; "inline", on the I/O thread, one run at a time
+   * across the worker; "auto" (default), on threads when the worker runs more than one stage of a deployment,
+   * inline when it runs one (no hop through a thread; see bench/run-mode.ts).
    */
   runs?: RunMode;
 }
@@ -223,7 +224,8 @@ export class Worker {
   private readonly deployments = new Map<Connection, Deployment>();
   /** Every lane with queued or running jobs' stages (inline mode: the one shared lane). */
   private readonly lanes = new Set<Lane>();
-  private readonly sharedLane?: Lane;
+  /** The lane of the stages that run inline: one run at a time, on the I/O thread. */
+  private readonly sharedLane: Lane = { queue: [], running: false };
   private readonly unsent: Promise<unknown>[] = [];
   /** Buffers the stage inputs are received into, handed back once the stage has run on them. */
   private readonly pool: FramePool;
@@ -252,10 +254,7 @@ export class Worker {
     this.admission = new Admission(opts.admission);
     this.maxPendingBytes = Math.max(2 ** 30, 8 * (opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
     this.cache = new StageCache(opts.stageCache?.entries ?? 4, opts.stageCache?.bytes ?? 2 ** 30);
-    if (opts.runs === "inline") {
-      this.sharedLane = { queue: [], running: false };
-      this.lanes.add(this.sharedLane);
-    }
+    this.lanes.add(this.sharedLane);
   }
 
   /** Stage runs queued, all stages together. */
@@ -699,9 +698,10 @@ export class Worker {
         source = join(inc.dir, m.file);
         writeFileSync(source, model);
       }
+      const runs = this.opts.runs ?? "auto";
       runner = await openStage(
         { model: source, threads: m.threads ?? this.opts.threads ?? 1, file: m.file },
-        this.opts.runs ?? "thread",
+        runs === "auto" ? ((m.colocated ?? 1) > 1 ? "thread" : "inline") : runs,
       );
     } catch (err) {
       await fail(errorMessage(err));
@@ -738,7 +738,7 @@ export class Worker {
       load: m,
       replica: m.replica ?? 0,
       runner,
-      lane: this.sharedLane ?? { queue: [], running: false },
+      lane: runner.blocking ? this.sharedLane : { queue: [], running: false },
       specs: new Map(m.inputs.map((s) => [s.name, s])),
       pending: new Map(),
       stats: {
