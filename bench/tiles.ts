@@ -6,7 +6,8 @@
  * co-run slowdown of the two measured). Prints JSON: p50/p95 per configuration, the ratio to the best single
  * device, the plan's predicted latency and its error, the halo's extra MACs, and the co-run factors; and the
  * planned tiles rebuilt with Slices for the crops inside a tile (`sliceCrops`; same stages, priced as planned)
- * beside the default one-hot depthwise Conv crops. Then, priced only (no run), whether the
+ * beside the default one-hot depthwise Conv crops, and the planned stages with every worker running each on a
+ * thread of its own (`--runs thread`) beside the default (auto: chained stages inline at one request in flight). Then, priced only (no run), whether the
  * planner tiles on the equal pair (`examples/clusters/equal-pair.yaml`) at 1 Gbit/s and at 100 Mbit/s.
  *
  * Usage: node dist/bench/tiles.js [--models resnet50,efficientnet_b0,unet] [--requests N] [--rounds R]
@@ -26,6 +27,7 @@ import { summarizeLatencies } from "../src/runtime/latency.js";
 import { type DeployedSplit, deploySplit, wholeModel } from "../src/runtime/coordinator/run-split.js";
 import { buildZooModel } from "../src/zoo/index.js";
 import { emulatedCosts } from "../src/harness/emulated-profiles.js";
+import type { RunMode } from "../src/runtime/worker/stage-runner.js";
 
 const { values } = parseArgs({
   options: {
@@ -81,6 +83,7 @@ for (const name of values.models.split(",")) {
       predicted: single.totals.latency!,
       halo: 0,
       stacks: 0,
+      runs: undefined as RunMode | undefined,
     },
     ...[
       ["planned", auto],
@@ -96,6 +99,7 @@ for (const name of values.models.split(",")) {
               predicted: p.plan.totals.latency,
               halo: p.plan.tiles!.haloMacs,
               stacks: p.plan.tiles!.stacks.length,
+              runs: undefined as RunMode | undefined,
             },
           ]
         : [],
@@ -119,10 +123,15 @@ for (const name of values.models.split(",")) {
       throw new Error("Slice-crop model has other nodes than the planned one");
     configs.push({ ...plannedRow, name: "planned, Slice crops", model: sliced });
   }
+  // The planned stages again with each worker running every stage on a thread of its own (`--runs thread`):
+  // with one request in flight auto runs a worker's chained stages inline, which this row checks.
+  if (plannedRow) configs.push({ ...plannedRow, name: "planned, stage threads", runs: "thread" as const });
   const deployed: DeployedSplit[] = [];
   try {
     for (const c of configs)
-      deployed.push(await deploySplit(c.model, c.assignment, c.devices, local, { inFlight: 1 }));
+      deployed.push(
+        await deploySplit(c.model, c.assignment, c.devices, local, { inFlight: 1, runs: c.runs }),
+      );
     const samples: number[][] = configs.map(() => []);
     for (let r = 0; r < rounds; r++)
       for (let i = 0; i < configs.length; i++) {

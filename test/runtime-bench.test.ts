@@ -109,3 +109,27 @@ test("bench of a replicated plan: measured beside the best pipeline, every repli
   for (const d of r.plan.devices[replicated])
     assert.ok((plan.stageCpuMs[d] ?? 0) > 0, `${d}: CPU per request`);
 });
+
+test("bench with objective latency: a tiled plan's requests alone run on a deployment of their own, stages inline", {
+  skip: hasTaskset() ? false : "taskset is missing",
+}, async () => {
+  // Roofline-priced on the local pair (loopback links), UNet tiles: its tiles put several stages on each device.
+  const model = await analyzeModel(buildZooModel("unet"), { source: "unet" });
+  const cluster = loadCluster(localClusterPath());
+  const r = await benchCluster(model, cluster, costModelFor(model, cluster), {
+    objective: "latency",
+    requests: 4,
+    rounds: 2,
+    standalone: false,
+  });
+  const tiles = r.rows.find((row) => row.name === "tiles");
+  assert.ok(tiles, `the planner tiles UNet here (rows: ${r.rows.map((row) => row.name).join(", ")})`);
+  assert.ok(tiles.devices.length > new Set(tiles.devices).size, "a device runs several tile stages");
+  assert.equal(tiles.measured.failed, 0);
+  assert.ok(tiles.alone.latencyMs.count >= 4, "requests sent alone in both rounds");
+  // The pipelined deployment runs them on threads; the one requests alone went to, inline.
+  assert.equal(tiles.alone.onThreads, 0);
+  assert.ok(tiles.maxRelativeDiff <= 1e-5, `max relative difference ${tiles.maxRelativeDiff}`);
+  const single = r.rows.find((row) => row.name === "single")!;
+  assert.equal(single.alone.onThreads, 0, "a worker's only stage runs inline");
+});

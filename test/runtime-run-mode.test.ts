@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort, randomTensor } from "../src/onnx/ort.js";
-import { deploy } from "../src/runtime/coordinator/deploy.js";
+import { colocatedStages, deploy } from "../src/runtime/coordinator/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
 import { openStage } from "../src/runtime/worker/stage-runner.js";
 import { writeFixture } from "./runtime-fixture.js";
@@ -33,7 +35,7 @@ function longStage(rows: number, n: number) {
 // auto runs a worker's only stage inline.
 for (const runs of ["thread", "inline", "auto"] as const)
   test(`a worker answers while a stage runs (runs: ${runs}): on a thread at once, inline after the run`, async () => {
-    const fx = longStage(256, 40); // 10.7 GMACs: a few hundred ms on a fast core, seconds here
+    const fx = longStage(256, 100); // 26.8 GMACs: about 0.35 s on a fast core, seconds on a slow one
     let cluster: LocalCluster | undefined;
     try {
       cluster = await startLocalWorkers([{ name: "w0" }], { runs });
@@ -45,7 +47,7 @@ for (const runs of ["thread", "inline", "auto"] as const)
         const warm = performance.now();
         await pipeline.infer({ x });
         const runMs = performance.now() - warm;
-        assert.ok(runMs > 150, `the stage ran in ${runMs.toFixed(0)} ms: too short to watch`);
+        assert.ok(runMs > 100, `the stage ran in ${runMs.toFixed(0)} ms: too short to watch`);
         let doneAt = 0;
         const result = pipeline.infer({ x }).then((r) => {
           doneAt = performance.now();
@@ -136,4 +138,64 @@ test("a stage thread returns every output dtype a frame carries, as onnxruntime 
     openStage({ model: new Uint8Array([1, 2, 3]), threads: 1, file: "junk.onnx" }, "thread"),
     /junk\.onnx: onnxruntime cannot load it/,
   );
+});
+
+test("stages of one worker count as colocated only when they may run at the same time", () => {
+  // x -> s0 -> a; a -> s1 -> b; a -> s2 -> c; b, c -> s3 -> y: s1 and s2 are unordered, the rest a chain.
+  const stages = [
+    { inputs: ["x"], outputs: ["a"] },
+    { inputs: ["a"], outputs: ["b"] },
+    { inputs: ["a"], outputs: ["c"] },
+    { inputs: ["b", "c"], outputs: ["y"] },
+  ];
+  const oneWorker = [["w"], ["w"], ["w"], ["w"]];
+  assert.deepEqual(colocatedStages(stages, oneWorker, 1), [[1], [2], [2], [1]]);
+  assert.deepEqual(colocatedStages(stages, oneWorker, 2), [[4], [4], [4], [4]]);
+  // s0 -> s3 through s1 (transitively ordered) on w0; s1 and s2 on different workers.
+  const spread = [["w0"], ["w1"], ["w2"], ["w0"]];
+  assert.deepEqual(colocatedStages(stages, spread, 1), [[1], [1], [1], [1]]);
+  assert.deepEqual(colocatedStages(stages, spread, 3), [[2], [1], [1], [2]]);
+  // A replicated stage: each replica's worker counts its own stages.
+  const chain = stages.slice(0, 2);
+  assert.deepEqual(colocatedStages(chain, [["w0"], ["w0", "w1"]], 4), [[2], [2, 1]]);
+  assert.deepEqual(colocatedStages(chain, [["w0"], ["w0", "w1"]], 1), [[1], [1, 1]]);
+});
+
+test("auto runs a worker's chained stages inline with one request in flight, on threads with more", async () => {
+  const t = { dtype: "float32" as const, shape: [1, 16] };
+  const fx = writeFixture({
+    tensors: { x: t, h: t, y: t },
+    weights: { W: [16, 16], V: [16, 16] },
+    inputs: ["x"],
+    outputs: ["y"],
+    stages: [
+      { inputs: ["x"], outputs: ["h"], ops: [{ op: "MatMul", inputs: ["x", "W"], output: "h" }] },
+      { inputs: ["h"], outputs: ["y"], ops: [{ op: "MatMul", inputs: ["h", "V"], output: "y" }] },
+    ],
+  });
+  for (const st of fx.manifest.stages) st.device = "w0";
+  writeFileSync(join(fx.dir, "manifest.json"), JSON.stringify(fx.manifest));
+  let cluster: LocalCluster | undefined;
+  try {
+    cluster = await startLocalWorkers([{ name: "w0" }]);
+    for (const [maxInFlight, want] of [
+      [1, "inline"],
+      [4, "thread"],
+    ] as const) {
+      const pipeline = await deploy(fx.dir, cluster.workers, { token: cluster.token, maxInFlight });
+      try {
+        assert.deepEqual(
+          pipeline.stageLoads.map((l) => l.runs),
+          [want, want],
+          `maxInFlight ${maxInFlight}`,
+        );
+        const out = await pipeline.infer({ x: randomTensor("float32", [1, 16], 5) });
+        assert.deepEqual(out.y.dims, [1, 16]);
+      } finally {
+        await pipeline.close();
+      }
+    }
+  } finally {
+    await cluster?.stop();
+  }
 });

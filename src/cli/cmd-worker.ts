@@ -34,8 +34,8 @@ memory only.
                (slower; for comparison, see bench/receive-pool.ts)
   --runs       where stages run: thread (each stage on a thread of its own, so the worker reads, relays
                and answers while a stage runs, and its stages run at the same time), inline (on the
-               worker's I/O thread, one run at a time), or auto (default: threads when the worker runs
-               more than one stage of a deployment, else inline; see bench/run-mode.ts)
+               worker's I/O thread, one run at a time), or auto (default: threads for the stages that
+               may run beside another of the worker's, as the coordinator counts them, else inline)
   --metrics    serve Prometheus metrics (per-stage runs, errors, onnxruntime seconds) on
                http://HOST:PORT/metrics
   --config     YAML or JSON file of these options by long name (listen: 0.0.0.0:7001, token-file: ...,

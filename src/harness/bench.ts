@@ -53,9 +53,15 @@ export interface BenchRow {
   /**
    * Requests sent one at a time (a few per round, after the pipelined ones): the latency a request alone sees,
    * which is what the predicted latency describes; the onnxruntime time per device in those runs, and the rest
-   * of the latency, the communication ({@link transferTimeMs}), ms.
+   * of the latency, the communication ({@link transferTimeMs}), ms. `onThreads`: the stage loads (stage by
+   * stage, each replica) its workers ran on a thread of their own rather than inline (`--runs`), when known.
    */
-  alone: { latencyMs: LatencySummary; stageBusyMs: Record<string, number>; transferMs: number };
+  alone: {
+    latencyMs: LatencySummary;
+    stageBusyMs: Record<string, number>;
+    transferMs: number;
+    onThreads?: number;
+  };
   /** Measured throughput of each round, per second. */
   roundThroughputs: number[];
   /** (predicted - measured) / measured, for throughput ({@link predictionError}). */
@@ -357,9 +363,10 @@ export async function benchCluster(
   ];
   const given = new Set((opts.workers ?? []).map((w) => w.name));
   const keepDeployed = !runs.some((c) => c.devices.some((g) => g.some((d) => given.has(d))));
-  const deployOf = (c: Measured) =>
+  const deployOf = (c: Measured, inFlight?: number) =>
     deploySplit(c.model, c.assignment, c.devices, cluster, {
       requests,
+      ...(inFlight !== undefined ? { inFlight } : {}),
       modelPath: c.stage === undefined ? opts.modelPath : undefined,
       verify: c.stage === undefined,
       // A tiled or branch configuration runs a rewrite, an encoded one a lossy copy: check every request
@@ -374,7 +381,22 @@ export async function benchCluster(
       ...(opts.tls ? { tls: opts.tls } : {}),
       onStep: (s) => opts.onStep?.(`${c.name}: ${s}`),
     });
+  // A latency plan whose devices hold several stages sends its requests alone to a deployment of its own with
+  // one request in flight, as a caller sending one request at a time gets: its workers then run stages that
+  // follow one another on the I/O thread (deploy's `colocated`, `--runs auto`), where the pipelined
+  // deployment's workers run them on threads (measured on ResNet-50's tiles: threads 10-25% slower alone).
+  const apart = (c: Measured) =>
+    objective === "latency" &&
+    c.stage === undefined &&
+    new Set(c.devices.flat()).size < c.devices.reduce((n, g) => n + g.length, 0);
   const deployed: Array<DeployedSplit | undefined> = runs.map(() => undefined);
+  const deployedAlone: Array<DeployedSplit | undefined> = runs.map(() => undefined);
+  // Stage loads run on threads where the requests alone were measured (undefined: a worker did not say).
+  const onThreads: Array<number | undefined> = runs.map(() => undefined);
+  const threadsOf = (d: DeployedSplit) =>
+    d.stageLoads.every((l) => l.runs !== undefined)
+      ? d.stageLoads.filter((l) => l.runs === "thread").length
+      : undefined;
   const measured: SplitMeasurement[][] = runs.map(() => []);
   const single: SplitMeasurement[][] = runs.map(() => []);
   const diffs: number[] = runs.map(() => Number.NaN);
@@ -389,8 +411,11 @@ export async function benchCluster(
         const d = deployed[i]!;
         const plain = (m: SplitMeasurement) => (d.encoderStage ? planStages(m) : m);
         measured[i].push(plain(await d.measure(count)));
-        if (runs[i].stage === undefined)
-          single[i].push(plain(await d.measure(Math.max(2, Math.ceil(count / 5)), 1)));
+        const alone = Math.max(2, Math.ceil(count / 5));
+        if (runs[i].stage === undefined && !apart(runs[i])) {
+          single[i].push(plain(await d.measure(alone, 1)));
+          onThreads[i] = threadsOf(d);
+        }
         // With a reference the figure covers every request so far; without, the first request's check.
         diffs[i] = Number.isNaN(diffs[i]) ? d.maxRelativeDiff : Math.max(diffs[i], d.maxRelativeDiff);
         if (!keepDeployed) {
@@ -398,11 +423,25 @@ export async function benchCluster(
           deployed[i] = undefined;
           await d.close();
         }
+        if (apart(runs[i])) {
+          deployedAlone[i] ??= await deployOf(runs[i], 1);
+          const a = deployedAlone[i]!;
+          const m = await a.measure(alone, 1);
+          single[i].push(a.encoderStage ? planStages(m) : m);
+          onThreads[i] = threadsOf(a);
+          diffs[i] = Math.max(diffs[i], a.maxRelativeDiff);
+          if (!keepDeployed) {
+            checked[i] += a.referenceChecked ?? 0;
+            deployedAlone[i] = undefined;
+            await a.close();
+          }
+        }
       }
     }
     for (const [i, d] of deployed.entries()) checked[i] += d?.referenceChecked ?? 0;
+    for (const [i, d] of deployedAlone.entries()) checked[i] += d?.referenceChecked ?? 0;
   } finally {
-    for (const d of deployed) await d?.close();
+    for (const d of [...deployed, ...deployedAlone]) await d?.close();
   }
   const standalone =
     alone.length > 0
@@ -428,6 +467,7 @@ export async function benchCluster(
         latencyMs: a.report.latencyMs,
         stageBusyMs: a.stageBusyMs,
         transferMs: transferTimeMs(a.report.latencyMs.mean, a.stageBusyMs),
+        ...(onThreads[i] !== undefined ? { onThreads: onThreads[i] } : {}),
       },
       roundThroughputs: measured[i].map((m) => m.report.throughput),
       throughputError: predictionError(c.throughput, p.report.throughput),

@@ -251,6 +251,11 @@ export async function deploy(
     (() => {
       throw new ArgumentError(`manifest: tensor '${name}' has no type in 'tensors'`, { tensor: name });
     })();
+  const colocated = colocatedStages(
+    manifest.stages,
+    stageLinks.map((g) => g.map((l) => l.name)),
+    maxInFlight,
+  );
   try {
     await Promise.all(
       loads.map(async ({ stage, i, link, k }) => {
@@ -293,7 +298,7 @@ export async function deploy(
           ...(stage.outputs.some((o) => packedWire.has(o))
             ? { packed: stage.outputs.filter((o) => packedWire.has(o)) }
             : {}),
-          colocated: loads.filter((l) => l.link.name === link.name).length,
+          colocated: colocated[i][k],
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);
@@ -412,9 +417,45 @@ async function loadStage(
       deployMs: performance.now() - t0,
       receiveMs: done.receiveMs,
       loadMs: done.loadMs,
+      ...(done.runs === "thread" || done.runs === "inline" ? { runs: done.runs } : {}),
     };
   } finally {
     w.reject(new RuntimeFault("WORKER", `worker ${link.name}: stage ${msg.stage} load abandoned`));
     pipeline.needWaiters.delete(key);
   }
+}
+
+/**
+ * For each stage and each of its workers, the stages of that worker that may run at the same time as it, itself
+ * included (`LoadMsg.colocated`): every stage a worker holds when more than one request may
+ * be in flight; with one at a time, only those the stage graph leaves unordered with it (neither reads,
+ * directly or through other stages, what the other writes). `workers[i]` are stage i's workers; stages are
+ * listed as a manifest lists them, each after the stages it reads from.
+ */
+export function colocatedStages(
+  stages: readonly { inputs: readonly string[]; outputs: readonly string[] }[],
+  workers: readonly (readonly string[])[],
+  maxInFlight: number,
+): number[][] {
+  const writer = new Map<string, number>();
+  stages.forEach((s, i) => {
+    for (const o of s.outputs) writer.set(o, i);
+  });
+  // before[j]: every stage j depends on.
+  const before: Set<number>[] = stages.map(() => new Set<number>());
+  stages.forEach((s, j) => {
+    for (const t of s.inputs) {
+      const i = writer.get(t);
+      if (i === undefined || i >= j) continue;
+      before[j].add(i);
+      for (const x of before[i]) before[j].add(x);
+    }
+  });
+  const ordered = (a: number, b: number) => before[a].has(b) || before[b].has(a);
+  return stages.map((_, i) =>
+    workers[i].map(
+      (w) =>
+        workers.filter((ws, j) => ws.includes(w) && (j === i || maxInFlight > 1 || !ordered(i, j))).length,
+    ),
+  );
 }

@@ -144,6 +144,8 @@ export interface StageLoad {
   receiveMs: number;
   /** The worker's time from the announcement to ready (receive, open the session, reach its peers), ms. */
   loadMs: number;
+  /** Where the worker runs it (`cleave worker --runs`; absent from older workers). */
+  runs?: "thread" | "inline";
 }
 
 /** @internal A worker connection as the pipeline keeps it (made by deploy). */

@@ -24,6 +24,7 @@ import { type Adaptation, type AdaptOptions, startAdaptation } from "../control/
 import type { AdaptPolicy } from "../control/adapt-policy.js";
 import { summarizeLatencies } from "../latency.js";
 import { type LocalCluster, type LocalDevice, startLocalWorkers } from "./local-cluster.js";
+import type { RunMode } from "../worker/stage-runner.js";
 import type { Pipeline, ReplicaLossEvent, RunReport, StageLoad, Tensors, WorkerAddress } from "./pipeline.js";
 import type { StatsReplyMsg } from "../transport/protocol.js";
 import type { TlsConfig } from "../transport/transport.js";
@@ -46,6 +47,8 @@ export interface RunSplitOptions {
   workers?: readonly WorkerAddress[];
   /** Token of the given workers. */
   token?: string;
+  /** Where the local workers this run starts run their stages (`cleave worker --runs`; default auto). */
+  runs?: RunMode;
   /**
    * User-space one-way delay per link, ms, by sender and receiver name (device names, and "coordinator"),
    * passed to deploy(); the emulated testbed's link latencies.
@@ -444,7 +447,10 @@ export async function deploySplit(
       encodings: opts.encodings,
     });
     opts.onStep?.(`starting ${toStart.length} local worker(s)`);
-    local = toStart.length > 0 ? await startLocalWorkers(toStart, { token: opts.token }) : undefined;
+    local =
+      toStart.length > 0
+        ? await startLocalWorkers(toStart, { token: opts.token, runs: opts.runs })
+        : undefined;
     opts.signal?.throwIfAborted();
     const deadlineMs = opts.deadlineMs ?? 30000;
     const signal = opts.signal;

@@ -131,8 +131,9 @@ export interface LoadMsg {
    */
   packed?: string[];
   /**
-   * Stages of this deployment the worker runs, this one included (absent: 1). With `--runs auto` a worker
-   * runs a stage on a thread of its own only when it runs others beside it.
+   * Stages of this deployment the worker runs that may run at the same time as this one, this one included
+   * (absent: 1): all it runs when several requests may be in flight, else those the stage graph leaves
+   * unordered with it. With `--runs auto` a worker runs a stage on a thread of its own only when this exceeds 1.
    */
   colocated?: number;
 }
@@ -176,6 +177,8 @@ export interface LoadedMsg {
   loadMs: number;
   /** Of which receiving and verifying the bytes, ms. */
   receiveMs: number;
+  /** Where the worker runs the stage: a thread of its own, or its I/O thread (absent from older workers). */
+  runs?: "thread" | "inline";
 }
 
 /** Worker -> coordinator: a request failed in a stage (requestId in the frame header), or loading failed. */

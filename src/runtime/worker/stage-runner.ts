@@ -25,6 +25,19 @@ export interface StageRun {
   cpuMs: number;
 }
 
+/** A run that failed: onnxruntime's message, and the time it took before failing. */
+export class StageRunError extends Error {
+  constructor(
+    message: string,
+    /** Wall time of the run, ms. */
+    readonly ms: number,
+    /** CPU time of the process during the run, ms. */
+    readonly cpuMs: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A stage's onnxruntime session, wherever it runs. */
 export interface StageRunner {
   readonly inputNames: readonly string[];
@@ -38,7 +51,7 @@ export interface StageRunner {
    * Runs the stage on `feeds`. `handOver` names the feeds whose whole buffers nothing else reads: a thread
    * runner moves those to its thread instead of copying them (the caller's views become empty) and gives each
    * back to `returned` once the run is over, as a new ArrayBuffer object. The other feeds' buffers may be
-   * reused once the promise settles. Rejects with onnxruntime's message (and `ms`, `cpuMs`) on failure.
+   * reused once the promise settles. Rejects with a {@link StageRunError} (onnxruntime's message) on failure.
    */
   run(
     feeds: Record<string, ort.Tensor>,
@@ -95,12 +108,11 @@ class InlineRunner implements StageRunner {
       t0 = performance.now();
       c0 = cpuMs();
     });
-    const done = () => ({ ms: performance.now() - t0, cpuMs: cpuMs() - c0 });
     try {
       const out = await this.session.run(feeds, [...outputs]);
-      return { outputs: out as Record<string, ort.Tensor>, ...done() };
+      return { outputs: out as Record<string, ort.Tensor>, ms: performance.now() - t0, cpuMs: cpuMs() - c0 };
     } catch (err) {
-      throw Object.assign(new Error(errorMessage(err)), done());
+      throw new StageRunError(errorMessage(err), performance.now() - t0, cpuMs() - c0);
     }
   }
 
@@ -177,7 +189,7 @@ class ThreadRunner implements StageRunner {
     handOver: ReadonlySet<string>,
     returned: (buffer: ArrayBuffer) => void,
   ): Promise<StageRun> {
-    if (this.dead !== undefined) return Promise.reject(new Error(this.dead));
+    if (this.dead !== undefined) return Promise.reject(new StageRunError(this.dead, 0, 0));
     const id = this.nextId++;
     const wire: WireTensor[] = [];
     const moved: ArrayBuffer[] = [];
@@ -188,8 +200,7 @@ class ThreadRunner implements StageRunner {
       // A buffer moves only whole, and only when nothing else reads it; otherwise the run gets a copy.
       if (handOver.has(name) && !moved.includes(w.buffer)) moved.push(w.buffer);
       else {
-        const copy = new Uint8Array(v.byteLength);
-        copy.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        const copy = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
         Object.assign(w, { buffer: copy.buffer, offset: 0 });
         copies.push(copy.buffer);
       }
@@ -217,13 +228,13 @@ class ThreadRunner implements StageRunner {
         ms: m.ms,
         cpuMs: m.cpuMs,
       });
-    else p.reject(Object.assign(new Error(m.message), { ms: m.ms, cpuMs: m.cpuMs }));
+    else p.reject(new StageRunError(m.message, m.ms, m.cpuMs));
   }
 
   /** The thread is gone: every run waiting on it fails, and so does every later one. */
   private end(why: string): void {
     this.dead ??= why;
-    for (const p of this.pending.values()) p.reject(new Error(this.dead));
+    for (const p of this.pending.values()) p.reject(new StageRunError(this.dead, 0, 0));
     this.pending.clear();
   }
 

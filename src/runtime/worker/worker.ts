@@ -38,7 +38,7 @@ import {
 } from "../transport/protocol.js";
 import { checkLoad, stageExternalData } from "./stage-check.js";
 import { StageCache } from "./stage-cache.js";
-import { openStage, type RunMode, type StageRunner } from "./stage-runner.js";
+import { openStage, type RunMode, StageRunError, type StageRunner } from "./stage-runner.js";
 import { cpuMs } from "./stage-wire.js";
 import type {
   Connection,
@@ -754,14 +754,22 @@ export class Worker {
       },
       recentMs: [],
     });
-    log(`stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms`);
+    log(
+      `stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms, runs ${runner.blocking ? "inline" : "on a thread"}`,
+    );
     await conn
       .send({
         type: "control",
         requestId: 0,
         epoch: d.epoch,
         msg: {
-          ...({ t: "loaded", stage: m.stage, loadMs: performance.now() - t0, receiveMs } satisfies LoadedMsg),
+          ...({
+            t: "loaded",
+            stage: m.stage,
+            loadMs: performance.now() - t0,
+            receiveMs,
+            runs: runner.blocking ? "inline" : "thread",
+          } satisfies LoadedMsg),
         },
       })
       .catch(() => {});
@@ -957,10 +965,10 @@ export class Worker {
           })
           .catch(() => {});
       });
-    const charge = (r: { ms?: number; cpuMs?: number }) => {
-      const ms = r.ms ?? 0;
+    const charge = (r: { ms: number; cpuMs: number }) => {
+      const ms = r.ms;
       s.stats.computeMs += ms;
-      s.stats.computeCpuMs += r.cpuMs ?? 0;
+      s.stats.computeCpuMs += r.cpuMs;
       s.recentMs.push(ms);
       if (s.recentMs.length > RECENT_RUNS) s.recentMs.shift();
     };
@@ -977,7 +985,7 @@ export class Worker {
       charge(r);
     } catch (err) {
       this.giveBack(job);
-      charge(err as { ms?: number; cpuMs?: number });
+      if (err instanceof StageRunError) charge(err);
       this.requestError(d, requestId, s.load.stage, `onnxruntime failed: ${firstLine(errorMessage(err))}`);
       return;
     }
