@@ -95,7 +95,10 @@ test("loopback fallback: workers on 127.0.0.1, state saved, down stops them", as
   assert.ok(tb.state.notes.some((n) => n.startsWith("no namespaces: loopback requested")));
   assert.deepEqual(tb.coordinatorExec, []);
   assert.equal(tb.linkDelayMs("a", "b"), 1);
-  assert.equal(tb.linkDelayMs("a", "coordinator"), 0);
+  // A device's path to the coordinator stands for its link to the output device (b).
+  assert.equal(tb.linkDelayMs("a", "coordinator"), 1);
+  assert.equal(tb.linkDelayMs("b", "coordinator"), 0);
+  assert.equal(tb.linkDelayMs("coordinator", "b"), 0);
   for (const w of tb.workers) assert.match(w.endpoint, /^127\.0\.0\.1:\d+$/);
   const r = await probeWorker(tb.workers[0].endpoint, {
     token: tb.token,
@@ -158,6 +161,9 @@ test("namespaces, htb shaping and cgroup quotas; down removes everything", { ski
       );
     const fromCoord = probe(`${p}-coord`, tb.workers[1].endpoint);
     assert.equal(fromCoord.worker, "b");
+    // a's outputs reach the coordinator as they would reach the output device b; b's, unshaped.
+    assert.match(run(["tc", "-n", `${p}-0`, "class", "show", "dev", "eth0"]), /class htb 1:9 .*rate 100Mbit/);
+    assert.doesNotMatch(run(["tc", "-n", `${p}-1`, "class", "show", "dev", "eth0"]), /class htb 1:9 /);
     // Device a to device b goes through the 100 Mbit/s class: it cannot be much faster than 11.9 MiB/s.
     const shaped = probe(`${p}-0`, tb.workers[1].endpoint);
     assert.ok(shaped.mibPerSecond < 2 * (12.5e6 / 2 ** 20), `a -> b measured ${shaped.mibPerSecond} MiB/s`);

@@ -51,8 +51,8 @@ export interface BenchRow {
    */
   measured: { throughput: number; latencyMs: LatencySummary; failed: number };
   /**
-   * Requests sent one at a time (a few per round, after the pipelined ones): the latency a request alone sees,
-   * which is what the predicted latency describes; the onnxruntime time per device in those runs, and the rest
+   * Requests sent one at a time (after the pipelined ones each round: a fifth as many, as many with objective
+   * latency): the latency a request alone sees, which is what the predicted latency describes; the onnxruntime time per device in those runs, and the rest
    * of the latency, the communication ({@link transferTimeMs}), ms. `onThreads`: the stage loads (stage by
    * stage, each replica) its workers ran on a thread of their own rather than inline (`--runs`), when known.
    */
@@ -411,7 +411,8 @@ export async function benchCluster(
         const d = deployed[i]!;
         const plain = (m: SplitMeasurement) => (d.encoderStage ? planStages(m) : m);
         measured[i].push(plain(await d.measure(count)));
-        const alone = Math.max(2, Math.ceil(count / 5));
+        // A latency plan is judged by its requests alone: as many as pipelined; else a fifth of them.
+        const alone = objective === "latency" ? Math.max(2, count) : Math.max(2, Math.ceil(count / 5));
         if (runs[i].stage === undefined && !apart(runs[i])) {
           single[i].push(plain(await d.measure(alone, 1)));
           onThreads[i] = threadsOf(d);

@@ -6,7 +6,8 @@ import { htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js"
  * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
  * bandwidth cut with `tc`, a device's CPU quota cut (cgroup v1 `cpu.cfs_quota_us`), a worker's interface taken
  * down or brought back. Devices are named as in the cluster; the testbed made namespace `<prefix>-<i>` and
- * cgroup `<prefix>-<i>` for the i-th device, and its egress class `1:<10 + j>` towards device j.
+ * cgroup `<prefix>-<i>` for the i-th device, its egress class `1:<10 + j>` towards device j and `1:9` towards the
+ * coordinator.
  */
 
 function run(cmd: string[]): void {
@@ -37,7 +38,10 @@ function needNetns(state: TestbedState, what: string): void {
     );
 }
 
-/** Sets the bandwidth of the link `from -> to` (the sender's egress class), bytes/s; both directions when `both`. */
+/**
+ * Sets the bandwidth of the link `from -> to` (the sender's egress class), bytes/s; both directions when `both`.
+ * A device's path to the coordinator follows its link to the output device (`to` the output device).
+ */
 export function setLinkBandwidth(
   state: TestbedState,
   from: string,
@@ -46,8 +50,13 @@ export function setLinkBandwidth(
   both = true,
 ): void {
   needNetns(state, "a bandwidth change");
-  const change = (a: string, b: string) =>
-    run(htbClassCommand(`${state.prefix}-${indexOf(state, a)}`, "change", indexOf(state, b), bytesPerSecond));
+  const change = (a: string, b: string) => {
+    const i = indexOf(state, a);
+    const j = indexOf(state, b);
+    run(htbClassCommand(`${state.prefix}-${i}`, "change", j, bytesPerSecond));
+    if (b === state.outputDevice)
+      run(htbClassCommand(`${state.prefix}-${i}`, "change", "coordinator", bytesPerSecond));
+  };
   change(from, to);
   if (both) change(to, from);
 }

@@ -161,7 +161,8 @@ export async function withMeasuredCoRun(
  * The cluster with the measured co-run factors and transfer CPU times set on its emulated devices (replacing
  * declared ones; host {@link THIS_HOST} unless they name one). A device capped below a full core (`cpuShare`
  * under its thread count) keeps the others busy only part of the time, so the slowdown it causes is scaled by
- * its share: factor = 1 + (measured - 1) x the largest busy share among the other devices. The coordinator's
+ * its share: factor = 1 + (measured - 1) x the largest busy share among the other devices; its transfer CPU
+ * takes 1 / cpuShare as long (the co-run workers run without the quota). The coordinator's
  * measured CPU per request is split over the devices (`coordinatorCpu`) when all of them keep a core busy.
  */
 export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
@@ -183,7 +184,8 @@ export function withCoRun(cluster: Cluster, m: CoRunMeasurement): Cluster {
         ...d,
         host: d.host ?? THIS_HOST,
         coRunSlowdown: 1 + (x.factor - 1) * others,
-        transferCpu: x.transferCpu,
+        // Measured without the device's quota; under it, the worker's one I/O thread gets cpuShare of a core.
+        transferCpu: x.transferCpu / Math.min(1, d.cpuShare ?? 1),
         ...(coordinatorShare > 0 ? { coordinatorCpu: coordinatorShare } : {}),
       };
     }),

@@ -30,6 +30,8 @@ const log = logger("runtime:testbed");
  * htb class per destination device at the cluster's link bandwidth; CPU is limited with a cgroup v1
  * `cpu.cfs_quota_us` proportional to `cpuShare` plus `taskset`. The private addresses (10.77.x.0/24)
  * exist only inside namespaces the testbed creates; the host's own namespace gets no address or route.
+ * The coordinator stands in for the cluster's output device when it takes outputs: each device's path to it
+ * is shaped (and delayed) as the device's link to the output device (unshaped where there is none).
  * There is no netem in this kernel: link latency is returned as user-space per-link delays for deploy().
  * Without root (or when namespaces fail) it falls back to loopback with taskset only, and says why.
  */
@@ -68,8 +70,13 @@ export interface TestbedState {
   processes?: ProcessIdentity[];
   workers: WorkerAddress[];
   token: string;
-  /** User-space one-way delay per directed link `from>to` (worker names), ms. */
+  /**
+   * User-space one-way delay per directed link `from>to` (worker names, and "coordinator": a device's path to
+   * it stands for the link to the output device), ms.
+   */
   linkDelayMs: Record<string, number>;
+  /** The cluster's output device, whose links the devices' paths to the coordinator follow. */
+  outputDevice?: string;
   /** What was limited how, and what could not be done. */
   notes: string[];
   /** True when the workers are daemons that outlive the process that started them. */
@@ -198,20 +205,26 @@ function save(file: string, state: TestbedState): void {
   writeOutputFile(file, JSON.stringify(state, null, 2), { mode: 0o600 });
 }
 
+/** The htb class of the coordinator's paths: a device's egress to it, and its egress to a device (`v<i>`). */
+export const COORDINATOR_CLASS = "1:9";
+
 /**
  * The `tc` command that adds or changes the egress class of device namespace `ns` towards device number `to`
- * (class `1:<10 + to>`), shaped to `bytesPerSecond` (at least 8 kbit/s; burst 1/100 s of it, at least 16 KiB).
+ * (class `1:<10 + to>` on `eth0`), or towards the coordinator (`to` "coordinator": {@link COORDINATOR_CLASS};
+ * with `dev` `v<i>` in the coordinator's namespace, the coordinator's egress to device i), shaped to
+ * `bytesPerSecond` (at least 8 kbit/s; burst 1/100 s of it, at least 16 KiB).
  */
 export function htbClassCommand(
   ns: string,
   verb: "add" | "change",
-  to: number,
+  to: number | "coordinator",
   bytesPerSecond: number,
+  dev = "eth0",
 ): string[] {
   const bits = `${Math.max(8000, Math.round(bytesPerSecond * 8))}bit`;
   const burst = String(Math.max(16 * 1024, Math.round(bytesPerSecond / 100)));
-  const cls = `1:${10 + to}`;
-  return ["tc", "-n", ns, "class", verb, "dev", "eth0", "parent", "1:", "classid", cls, "htb"].concat([
+  const cls = to === "coordinator" ? COORDINATOR_CLASS : `1:${10 + to}`;
+  return ["tc", "-n", ns, "class", verb, "dev", dev, "parent", "1:", "classid", cls, "htb"].concat([
     "rate",
     bits,
     "ceil",
@@ -273,6 +286,18 @@ function linkBetween(cluster: Cluster, a: string, b: string) {
   return cluster.links.find((l) => l.devices.includes(a) && l.devices.includes(b));
 }
 
+/** How deploy() names the coordinator in link delays. */
+const COORDINATOR = "coordinator";
+
+/**
+ * The link device `d`'s path to the coordinator stands for: from `d` to the cluster's output device; none when
+ * `d` is that device, none is declared, or no link joins them.
+ */
+function coordinatorLink(cluster: Cluster, d: string) {
+  const end = cluster.outputDevice;
+  return end === undefined || end === d ? undefined : linkBetween(cluster, end, d);
+}
+
 function cpusFor(d: Device, i: number, ncpu: number): number[] {
   if (d.cpus && d.cpus.length > 0) return d.cpus;
   const n = Math.max(1, Math.min(ncpu, Math.ceil(d.cpuShare ?? 1)));
@@ -322,6 +347,15 @@ export async function testbedUp(cluster: Cluster, opts: TestbedOptions = {}): Pr
       const l = a !== b ? linkBetween(cluster, a.name, b.name) : undefined;
       if (l && l.latency > 0) state.linkDelayMs[pairKey(a.name, b.name)] = l.latency * 1000;
     }
+  // The coordinator takes the outputs as the output device would: each device's path to it gets the delay
+  // (and, in namespaces, the bandwidth) of its link to the output device. Its own path to the devices stays
+  // as it is: stage files travel on it, and a bench that must pay the input device's link relays the inputs
+  // through that device's worker (`relayInputs`).
+  if (cluster.outputDevice !== undefined) state.outputDevice = cluster.outputDevice;
+  for (const d of cluster.devices) {
+    const lout = coordinatorLink(cluster, d.name);
+    if (lout && lout.latency > 0) state.linkDelayMs[pairKey(d.name, COORDINATOR)] = lout.latency * 1000;
+  }
   save(file, state);
   try {
     if (why === undefined) {
@@ -458,8 +492,41 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
         `${d.name} -> ${e.name}: ${(Math.max(8000, Math.round(l.bandwidth * 8)) / 1e6).toFixed(1)} Mbit/s (htb)`,
       );
     });
+    // The outputs leave for the coordinator over what the device's link to the output device allows.
+    const out = coordinatorLink(cluster, d.name);
+    if (out) {
+      sh(htbClassCommand(ns, "add", "coordinator", out.bandwidth));
+      sh(u32Filter(ns, "eth0", `10.77.${subnet}.1/32`));
+      state.notes.push(
+        `${d.name} -> coordinator: as ${d.name} -> ${cluster.outputDevice} (the output device), ${mbit(out.bandwidth)} Mbit/s (htb)`,
+      );
+    }
   });
   save(file, state);
+}
+
+function mbit(bytesPerSecond: number): string {
+  return (Math.max(8000, Math.round(bytesPerSecond * 8)) / 1e6).toFixed(1);
+}
+
+/** A filter sending IP packets to `addr` on `dev` of `ns` to {@link COORDINATOR_CLASS}. */
+function u32Filter(ns: string, dev: string, addr: string): string[] {
+  return [
+    "tc",
+    "-n",
+    ns,
+    "filter",
+    "add",
+    "dev",
+    dev,
+    "parent",
+    "1:",
+    "protocol",
+    "ip",
+    "prio",
+    "1",
+    "u32",
+  ].concat(["match", "ip", "dst", addr, "flowid", COORDINATOR_CLASS]);
 }
 
 function handle(state: TestbedState, file: string, stop: () => Promise<void>): Testbed {
@@ -518,6 +585,7 @@ const STATE = z.object({
   workers: z.array(z.object({ name: z.string(), endpoint: z.string() })),
   token: z.string(),
   linkDelayMs: z.record(z.string(), z.number()),
+  outputDevice: z.string().optional(),
   notes: z.array(z.string()),
   detached: z.boolean(),
 });
