@@ -466,37 +466,14 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
       if (!l) return;
       const cls = `1:${10 + j}`;
       sh(htbClassCommand(ns, "add", j, l.bandwidth));
-      sh([
-        "tc",
-        "-n",
-        ns,
-        "filter",
-        "add",
-        "dev",
-        "eth0",
-        "parent",
-        "1:",
-        "protocol",
-        "ip",
-        "prio",
-        "1",
-        "u32",
-        "match",
-        "ip",
-        "dst",
-        `${addr(j)}/32`,
-        "flowid",
-        cls,
-      ]);
-      state.notes.push(
-        `${d.name} -> ${e.name}: ${(Math.max(8000, Math.round(l.bandwidth * 8)) / 1e6).toFixed(1)} Mbit/s (htb)`,
-      );
+      sh(u32Filter(ns, `${addr(j)}/32`, cls));
+      state.notes.push(`${d.name} -> ${e.name}: ${mbit(l.bandwidth)} Mbit/s (htb)`);
     });
     // The outputs leave for the coordinator over what the device's link to the output device allows.
     const out = coordinatorLink(cluster, d.name);
     if (out) {
       sh(htbClassCommand(ns, "add", "coordinator", out.bandwidth));
-      sh(u32Filter(ns, "eth0", `10.77.${subnet}.1/32`));
+      sh(u32Filter(ns, `10.77.${subnet}.1/32`, COORDINATOR_CLASS));
       state.notes.push(
         `${d.name} -> coordinator: as ${d.name} -> ${cluster.outputDevice} (the output device), ${mbit(out.bandwidth)} Mbit/s (htb)`,
       );
@@ -509,8 +486,8 @@ function mbit(bytesPerSecond: number): string {
   return (Math.max(8000, Math.round(bytesPerSecond * 8)) / 1e6).toFixed(1);
 }
 
-/** A filter sending IP packets to `addr` on `dev` of `ns` to {@link COORDINATOR_CLASS}. */
-function u32Filter(ns: string, dev: string, addr: string): string[] {
+/** The filter that sends the IP packets `ns` sends to `addr` (on eth0) through htb class `cls`. */
+function u32Filter(ns: string, addr: string, cls: string): string[] {
   return [
     "tc",
     "-n",
@@ -518,15 +495,14 @@ function u32Filter(ns: string, dev: string, addr: string): string[] {
     "filter",
     "add",
     "dev",
-    dev,
+    "eth0",
     "parent",
     "1:",
     "protocol",
     "ip",
     "prio",
     "1",
-    "u32",
-  ].concat(["match", "ip", "dst", addr, "flowid", COORDINATOR_CLASS]);
+  ].concat(["u32", "match", "ip", "dst", addr, "flowid", cls]);
 }
 
 function handle(state: TestbedState, file: string, stop: () => Promise<void>): Testbed {
