@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -256,19 +256,28 @@ test("bad input: unknown encoding, wrong calibration shape, an unmeetable budget
     last(shape),
     /^error: .*small\.npy: calibration input 'input' is float32 \[1x3x8x8\], the model takes float32 \[1x3x224x224\]\n$/,
   );
-  // 35/s: float32 plans stop near 26/s on camera-server whatever the processor (the 20 Mbit/s link and the
-  // camera's eighth of a core bound every cut), while int8 cuts would reach it. (Zero packing would too, and
-  // is lossless, so it is left out here.)
+  // camera-server priced from its declared speeds (no cpus: to profile here, so the figures do not follow this
+  // host): float32 plans stop at 20.1/s (the 20 Mbit/s link and the camera's 6.5 GMAC/s bound every cut), an
+  // int8 cut reaches 46.8/s, so 30/s needs a lossy encoding. (Zero packing would too, and is lossless, so it
+  // is left out here.) On a fast host the camera profiled here alone ran squeezenet at 35/s.
+  const declared = join(dir, "camera-server-declared.yaml");
+  writeFileSync(
+    declared,
+    readFileSync(join(import.meta.dirname, "..", "..", "examples", "clusters", "camera-server.yaml"), "utf8")
+      .split("\n")
+      .filter((l) => !/^\s*(cpus|cpuShare):/.test(l))
+      .join("\n"),
+  );
   const unmet = cleave(
     [
       "plan",
       "zoo:squeezenet1_1",
       "--cluster",
-      "camera-server",
+      declared,
       "--objective",
       "throughput",
       "--min-fps",
-      "35",
+      "30",
       "--fidelity",
       "max-rel-error=1e-9",
       "--encodings",
