@@ -21,6 +21,7 @@ import type { Cluster } from "../src/cluster/types.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { tileModel } from "../src/ir/tile.js";
+import type { StageAssignment } from "../src/partition/assign.js";
 import { parallelPlanFor } from "../src/partition/plan-parallel.js";
 import { makePlan } from "../src/partition/planner.js";
 import { summarizeLatencies } from "../src/runtime/latency.js";
@@ -67,6 +68,18 @@ async function planned(model: AnalyzedModel, declared: Cluster, tiles?: number, 
   return { out, par, coRun: measured.coRun };
 }
 
+/** A configuration run side by side: its model and stages, what was predicted, where workers run stages. */
+interface TileConfig {
+  name: string;
+  model: AnalyzedModel;
+  assignment: StageAssignment;
+  devices: string[];
+  predicted: number;
+  halo: number;
+  stacks: number;
+  runs?: RunMode;
+}
+
 const local = loadCluster(localClusterPath());
 const results = [];
 for (const name of values.models.split(",")) {
@@ -74,7 +87,7 @@ for (const name of values.models.split(",")) {
   const { out, par: auto, coRun } = await planned(model, local, undefined, true);
   const forced = auto ? undefined : (await planned(model, local, 2, true)).par;
   const single = out.plan.baselines.find((b) => b.name === "single")!;
-  const configs = [
+  const configs: TileConfig[] = [
     {
       name: `single ${single.singleDevice}`,
       model,
@@ -83,7 +96,6 @@ for (const name of values.models.split(",")) {
       predicted: single.totals.latency!,
       halo: 0,
       stacks: 0,
-      runs: undefined as RunMode | undefined,
     },
     ...[
       ["planned", auto],
@@ -99,7 +111,6 @@ for (const name of values.models.split(",")) {
               predicted: p.plan.totals.latency,
               halo: p.plan.tiles!.haloMacs,
               stacks: p.plan.tiles!.stacks.length,
-              runs: undefined as RunMode | undefined,
             },
           ]
         : [],
@@ -125,7 +136,7 @@ for (const name of values.models.split(",")) {
   }
   // The planned stages again with each worker running every stage on a thread of its own (`--runs thread`):
   // with one request in flight auto runs a worker's chained stages inline, which this row checks.
-  if (plannedRow) configs.push({ ...plannedRow, name: "planned, stage threads", runs: "thread" as const });
+  if (plannedRow) configs.push({ ...plannedRow, name: "planned, stage threads", runs: "thread" });
   const deployed: DeployedSplit[] = [];
   try {
     for (const c of configs)

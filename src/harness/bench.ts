@@ -393,6 +393,8 @@ export async function benchCluster(
   const deployedAlone: Array<DeployedSplit | undefined> = runs.map(() => undefined);
   // Stage loads run on threads where the requests alone were measured (undefined: a worker did not say).
   const onThreads: Array<number | undefined> = runs.map(() => undefined);
+  // A measurement as the plan's stages: without the relay or encoder stage a deployment added first.
+  const planOf = (d: DeployedSplit, m: SplitMeasurement) => (d.encoderStage ? planStages(m) : m);
   const threadsOf = (d: DeployedSplit) =>
     d.stageLoads.every((l) => l.runs !== undefined)
       ? d.stageLoads.filter((l) => l.runs === "thread").length
@@ -409,12 +411,11 @@ export async function benchCluster(
         opts.onStep?.(`round ${r + 1}/${rounds}: ${runs[i].name}`);
         deployed[i] ??= await deployOf(runs[i]);
         const d = deployed[i]!;
-        const plain = (m: SplitMeasurement) => (d.encoderStage ? planStages(m) : m);
-        measured[i].push(plain(await d.measure(count)));
+        measured[i].push(planOf(d, await d.measure(count)));
         // A latency plan is judged by its requests alone: as many as pipelined; else a fifth of them.
         const alone = objective === "latency" ? Math.max(2, count) : Math.max(2, Math.ceil(count / 5));
         if (runs[i].stage === undefined && !apart(runs[i])) {
-          single[i].push(plain(await d.measure(alone, 1)));
+          single[i].push(planOf(d, await d.measure(alone, 1)));
           onThreads[i] = threadsOf(d);
         }
         // With a reference the figure covers every request so far; without, the first request's check.
@@ -427,8 +428,7 @@ export async function benchCluster(
         if (apart(runs[i])) {
           deployedAlone[i] ??= await deployOf(runs[i], 1);
           const a = deployedAlone[i]!;
-          const m = await a.measure(alone, 1);
-          single[i].push(a.encoderStage ? planStages(m) : m);
+          single[i].push(planOf(a, await a.measure(alone, 1)));
           onThreads[i] = threadsOf(a);
           diffs[i] = Math.max(diffs[i], a.maxRelativeDiff);
           if (!keepDeployed) {

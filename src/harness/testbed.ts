@@ -205,26 +205,24 @@ function save(file: string, state: TestbedState): void {
   writeOutputFile(file, JSON.stringify(state, null, 2), { mode: 0o600 });
 }
 
-/** The htb class of the coordinator's paths: a device's egress to it, and its egress to a device (`v<i>`). */
+/** The htb class of a device's egress to the coordinator. */
 export const COORDINATOR_CLASS = "1:9";
 
 /**
  * The `tc` command that adds or changes the egress class of device namespace `ns` towards device number `to`
- * (class `1:<10 + to>` on `eth0`), or towards the coordinator (`to` "coordinator": {@link COORDINATOR_CLASS};
- * with `dev` `v<i>` in the coordinator's namespace, the coordinator's egress to device i), shaped to
- * `bytesPerSecond` (at least 8 kbit/s; burst 1/100 s of it, at least 16 KiB).
+ * (class `1:<10 + to>`) or towards the coordinator (`to` "coordinator": {@link COORDINATOR_CLASS}), shaped to
+ * `bytesPerSecond` (at least 8 kbit/s, {@link htbBits}; burst 1/100 s of it, at least 16 KiB).
  */
 export function htbClassCommand(
   ns: string,
   verb: "add" | "change",
   to: number | "coordinator",
   bytesPerSecond: number,
-  dev = "eth0",
 ): string[] {
-  const bits = `${Math.max(8000, Math.round(bytesPerSecond * 8))}bit`;
+  const bits = `${htbBits(bytesPerSecond)}bit`;
   const burst = String(Math.max(16 * 1024, Math.round(bytesPerSecond / 100)));
-  const cls = to === "coordinator" ? COORDINATOR_CLASS : `1:${10 + to}`;
-  return ["tc", "-n", ns, "class", verb, "dev", dev, "parent", "1:", "classid", cls, "htb"].concat([
+  const cls = htbClass(to);
+  return ["tc", "-n", ns, "class", verb, "dev", "eth0", "parent", "1:", "classid", cls, "htb"].concat([
     "rate",
     bits,
     "ceil",
@@ -464,16 +462,15 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
       if (j === i) return;
       const l = linkBetween(cluster, d.name, e.name);
       if (!l) return;
-      const cls = `1:${10 + j}`;
       sh(htbClassCommand(ns, "add", j, l.bandwidth));
-      sh(u32Filter(ns, `${addr(j)}/32`, cls));
+      sh(u32Filter(ns, `${addr(j)}/32`, htbClass(j)));
       state.notes.push(`${d.name} -> ${e.name}: ${mbit(l.bandwidth)} Mbit/s (htb)`);
     });
     // The outputs leave for the coordinator over what the device's link to the output device allows.
     const out = coordinatorLink(cluster, d.name);
     if (out) {
       sh(htbClassCommand(ns, "add", "coordinator", out.bandwidth));
-      sh(u32Filter(ns, `10.77.${subnet}.1/32`, COORDINATOR_CLASS));
+      sh(u32Filter(ns, `10.77.${subnet}.1/32`, htbClass("coordinator")));
       state.notes.push(
         `${d.name} -> coordinator: as ${d.name} -> ${cluster.outputDevice} (the output device), ${mbit(out.bandwidth)} Mbit/s (htb)`,
       );
@@ -482,8 +479,18 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
   save(file, state);
 }
 
+/** The htb class of a device's egress towards device number `to`, or towards the coordinator. */
+function htbClass(to: number | "coordinator"): string {
+  return to === "coordinator" ? COORDINATOR_CLASS : `1:${10 + to}`;
+}
+
+/** The rate an htb class gets for `bytesPerSecond`, bit/s (htb takes no less than 8 kbit/s). */
+function htbBits(bytesPerSecond: number): number {
+  return Math.max(8000, Math.round(bytesPerSecond * 8));
+}
+
 function mbit(bytesPerSecond: number): string {
-  return (Math.max(8000, Math.round(bytesPerSecond * 8)) / 1e6).toFixed(1);
+  return (htbBits(bytesPerSecond) / 1e6).toFixed(1);
 }
 
 /** The filter that sends the IP packets `ns` sends to `addr` (on eth0) through htb class `cls`. */

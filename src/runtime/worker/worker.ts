@@ -754,8 +754,9 @@ export class Worker {
       },
       recentMs: [],
     });
+    const runs = runner.blocking ? "inline" : "thread";
     log(
-      `stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms, runs ${runner.blocking ? "inline" : "on a thread"}`,
+      `stage ${m.stage} (${m.file}) loaded in ${(performance.now() - t0).toFixed(1)} ms, runs ${runs === "thread" ? "on a thread" : "inline"}`,
     );
     await conn
       .send({
@@ -768,7 +769,7 @@ export class Worker {
             stage: m.stage,
             loadMs: performance.now() - t0,
             receiveMs,
-            runs: runner.blocking ? "inline" : "thread",
+            runs,
           } satisfies LoadedMsg),
         },
       })
