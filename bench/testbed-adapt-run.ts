@@ -10,6 +10,7 @@
  * argv[2]: JSON {cluster, workers, token, durationMs, faultAtMs, cut, threshold}.
  */
 import type { Cluster } from "../src/cluster/types.js";
+import { emulatedCosts } from "../src/harness/emulated-profiles.js";
 import { liveReplanner } from "../src/harness/live-replan.js";
 import { analyzeModel } from "../src/ir/analyze.js";
 import { inputFeeds } from "../src/ir/input-values.js";
@@ -49,6 +50,11 @@ const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "sque
 const order = choosePartitionOrder(model);
 const two = assignByBoundaries(model, order, args.cut === "early" ? [2] : balancedCuts(model, order, 2));
 const devices = [["core0"], ["core1"]];
+// The re-planner prices from profiles of this machine (cached once measured), as `cleave run --adapt` on
+// emulated devices does: priced from the cluster's declared speeds, a host faster than them measured both
+// devices far from the plan before any fault (core1 at 0.39x), and the switch that followed could hold the
+// split through the fault's cool-down.
+const { profiles } = await emulatedCosts(model, args.cluster, {}, { coRun: false });
 const feeds = Array.from({ length: 16 }, (_, i) => inputFeeds(model, 200 + i));
 const whole = await createSession(model.graph.model);
 const want: Tensors[] = [];
@@ -67,7 +73,7 @@ const split = await deploySplit(model, two, devices, args.cluster, {
             liveReplanner({
               model,
               cluster: args.cluster,
-              profiles: {},
+              profiles,
               running: { assignment: two, devices },
               exportSplit: (s, tp) => exportSplit(s, tp),
             }).evaluate,
