@@ -13,6 +13,7 @@ import { GraphBuilder } from "../src/onnx/builder.js";
 import {
   decodeNodes,
   encodedDType,
+  encodedShape,
   encodedName,
   encodeNodes,
   type EncodingName,
@@ -53,14 +54,14 @@ async function roundTrip(
   const b = new GraphBuilder("rt");
   b.input("x", "float32", shape);
   const w = encodedName("x", e);
-  const a = encodeNodes(enc, "x", w);
-  const d = decodeNodes(enc, w, "y");
+  const a = encodeNodes(enc, "x", w, shape);
+  const d = decodeNodes(enc, w, "y", shape);
   b.nodes.push(...a.nodes, ...d.nodes);
   b.initializers.push(
     ...a.initializers,
     ...d.initializers.filter((t) => !a.initializers.some((u) => u.name === t.name)),
   );
-  b.output(w, encodedDType(e), shape);
+  b.output(w, encodedDType(e), encodedShape(e, shape));
   b.output("y", "float32", shape);
   const s = await createSession(b.toModel());
   try {
@@ -103,6 +104,53 @@ test("each encoding's round trip is within its expected error, and travels as th
   assert.ok(qc.enc.scale![0] < step / 100 && worstSmall > qc.enc.scale![0]);
 });
 
+test("the 4-bit encodings pack two levels to a byte along the last axis and round trip within half a step", async () => {
+  // Odd and even last axes, rank 1 to 4, a value past the calibrated range (clipped to the top level).
+  for (const shape of [[1, 4, 8, 8], [1, 3, 5, 7], [2, 3, 5], [9]]) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const x = new Float32Array(n);
+    const channels = shape.length >= 2 ? shape[1] : 1;
+    const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+    const ch = (i: number) => (shape.length >= 2 ? Math.floor(i / inner) % channels : 0);
+    for (let i = 0; i < n; i++) x[i] = i % 3 === 0 ? 0 : Math.sin(i * 0.7) * 2 ** ch(i);
+    const channelMin = new Array(channels).fill(0);
+    const channelMax = new Array(channels).fill(0);
+    for (let i = 0; i < n; i++) {
+      channelMin[ch(i)] = Math.min(channelMin[ch(i)], x[i]);
+      channelMax[ch(i)] = Math.max(channelMax[ch(i)], x[i]);
+    }
+    const range = {
+      min: Math.min(...channelMin),
+      max: Math.max(...channelMax),
+      ...(shape.length >= 2 ? { channelMin, channelMax } : {}),
+    };
+    x[1] = 100; // past every calibrated maximum
+    for (const e of shape.length >= 2 ? (["int4", "int4-channel"] as const) : (["int4"] as const)) {
+      const r = await roundTrip(e, x, shape, range);
+      assert.equal(r.wire.type, "uint8");
+      assert.deepEqual(r.wire.dims, [...shape.slice(0, -1), Math.ceil(shape[shape.length - 1] / 2)]);
+      assert.equal(r.wire.data.length, Math.ceil(n / shape[shape.length - 1]) * Math.ceil(shape.at(-1)! / 2));
+      assert.ok(r.enc.zeroPoint!.every((z) => z >= 0 && z <= 15));
+      for (let i = 0; i < n; i++) {
+        const c = e === "int4-channel" ? ch(i) : 0;
+        const step = r.enc.scale![c];
+        const top = (15 - r.enc.zeroPoint![c]) * step;
+        const want = Math.min(x[i], top);
+        assert.ok(
+          Math.abs(r.y[i] - want) <= step / 2 + 1e-5,
+          `${e} [${shape}] at ${i}: ${r.y[i]} vs ${want}`,
+        );
+        if (x[i] === 0) assert.equal(r.y[i], 0, "zeros stay exact");
+      }
+    }
+  }
+  // A one-element-short decode (a wrong last dimension) cannot go unnoticed: shapes are checked.
+  assert.throws(
+    () => encodedShape("int4", []),
+    /int4 packs the last axis, which needs a tensor of rank 1 or more/,
+  );
+});
+
 test("stage files with QuantizeLinear/DequantizeLinear reproduce the model within the encoding's error", async () => {
   const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "zoo:squeezenet1_1" });
   const cutAt = model.graph.nodes.find((n) => n.op === "Concat")!.outputs[0];
@@ -112,7 +160,7 @@ test("stage files with QuantizeLinear/DequantizeLinear reproduce the model withi
   assert.ok(cut.length >= 1);
   const cal = new Calibrator(model, calibrationInputs(model, undefined, 2));
   const ranges = await cal.ranges(cut);
-  for (const e of ["int8-channel", "float16"] as const) {
+  for (const e of ["int8-channel", "float16", "int4-channel"] as const) {
     const encs = cut.map((t) => tensorEncoding(t, e, ranges.get(t)));
     const encoded = encodeStages(model, stages, encs, { devices: ["a", "b"], inputDevice: "a" });
     assert.equal(encoded.stages.length, 2);
@@ -120,7 +168,8 @@ test("stage files with QuantizeLinear/DequantizeLinear reproduce the model withi
       encoded.stages[1].inputs.every((t) => t.includes("::")),
       "the consumer reads the wire tensors",
     );
-    assert.ok(encoded.stages[0].bytesOut * (e === "float16" ? 1.9 : 3.9) < stages[0].bytesOut + 1);
+    const ratio = { "int8-channel": 3.9, float16: 1.9, "int4-channel": 7.5 }[e];
+    assert.ok(encoded.stages[0].bytesOut * ratio < stages[0].bytesOut + 1);
     const runner = await SequentialRunner.fromStages(encoded.stages, ["output"]);
     const copy = await createSession(encodeModel(withEncodings(model, encs)));
     const whole = await createSession(encodeModel(model.graph.model));
@@ -135,7 +184,8 @@ test("stage files with QuantizeLinear/DequantizeLinear reproduce the model withi
         for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - s[i]) <= 1e-4 * (1 + Math.abs(s[i])));
         // ...and stays close to float32.
         const f = compareOutputs(model, [want as never], [got as never]);
-        assert.ok(f.maxRelError < (e === "float16" ? 1e-2 : 5e-2), `${e}: ${f.maxRelError}`);
+        const bound = { "int8-channel": 5e-2, float16: 1e-2, "int4-channel": 0.5 }[e];
+        assert.ok(f.maxRelError < bound, `${e}: ${f.maxRelError}`);
         assert.ok(f.maxRelError > 0, "the encoding changed something");
       }
     } finally {
@@ -226,12 +276,12 @@ test("bad input: unknown encoding, wrong calibration shape, an unmeetable budget
     "--fidelity",
     "top1=0.99",
     "--encodings",
-    "int4",
+    "int2",
   ]);
   assert.notEqual(bad.code, 0);
   assert.match(
     last(bad),
-    /^error: --encodings: unknown encoding 'int4' \(known: float32, float16, int8-channel, int8, float32\+sparse, float16\+sparse, int8-channel\+sparse, int8\+sparse\)\n$/,
+    /^error: --encodings: unknown encoding 'int2' \(known: float32, float16, int8-channel, int8, int4-channel, int4, float32\+sparse, float16\+sparse, int8-channel\+sparse, int8\+sparse\)\n$/,
   );
   const key = cleave(["plan", "zoo:squeezenet1_1", "--cluster", "camera-server", "--fidelity", "top3=0.9"]);
   assert.match(last(key), /^error: --fidelity: unknown key 'top3'.*\n$/);

@@ -76,9 +76,9 @@ test("live re-planning under a budget: plentiful bandwidth keeps float32; when i
   const slowMs = live.lastPlanMs()!;
   assert.notEqual(slow.bestKey, slow.runningKey);
   assert.ok(slow.best > slow.running, `${slow.best} > ${slow.running}`);
-  assert.match(slow.why, /encodings float32 -> .*(int8|float16)/);
+  assert.match(slow.why, /encodings float32 -> .*(int8|int4|float16)/);
   assert.equal(slow.encodings?.from, "float32");
-  assert.match(slow.encodings?.to ?? "", /int8|float16/);
+  assert.match(slow.encodings?.to ?? "", /int8|int4|float16/);
   assert.ok(live.lastPlanMs()! >= 0);
   await slow.build();
   const next = exported[0];

@@ -33,8 +33,9 @@ export const FIDELITY_FLAGS = {
 export const FIDELITY_USAGE = `  --fidelity        plan cut and encodings together under a budget: top1=0.99, top5=..., max-rel-error=...,
                     mean-rel-error=... (measured at the outputs against float32; no budget: all float32)
   --max-rel-error   the same as --fidelity max-rel-error=X (for models that are not classifiers)
-  --encodings       encodings to try (default int8-channel,int8,float16, each also +sparse, and
-                    float32+sparse; float32 always). +sparse: zero-packed, lossless (sparse activations)
+  --encodings       encodings to try (default int4-channel,int4,int8-channel,int8,float16, the last three
+                    also +sparse, and float32+sparse; float32 always). int4: 4-bit levels, two to a
+                    byte; +sparse: zero-packed, lossless (sparse activations)
   --calibration     calibration inputs, .npy files (one per input set, for a one-input model), repeatable;
                     the first half calibrates, the rest is held out. Default: seeded random inputs (said so)`;
 

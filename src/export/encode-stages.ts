@@ -9,6 +9,7 @@ import {
   decodeNodes,
   encodedDType,
   encodedName,
+  encodedShape,
   encodeNodes,
   type TensorEncoding,
 } from "../onnx/encoding.js";
@@ -80,7 +81,7 @@ export function encodeStages(
   };
   const wireSpec = (e: TensorEncoding): TensorSpec => ({
     name: e.encoding === "float32" ? `${e.tensor}::f32` : encodedName(e.tensor, e.encoding),
-    shape: spec(e.tensor).shape,
+    shape: encodedShape(e.encoding, spec(e.tensor).shape, e.tensor),
     dtype: encodedDType(e.encoding),
   });
   const bytesOf = (s: TensorSpec) => s.shape.reduce((a, b) => a * b, 1) * dtypeSize(s.dtype);
@@ -97,7 +98,7 @@ export function encodeStages(
         return spec(name);
       if (graphInputs.has(name)) encodedInputs.add(name);
       const w = wireSpec(e);
-      const d = decodeNodes(e, w.name, name);
+      const d = decodeNodes(e, w.name, name, spec(name).shape);
       pre.push(...d.nodes);
       inits.push(...d.initializers);
       types[w.name] = w;
@@ -107,7 +108,7 @@ export function encodeStages(
       const e = enc.get(name);
       if (!e || e.encoding === "float32" || graphOutputs.has(name)) return spec(name);
       const w = wireSpec(e);
-      const c = encodeNodes(e, name, w.name);
+      const c = encodeNodes(e, name, w.name, spec(name).shape);
       post.push(...c.nodes);
       inits.push(...c.initializers);
       types[w.name] = w;
@@ -152,7 +153,7 @@ export function encodeStages(
   for (const name of ins) {
     const e = enc.get(name)!;
     const w = wireSpec(e);
-    const c = encodeNodes(e, name, w.name);
+    const c = encodeNodes(e, name, w.name, spec(name).shape);
     nodes.push(...c.nodes);
     inits.push(...c.initializers);
     types[w.name] = w;

@@ -5,7 +5,6 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { inputFeeds } from "../ir/input-values.js";
 import { GraphBuilder, valueInfo } from "../onnx/builder.js";
 import {
-  BASE_ENCODINGS,
   baseEncoding,
   decodeNodes,
   type EncodingName,
@@ -13,7 +12,11 @@ import {
   packedEncoding,
   encodedDType,
   encodedName,
+  encodedShape,
   encodeNodes,
+  isPerChannel,
+  PACKABLE_ENCODINGS,
+  quantLevels,
   type TensorEncoding,
 } from "../onnx/encoding.js";
 import { createSession, ort } from "../onnx/ort.js";
@@ -144,8 +147,9 @@ export function withEncodings(
   const decoded = (t: string) => `${t}::decoded`;
   const pairOf = (e: TensorEncoding): NodeProto[] => {
     const wire = encodedName(e.tensor, e.encoding);
-    const enc = encodeNodes(e, e.tensor, wire);
-    const dec = decodeNodes(e, wire, decoded(e.tensor));
+    const shape = model.types.get(e.tensor)?.shape;
+    const enc = encodeNodes(e, e.tensor, wire, shape);
+    const dec = decodeNodes(e, wire, decoded(e.tensor), shape);
     inits.push(
       ...enc.initializers,
       ...dec.initializers.filter((t) => !enc.initializers.some((x) => x.name === t.name)),
@@ -419,25 +423,25 @@ export async function measureCodecTimes(runs = 15): Promise<CodecTimesMeasured> 
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = Math.max(0, Math.sin(i * 0.37));
   const out: CodecTimesMeasured = { hostMacsPerSecond: await measureHostMacsPerSecond() };
-  for (const e of ["float16", "int8", "int8-channel"] as const) {
+  for (const e of ["float16", "int8", "int8-channel", "int4", "int4-channel"] as const) {
+    const levels = quantLevels(e);
     const enc: TensorEncoding = {
       tensor: "x",
       encoding: e,
-      ...(e === "int8" ? { scale: [1 / 255], zeroPoint: [0] } : {}),
-      ...(e === "int8-channel"
-        ? { scale: new Array(64).fill(1 / 255), zeroPoint: new Array(64).fill(0) }
-        : {}),
+      ...(e === "int8" || e === "int4" ? { scale: [1 / levels], zeroPoint: [0] } : {}),
+      ...(isPerChannel(e) ? { scale: new Array(64).fill(1 / levels), zeroPoint: new Array(64).fill(0) } : {}),
     };
     const wire = encodedName("x", e);
     const time = async (dir: "encode" | "decode"): Promise<number> => {
       const b = new GraphBuilder(`codec_${e}_${dir}`);
       const inName = dir === "encode" ? "x" : wire;
       const outName = dir === "encode" ? wire : "y";
-      b.input(inName, dir === "encode" ? "float32" : encodedDType(e), shape);
-      const made = dir === "encode" ? encodeNodes(enc, "x", wire) : decodeNodes(enc, wire, "y");
+      const wireShape = encodedShape(e, shape);
+      b.input(inName, dir === "encode" ? "float32" : encodedDType(e), dir === "encode" ? shape : wireShape);
+      const made = dir === "encode" ? encodeNodes(enc, "x", wire, shape) : decodeNodes(enc, wire, "y", shape);
       b.nodes.push(...made.nodes);
       b.initializers.push(...made.initializers);
-      b.output(outName, dir === "encode" ? encodedDType(e) : "float32", shape);
+      b.output(outName, dir === "encode" ? encodedDType(e) : "float32", dir === "encode" ? wireShape : shape);
       const session = await createSession(b.toModel(), { source: "codec timing" });
       try {
         const feed = dir === "encode" ? new ort.Tensor("float32", x, shape) : await encodeOnce(enc, x, shape);
@@ -458,7 +462,7 @@ export async function measureCodecTimes(runs = 15): Promise<CodecTimesMeasured> 
   // Zero packing runs in the worker's JS, after the base encoding: timed on the same tensor (about half
   // zeros) at each wire width, and added to the base's time.
   const bytes = new Uint8Array(x.buffer);
-  for (const base of BASE_ENCODINGS) {
+  for (const base of PACKABLE_ENCODINGS) {
     const width = encodedElementBytes(base);
     const wire = new Uint8Array(n * width);
     for (let i = 0; i < n; i++) if (x[i] !== 0) wire.set(bytes.subarray(4 * i, 4 * i + width), i * width);
@@ -493,10 +497,10 @@ async function encodeOnce(enc: TensorEncoding, x: Float32Array, shape: number[])
   const wire = encodedName("x", enc.encoding);
   const b = new GraphBuilder("codec_encode_once");
   b.input("x", "float32", shape);
-  const made = encodeNodes(enc, "x", wire);
+  const made = encodeNodes(enc, "x", wire, shape);
   b.nodes.push(...made.nodes);
   b.initializers.push(...made.initializers);
-  b.output(wire, encodedDType(enc.encoding), shape);
+  b.output(wire, encodedDType(enc.encoding), encodedShape(enc.encoding, shape));
   const session = await createSession(b.toModel(), { source: "codec timing" });
   try {
     return (await session.run({ x: new ort.Tensor("float32", x, shape) }))[wire] as ort.Tensor;

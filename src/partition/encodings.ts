@@ -4,6 +4,8 @@ import {
   type EncodingName,
   baseEncoding,
   isPacked,
+  isPerChannel,
+  quantLevels,
   quantParams,
   type TensorEncoding,
   wireBytes,
@@ -138,7 +140,7 @@ export function chooseEncodings(
   return out;
 }
 
-/** The recorded encoding of a tensor with its calibrated parameters (uint8 ranges for the int8 encodings). */
+/** The recorded encoding of a tensor with its calibrated parameters (scale and zero point for the int8 and int4 encodings). */
 export function tensorEncoding(tensor: string, e: EncodingName, range?: TensorRange): TensorEncoding {
   const base = baseEncoding(e);
   if (isPacked(e)) {
@@ -155,15 +157,16 @@ export function tensorEncoding(tensor: string, e: EncodingName, range?: TensorRa
   if (e === "float32" || e === "float16") return { tensor, encoding: e };
   if (!range || !Number.isFinite(range.min))
     throw new ArgumentError(`encoding of '${tensor}': ${e} needs the tensor's calibrated range`, { tensor });
-  if (e === "int8") {
-    const q = quantParams(range.min, range.max);
+  const levels = quantLevels(e);
+  if (!isPerChannel(e)) {
+    const q = quantParams(range.min, range.max, levels);
     return { tensor, encoding: e, scale: [q.scale], zeroPoint: [q.zeroPoint] };
   }
   if (!range.channelMin || !range.channelMax)
-    throw new ArgumentError(`encoding of '${tensor}': int8-channel needs a tensor of rank 2 or more`, {
+    throw new ArgumentError(`encoding of '${tensor}': ${e} needs a tensor of rank 2 or more`, {
       tensor,
     });
-  const qs = range.channelMin.map((lo, c) => quantParams(lo, range.channelMax![c]));
+  const qs = range.channelMin.map((lo, c) => quantParams(lo, range.channelMax![c], levels));
   return { tensor, encoding: e, scale: qs.map((q) => q.scale), zeroPoint: qs.map((q) => q.zeroPoint) };
 }
 

@@ -3,10 +3,12 @@ import type { CostModel } from "../cost/cost-model.js";
 import { ArgumentError, CleaveError } from "../errors.js";
 import type { AnalyzedModel } from "../ir/analyze.js";
 import {
-  baseEncoding,
   type EncodingName,
   encodedElementBytes,
+  isFourBit,
   isPacked,
+  isPerChannel,
+  minOpset,
   type TensorEncoding,
   wireBytes,
 } from "../onnx/encoding.js";
@@ -26,8 +28,10 @@ import type { PlanEncodings } from "./plan-encodings.js";
 import { problemTensors } from "./problem.js";
 import { choosePartitionOrder } from "./order.js";
 
-/** The encodings a budget plan tries by default: each base encoding, dense and zero-packed. */
+/** The encodings a budget plan tries by default: each base encoding, and those of whole bytes zero-packed. */
 export const DEFAULT_ENCODINGS: readonly EncodingName[] = [
+  "int4-channel",
+  "int4",
   "int8-channel",
   "int8",
   "float16",
@@ -48,8 +52,8 @@ export interface FidelityPlanOptions {
   calibrator: Calibrator;
   codecTimes: CodecTimes;
   /**
-   * Encodings to try, in order of preference among equal sizes (default int8-channel, int8, float16 and each
-   * of them and float32 zero-packed).
+   * Encodings to try, in order of preference among equal sizes (default int4-channel, int4, int8-channel, int8,
+   * float16, and the 8- and 16-bit ones and float32 zero-packed).
    */
   encodings?: readonly EncodingName[];
   /** Least relative gain on the objective for encodings to be kept over the float32 plan (default 0.05). */
@@ -137,13 +141,14 @@ export async function planWithFidelity(
   const opset = Number(
     model.graph.model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n,
   );
-  const prefs = (opts.encodings ?? DEFAULT_ENCODINGS).filter(
-    (e) => e !== "float32" && (baseEncoding(e) !== "int8-channel" || opset >= 13),
-  );
+  const prefs = (opts.encodings ?? DEFAULT_ENCODINGS).filter((e) => e !== "float32" && opset >= minOpset(e));
   const candidates = problemTensors(model, order)
     .filter((t) => !graphOutputs.has(t.name) && model.types.get(t.name)?.dtype === "float32")
     .map((t) => t.name);
-  const rank = (t: string) => model.types.get(t)?.shape.length ?? 0;
+  const shapeOf = (t: string) => model.types.get(t)?.shape ?? [];
+  const rank = (t: string) => shapeOf(t).length;
+  // 4-bit levels pack the last axis in pairs: it must be known (and there must be one).
+  const lastKnown = (t: string) => rank(t) >= 1 && (shapeOf(t).at(-1) ?? 0) > 0;
   const table = new Map<string, Map<EncodingName, Fidelity>>();
   const refused = new Set<string>();
   const ranges = new Map<string, TensorRange>();
@@ -155,7 +160,8 @@ export async function planWithFidelity(
   const options = (t: string): EncodingName[] =>
     prefs.filter(
       (e) =>
-        (baseEncoding(e) !== "int8-channel" || rank(t) >= 2) &&
+        (!isPerChannel(e) || rank(t) >= 2) &&
+        (!isFourBit(e) || lastKnown(t)) &&
         // Graph inputs leave the coordinator or an encoder stage, which send dense.
         (!isPacked(e) || !graphInputs.has(t)) &&
         (!isPacked(e) ||
