@@ -27,6 +27,46 @@ import {
 } from "../src/harness/testbed.js";
 import { testbedPrefix } from "./helpers/testbed-prefix.js";
 
+/**
+ * The least time of three lone sends of `bytes` from namespace `fromNs` to a listener in `toNs` at `addr`
+ * (each after 200 ms idle, until the listener acknowledges every byte), ms.
+ */
+async function loneSendMs(toNs: string, fromNs: string, addr: string, bytes: number): Promise<number> {
+  const server = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      toNs,
+      process.execPath,
+      "-e",
+      `const s=require("net").createServer(c=>{let n=0;c.on("data",d=>{n+=d.length;while(n>=${bytes}){n-=${bytes};c.write("k")}})}).listen(5599,"${addr}",()=>console.log("up"))`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  try {
+    await new Promise<void>((resolve) => server.stdout!.once("data", () => resolve()));
+    const client = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        fromNs,
+        process.execPath,
+        "-e",
+        `const c=require("net").connect(5599,"${addr}");c.setNoDelay(true);const b=Buffer.alloc(${bytes});const ts=[];` +
+          `const one=()=>setTimeout(()=>{const t=performance.now();c.write(b);c.once("data",()=>{ts.push(performance.now()-t);ts.length<3?one():(console.log(Math.min(...ts)),c.end())})},200);c.on("connect",one)`,
+      ],
+      { encoding: "utf8", timeout: 10000 },
+    );
+    const ms = Number(client.stdout.trim());
+    assert.ok(Number.isFinite(ms), `lone send: ${client.stdout}${client.stderr}`);
+    return ms;
+  } finally {
+    server.kill();
+  }
+}
+
 function device(name: string, extra: Partial<Device> = {}): Device {
   return {
     name,
@@ -167,6 +207,16 @@ test("namespaces, htb shaping and cgroup quotas; down removes everything", { ski
     // Device a to device b goes through the 100 Mbit/s class: it cannot be much faster than 11.9 MiB/s.
     const shaped = probe(`${p}-0`, tb.workers[1].endpoint);
     assert.ok(shaped.mibPerSecond < 2 * (12.5e6 / 2 ** 20), `a -> b measured ${shaped.mibPerSecond} MiB/s`);
+    // A lone tensor after the link idled pays for its bytes past the 1 ms bucket, packets being no larger
+    // than it: 60 KiB took 0.3 ms through a 16 KiB bucket while eth0 handed htb 64 KiB segments.
+    assert.match(run(["ip", "-n", `${p}-0`, "-d", "link", "show", "eth0"]), /gso_max_size 12500 /);
+    assert.match(run(["tc", "-n", `${p}-0`, "class", "show", "dev", "eth0"]), /1:11 .*burst 12500b/);
+    const lone = await loneSendMs(`${p}-1`, `${p}-0`, "10.77.7.11", 60 * 1024);
+    const floor = ((60 * 1024 - 12500) / 12.5e6) * 1000;
+    assert.ok(
+      lone >= 0.9 * floor,
+      `a lone 60 KiB a -> b took ${lone.toFixed(2)} ms, the link allows ${floor.toFixed(1)}`,
+    );
     assert.equal(readTestbedState(stateFile)?.workers.length, 2);
     // A second testbed with the same prefix is refused before it makes anything; the first one keeps running.
     const other = join(tempDir(), "state.json");

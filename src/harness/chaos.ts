@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { RuntimeFault } from "../errors.js";
-import { htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js";
+import { gsoCommand, gsoMaxSize, htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js";
 
 /**
  * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
@@ -53,9 +53,16 @@ export function setLinkBandwidth(
   const change = (a: string, b: string) => {
     const i = indexOf(state, a);
     const j = indexOf(state, b);
-    run(htbClassCommand(`${state.prefix}-${i}`, "change", j, bytesPerSecond));
-    if (b === state.outputDevice)
-      run(htbClassCommand(`${state.prefix}-${i}`, "change", "coordinator", bytesPerSecond));
+    const ns = `${state.prefix}-${i}`;
+    run(htbClassCommand(ns, "change", j, bytesPerSecond));
+    if (b === state.outputDevice) run(htbClassCommand(ns, "change", "coordinator", bytesPerSecond));
+    // Packets no larger than the new bucket; never raised (a limit below what other classes need costs CPU only).
+    const gso = Math.min(state.gsoMaxSize?.[i] ?? 65536, gsoMaxSize(bytesPerSecond));
+    if (gso !== state.gsoMaxSize?.[i]) {
+      run(gsoCommand(ns, gso));
+      state.gsoMaxSize = state.gsoMaxSize ?? [];
+      state.gsoMaxSize[i] = gso;
+    }
   };
   change(from, to);
   if (both) change(to, from);
