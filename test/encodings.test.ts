@@ -43,6 +43,10 @@ const dir = mkdtempSync(join(tmpdir(), "cleave-encodings-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const clusters = join(import.meta.dirname, "..", "..", "examples", "clusters");
 
+/** `cleave plan` of squeezenet on camera-server under top1=0.99, with more flags. */
+const budgetPlan = (...flags: string[]) =>
+  cleave(["plan", "zoo:squeezenet1_1", "--cluster", "camera-server", "--fidelity", "top1=0.99", ...flags]);
+
 /** x -> encode -> decode, run by onnxruntime. */
 async function roundTrip(
   e: EncodingName,
@@ -268,16 +272,7 @@ test("bad input: unknown encoding, wrong calibration shape, an unmeetable budget
     assert.ok(!r.stderr.includes("    at "), "no stack trace");
     return `${lines[lines.length - 1]}\n`;
   };
-  const bad = cleave([
-    "plan",
-    "zoo:squeezenet1_1",
-    "--cluster",
-    "camera-server",
-    "--fidelity",
-    "top1=0.99",
-    "--encodings",
-    "int2",
-  ]);
+  const bad = budgetPlan("--encodings", "int2");
   assert.notEqual(bad.code, 0);
   assert.match(
     last(bad),
@@ -383,4 +378,22 @@ test("codec times scale by this machine's measured MAC rate over the device's, n
   assert.ok(Math.abs(codecSeconds(faster, "int8", "decode", 1000, host) - 2e-6) < 1e-18);
   // Without a host rate the times are each device's own.
   assert.ok(Math.abs(codecSeconds({ int8: times.int8 }, "int8", "decode", 1000, 1e9) - 1e-6) < 1e-18);
+});
+
+test("a plan file's 4-bit zero points past 15 are refused, naming the field", () => {
+  const file = join(dir, "int4.json");
+  const made = budgetPlan("--encodings", "int4", "-o", file);
+  assert.equal(made.code, 0, made.stderr);
+  const plan = JSON.parse(readFileSync(file, "utf8"));
+  assert.equal(plan.encodings.tensors[0].encoding, "int4");
+  assert.ok(plan.encodings.tensors[0].zeroPoint.every((z: number) => z <= 15));
+  plan.encodings.tensors[0].zeroPoint[0] = 200;
+  const bad = join(dir, "int4-bad.json");
+  writeFileSync(bad, JSON.stringify(plan));
+  const r = cleave(["estimate", "zoo:squeezenet1_1", "--cluster", "camera-server", "--plan", bad]);
+  assert.notEqual(r.code, 0);
+  assert.match(
+    r.stderr,
+    /^error: .*int4-bad\.json: not a cleave plan \(encodings\.tensors\[0\]\.zeroPoint: zero points of a 4-bit encoding are 0\.\.15\)\n$/,
+  );
 });

@@ -12,7 +12,7 @@ import { packedBytes } from "./zero-pack.js";
  * 4-bit levels with a scale and zero point (`int4`, `int4-channel`), two to a byte along the last axis.
  * These are ONNX operators, so the producer's stage model encodes and each consumer's decodes, at
  * onnxruntime's speed, and frames carry the smaller tensor. The 4-bit encodings are built from operators of
- * opset 11 (QuantizeLinear, Clip, MatMulInteger packs a pair, BitShift unpacks it) rather than opset 21's
+ * opset 11 (QuantizeLinear, Clip, strided Slice and float arithmetic pack a pair, BitShift unpacks it) rather than opset 21's
  * uint4 tensors, so they work in the model's own opset (a stage cannot change its opset without changing what
  * its other operators mean).
  */
@@ -271,7 +271,8 @@ function fourBitShape(e: TensorEncoding, shape: readonly number[] | undefined) {
 /**
  * The producer's side: `to` (the wire tensor) from the float32 tensor `from`. The 4-bit encodings need the
  * tensor's `shape` (the last axis is packed): levels from QuantizeLinear clipped to 0..15, the last axis
- * padded to even, each pair (a, b) made one byte 16a + b by MatMulInteger with [[16], [1]].
+ * padded to even, each pair (a, b) made one byte 16a + b from its even and odd elements (strided Slice; the
+ * sum in float32, exact below 256).
  */
 export function encodeNodes(
   e: TensorEncoding,
@@ -287,9 +288,12 @@ export function encodeNodes(
     q.zp,
     uint8s(t("lo"), [], [0]),
     uint8s(t("hi"), [], [15]),
-    uint8s(t("pair"), [2, 1], [16, 1]),
-    int64s(t("pairs"), keepLeading(s.rank, [s.half, 2])),
-    int64s(t("shape"), keepLeading(s.rank, [s.half])),
+    makeTensor(t("sixteen"), "float32", [], Float32Array.from([16])),
+    int64s(t("even_start"), [0]),
+    int64s(t("odd_start"), [1]),
+    int64s(t("end"), [2 * s.half]),
+    int64s(t("axis"), [s.rank - 1]),
+    int64s(t("step"), [2]),
   ];
   const nodes = [
     node("QuantizeLinear", [from, q.scale.name, q.zp.name], [t("q")], t("encode"), axis),
@@ -301,11 +305,16 @@ export function encodeNodes(
     nodes.push(node("Pad", [levels, t("pads")], [t("even")], t("pad")));
     levels = t("even");
   }
+  const slice = (start: string, out: string) =>
+    node("Slice", [levels, t(start), t("end"), t("axis"), t("step")], [t(out)], t(out));
   nodes.push(
-    node("Reshape", [levels, t("pairs")], [t("paired")], t("pair_up")),
-    node("MatMulInteger", [t("paired"), t("pair")], [t("packed32")], t("pack")),
-    node("Cast", [t("packed32")], [t("packed")], t("to_uint8"), { to: DT.UINT8 }),
-    node("Reshape", [t("packed"), t("shape")], [to], t("wire")),
+    slice("even_start", "first"),
+    slice("odd_start", "second"),
+    node("Cast", [t("first")], [t("first_f")], t("first_float"), { to: DT.FLOAT }),
+    node("Cast", [t("second")], [t("second_f")], t("second_float"), { to: DT.FLOAT }),
+    node("Mul", [t("first_f"), t("sixteen")], [t("high")], t("shift")),
+    node("Add", [t("high"), t("second_f")], [t("packed")], t("pack")),
+    node("Cast", [t("packed")], [to], t("wire"), { to: DT.UINT8 }),
   );
   return { nodes, initializers: inits };
 }

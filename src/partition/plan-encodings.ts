@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ENCODINGS, type TensorEncoding } from "../onnx/encoding.js";
+import { ENCODINGS, type EncodingName, quantLevels, type TensorEncoding } from "../onnx/encoding.js";
 import type { Fidelity, FidelityBudget } from "./calibrate.js";
 import type { CodecTimes } from "./encodings.js";
 
@@ -57,15 +57,20 @@ export const PLAN_ENCODINGS = z.object({
   calibration: z.enum(["given", "generated"]),
   inputs: z.object({ calibration: z.int(), held: z.int() }),
   tensors: z.array(
-    z.object({
-      tensor: z.string().min(1),
-      encoding: z.enum(ENCODINGS as [string, ...string[]]),
-      scale: z.array(z.number().positive()).optional(),
-      zeroPoint: z.array(z.int().min(0).max(255)).optional(),
-      nonZero: z.number().min(0).max(1).optional(),
-      bytes: z.number(),
-      encodedBytes: z.number(),
-    }),
+    z
+      .object({
+        tensor: z.string().min(1),
+        encoding: z.enum(ENCODINGS as [string, ...string[]]),
+        scale: z.array(z.number().positive()).optional(),
+        zeroPoint: z.array(z.int().min(0).max(255)).optional(),
+        nonZero: z.number().min(0).max(1).optional(),
+        bytes: z.number(),
+        encodedBytes: z.number(),
+      })
+      .refine((t) => (t.zeroPoint ?? []).every((zp) => zp <= quantLevels(t.encoding as EncodingName)), {
+        message: "zero points of a 4-bit encoding are 0..15",
+        path: ["zeroPoint"],
+      }),
   ),
   fidelity: z.object({ calibration: FIDELITY, held: FIDELITY }),
   classifier: z.boolean(),
