@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { RuntimeFault } from "../errors.js";
-import { gsoCommand, gsoMaxSize, htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js";
+import { gsoLimit, gsoMaxSize, htbClassCommand, type TestbedState, writeCpuQuota } from "./testbed.js";
 
 /**
  * Faults injected into a live emulated testbed (`testbedUp`, as root), for chaos tests and benches: a link's
@@ -58,11 +58,7 @@ export function setLinkBandwidth(
     if (b === state.outputDevice) run(htbClassCommand(ns, "change", "coordinator", bytesPerSecond));
     // Packets no larger than the new bucket; never raised (a limit below what other classes need costs CPU only).
     const gso = Math.min(state.gsoMaxSize?.[i] ?? 65536, gsoMaxSize(bytesPerSecond));
-    if (gso !== state.gsoMaxSize?.[i]) {
-      run(gsoCommand(ns, gso));
-      state.gsoMaxSize = state.gsoMaxSize ?? [];
-      state.gsoMaxSize[i] = gso;
-    }
+    if (gso !== state.gsoMaxSize?.[i]) run(gsoLimit(state, i, gso));
   };
   change(from, to);
   if (both) change(to, from);

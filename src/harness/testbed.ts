@@ -255,9 +255,14 @@ export function gsoMaxSize(bytesPerSecond: number): number {
   return Math.min(65536, htbBurstBytes(bytesPerSecond));
 }
 
-/** The `ip` command that sets the GSO limit of device namespace `ns`'s eth0 to `bytes`. */
-export function gsoCommand(ns: string, bytes: number): string[] {
-  return ["ip", "-n", ns, "link", "set", "dev", "eth0", "gso_max_size", String(bytes)];
+/**
+ * Records device `i`'s eth0 GSO limit, `bytes`, in `state` and returns the `ip` command that sets it in the
+ * device's namespace.
+ */
+export function gsoLimit(state: TestbedState, i: number, bytes: number): string[] {
+  state.gsoMaxSize = state.gsoMaxSize ?? [];
+  state.gsoMaxSize[i] = bytes;
+  return ["ip", "-n", `${state.prefix}-${i}`, "link", "set", "dev", "eth0", "gso_max_size", String(bytes)];
 }
 
 /** Why namespaces cannot be used here, or undefined when they can. */
@@ -505,11 +510,7 @@ function buildNetwork(cluster: Cluster, state: TestbedState, file: string, subne
       slowest = Math.min(slowest, out.bandwidth);
     }
     // Packets no larger than the slowest class's bucket, so htb shapes a lone tensor as the link would.
-    if (Number.isFinite(slowest)) {
-      state.gsoMaxSize = state.gsoMaxSize ?? [];
-      state.gsoMaxSize[i] = gsoMaxSize(slowest);
-      sh(gsoCommand(ns, state.gsoMaxSize[i]));
-    }
+    if (Number.isFinite(slowest)) sh(gsoLimit(state, i, gsoMaxSize(slowest)));
   });
   save(file, state);
 }

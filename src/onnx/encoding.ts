@@ -12,9 +12,9 @@ import { packedBytes } from "./zero-pack.js";
  * 4-bit levels with a scale and zero point (`int4`, `int4-channel`), two to a byte along the last axis.
  * These are ONNX operators, so the producer's stage model encodes and each consumer's decodes, at
  * onnxruntime's speed, and frames carry the smaller tensor. The 4-bit encodings are built from operators of
- * opset 11 (QuantizeLinear, Clip, strided Slice and float arithmetic pack a pair, BitShift unpacks it) rather than opset 21's
- * uint4 tensors, so they work in the model's own opset (a stage cannot change its opset without changing what
- * its other operators mean).
+ * opset 11 (QuantizeLinear, Clip, strided Slice and float arithmetic pack a pair, BitShift unpacks it) rather
+ * than opset 21's uint4 tensors, so they work in the model's own opset (a stage cannot change its opset
+ * without changing what its other operators mean).
  */
 export type BaseEncoding = "float32" | "float16" | "int8" | "int8-channel" | "int4" | "int4-channel";
 
@@ -54,12 +54,6 @@ export function isPacked(e: EncodingName): boolean {
 /** `e` zero-packed. */
 export function packedEncoding(e: PackableEncoding): EncodingName {
   return `${e}+sparse`;
-}
-
-/** True for the encodings with a scale and zero point (QuantizeLinear / DequantizeLinear). */
-export function isQuantized(e: EncodingName): boolean {
-  const b = baseEncoding(e);
-  return b === "int8" || b === "int8-channel" || b === "int4" || b === "int4-channel";
 }
 
 /** True for the encodings with a scale and zero point per channel of axis 1 (opset 13, rank 2 or more). */
@@ -123,6 +117,12 @@ export function encodedElementBytes(e: EncodingName): number {
   return b === "float32" ? 4 : b === "float16" ? 2 : isFourBit(b) ? 0.5 : 1;
 }
 
+/** True when a tensor shaped `shape` has a last axis of known size for the 4-bit encodings to pack. */
+export function packsLastAxis(shape: readonly number[]): boolean {
+  const last = shape[shape.length - 1];
+  return shape.length > 0 && Number.isInteger(last) && last > 0;
+}
+
 /**
  * The shape of the wire tensor of a tensor shaped `shape`: the same, except for the 4-bit encodings, whose
  * last axis holds two levels to a byte (`ceil(last / 2)`). One-line error for a 4-bit encoding of a scalar or
@@ -131,7 +131,7 @@ export function encodedElementBytes(e: EncodingName): number {
 export function encodedShape(e: EncodingName, shape: readonly number[], tensor = "tensor"): number[] {
   if (!isFourBit(e)) return [...shape];
   const last = shape[shape.length - 1];
-  if (shape.length === 0 || !(Number.isInteger(last) && last > 0))
+  if (!packsLastAxis(shape))
     throw new ArgumentError(
       `encoding of '${tensor}': ${e} packs the last axis, which needs a tensor of rank 1 or more with a known last dimension (shape [${shape.join("x")}])`,
       { tensor },
@@ -258,6 +258,8 @@ function fourBitParts(e: TensorEncoding, to: string, shape: readonly number[] | 
   return { ...qAxis(e), s: fourBitShape(e, shape), t: (x: string) => `${to}::${x}` };
 }
 
+type FourBitParts = ReturnType<typeof fourBitParts>;
+
 function fourBitShape(e: TensorEncoding, shape: readonly number[] | undefined) {
   if (!shape)
     throw new ArgumentError(`encoding of '${e.tensor}': ${e.encoding} needs the tensor's shape`, {
@@ -280,9 +282,10 @@ export function encodeNodes(
   to: string,
   shape?: readonly number[],
 ): EncodingNodes {
-  const one = oneNode(e, from, to, "encode");
-  if (one) return one;
-  const { q, axis, s, t } = fourBitParts(e, to, shape);
+  return oneNode(e, from, to, "encode") ?? fourBitEncode(fourBitParts(e, to, shape), from, to);
+}
+
+function fourBitEncode({ q, axis, s, t }: FourBitParts, from: string, to: string): EncodingNodes {
   const inits = [
     q.scale,
     q.zp,
@@ -329,9 +332,10 @@ export function decodeNodes(
   to: string,
   shape?: readonly number[],
 ): EncodingNodes {
-  const one = oneNode(e, from, to, "decode");
-  if (one) return one;
-  const { q, axis, s, t } = fourBitParts(e, to, shape);
+  return oneNode(e, from, to, "decode") ?? fourBitDecode(fourBitParts(e, to, shape), from, to);
+}
+
+function fourBitDecode({ q, axis, s, t }: FourBitParts, from: string, to: string): EncodingNodes {
   const inits = [
     q.scale,
     q.zp,

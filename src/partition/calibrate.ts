@@ -5,6 +5,7 @@ import type { AnalyzedModel } from "../ir/analyze.js";
 import { inputFeeds } from "../ir/input-values.js";
 import { GraphBuilder, valueInfo } from "../onnx/builder.js";
 import {
+  BASE_ENCODINGS,
   baseEncoding,
   decodeNodes,
   type EncodingName,
@@ -423,13 +424,15 @@ export async function measureCodecTimes(runs = 15): Promise<CodecTimesMeasured> 
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = Math.max(0, Math.sin(i * 0.37));
   const out: CodecTimesMeasured = { hostMacsPerSecond: await measureHostMacsPerSecond() };
-  for (const e of ["float16", "int8", "int8-channel", "int4", "int4-channel"] as const) {
-    const levels = quantLevels(e);
+  for (const e of BASE_ENCODINGS) {
+    if (e === "float32") continue;
+    const params = isPerChannel(e) ? 64 : 1;
     const enc: TensorEncoding = {
       tensor: "x",
       encoding: e,
-      ...(e === "int8" || e === "int4" ? { scale: [1 / levels], zeroPoint: [0] } : {}),
-      ...(isPerChannel(e) ? { scale: new Array(64).fill(1 / levels), zeroPoint: new Array(64).fill(0) } : {}),
+      ...(e === "float16"
+        ? {}
+        : { scale: new Array(params).fill(1 / quantLevels(e)), zeroPoint: new Array(params).fill(0) }),
     };
     const wire = encodedName("x", e);
     const time = async (dir: "encode" | "decode"): Promise<number> => {

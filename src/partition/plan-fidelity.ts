@@ -9,6 +9,7 @@ import {
   isPacked,
   isPerChannel,
   minOpset,
+  packsLastAxis,
   type TensorEncoding,
   wireBytes,
 } from "../onnx/encoding.js";
@@ -147,8 +148,6 @@ export async function planWithFidelity(
     .map((t) => t.name);
   const shapeOf = (t: string) => model.types.get(t)?.shape ?? [];
   const rank = (t: string) => shapeOf(t).length;
-  // 4-bit levels pack the last axis in pairs: it must be known (and there must be one).
-  const lastKnown = (t: string) => rank(t) >= 1 && (shapeOf(t).at(-1) ?? 0) > 0;
   const table = new Map<string, Map<EncodingName, Fidelity>>();
   const refused = new Set<string>();
   const ranges = new Map<string, TensorRange>();
@@ -161,7 +160,7 @@ export async function planWithFidelity(
     prefs.filter(
       (e) =>
         (!isPerChannel(e) || rank(t) >= 2) &&
-        (!isFourBit(e) || lastKnown(t)) &&
+        (!isFourBit(e) || packsLastAxis(shapeOf(t))) &&
         // Graph inputs leave the coordinator or an encoder stage, which send dense.
         (!isPacked(e) || !graphInputs.has(t)) &&
         (!isPacked(e) ||
