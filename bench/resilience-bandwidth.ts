@@ -21,8 +21,8 @@ interface AdaptRun {
 
 /**
  * The bandwidth part of the resilience bench (root, the emulated testbed; run it inside
- * `flock /tmp/cleave-testbed.lock`): squeezenet1_1 in two stages on the local pair at 1 Gbit/s, the first split
- * cutting after the first conv (a 3 MiB tensor); 6 s in, the link is cut to 20 Mbit/s. Run twice in the same
+ * `flock /tmp/cleave-testbed.lock`): squeezenet1_1 in the MAC-balanced two-stage split on the local pair at
+ * 1 Gbit/s (the best two-device plan there; its cut tensor is 32 KiB); 6 s in, the link is cut to 2 Mbit/s. Run twice in the same
  * session on the same testbed: with live re-partitioning, and staying on the old plan. Reports the time from
  * the cut to the re-partition and the throughput of each over the same window after it.
  */
@@ -45,8 +45,7 @@ export async function bandwidthCut(durationMs = 40000, faultAtMs = 6000): Promis
       token: tb.token,
       durationMs,
       faultAtMs,
-      cut: "early",
-      threshold: 0.5,
+      threshold: 0.3,
       adapt,
     });
     const exec = tb.coordinatorExec;
@@ -60,7 +59,7 @@ export async function bandwidthCut(durationMs = 40000, faultAtMs = 6000): Promis
       out += d;
       if (/^FAULT$/m.test(out) && !out.includes("CUT")) {
         out += "CUT\n";
-        setLinkBandwidth(tb.state, "core0", "core1", 2.5e6);
+        setLinkBandwidth(tb.state, "core0", "core1", 2.5e5);
       }
     });
     child.stderr.resume();
@@ -80,7 +79,7 @@ export async function bandwidthCut(durationMs = 40000, faultAtMs = 6000): Promis
     const after = (r: AdaptRun) => rate(r, from, durationMs);
     return {
       model: "squeezenet1_1",
-      cut: "after the first conv (3 MiB), 1 Gbit/s -> 20 Mbit/s",
+      cut: "MAC-balanced (32 KiB), 1 Gbit/s -> 2 Mbit/s",
       repartitionMs: k >= 0 ? adapted.replanAt[k] - faultAtMs : null,
       replans: adapted.replans.map((e, i) => ({
         atMs: adapted.replanAt[i] - faultAtMs,

@@ -9,7 +9,7 @@
  * the loss chose (`lossPlans`: planned, or the running stages reassigned, and why).
  *
  * `--bandwidth` runs the bandwidth part instead (root, the emulated testbed, inside
- * `flock /tmp/cleave-testbed.lock`; see resilience-bandwidth.ts): a link cut from 1 Gbit/s to 20 Mbit/s mid-run,
+ * `flock /tmp/cleave-testbed.lock`; see resilience-bandwidth.ts): a link cut from 1 Gbit/s to 2 Mbit/s mid-run,
  * with live re-partitioning and on the old plan in the same run.
  *
  * Usage: node dist/bench/resilience.js [--model efficientnet_b0] [--requests 300] [--bandwidth]

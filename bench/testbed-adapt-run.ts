@@ -7,7 +7,7 @@
  * the controller's replans and recoveries, when each replan happened and every completion's time (ms from the
  * start). `adapt: false` runs the same without adaptation (the old plan kept).
  *
- * argv[2]: JSON {cluster, workers, token, durationMs, faultAtMs, cut, threshold}.
+ * argv[2]: JSON {cluster, workers, token, durationMs, faultAtMs, threshold}.
  */
 import type { Cluster } from "../src/cluster/types.js";
 import { emulatedCosts } from "../src/harness/emulated-profiles.js";
@@ -28,8 +28,6 @@ const args = JSON.parse(process.argv[2]) as {
   token: string;
   durationMs: number;
   faultAtMs: number;
-  /** Where the first split cuts: MAC-balanced, or after the first conv and its Relu (a 3 MiB tensor). */
-  cut: "balanced" | "early";
   threshold: number;
   adapt?: boolean;
 };
@@ -48,7 +46,7 @@ function maxDiff(a: ort.Tensor, b: ort.Tensor): { diff: number; scale: number } 
 }
 const model = await analyzeModel(buildZooModel("squeezenet1_1"), { source: "squeezenet1_1" });
 const order = choosePartitionOrder(model);
-const two = assignByBoundaries(model, order, args.cut === "early" ? [2] : balancedCuts(model, order, 2));
+const two = assignByBoundaries(model, order, balancedCuts(model, order, 2));
 const devices = [["core0"], ["core1"]];
 // The re-planner prices from profiles of this machine (cached once measured), as `cleave run --adapt` on
 // emulated devices does: priced from the cluster's declared speeds, a host faster than them measured both

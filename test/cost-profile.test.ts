@@ -93,10 +93,27 @@ test("fused kernels map back to the nodes they cover; folded nodes are removed",
   assert.ok(profile.unattributed <= 0.02 * profile.kernelTotal, `unattributed ${profile.unattributed}`);
 });
 
-test("the per-node medians add up to the measured whole run (within 20%)", () => {
-  const sum = Object.values(profile.latency).reduce((s, v) => s + v, 0);
-  const ratio = sum / profile.wholeRun;
-  assert.ok(ratio > 0.8 && ratio < 1.2, `sum ${sum} vs whole run ${profile.wholeRun} (ratio ${ratio})`);
+test("the per-node medians add up to the measured whole run (within 20%)", async () => {
+  const sumOf = (p: Profile) => Object.values(p.latency).reduce((s, v) => s + v, 0);
+  // The model runs in well under a millisecond: load from another process over the 15 timed runs moves the
+  // median whole run far more than the per-node medians (a CI run measured 0.66). Up to three profiles, then;
+  // kernels left uncounted (or counted twice) put every one of them out of range.
+  const seen: string[] = [];
+  let p = profile;
+  for (let i = 0; i < 3; i++) {
+    if (i > 0)
+      p = await profileModel(model.graph.model, {
+        analyzed: model,
+        source: "small-cnn.onnx",
+        runs: 15,
+        warmup: 5,
+      });
+    const ratio = sumOf(p) / p.wholeRun;
+    seen.push(`sum ${sumOf(p)} vs whole run ${p.wholeRun} (ratio ${ratio.toFixed(3)})`);
+    if (ratio > 0.8 && ratio < 1.2) break;
+    if (i === 2) assert.fail(seen.join("; "));
+  }
+  const sum = sumOf(profile);
   // The convolutions dominate, as their MACs say they should.
   const convs = profile.latency.conv1 + profile.latency.conv2 + profile.latency.conv3;
   assert.ok(convs > 0.5 * sum, `convs ${convs} of ${sum}`);
