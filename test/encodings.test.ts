@@ -17,6 +17,7 @@ import {
   encodedName,
   encodeNodes,
   type EncodingName,
+  wireBytes,
 } from "../src/onnx/encoding.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort } from "../src/onnx/ort.js";
@@ -134,6 +135,8 @@ test("the 4-bit encodings pack two levels to a byte along the last axis and roun
       assert.equal(r.wire.type, "uint8");
       assert.deepEqual(r.wire.dims, [...shape.slice(0, -1), Math.ceil(shape[shape.length - 1] / 2)]);
       assert.equal(r.wire.data.length, Math.ceil(n / shape[shape.length - 1]) * Math.ceil(shape.at(-1)! / 2));
+      // What the planner prices is what the wire tensor holds, the padding of an odd row included.
+      assert.equal(wireBytes(e, n, undefined, shape.at(-1)), r.wire.data.length);
       assert.ok(r.enc.zeroPoint!.every((z) => z >= 0 && z <= 15));
       for (let i = 0; i < n; i++) {
         const c = e === "int4-channel" ? ch(i) : 0;

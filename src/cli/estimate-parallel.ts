@@ -112,6 +112,7 @@ export async function pricePlanFile(
           new Map(sent.map((t) => [t.tensor, t.encoding as EncodingName])),
           codec!.times,
           new Map(sent.filter((t) => t.nonZero !== undefined).map((t) => [t.tensor, t.nonZero!])),
+          (t) => tmodel.types.get(t)?.shape.at(-1),
         )
       : built;
   const index = new Map(problem.devices.map((d, i) => [d.name, i]));

@@ -126,7 +126,7 @@ export function estimateSplit(
     for (const c of v.consumers) if (!c.isConstant && stageOf[c.index] !== src) readers.add(stageOf[c.index]);
     const e = v.isOutput ? undefined : encoded?.get(v.name);
     const raw = typeBytes(types.get(v.name));
-    const bytes = e ? wireBytes(e.encoding, raw / 4, e.nonZero) : raw;
+    const bytes = e ? wireBytes(e.encoding, raw / 4, e.nonZero, types.get(v.name)?.shape.at(-1)) : raw;
     for (const r of readers) {
       if (src < 0) add(cluster.inputDevice, devices[r], "input", bytes);
       else add(devices[src], devices[r], `stage ${src} -> ${r}`, bytes);

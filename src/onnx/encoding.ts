@@ -142,10 +142,14 @@ export function encodedShape(e: EncodingName, shape: readonly number[], tensor =
 /**
  * Bytes on the wire of `elements` float32 values sent as `e`; zero-packed encodings from the share of
  * non-zero elements (none given: priced as not packed), never above the dense size (the packer sends dense
- * then).
+ * then). A 4-bit encoding packs rows of `lastAxis` levels into `ceil(lastAxis / 2)` bytes (an odd row ends in
+ * half a byte of padding: a 7x7 map sends 4 bytes a row, not 3.5); without `lastAxis`, half a byte an element.
  */
-export function wireBytes(e: EncodingName, elements: number, nonZero?: number): number {
-  const dense = elements * encodedElementBytes(e);
+export function wireBytes(e: EncodingName, elements: number, nonZero?: number, lastAxis?: number): number {
+  const dense =
+    isFourBit(e) && lastAxis !== undefined && Number.isInteger(lastAxis) && lastAxis > 0
+      ? (elements / lastAxis) * Math.ceil(lastAxis / 2)
+      : elements * encodedElementBytes(e);
   if (!isPacked(e) || nonZero === undefined) return dense;
   return Math.min(dense, packedBytes(elements, encodedElementBytes(e), Math.ceil(nonZero * elements)));
 }

@@ -46,19 +46,21 @@ export function codecSeconds(
  * (on its device's speed). Graph inputs sent from the input device are encoded there and decoded by the first
  * stage; both are priced on the first stage when it is on another device (a stage on the input device reads
  * them as they are). Graph outputs stay float32. A zero-packed tensor's bytes follow its share of non-zero
- * elements (`nonZero`; none known: priced dense). `p` is not changed.
+ * elements (`nonZero`; none known: priced dense); a 4-bit one's by rows of its last axis (`lastAxis`, see
+ * `wireBytes`). `p` is not changed.
  */
 export function encodedProblem(
   p: PlanProblem,
   chosen: ReadonlyMap<string, EncodingName>,
   times: CodecTimes,
   nonZero: ReadonlyMap<string, number> = new Map(),
+  lastAxis: (tensor: string) => number | undefined = () => undefined,
 ): PlanProblem {
   if (chosen.size === 0) return p;
   const tensors = p.tensors.map((t) => {
     const e = chosen.get(t.name);
     return e && e !== "float32" && t.lastUse < p.n
-      ? { ...t, bytes: wireBytes(e, t.bytes / 4, nonZero.get(t.name)) }
+      ? { ...t, bytes: wireBytes(e, t.bytes / 4, nonZero.get(t.name), lastAxis(t.name)) }
       : t;
   });
   const D = p.devices.length;

@@ -154,7 +154,9 @@ export async function planWithFidelity(
   // A zero-packed encoding's share of non-zero elements, once the tensor's range is measured.
   const nonZeroOf = (t: string, e: EncodingName): number | undefined =>
     isPacked(e) && ranges.has(t) ? tensorEncoding(t, e, ranges.get(t)).nonZero : undefined;
-  const sizeOf = (t: string, e: EncodingName) => wireBytes(e, elementsOf(model, t), nonZeroOf(t, e));
+  const lastAxisOf = (t: string) => shapeOf(t).at(-1);
+  const sizeOf = (t: string, e: EncodingName) =>
+    wireBytes(e, elementsOf(model, t), nonZeroOf(t, e), lastAxisOf(t));
   // Packing is tried where it saves a tenth of the bytes at least (or the tensor's zeros are not measured yet).
   const options = (t: string): EncodingName[] =>
     prefs.filter(
@@ -196,7 +198,7 @@ export async function planWithFidelity(
     try {
       cp = planForCluster(model, cluster, cost, {
         ...base,
-        transformProblem: (p) => encodedProblem(p, assumed, opts.codecTimes, nonZeroMap(assumed)),
+        transformProblem: (p) => encodedProblem(p, assumed, opts.codecTimes, nonZeroMap(assumed), lastAxisOf),
       });
     } catch (err) {
       if (err instanceof CleaveError && err.code === "INFEASIBLE") {
@@ -274,7 +276,11 @@ export async function planWithFidelity(
       },
       tensors: sent.map((e) => {
         const bytes = 4 * elementsOf(model, e.tensor);
-        return { ...e, bytes, encodedBytes: wireBytes(e.encoding, bytes / 4, e.nonZero) };
+        return {
+          ...e,
+          bytes,
+          encodedBytes: wireBytes(e.encoding, bytes / 4, e.nonZero, lastAxisOf(e.tensor)),
+        };
       }),
       fidelity: { calibration: fCal, held: fHeld },
       classifier: isClassifier(model),
