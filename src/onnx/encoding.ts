@@ -12,7 +12,7 @@ import { packedBytes } from "./zero-pack.js";
  * 4-bit levels with a scale and zero point (`int4`, `int4-channel`), two to a byte along the last axis.
  * These are ONNX operators, so the producer's stage model encodes and each consumer's decodes, at
  * onnxruntime's speed, and frames carry the smaller tensor. The 4-bit encodings are built from operators of
- * opset 11 (QuantizeLinear, Clip, strided Slice and float arithmetic pack a pair, BitShift unpacks it) rather
+ * opset 11 (QuantizeLinear, strided Slice and float arithmetic clip and pack a pair, BitShift unpacks it) rather
  * than opset 21's uint4 tensors, so they work in the model's own opset (a stage cannot change its opset
  * without changing what its other operators mean).
  */
@@ -276,9 +276,9 @@ function fourBitShape(e: TensorEncoding, shape: readonly number[] | undefined) {
 
 /**
  * The producer's side: `to` (the wire tensor) from the float32 tensor `from`. The 4-bit encodings need the
- * tensor's `shape` (the last axis is packed): levels from QuantizeLinear clipped to 0..15, the last axis
- * padded to even, each pair (a, b) made one byte 16a + b from its even and odd elements (strided Slice; the
- * sum in float32, exact below 256).
+ * tensor's `shape` (the last axis is packed): levels from QuantizeLinear, the last axis padded to even, each
+ * pair (a, b) made one byte 16a + b from its even and odd elements (strided Slice; levels clipped to 15 and
+ * the sum taken in float32, exact below 256).
  */
 export function encodeNodes(
   e: TensorEncoding,
@@ -293,8 +293,7 @@ function fourBitEncode({ q, axis, s, t }: FourBitParts, from: string, to: string
   const inits = [
     q.scale,
     q.zp,
-    uint8s(t("lo"), [], [0]),
-    uint8s(t("hi"), [], [15]),
+    makeTensor(t("fifteen"), "float32", [], Float32Array.from([15])),
     makeTensor(t("sixteen"), "float32", [], Float32Array.from([16])),
     int64s(t("even_start"), [0]),
     int64s(t("odd_start"), [1]),
@@ -302,11 +301,8 @@ function fourBitEncode({ q, axis, s, t }: FourBitParts, from: string, to: string
     int64s(t("axis"), [s.rank - 1]),
     int64s(t("step"), [2]),
   ];
-  const nodes = [
-    node("QuantizeLinear", [from, q.scale.name, q.zp.name], [t("q")], t("encode"), axis),
-    node("Clip", [t("q"), t("lo"), t("hi")], [t("levels")], t("clip")),
-  ];
-  let levels = t("levels");
+  const nodes = [node("QuantizeLinear", [from, q.scale.name, q.zp.name], [t("q")], t("encode"), axis)];
+  let levels = t("q");
   if (s.odd) {
     inits.push(int64s(t("pads"), [...new Array(2 * s.rank - 1).fill(0), 1]));
     nodes.push(node("Pad", [levels, t("pads")], [t("even")], t("pad")));
@@ -319,8 +315,12 @@ function fourBitEncode({ q, axis, s, t }: FourBitParts, from: string, to: string
     slice("odd_start", "second"),
     node("Cast", [t("first")], [t("first_f")], t("first_float"), { to: DT.FLOAT }),
     node("Cast", [t("second")], [t("second_f")], t("second_float"), { to: DT.FLOAT }),
-    node("Mul", [t("first_f"), t("sixteen")], [t("high")], t("shift")),
-    node("Add", [t("high"), t("second_f")], [t("packed")], t("pack")),
+    // Levels past 15 (inputs beyond the calibrated range) are clipped in float: Clip and Min take uint8 only
+    // from opset 12, and a stage keeps its model's opset (PP-OCR's is 11).
+    node("Min", [t("first_f"), t("fifteen")], [t("first_c")], t("first_clip")),
+    node("Min", [t("second_f"), t("fifteen")], [t("second_c")], t("second_clip")),
+    node("Mul", [t("first_c"), t("sixteen")], [t("high")], t("shift")),
+    node("Add", [t("high"), t("second_c")], [t("packed")], t("pack")),
     node("Cast", [t("packed")], [to], t("wire"), { to: DT.UINT8 }),
   );
   return { nodes, initializers: inits };
