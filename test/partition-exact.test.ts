@@ -77,6 +77,47 @@ test("exact planner equals brute force on 240 random problems, every objective, 
   assert.ok(constrained > 60, `only ${constrained} constrained problems`);
 });
 
+test("exact planner equals brute force when the input device feeds the first stage (encode, feed)", () => {
+  let binding = 0;
+  let compared = 0;
+  for (let seed = 1; seed <= 150; seed++) {
+    const p = randomProblem(seed + 7000, { inputFeed: 1 });
+    assert.ok(p.inputFeed, `seed ${seed}: no feed`);
+    // Every other problem keeps the input device from running stages (a camera that only holds the input).
+    const c = seed % 3 === 0 ? randomConstraints(p, seed * 11) : {};
+    if (seed % 2 === 1 && p.devices.length > 1 && c.devices === undefined)
+      c.devices = p.devices.filter((_, d) => d !== p.inputDevice).map((d) => d.name);
+    const rc = resolveConstraints(p, c);
+    for (const objective of OBJECTIVES) {
+      const brute = bruteForce(p, rc, objective);
+      const exact = planExact(p, { objective, constraints: rc });
+      const where = `seed ${seed}, ${objective}, constraints ${JSON.stringify(c)}`;
+      if (!brute) {
+        assert.equal(exact.candidate, undefined, `${where}: brute force found nothing feasible`);
+        continue;
+      }
+      assert.ok(exact.candidate, `${where}: exact found nothing`);
+      const ev = evaluate(p, exact.candidate, rc);
+      const want = objectiveValue(brute.evaluation, objective);
+      assert.ok(
+        close(objectiveValue(ev, objective), want),
+        `${where}: exact ${objectiveValue(ev, objective)} vs ${want}`,
+      );
+      assert.ok(close(exact.value, want), `${where}: reported ${exact.value} vs ${want}`);
+      compared++;
+      if (objective === "throughput") {
+        // The same problem priced without the feed (the encode then in the first stage's period).
+        const { inputFeed: _, ...plain } = p;
+        const without = bruteForce(plain, rc, objective);
+        if (!without || !close(objectiveValue(without.evaluation, objective), want)) binding++;
+      }
+    }
+  }
+  assert.ok(compared > 250, `only ${compared} compared`);
+  // Problems whose best throughput the feed changes.
+  assert.ok(binding >= 15, `the feed changed the best throughput of only ${binding} problems`);
+});
+
 test("exact with device dominance (faster copies stand in for slower ones) equals brute force", () => {
   let withStandIns = 0;
   for (let seed = 2000; seed < 2150; seed++) {

@@ -31,7 +31,13 @@ function randomConstraints(p: PlanProblem, seed: number): PlanConstraints {
 }
 
 const problemOf = (seed: number, devices?: number) =>
-  randomProblem(seed, { n: 3 + (seed % 4), hosts: 0.4, transferCpu: 0.4, ...(devices ? { devices } : {}) });
+  randomProblem(seed, {
+    n: 3 + (seed % 4),
+    hosts: 0.4,
+    transferCpu: 0.4,
+    inputFeed: 0.3,
+    ...(devices ? { devices } : {}),
+  });
 
 test("replicas: a group of one device prices exactly as evaluate() prices its stage", () => {
   let compared = 0;
@@ -203,6 +209,43 @@ test("replicas: an unequal pair shares requests by speed (closed form)", () => {
   );
   assert.ok(Math.abs(e.bottleneck - 1 / (1 / ta + 1 / tb)) < 1e-15);
   assert.ok(Math.abs(e.latency - (0.25 * ta + 0.75 * tb)) < 1e-15);
+});
+
+test("replicas: a first stage the input device feeds runs no faster than the feed, and gets no replica there", () => {
+  const [n, t, encode] = [3, 0.03, 0.004];
+  const base = pair({ n, time: t, speed: 3, latency: 0, perByte: 0, bytes: 1 });
+  // Device a holds the input and encodes it for b: the encode is in b's start cost (its latency), not its period.
+  const fedBy = (feed: number): PlanProblem => ({
+    ...base,
+    startCost: base.startCost.map((c, d) =>
+      d === 1 ? Float64Array.from(c, (x, b) => (b === 0 ? x + encode : x)) : c,
+    ),
+    inputFeed: { encode, feed },
+  });
+  const tb = (n * t) / 3;
+  const whole = (devices: number[]) => ({ stages: [{ devices, start: 0, end: n }] });
+  for (const feed of [0.01, 0.05]) {
+    const p = fedBy(feed);
+    const rc = resolveConstraints(p, {});
+    const period = Math.max(tb, feed);
+    const alone = evaluate(p, { stages: [{ device: 1, start: 0, end: n }] }, rc);
+    assert.ok(Math.abs(alone.bottleneck - period) < 1e-15, `feed ${feed}: b alone every ${alone.bottleneck}`);
+    assert.ok(Math.abs(alone.latency - (tb + encode)) < 1e-15, "the encode is on the request's path");
+    assert.equal(alone.stages[0].inputFeed, feed);
+    const group = evaluateReplicas(p, whole([0, 1]), rc);
+    assert.deepEqual(
+      group.stages[0].replicas.map((r) => r.share),
+      [0, 1],
+      `feed ${feed}: the input device's own replica takes nothing`,
+    );
+    assert.ok(Math.abs(group.bottleneck - period) < 1e-15, `feed ${feed}: group every ${group.bottleneck}`);
+    assert.equal(evaluateReplicas(p, whole([1]), rc).bottleneck, alone.bottleneck);
+    // The planner leaves the zero-share replica out (a deployment cannot weight one by 0).
+    const r = planReplicas(p, { objective: "throughput", constraints: rc });
+    assert.ok(r.candidate);
+    for (const st of r.candidate.stages)
+      if (st.start === 0) assert.ok(!(st.devices.includes(0) && st.devices.length > 1), JSON.stringify(st));
+  }
 });
 
 test("replicas: a search cut short says so and keeps a valid bound", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../src/export/manifest.js";
@@ -54,6 +54,18 @@ async function checkOutputs(outputs: ReadonlyArray<Tensors | undefined>, first =
     const want = (await whole.run(feedsOf(first + i))) as Tensors;
     assertOutputsClose(got, want, `request ${first + i}`);
   }
+}
+
+/** Nice value of thread `tid` of process `pid`. */
+function niceOf(pid: number, tid: number | string): number {
+  // Fields after the command name (which may hold spaces): nice is the 19th field of the line.
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+}
+
+/** Threads of process `pid` whose nice value is 19 (a background stage's, LoadMsg.background). */
+function niceThreads(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).filter((t) => niceOf(pid, t) === 19).length;
 }
 
 /** Sum of the runs each worker made of `stage`, by worker name (the workers' own counters). */
@@ -131,6 +143,15 @@ test("a worker runs a stage and a replica of each later one; a tensor feeds only
     // Nothing is left waiting for inputs that will never come.
     for (const w of await p.workerStats())
       for (const st of w.stages) assert.equal(st.pending, 0, `worker ${w.worker} stage ${st.stage}`);
+    // a's replicas run below its stage 0 (which every request passes through) in priority: each on a thread
+    // of its own at nice 19 (Linux schedules threads one by one); b's and c's replicas, alone on their
+    // workers, and a's stage 0 keep the normal priority.
+    const pid = (name: string) => cluster.pids[cluster.workers.findIndex((w) => w.name === name)];
+    // At least the two replicas' threads (threads they start, onnxruntime's included, inherit it).
+    assert.ok(niceThreads(pid("a")) >= 2, `a: ${niceThreads(pid("a"))} lowered threads`);
+    assert.equal(niceOf(pid("a"), pid("a")), 0, "a's I/O thread keeps its priority");
+    assert.equal(niceThreads(pid("b")), 0);
+    assert.equal(niceThreads(pid("c")), 0);
   } finally {
     await p.close();
   }

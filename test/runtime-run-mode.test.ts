@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { encodeModel } from "../src/onnx/model-io.js";
 import { createSession, ort, randomTensor } from "../src/onnx/ort.js";
-import { colocatedStages, deploy } from "../src/runtime/coordinator/deploy.js";
+import { backgroundStages, colocatedStages, deploy } from "../src/runtime/coordinator/deploy.js";
 import { type LocalCluster, startLocalWorkers } from "../src/runtime/coordinator/local-cluster.js";
 import { openStage } from "../src/runtime/worker/stage-runner.js";
 import { writeFixture } from "./runtime-fixture.js";
@@ -159,6 +159,32 @@ test("stages of one worker count as colocated only when they may run at the same
   const chain = stages.slice(0, 2);
   assert.deepEqual(colocatedStages(chain, [["w0"], ["w0", "w1"]], 4), [[2], [2, 1]]);
   assert.deepEqual(colocatedStages(chain, [["w0"], ["w0", "w1"]], 1), [[1], [1, 1]]);
+});
+
+test("a replica runs in the background only beside a stage of one replica on its worker that it may overlap", () => {
+  // Stage 0 on w0 alone (every request passes through it), stage 1 replicated on w0 and w1.
+  assert.deepEqual(backgroundStages([["w0"], ["w0", "w1"]], [[2], [2, 1]]), [[false], [true, false]]);
+  // One request at a time through a chain: the two never run together, nothing to put first.
+  assert.deepEqual(backgroundStages([["w0"], ["w0", "w1"]], [[1], [1, 1]]), [[false], [false, false]]);
+  // Both stages replicated: no stage takes every request, so none runs behind another.
+  assert.deepEqual(
+    backgroundStages(
+      [
+        ["w0", "w1"],
+        ["w0", "w1"],
+      ],
+      [
+        [2, 2],
+        [2, 2],
+      ],
+    ),
+    [
+      [false, false],
+      [false, false],
+    ],
+  );
+  // The single stage on another worker: w0's replica has nothing beside it to wait for it.
+  assert.deepEqual(backgroundStages([["w1"], ["w0", "w1"]], [[2], [1, 2]]), [[false], [false, true]]);
 });
 
 test("auto runs a worker's chained stages inline with one request in flight, on threads with more", async () => {

@@ -366,7 +366,22 @@ export function renderPlan(plan: Plan, st: Style): string {
             fmtBytes(r.memory),
             mj(r.energy),
           ]);
-          return [row, ...replicas, ...local];
+          // The input device's time feeding the stage (encode and send of the graph inputs), when priced.
+          const feed =
+            s.inputFeed !== undefined
+              ? [
+                  [
+                    "",
+                    st.dim(`  fed by ${plan.links.find((l) => l.fromStage < 0)?.from ?? "the input device"}`),
+                    "",
+                    "",
+                    `${fmtTime(s.inputFeed)} a request`,
+                    "",
+                    "",
+                  ],
+                ]
+              : [];
+          return [row, ...replicas, ...feed, ...local];
         }),
       ],
       st,

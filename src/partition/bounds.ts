@@ -1,6 +1,6 @@
 import type { ResolvedConstraints } from "./constraints.js";
 import { forEachDevice, setWords } from "./device-set.js";
-import { linkOf, type PlanProblem } from "./problem.js";
+import { fedPeriod, linkOf, type PlanProblem } from "./problem.js";
 
 /** Which completion cost a bound table holds. */
 export type BoundKind = "latency" | "energy" | "bottleneck";
@@ -69,7 +69,9 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
     kind === "bottleneck" ? (a: number, b: number) => Math.max(a, b) : (a: number, b: number) => a + b;
   const inf = Number.POSITIVE_INFINITY;
   const tCost = (t: { time: number; energy: number }) => (kind === "energy" ? t.energy : t.time);
-  const sCost = (e: number, st: number) => (kind === "energy" ? p.devices[e].power * st : st);
+  // A stage's share of the bottleneck is its period (fedPeriod: a first stage the input device feeds).
+  const sCost = (e: number, b: number, st: number) =>
+    kind === "energy" ? p.devices[e].power * st : kind === "bottleneck" ? fedPeriod(p, e, b, st) : st;
   // Every stage and transfer of a plan within a maximum bottleneck takes at most that long (a stage's time,
   // a transfer's load on its link): the relaxation keeps to that too, which tightens the latency and energy
   // tables under a throughput limit (the throughput tie-break searches under one).
@@ -99,10 +101,10 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
       for (let j = b + 1; j <= jmax; j++) {
         const base = pre[j] + base0;
         const stLB = base + sufMin[e][j];
-        if (stLB > maxBn || sCost(e, stLB) >= best) break;
+        if (fedPeriod(p, e, b, stLB) > maxBn || sCost(e, b, stLB) >= best) break;
         const st = base + p.endCost[e][j];
-        if (st > maxBn) continue;
-        const v = combine(sCost(e, st), R[j * D + e]);
+        if (fedPeriod(p, e, b, st) > maxBn) continue;
+        const v = combine(sCost(e, b, st), R[j * D + e]);
         if (v < best) best = v;
       }
       stage[k] = best;

@@ -44,8 +44,10 @@ export function codecSeconds(
  * The problem with some tensors sent encoded: their bytes become elements x wire bytes (boundary bytes follow),
  * a stage ending at a boundary pays the encoding of what crosses it and a stage starting there the decoding
  * (on its device's speed). Graph inputs sent from the input device are encoded there and decoded by the first
- * stage; both are priced on the first stage when it is on another device (a stage on the input device reads
- * them as they are). Graph outputs stay float32. A zero-packed tensor's bytes follow its share of non-zero
+ * stage; both are in the first stage's time when it is on another device (a stage on the input device reads
+ * them as they are), for the request's latency, and the input device's part, the encode and its transfer CPU
+ * for receiving the inputs and sending them encoded, is `inputFeed`, which prices the first stage's period
+ * (`fedPeriod`, `priceGroup`). Graph outputs stay float32. A zero-packed tensor's bytes follow its share of non-zero
  * elements (`nonZero`; none known: priced dense); a 4-bit one's by rows of its last axis (`lastAxis`, see
  * `wireBytes`). `p` is not changed.
  */
@@ -66,17 +68,24 @@ export function encodedProblem(
   const D = p.devices.length;
   const startCost = p.startCost.map((a) => Float64Array.from(a));
   const endCost = p.endCost.map((a) => Float64Array.from(a));
-  for (const t of p.tensors) {
+  const input = p.devices[p.inputDevice];
+  let inputEncode = 0;
+  let inputIo = 0;
+  for (const [i, t] of p.tensors.entries()) {
     const e = chosen.get(t.name);
     if (!e || e === "float32" || t.lastUse >= p.n) continue;
     const elements = t.bytes / 4;
+    const enc0 = t.def < 0 ? codecSeconds(times, e, "encode", elements, input.macsPerSecond) : 0;
+    if (t.def < 0) {
+      inputEncode += enc0;
+      // Received as it is and sent on encoded by the input device's worker.
+      inputIo += (input.transferCpu ?? 0) * (t.bytes + tensors[i].bytes);
+    }
     for (let d = 0; d < D; d++) {
       const rate = p.devices[d].macsPerSecond;
       const dec = codecSeconds(times, e, "decode", elements, rate);
       if (t.def < 0) {
-        if (d !== p.inputDevice)
-          startCost[d][0] +=
-            dec + codecSeconds(times, e, "encode", elements, p.devices[p.inputDevice].macsPerSecond);
+        if (d !== p.inputDevice) startCost[d][0] += dec + enc0;
         for (let b = 1; b <= t.lastUse; b++) startCost[d][b] += dec;
         continue;
       }
@@ -87,7 +96,9 @@ export function encodedProblem(
       }
     }
   }
-  return { ...p, tensors, cutBytes: boundaryBytes(p.n, tensors), startCost, endCost };
+  const fed =
+    inputEncode + inputIo > 0 ? { inputFeed: { encode: inputEncode, feed: inputEncode + inputIo } } : {};
+  return { ...p, tensors, cutBytes: boundaryBytes(p.n, tensors), startCost, endCost, ...fed };
 }
 
 /** Fidelity measured per tensor and encoding (each alone), as calibration fills it in. */

@@ -1,6 +1,14 @@
 import type { ResolvedConstraints } from "./constraints.js";
 import { fmtBytes, fmtJoules, fmtRate, fmtSeconds } from "./fmt.js";
-import { coRunFactors, coRunning, linkOf, type PlanProblem, stageTime, transferCost } from "./problem.js";
+import {
+  coRunFactors,
+  coRunning,
+  fedPeriod,
+  linkOf,
+  type PlanProblem,
+  stageTime,
+  transferCost,
+} from "./problem.js";
 
 /** One stage of a candidate: positions [start, end) on a device (index into `problem.devices`). */
 export interface StageSpec {
@@ -36,6 +44,8 @@ export interface StageEval {
   coRun?: number;
   /** CPU time the device spends on the stage's transfers per inference, s, part of the period (absent when 0). */
   transferCpu?: number;
+  /** The input device's time per request feeding this first stage (see `PlanProblem.inputFeed`), s. */
+  inputFeed?: number;
   /** CPU time the coordinator takes from the device per inference, s, part of the period (absent when 0). */
   coordinatorCpu?: number;
 }
@@ -285,6 +295,13 @@ function finish(
     if (coord > 0) stages[k].coordinatorCpu = coord;
     if (f > 1 || io > 0 || coord > 0) stages[k].period = stages[k].time * f + io + coord;
   });
+  // A first stage the input device feeds (it encodes the graph inputs and sends them on): the encode is the
+  // input device's time, and the stage runs no faster than the input device feeds it (as priceGroup prices it).
+  const fed = p.inputFeed;
+  if (fed && fed.feed > 0 && S > 0 && stages[0].device !== p.inputDevice) {
+    stages[0].period = fedPeriod(p, stages[0].device, 0, stages[0].period ?? stages[0].time);
+    stages[0].inputFeed = fed.feed;
+  }
   const seen = new Set<number>();
   stages.forEach((s, k) => {
     const name = p.devices[s.device].name;

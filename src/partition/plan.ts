@@ -66,6 +66,12 @@ export interface PlanStage {
    */
   period?: number;
   coRun?: number;
+  /**
+   * Time of the input device per request of this stage it feeds (it encodes the graph inputs and sends them
+   * on: `PlanProblem.inputFeed`), s: the stage runs no faster than that, and the input device's own replica
+   * gets what the feeding leaves.
+   */
+  inputFeed?: number;
   /** HiDP's second level: the stage split over its device's core clusters. */
   local?: PlanLocalStage[];
 }
@@ -203,6 +209,7 @@ const PLAN = z.object({
         energy: NUM,
         period: NUM.optional(),
         coRun: NUM.optional(),
+        inputFeed: NUM.optional(),
         replicas: z
           .array(
             z.object({

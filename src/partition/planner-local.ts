@@ -184,7 +184,10 @@ export function applyLocal(ev: Evaluation, splits: readonly LocalSplit[]): Evalu
       ? {
           ...s,
           time: l.latency,
-          period: l.period * (s.coRun ?? 1) + (s.transferCpu ?? 0) + (s.coordinatorCpu ?? 0),
+          period: Math.max(
+            l.period * (s.coRun ?? 1) + (s.transferCpu ?? 0) + (s.coordinatorCpu ?? 0),
+            s.inputFeed ?? 0,
+          ),
           energy: l.energy,
         }
       : s;

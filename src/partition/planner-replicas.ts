@@ -137,8 +137,26 @@ export function planReplicas(p: PlanProblem, opts: ReplicaPlanOptions): ReplicaP
 
   const consider = (c: ReplicaCandidate | undefined) => {
     if (!c) return;
-    const ev = evaluateReplicas(p, c, rc);
-    const v = objectiveValue(ev, objective);
+    let ev = evaluateReplicas(p, c, rc);
+    let v = objectiveValue(ev, objective);
+    // A replica priced to take no requests (the input device's own replica of a first stage it feeds, see
+    // priceGroup) is left out: the plan without it is as good, and a deployment cannot weight a replica by 0.
+    if (ev.stages.some((g) => g.replicas.length > 1 && g.replicas.some((r) => r.share === 0))) {
+      const kept: ReplicaCandidate = {
+        stages: c.stages.map((s, k) => {
+          const g = ev.stages[k];
+          const ds = s.devices.filter((d) => g.replicas.find((r) => r.device === d)?.share !== 0);
+          return { ...s, devices: ds.length > 0 ? ds : s.devices };
+        }),
+      };
+      const kev = evaluateReplicas(p, kept, rc);
+      const kv = objectiveValue(kev, objective);
+      if (kev.feasible && kv <= v * (1 + 1e-12)) {
+        c = kept;
+        ev = kev;
+        v = kv;
+      }
+    }
     if (ev.feasible && (!best || v < best.value)) best = { candidate: c, evaluation: ev, value: v };
   };
   // Incumbents first: data parallelism over all devices, then a beam search (a few labels per boundary) per
@@ -415,6 +433,7 @@ function searchOne(
 
   // Group prices for stages starting at the boundary being expanded, by group mask (index e - b - 1).
   let priceMemo = new Map<number, GroupRow>();
+  const fedEncode = p.devices.map((_, d) => (d !== p.inputDevice ? (p.inputFeed?.encode ?? 0) : 0));
   const sufMinEnd = p.devices.map((_, d) => {
     const out = new Float64Array(n + 2).fill(inf);
     for (let j = n; j >= 0; j--) out[j] = Math.min(out[j + 1], p.endCost[d][j]);
@@ -455,7 +474,8 @@ function searchOne(
     let energy = inf;
     for (const d of ds) {
       const t = p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e];
-      const lb = t * coRun[d] + coordinator[d];
+      // A first stage's period leaves out the input's encode (the input device's work, see priceGroup).
+      const lb = Math.max(0, t * coRun[d] + coordinator[d] - (b === 0 ? fedEncode[d] : 0));
       rate += lb > 0 ? 1 / lb : inf;
       time = Math.min(time, t);
       energy = Math.min(energy, p.devices[d].power * t);

@@ -414,6 +414,7 @@ function pipelineStages(
     };
     if (ev.stages[k].period !== undefined) st.period = ev.stages[k].period;
     if (ev.stages[k].coRun !== undefined) st.coRun = ev.stages[k].coRun;
+    if (ev.stages[k].inputFeed !== undefined) st.inputFeed = ev.stages[k].inputFeed;
     const l = local.find((x) => x.stage === k);
     if (l) {
       st.local = l.stages.map((x) => ({
@@ -464,6 +465,7 @@ function replicaStages(
       if (r.period !== r.time) st.period = r.period;
       if (r.coRun !== undefined) st.coRun = r.coRun;
     }
+    if (g.inputFeed !== undefined) st.inputFeed = g.inputFeed;
     return st;
   });
 }

@@ -93,6 +93,15 @@ export interface PlanProblem {
   macs: Float64Array;
   /** Bytes crossing each boundary 0..n (0: input transfer, n: output transfer), relay model. */
   cutBytes: Float64Array;
+  /**
+   * Graph inputs the input device encodes and sends on (the encoder stage there, set by `encodedProblem`):
+   * `encode`, the encode's time on the input device, which `startCost[d][0]` of every other device holds so a
+   * request's latency pays it; `feed`, the input device's time per request it sends to another device (that
+   * encode, and its transfer CPU for receiving the inputs as they are and sending them encoded), s. A first stage
+   * on other devices runs no faster than the input device feeds it, and an input device that also runs a
+   * replica of that stage has only what the feeding leaves (see `priceGroup`).
+   */
+  inputFeed?: { encode: number; feed: number };
   tensors: readonly ProblemTensor[];
   /** Per device, per start position i: the largest end j such that [i, j) fits in memory (i when nothing does). */
   memEnd: readonly Int32Array[];
@@ -105,6 +114,18 @@ export interface PlanProblem {
 /** Stage time of positions [i, j) on device d, s. */
 export function stageTime(p: PlanProblem, d: number, i: number, j: number): number {
   return p.prefix[d][j] - p.prefix[d][i] + p.startCost[d][i] + p.endCost[d][j];
+}
+
+/**
+ * The pipeline period of a stage starting at boundary b on device d whose time (with its pipeline terms) is
+ * `t`: a first stage the input device feeds (`inputFeed`) leaves out the input's encode, which is the input
+ * device's work, and runs no faster than the feed; any other stage's period is its time.
+ */
+export function fedPeriod(p: PlanProblem, d: number, b: number, t: number): number {
+  const f = p.inputFeed;
+  return b === 0 && f !== undefined && f.feed > 0 && d !== p.inputDevice
+    ? Math.max(t - f.encode, f.feed, 0)
+    : t;
 }
 
 /** Link between devices a and b (index into `p.links`), -1 when none or when a === b. */

@@ -33,6 +33,11 @@ export interface RandomProblemOptions {
   hosts?: number;
   /** Probability that the devices spend CPU time per byte they send or receive. Default 0. */
   transferCpu?: number;
+  /**
+   * Probability that the input device feeds a first stage elsewhere (`PlanProblem.inputFeed`: an encode priced
+   * in the other devices' start costs at boundary 0, and the feed's time). Default 0.
+   */
+  inputFeed?: number;
 }
 
 /**
@@ -214,5 +219,17 @@ export function randomProblem(seed: number, opts: RandomProblemOptions = {}): Pl
     const io = rnd() * 0.002;
     devs = devs.map((d) => ({ ...d, transferCpu: io }));
   }
-  return devs === p.devices ? p : { ...p, devices: devs };
+  const out = devs === p.devices ? p : { ...p, devices: devs };
+  if (rnd() < (opts.inputFeed ?? 0)) {
+    const encode = rnd() < 0.2 ? 0 : rnd() * 0.5;
+    const feed = encode + rnd() * 4;
+    const startCost = out.startCost.map((a, d) => {
+      if (d === out.inputDevice) return a;
+      const b = Float64Array.from(a);
+      b[0] += encode;
+      return b;
+    });
+    return { ...out, startCost, inputFeed: { encode, feed } };
+  }
+  return out;
 }

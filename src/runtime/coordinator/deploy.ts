@@ -256,6 +256,10 @@ export async function deploy(
     stageLinks.map((g) => g.map((l) => l.name)),
     maxInFlight,
   );
+  const background = backgroundStages(
+    stageLinks.map((g) => g.map((l) => l.name)),
+    colocated,
+  );
   try {
     await Promise.all(
       loads.map(async ({ stage, i, link, k }) => {
@@ -299,6 +303,7 @@ export async function deploy(
             ? { packed: stage.outputs.filter((o) => packedWire.has(o)) }
             : {}),
           colocated: colocated[i][k],
+          ...(background[i][k] ? { background: true } : {}),
         };
         const chunk = chunkBytesFor(link, frameLimit.get(link.name)!, opts);
         const at = loads.findIndex((l) => l.i === i && l.k === k);
@@ -423,6 +428,27 @@ async function loadStage(
     w.reject(new RuntimeFault("WORKER", `worker ${link.name}: stage ${msg.stage} load abandoned`));
     pipeline.needWaiters.delete(key);
   }
+}
+
+/**
+ * For each stage and each of its workers, whether that replica runs in the background (`LoadMsg.background`):
+ * its stage is replicated, and its worker also runs a stage of one replica, which every request passes
+ * through and which may run at the same time as it (`colocated` > 1). On camera-server the camera encodes every
+ * input for the server and has a replica of the whole model: at equal priority the replica's run took half
+ * the camera's quota from the encoding whenever both were ready, and the server waited for its inputs.
+ */
+export function backgroundStages(
+  workers: readonly (readonly string[])[],
+  colocated: readonly (readonly number[])[],
+): boolean[][] {
+  return workers.map((ws, i) =>
+    ws.map(
+      (w, k) =>
+        ws.length > 1 &&
+        colocated[i][k] > 1 &&
+        workers.some((other, j) => j !== i && other.length === 1 && other[0] === w),
+    ),
+  );
 }
 
 /**

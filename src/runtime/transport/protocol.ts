@@ -136,6 +136,12 @@ export interface LoadMsg {
    * unordered with it. With `--runs auto` a worker runs a stage on a thread of its own only when this exceeds 1.
    */
   colocated?: number;
+  /**
+   * Run this stage below the worker's other work in priority (on a thread of its own, at a lower scheduling
+   * priority): it is a replica, and the worker also runs a stage every request passes through, which its runs
+   * must not hold up (an input device feeding a first stage it also has a replica of).
+   */
+  background?: boolean;
 }
 
 /** Worker -> coordinator: a stage announced with `cached` is not in the cache; send its chunks. */
@@ -346,6 +352,7 @@ const loadMessage = z
     cached: z.boolean().optional(),
     packed: z.array(name).max(4096).optional(),
     colocated: z.number().int().min(1).max(65536).optional(),
+    background: z.boolean().optional(),
   })
   .strict();
 

@@ -69,6 +69,8 @@ export interface StageSource {
   threads: number;
   /** The stage file's name, for errors. */
   file: string;
+  /** Run below the worker's other threads in priority (a thread runner only; see `LoadMsg.background`). */
+  background?: boolean;
 }
 
 /** Opens a stage inline or on a thread. Rejects with a one-line message (onnxruntime's) when it cannot load. */
@@ -178,7 +180,13 @@ class ThreadRunner implements StageRunner {
       thread.on("error", onError);
       thread.on("exit", onExit);
       thread.on("message", onMessage);
-      const msg: ThreadRequest = { t: "open", model: src.model, threads: src.threads, file: src.file };
+      const msg: ThreadRequest = {
+        t: "open",
+        model: src.model,
+        threads: src.threads,
+        file: src.file,
+        ...(src.background ? { background: true } : {}),
+      };
       thread.postMessage(msg);
     });
   }

@@ -15,7 +15,7 @@ export interface WireTensor {
 }
 
 export type ThreadRequest =
-  | { t: "open"; model: Uint8Array | string; threads: number; file: string }
+  | { t: "open"; model: Uint8Array | string; threads: number; file: string; background?: boolean }
   | { t: "run"; id: number; feeds: WireTensor[]; outputs: string[]; giveBack: ArrayBuffer[] }
   | { t: "close" };
 

@@ -700,7 +700,12 @@ export class Worker {
       }
       const runs = this.opts.runs ?? "auto";
       runner = await openStage(
-        { model: source, threads: m.threads ?? this.opts.threads ?? 1, file: m.file },
+        {
+          model: source,
+          threads: m.threads ?? this.opts.threads ?? 1,
+          file: m.file,
+          ...(m.background ? { background: true } : {}),
+        },
         runs === "auto" ? ((m.colocated ?? 1) > 1 ? "thread" : "inline") : runs,
       );
     } catch (err) {
