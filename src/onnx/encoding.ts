@@ -147,7 +147,7 @@ export function encodedShape(e: EncodingName, shape: readonly number[], tensor =
  */
 export function wireBytes(e: EncodingName, elements: number, nonZero?: number, lastAxis?: number): number {
   const dense =
-    isFourBit(e) && lastAxis !== undefined && Number.isInteger(lastAxis) && lastAxis > 0
+    isFourBit(e) && lastAxis !== undefined && packsLastAxis([lastAxis])
       ? (elements / lastAxis) * Math.ceil(lastAxis / 2)
       : elements * encodedElementBytes(e);
   if (!isPacked(e) || nonZero === undefined) return dense;
