@@ -87,19 +87,11 @@ for (const name of values.models.split(",")) {
 async function benchModel(name: string, model: AnalyzedModel) {
   // As `cleave bench` prices: the co-run measurement sets each emulated device's transfer CPU (under its quota),
   // which the input device's feeding of a first stage elsewhere is priced with.
-  const measured = await emulatedCosts(
-    model,
-    declared,
-    {},
-    {
-      onStep: (s) => process.stderr.write(`${name}: ${s}\n`),
-      coRun: !values["no-corun"],
-    },
-  );
+  const step = (s: string) => process.stderr.write(`${name}: ${s}\n`);
+  const measured = await emulatedCosts(model, declared, {}, { onStep: step, coRun: !values["no-corun"] });
   const cluster = measured.cluster;
   const cost = costModelFor(model, cluster, { profiles: measured.profiles });
   const classifier = name !== "ppocr-det";
-  const step = (s: string) => process.stderr.write(`${name}: ${s}\n`);
   const fidelity = await planUnderBudget(
     model,
     cluster,

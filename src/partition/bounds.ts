@@ -1,6 +1,6 @@
 import type { ResolvedConstraints } from "./constraints.js";
 import { forEachDevice, setWords } from "./device-set.js";
-import { fedPeriod, linkOf, type PlanProblem } from "./problem.js";
+import { fedPeriod, feedsFirstStage, linkOf, type PlanProblem } from "./problem.js";
 
 /** Which completion cost a bound table holds. */
 export type BoundKind = "latency" | "energy" | "bottleneck";
@@ -69,9 +69,7 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
     kind === "bottleneck" ? (a: number, b: number) => Math.max(a, b) : (a: number, b: number) => a + b;
   const inf = Number.POSITIVE_INFINITY;
   const tCost = (t: { time: number; energy: number }) => (kind === "energy" ? t.energy : t.time);
-  // A stage's share of the bottleneck is its period (fedPeriod: a first stage the input device feeds).
-  const sCost = (e: number, b: number, st: number) =>
-    kind === "energy" ? p.devices[e].power * st : kind === "bottleneck" ? fedPeriod(p, e, b, st) : st;
+  const sCost = (e: number, st: number) => (kind === "energy" ? p.devices[e].power * st : st);
   // Every stage and transfer of a plan within a maximum bottleneck takes at most that long (a stage's time,
   // a transfer's load on its link): the relaxation keeps to that too, which tightens the latency and energy
   // tables under a throughput limit (the throughput tie-break searches under one).
@@ -98,13 +96,17 @@ export function relaxedBound(p: PlanProblem, rc: ResolvedConstraints, kind: Boun
       const pre = p.prefix[e];
       const base0 = p.startCost[e][b] - pre[b];
       const jmax = p.memEnd[e][b];
+      // A stage's share of the bottleneck is its period: fedPeriod's for a first stage the input device feeds.
+      const fed = b === 0 && feedsFirstStage(p, e);
+      const period = (st: number) => (fed ? fedPeriod(p, e, b, st) : st);
+      const cost = (st: number) => (kind === "bottleneck" ? period(st) : sCost(e, st));
       for (let j = b + 1; j <= jmax; j++) {
         const base = pre[j] + base0;
         const stLB = base + sufMin[e][j];
-        if (fedPeriod(p, e, b, stLB) > maxBn || sCost(e, b, stLB) >= best) break;
+        if (period(stLB) > maxBn || cost(stLB) >= best) break;
         const st = base + p.endCost[e][j];
-        if (fedPeriod(p, e, b, st) > maxBn) continue;
-        const v = combine(sCost(e, b, st), R[j * D + e]);
+        if (period(st) > maxBn) continue;
+        const v = combine(cost(st), R[j * D + e]);
         if (v < best) best = v;
       }
       stage[k] = best;

@@ -4,6 +4,7 @@ import {
   coRunFactors,
   coRunning,
   fedPeriod,
+  feedsFirstStage,
   linkOf,
   type PlanProblem,
   stageTime,
@@ -297,10 +298,9 @@ function finish(
   });
   // A first stage the input device feeds (it encodes the graph inputs and sends them on): the encode is the
   // input device's time, and the stage runs no faster than the input device feeds it (as priceGroup prices it).
-  const fed = p.inputFeed;
-  if (fed && fed.feed > 0 && S > 0 && stages[0].device !== p.inputDevice) {
+  if (S > 0 && feedsFirstStage(p, stages[0].device)) {
     stages[0].period = fedPeriod(p, stages[0].device, 0, stages[0].period ?? stages[0].time);
-    stages[0].inputFeed = fed.feed;
+    stages[0].inputFeed = p.inputFeed?.feed;
   }
   const seen = new Set<number>();
   stages.forEach((s, k) => {

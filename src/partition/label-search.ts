@@ -11,7 +11,7 @@ import type { Objective, ResolvedConstraints } from "./constraints.js";
 import type { Candidate } from "./evaluate.js";
 import { deviceDominance } from "./device-dominance.js";
 import { DeviceSetPool, deviceSet, hasDevice, setWords } from "./device-set.js";
-import { fedPeriod, type PlanProblem } from "./problem.js";
+import { fedPeriod, feedsFirstStage, type PlanProblem } from "./problem.js";
 
 /** Counters of a search. */
 export interface SearchStats {
@@ -387,19 +387,19 @@ export function search(
       const usedE = e < 32 ? lab.used | (1 << e) : lab.used;
       let moreE = W > 1 && e < 32 ? lab.more : -1;
       const jmax = p.memEnd[e][b];
-      // A first stage the input device feeds is priced as evaluate() prices it (fedPeriod).
-      const period = (t: number) => fedPeriod(p, e, b, t);
+      // A first stage the input device feeds is priced as evaluate() prices it (fedPeriod); no other is.
+      const fed = b === 0 && feedsFirstStage(p, e);
       for (let j = b + 1; j <= jmax; j++) {
         const base = pre[j] + base0;
         const stLB = base + sm[j];
-        const pLB = period(stLB);
+        const pLB = fed ? fedPeriod(p, e, b, stLB) : stLB;
         // Bounds that only grow with j: stop extending this stage.
         if (pLB > rc.maxBottleneck || latT + stLB > rc.maxLatency || enT + power * stLB > rc.maxEnergy) break;
         if (hopeless(latT + stLB, enT + power * stLB, Math.max(bnT, pLB))) break;
         const st = base + endC[j];
         const lat2 = latT + st;
         const en2 = enT + power * st;
-        const bn2 = Math.max(bnT, period(st));
+        const bn2 = Math.max(bnT, fed ? fedPeriod(p, e, b, st) : st);
         if (j === n) {
           const to = boundaryTransfer(p, e, outDev, n);
           if (!to) continue;

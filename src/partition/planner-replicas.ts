@@ -8,7 +8,7 @@ import {
   type ReplicaEvaluation,
   type ReplicaStageSpec,
 } from "./evaluate-replicas.js";
-import { linkOf, type PlanProblem } from "./problem.js";
+import { fedPeriod, linkOf, type PlanProblem } from "./problem.js";
 
 /** Options for {@link planReplicas}. */
 export interface ReplicaPlanOptions {
@@ -433,7 +433,6 @@ function searchOne(
 
   // Group prices for stages starting at the boundary being expanded, by group mask (index e - b - 1).
   let priceMemo = new Map<number, GroupRow>();
-  const fedEncode = p.devices.map((_, d) => (d !== p.inputDevice ? (p.inputFeed?.encode ?? 0) : 0));
   const sufMinEnd = p.devices.map((_, d) => {
     const out = new Float64Array(n + 2).fill(inf);
     for (let j = n; j >= 0; j--) out[j] = Math.min(out[j + 1], p.endCost[d][j]);
@@ -474,8 +473,9 @@ function searchOne(
     let energy = inf;
     for (const d of ds) {
       const t = p.prefix[d][e] - p.prefix[d][b] + p.startCost[d][b] + sufMinEnd[d][e];
-      // A first stage's period leaves out the input's encode (the input device's work, see priceGroup).
-      const lb = Math.max(0, t * coRun[d] + coordinator[d] - (b === 0 ? fedEncode[d] : 0));
+      // A first stage the input device feeds: each fed replica's period leaves out the input's encode and the
+      // group runs no faster than the feed (priceGroup), so fedPeriod's is a lower bound here too.
+      const lb = fedPeriod(p, d, b, t * coRun[d] + coordinator[d]);
       rate += lb > 0 ? 1 / lb : inf;
       time = Math.min(time, t);
       energy = Math.min(energy, p.devices[d].power * t);

@@ -123,9 +123,12 @@ export function stageTime(p: PlanProblem, d: number, i: number, j: number): numb
  */
 export function fedPeriod(p: PlanProblem, d: number, b: number, t: number): number {
   const f = p.inputFeed;
-  return b === 0 && f !== undefined && f.feed > 0 && d !== p.inputDevice
-    ? Math.max(t - f.encode, f.feed, 0)
-    : t;
+  return b === 0 && f !== undefined && feedsFirstStage(p, d) ? Math.max(t - f.encode, f.feed, 0) : t;
+}
+
+/** Whether the input device feeds a first stage run on device d (`inputFeed`, d another device). */
+export function feedsFirstStage(p: PlanProblem, d: number): boolean {
+  return p.inputFeed !== undefined && p.inputFeed.feed > 0 && d !== p.inputDevice;
 }
 
 /** Link between devices a and b (index into `p.links`), -1 when none or when a === b. */
